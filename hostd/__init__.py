@@ -1,0 +1,3 @@
+"""jitaccess host daemon, CLI and recorder."""
+
+__version__ = "0.1.0"
