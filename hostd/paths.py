@@ -1,0 +1,73 @@
+"""Every path hostd touches, relative to a root: `/` in production, a sandbox in tests."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @classmethod
+    def for_root(cls, root: str | os.PathLike | None) -> Paths:
+        return cls(Path(root or "/").resolve())
+
+    @property
+    def sandboxed(self) -> bool:
+        """True under --root: in-process timers, events mirrored to events.jsonl."""
+        return self.root != Path("/")
+
+    def _p(self, rel: str) -> Path:
+        return self.root / rel
+
+    @property
+    def config(self) -> Path:
+        return self._p("etc/jit/jit.toml")
+
+    @property
+    def issuers_dir(self) -> Path:
+        return self._p("etc/jit/issuers.d")
+
+    @property
+    def host_key(self) -> Path:
+        return self._p("etc/jit/host-issuer.key")
+
+    @property
+    def state_db(self) -> Path:
+        return self._p("var/lib/jit/state.db")
+
+    @property
+    def socket(self) -> Path:
+        return self._p("run/jit/hostd.sock")
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self._p("var/log/jit/sessions")
+
+    @property
+    def events_mirror(self) -> Path:
+        return self._p("var/log/jit/events.jsonl")
+
+    @property
+    def passwd(self) -> Path:
+        return self._p("etc/passwd")
+
+    @property
+    def group(self) -> Path:
+        return self._p("etc/group")
+
+    @property
+    def hostname_file(self) -> Path:
+        return self._p("etc/hostname")
+
+    @property
+    def machine_id(self) -> Path:
+        return self._p("etc/machine-id")
+
+
+def client_paths() -> Paths:
+    """What the CLI uses: JIT_ROOT for a sandbox (tests, demos), else `/`."""
+    return Paths.for_root(os.environ.get("JIT_ROOT") or "/")
