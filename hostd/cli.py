@@ -1,0 +1,227 @@
+"""`jit`: the command line (DESIGN.md §12). A client library call per command plus
+formatting; no policy here. Exit codes: 0 done, 1 refused, 2 usage/configuration,
+3 hostd unreachable. `--json` prints one object {"ok", "code", "message", ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import config as config_mod
+from . import grants as grants_mod
+from .client import Client
+from .durations import format_duration, parse_duration, parse_time, rfc3339
+from .errors import EXIT_OK, JitError, exit_code_for
+from .events import escape
+from .hostmatch import read_facts
+from .keys import generate_ed25519, load_private
+from .paths import client_paths
+from .protocol import request
+
+
+class UsageError(JitError):
+    def __init__(self, message: str) -> None:
+        super().__init__("usage", message)
+
+
+def _out(args: argparse.Namespace, answer: dict, text: str | None = None) -> int:
+    """Print an answer as JSON or as text; return its exit code."""
+    if getattr(args, "json", False):
+        print(json.dumps(answer, sort_keys=True))
+    elif answer.get("ok"):
+        if text:
+            print(text)
+    else:
+        print(f"jit: {answer.get('code')}: {escape(answer.get('message', ''))}", file=sys.stderr)
+    return EXIT_OK if answer.get("ok") else exit_code_for(str(answer.get("code")))
+
+
+def _call(op: str, **fields: object) -> dict:
+    answer = Client(client_paths().socket, timeout=30).call(request(op, **fields))
+    if not answer.get("ok"):
+        raise JitError(str(answer.get("code")), str(answer.get("message", "")))
+    return answer
+
+
+def _read_token(arg: str) -> str:
+    token = sys.stdin.read(grants_mod.MAX_TOKEN + 2) if arg == "-" else arg
+    return token.strip()
+
+
+# commands ---------------------------------------------------------------------------------
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.out)
+    if path.exists():
+        raise UsageError(f"{path} exists; refusing to overwrite a key")
+    key = generate_ed25519(path)
+    return _out(args, {"ok": True, "code": "ok", "message": "key written", "path": str(path),
+                       "public_key": f"{path}.pub", "kid": key.kid},
+                f"Ed25519 key written to {path} (0600); public key {path}.pub (kid {key.kid})")
+
+
+def cmd_issue(args: argparse.Namespace) -> int:
+    now = int(time.time())
+    try:
+        start = parse_time(args.not_before, now) if args.not_before else now
+        if args.until:
+            exp = parse_time(args.until, now)
+        else:
+            exp = start + parse_duration(args.for_ or "1h")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if exp <= start:
+        raise UsageError("the grant must end after it starts")
+    hosts = [h.strip() for h in (args.hosts or "*").split(",") if h.strip()]
+    if not args.hosts and not args.json:
+        print("jit: note: no --hosts given; the grant is valid on every host that trusts "
+              f"issuer {args.issuer}", file=sys.stderr)
+    try:
+        key = load_private(Path(args.key))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load key {args.key}: {exc}") from None
+    token = grants_mod.issue(key, args.issuer, args.user, args.role, start, exp, hosts, now,
+                             reason=args.reason or "", ticket=args.ticket or "")
+    return _out(args, {"ok": True, "code": "ok", "message": "grant issued", "token": token,
+                       "not_before": rfc3339(start), "not_after": rfc3339(exp)}, token)
+
+
+def _offline_core_inputs():
+    paths = client_paths()
+    cfg = config_mod.load(paths)
+    host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
+    return cfg, host
+
+
+def cmd_grant_verify(args: argparse.Namespace) -> int:
+    token = _read_token(args.token)
+    cfg, host = _offline_core_inputs()
+    g = grants_mod.verify(token, cfg, host, time.time())
+    info = {"jti": g.jti, "issuer": g.issuer, "user": g.user, "role": g.role,
+            "groups": list(g.groups), "not_before": rfc3339(g.not_before),
+            "not_after": rfc3339(g.exp), "exp": g.exp, "hosts": list(g.hosts),
+            "reason": g.reason, "ticket": g.ticket, "approved_by": list(g.approved_by)}
+    text = (f"valid: {g.user} may hold role {g.role} (groups {', '.join(g.groups) or '-'}) "
+            f"until {rfc3339(g.exp)}, issued by {g.issuer}"
+            + (f"\nreason: {escape(g.reason)}" if g.reason else ""))
+    return _out(args, {"ok": True, "code": "ok", "message": "grant is valid on this host",
+                       "grant": info}, text)
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    answer = _call("grant.activate", token=_read_token(args.token))
+    g = answer["grant"]
+    left = format_duration(g["exp"] - time.time())
+    return _out(args, answer, f"grant {g['id']} active: role {g['role']}, groups "
+                              f"{', '.join(g['groups']) or '-'}, until {g['not_after']} "
+                              f"({left} left)")
+
+
+def _grants_table(grants: list[dict], all_users: bool) -> str:
+    if not grants:
+        return "no active grants"
+    now = time.time()
+    head = ["ID", *(["USER"] if all_users else []), "ROLE", "GROUPS", "ISSUER", "UNTIL (UTC)",
+            "LEFT", "REASON"]
+    rows = [[g["id"], *([g["user"]] if all_users else []), g["role"],
+             ",".join(g["groups"]) or "-", g["issuer"], g["not_after"].replace("T", " "),
+             format_duration(g["exp"] - now), escape(g.get("reason") or "")[:40]]
+            for g in grants]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [head, *rows])
+
+
+def cmd_grants(args: argparse.Namespace) -> int:
+    answer = _call("grant.list", all=bool(args.all))
+    return _out(args, answer, _grants_table(answer["grants"], args.all))
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    answer = _call("grant.revoke", id=args.grant_id, **({"reason": args.reason}
+                                                         if args.reason else {}))
+    return _out(args, answer, f"grant {args.grant_id} revoked")
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    paths = client_paths()
+    cfg = config_mod.load(paths)
+    from .accounts import Accounts
+
+    accounts = Accounts(paths)
+    warnings = [f"role {r.name}: group {g!r} does not exist on this host"
+                for r in cfg.roles.values() for g in r.groups if not accounts.group_exists(g)]
+    summary = (f"{paths.config}: ok: {len(cfg.roles)} roles, {len(cfg.issuers)} issuers "
+               f"({', '.join(sorted(cfg.issuers)) or 'none'})")
+    text = "\n".join([summary, *(f"warning: {w}" for w in warnings)])
+    return _out(args, {"ok": True, "code": "ok", "message": summary, "warnings": warnings,
+                       "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers)}, text)
+
+
+# parser -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jit", description="just-in-time privileged access")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help_text: str, parent=sub) -> argparse.ArgumentParser:
+        c = parent.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("--json", action="store_true", help="print one JSON object")
+        c.set_defaults(func=func)
+        return c
+
+    c = command("keygen", cmd_keygen, "make an Ed25519 issuer key")
+    c.add_argument("--out", required=True, metavar="PATH")
+
+    c = command("issue", cmd_issue, "sign a grant with an issuer key")
+    c.add_argument("--key", required=True, metavar="PATH")
+    c.add_argument("--issuer", required=True)
+    c.add_argument("--user", required=True)
+    c.add_argument("--role", required=True)
+    c.add_argument("--hosts", metavar="SEL,...")
+    length = c.add_mutually_exclusive_group()
+    length.add_argument("--for", dest="for_", metavar="DURATION")
+    length.add_argument("--until", metavar="TIME")
+    c.add_argument("--not-before", metavar="TIME")
+    c.add_argument("--reason")
+    c.add_argument("--ticket")
+
+    grant = sub.add_parser("grant", help="offline grant tools").add_subparsers(
+        dest="grant_command", required=True, metavar="COMMAND")
+    c = command("verify", cmd_grant_verify, "check a grant against this host's config", grant)
+    c.add_argument("token", metavar="TOKEN|-")
+
+    c = command("activate", cmd_activate, "activate a grant through hostd")
+    c.add_argument("token", metavar="TOKEN|-")
+
+    c = command("grants", cmd_grants, "list active grants")
+    c.add_argument("--all", action="store_true", help="every user's (root only)")
+
+    c = command("revoke", cmd_revoke, "end a grant now")
+    c.add_argument("grant_id", metavar="GRANT_ID")
+    c.add_argument("--reason")
+
+    command("check-config", cmd_check_config, "check /etc/jit without a daemon")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except JitError as exc:
+        return _out(args, exc.to_wire())
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os._exit(0)  # `jit grants | head` is not an error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The brain: activation, revocation, expiry and reconcile, over store, accounts, events.
+
+No sockets and no timers here: the server adapts the socket to these calls and arms the
+timers they ask for. The clock is injected so tests can move time. Every change to the
+host is written to the store first, then made, then marked done; `reconcile` finishes
+or undoes whatever a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+from . import grants as grants_mod
+from .accounts import Accounts
+from .config import Config
+from .durations import rfc3339
+from .errors import JitError
+from .events import Events
+from .hostmatch import HostFacts
+from .store import Store
+
+SEEN_TOKEN_GRACE = 3600  # keep token ids an hour past exp + leeway (they expire anyway)
+
+
+class Core:
+    def __init__(self, config: Config, store: Store, accounts: Accounts, events: Events,
+                 host: HostFacts, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.accounts = accounts
+        self.events = events
+        self.host = host
+        self.clock = clock
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # reading ----------------------------------------------------------------------------
+
+    def verify(self, token: object) -> grants_mod.Grant:
+        return grants_mod.verify(token, self.config, self.host, self.clock())
+
+    def public_grant(self, g: dict) -> dict:
+        """The §12 shape of one grant for `grant.list` and `jit grants --json`."""
+        return {
+            "id": g["id"], "user": g["user"], "role": g["role"], "groups": g["groups"],
+            "issuer": g["issuer"], "not_before": rfc3339(g["not_before"]),
+            "not_after": rfc3339(g["exp"]), "exp": g["exp"], "reason": g["reason"],
+            "ticket": g["ticket"], "approved_by": g["approved_by"],
+        }
+
+    def list_grants(self, caller_uid: int, all_users: bool = False) -> list[dict]:
+        """Live grants (an expired one is never shown as held, swept or not)."""
+        now = self.now()
+        if all_users and caller_uid != 0:
+            raise JitError("permission_denied", "only root may list every user's grants")
+        user = None if all_users else self._name(caller_uid)
+        rows = self.store.grants("active", user=user)
+        return [self.public_grant(g) for g in rows if g["exp"] > now]
+
+    def _name(self, uid: int) -> str:
+        name = self.accounts.user_by_uid(uid)
+        if name is None:
+            raise JitError("wrong_user", f"uid {uid} has no local user name")
+        return name
+
+    # activation -------------------------------------------------------------------------
+
+    def activate(self, token: object, caller_uid: int) -> dict:
+        """Verify and apply a grant. Raises JitError (and logs grant_refused) on refusal."""
+        try:
+            return self._activate(token, caller_uid)
+        except JitError as exc:
+            self.events.emit("grant_refused", f"grant refused: {exc.code}: {exc.message}",
+                             uid=caller_uid, user=self.accounts.user_by_uid(caller_uid),
+                             code=exc.code, decision="refused", reason=exc.message)
+            raise
+
+    def _activate(self, token: object, caller_uid: int) -> dict:
+        grant = self.verify(token)
+        uid = self.accounts.uid_of(grant.user)
+        if uid is None:
+            raise JitError("wrong_user", f"grant names {grant.user!r}, no such local user")
+        if caller_uid not in (0, uid):
+            raise JitError("wrong_user", f"grant is for {grant.user!r}, not for the caller")
+        missing = [g for g in grant.groups if not self.accounts.group_exists(g)]
+        if missing:
+            raise JitError("config_error", f"role {grant.role!r} names missing group "
+                                           f"{missing[0]!r}")
+        return self.apply(grant, uid)
+
+    def apply(self, grant: grants_mod.Grant, uid: int) -> dict:
+        """Record intent, add memberships, mark them applied; undo all on failure."""
+        now = self.now()
+        grant_id = secrets.token_hex(6)
+        intended = [(grp, self._standing(grant.user, grp)) for grp in grant.groups]
+        row = {k: v for k, v in asdict(grant).items() if k not in ("iat",)}
+        row.update(id=grant_id, uid=uid, state="active", activated_at=now)
+        try:
+            self.store.insert_grant(row, intended)
+        except sqlite3.IntegrityError:
+            raise JitError("replayed", "this grant was already activated on this host") from None
+        try:
+            for grp, standing in intended:
+                if not standing and not self.accounts.is_member(grant.user, grp):
+                    self.accounts.add(grant.user, grp)
+                    self.events.emit("membership_added", f"{grant.user} added to {grp}",
+                                     **{**self._fields(row), "groups": [grp]})
+                self.store.set_membership(grant_id, grp, "applied")
+        except Exception:  # undo everything, then let the caller see the error
+            self._end(row, "failed", "activation failed", "hostd")
+            self.store.forget_token(grant.issuer, grant.jti)
+            raise
+        self.events.emit("grant_activated",
+                         f"grant {grant_id} activated: {grant.user} holds {grant.role}",
+                         **self._fields(row), decision="activated")
+        return self.public_grant(self.store.get_grant(grant_id))
+
+    def _standing(self, user: str, grp: str) -> bool:
+        """Was this membership the user's before any live grant? Then never remove it."""
+        if not self.accounts.is_member(user, grp):
+            return False
+        holders = self.store.live_holders(user, grp)
+        return all(h["standing"] for h in holders) if holders else True
+
+    @staticmethod
+    def _fields(g: dict) -> dict:
+        return {"user": g["user"], "uid": g["uid"], "role": g["role"], "grant_id": g["id"],
+                "issuer": g["issuer"], "not_after": rfc3339(g["exp"]), "groups": g["groups"],
+                "reason": g["reason"], "ticket": g["ticket"]}
+
+    # ending -----------------------------------------------------------------------------
+
+    def revoke(self, grant_id: str, caller_uid: int, reason: str = "") -> dict:
+        """The subject drops its own grant; root any."""
+        g = self.store.get_grant(grant_id) if isinstance(grant_id, str) else None
+        if g is None or (caller_uid != 0 and g["uid"] != caller_uid):
+            raise JitError("not_found", f"no grant {grant_id!r} of yours")
+        if g["state"] != "active":
+            raise JitError("not_found", f"grant {grant_id} already ended ({g['state']})")
+        by = self.accounts.user_by_uid(caller_uid) or str(caller_uid)
+        self._end(g, "revoked", reason or "revoked", by)
+        self.events.emit("grant_revoked", f"grant {grant_id} revoked by {by}",
+                         **{**self._fields(g), "reason": reason or g["reason"]},
+                         decision="revoked", approver=by)
+        return self.public_grant(g)
+
+    def expire(self, grant_id: str) -> bool:
+        """Expire a grant if it is due; a timer firing early changes nothing."""
+        g = self.store.get_grant(grant_id)
+        if g is None or g["state"] != "active" or g["exp"] > self.now():
+            return False
+        self._end(g, "expired", "expired", "hostd")
+        self.events.emit("grant_expired", f"grant {grant_id} expired: {g['user']} no longer "
+                         f"holds {g['role']}", **self._fields(g), decision="expired")
+        return True
+
+    def sweep(self) -> list[str]:
+        """Expire everything due: the backstop for missed timers."""
+        return [gid for gid in self.store.due_grants(self.now()) if self.expire(gid)]
+
+    def revoke_all(self, reason: str) -> list[str]:
+        ended = []
+        for g in self.store.grants("active"):
+            self._end(g, "revoked", reason, "hostd")
+            self.events.emit("grant_revoked", f"grant {g['id']} revoked: {reason}",
+                             **{**self._fields(g), "reason": reason}, decision="revoked")
+            ended.append(g["id"])
+        return ended
+
+    def _end(self, g: dict, state: str, reason: str, by: str) -> None:
+        """Mark the grant ended first, then take back what only it needed."""
+        self.store.end_grant(g["id"], state, self.now(), reason, by)
+        for m in self.store.memberships(g["id"]):
+            if m["state"] in ("applied", "pending"):
+                self._release(g, m)
+
+    def _release(self, g: dict, m: dict) -> None:
+        """Remove one membership unless it is standing or another live grant needs it."""
+        if m["standing"] or self.store.live_holders(m["user"], m["grp"], exclude=g["id"]):
+            self.store.set_membership(g["id"], m["grp"], "kept")
+            return
+        try:
+            self.accounts.remove(m["user"], m["grp"])
+        except JitError as exc:  # left 'applied': reconcile retries
+            self.events.emit("config_error", f"could not remove {m['user']} from {m['grp']}: "
+                             f"{exc.message}", **self._fields(g))
+            return
+        self.store.set_membership(g["id"], m["grp"], "removed")
+        self.events.emit("membership_removed", f"{m['user']} removed from {m['grp']}",
+                         **{**self._fields(g), "groups": [m["grp"]]})
+
+    # start-up ---------------------------------------------------------------------------
+
+    def reconcile(self) -> list[tuple[str, int]]:
+        """At every start: expire what fell due, finish interrupted work, put back
+        memberships live grants need. Returns the live grants to arm timers for."""
+        self.sweep()
+        for m in self.store.unfinished():
+            g = self.store.get_grant(m["grant_id"])
+            if m["grant_state"] == "active":  # crashed mid-activation: finish it
+                if not m["standing"] and not self.accounts.is_member(m["user"], m["grp"]):
+                    self.accounts.add(m["user"], m["grp"])
+                self.store.set_membership(g["id"], m["grp"], "applied")
+            else:
+                self._release(g, m)
+        members = self.accounts.membership_map()
+        for m in self.store.active_memberships():  # removed by hand meanwhile: put back
+            if not m["standing"] and m["user"] not in members.get(m["grp"], set()):
+                self.accounts.add(m["user"], m["grp"])
+                members.setdefault(m["grp"], set()).add(m["user"])
+        self.store.prune_seen(self.now() - self.config.leeway - SEEN_TOKEN_GRACE)
+        return self.store.live_grants()

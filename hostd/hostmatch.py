@@ -1,0 +1,89 @@
+"""Host selectors of a grant's `hosts` claim, matched against facts about this host.
+
+`web-*` (hostname glob, case-insensitive), `machine-id:ID`, `10.0.0.0/8` or `192.0.2.7`
+(an address of this host, read through netlink with pyroute2).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_GLOB = re.compile(r"^[A-Za-z0-9*?\[\]._-]{1,253}$")
+_MACHINE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    hostname: str
+    machine_id: str = ""
+    addresses: tuple[IPAddress, ...] = field(default_factory=tuple)
+
+
+def parse_selector(selector: object) -> tuple[str, object]:
+    """Classify one selector; ValueError if it is none of the three forms."""
+    if not isinstance(selector, str) or not selector:
+        raise ValueError("host selector must be a non-empty string")
+    if selector.startswith("machine-id:"):
+        mid = selector.removeprefix("machine-id:").lower()
+        if not _MACHINE_ID.match(mid):
+            raise ValueError(f"bad machine-id selector {selector!r}")
+        return "machine-id", mid
+    if any(c in selector for c in ":/") or selector.replace(".", "").isdigit():
+        try:
+            return "network", ipaddress.ip_network(selector, strict=False)
+        except ValueError:
+            raise ValueError(f"bad network selector {selector!r}") from None
+    if not _GLOB.match(selector):
+        raise ValueError(f"bad hostname selector {selector!r}")
+    return "hostname", selector.lower()
+
+
+def matches(selectors: list[str], facts: HostFacts) -> bool:
+    """True if any selector names this host. ValueError on a malformed selector."""
+    parsed = [parse_selector(s) for s in selectors]
+    for kind, value in parsed:
+        if kind == "machine-id" and facts.machine_id and value == facts.machine_id:
+            return True
+        if kind == "hostname" and fnmatch.fnmatchcase(facts.hostname.lower(), value):
+            return True
+        if kind == "network" and any(
+            addr.version == value.version and addr in value for addr in facts.addresses
+        ):
+            return True
+    return False
+
+
+def read_addresses() -> tuple[IPAddress, ...]:
+    """This host's addresses via netlink; empty if netlink is unavailable."""
+    try:
+        from pyroute2 import IPRoute
+    except ImportError:  # pragma: no cover - python3-pyroute2 is a Depends
+        return ()
+    found: list[IPAddress] = []
+    try:
+        with IPRoute() as ipr:
+            for msg in ipr.get_addr():
+                addr = msg.get_attr("IFA_ADDRESS")
+                if addr:
+                    found.append(ipaddress.ip_address(addr.split("%")[0]))
+    except OSError:
+        return ()
+    return tuple(found)
+
+
+def read_facts(hostname_file: Path, machine_id_file: Path, sandboxed: bool) -> HostFacts:
+    """Facts about this host; under a sandbox root the root's etc/hostname wins."""
+    hostname = socket.gethostname()
+    if sandboxed and hostname_file.exists():
+        hostname = hostname_file.read_text().strip() or hostname
+    machine_id = ""
+    if machine_id_file.exists():
+        machine_id = machine_id_file.read_text().strip().lower()
+    return HostFacts(hostname=hostname, machine_id=machine_id, addresses=read_addresses())

@@ -1,0 +1,205 @@
+"""Durable state: SQLite in WAL mode, a versioned schema with forward-only migrations.
+
+Intent is written here before /etc/group is touched, so a crash at any point leaves a
+record that the reconcile at start can finish or undo. Only hostd opens this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MIGRATIONS: list[str] = [
+    # 1: grants, memberships applied, seen token ids
+    """
+    CREATE TABLE grants (
+        id TEXT PRIMARY KEY,
+        jti TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        user TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        exp INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        ticket TEXT NOT NULL DEFAULT '',
+        approved_by TEXT NOT NULL DEFAULT '[]',
+        hosts TEXT NOT NULL DEFAULT '[]',
+        state TEXT NOT NULL CHECK (state IN ('active', 'expired', 'revoked', 'failed')),
+        activated_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        end_reason TEXT NOT NULL DEFAULT '',
+        ended_by TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX grants_state_exp ON grants (state, exp);
+    CREATE INDEX grants_user_state ON grants (user, state);
+    CREATE TABLE seen_tokens (
+        issuer TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        exp INTEGER NOT NULL,
+        grant_id TEXT NOT NULL,
+        PRIMARY KEY (issuer, jti)
+    );
+    CREATE TABLE memberships (
+        grant_id TEXT NOT NULL REFERENCES grants (id),
+        user TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        standing INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'removed', 'kept')),
+        PRIMARY KEY (grant_id, grp)
+    );
+    CREATE INDEX memberships_user_grp ON memberships (user, grp, state);
+    """,
+]
+
+GRANT_COLUMNS = (
+    "id", "jti", "issuer", "user", "uid", "role", "groups", "not_before", "exp", "reason",
+    "ticket", "approved_by", "hosts", "state", "activated_at", "ended_at", "end_reason",
+    "ended_by",
+)
+_JSON_COLUMNS = ("groups", "approved_by", "hosts")
+
+
+class Store:
+    """A thin, synchronous wrapper: hostd is single-threaded, so one connection serves."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        new = not path.exists()
+        if new:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        """Apply pending migrations, each in its own transaction with the version bump."""
+        version = self.schema_version
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"state.db schema {version} is newer than this hostd")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # grants ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _grant(row: sqlite3.Row | None) -> dict | None:
+        if row is None:
+            return None
+        out = dict(row)
+        for col in _JSON_COLUMNS:
+            out[col] = json.loads(out[col])
+        return out
+
+    def insert_grant(self, grant: dict, memberships: list[tuple[str, bool]]) -> None:
+        """Record a grant, its token id and the memberships it intends, atomically.
+        sqlite3.IntegrityError on a token id already seen (the caller maps it to replayed)."""
+        row = dict(grant)
+        for col in _JSON_COLUMNS:
+            row[col] = json.dumps(list(row[col]))
+        cols = [c for c in GRANT_COLUMNS if c in row]
+        with self.transaction() as db:
+            db.execute("INSERT INTO seen_tokens (issuer, jti, exp, grant_id) VALUES (?, ?, ?, ?)",
+                       (row["issuer"], row["jti"], row["exp"], row["id"]))
+            db.execute(f"INSERT INTO grants ({', '.join(cols)}) "  # noqa: S608 - fixed names
+                       f"VALUES ({', '.join('?' for _ in cols)})", [row[c] for c in cols])
+            db.executemany(
+                "INSERT INTO memberships (grant_id, user, grp, standing, state) "
+                "VALUES (?, ?, ?, ?, 'pending')",
+                [(row["id"], row["user"], grp, int(standing)) for grp, standing in memberships],
+            )
+
+    def get_grant(self, grant_id: str) -> dict | None:
+        return self._grant(self.db.execute("SELECT * FROM grants WHERE id = ?",
+                                           (grant_id,)).fetchone())
+
+    def grants(self, state: str | None = "active", user: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM grants WHERE 1=1", []
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state)
+        if user is not None:
+            sql += " AND user = ?"
+            args.append(user)
+        return [self._grant(r) for r in self.db.execute(sql + " ORDER BY exp, id", args)]
+
+    def due_grants(self, now: int) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM grants WHERE state = 'active' AND exp <= ? ORDER BY exp", (now,))]
+
+    def live_grants(self) -> list[tuple[str, int]]:
+        return [(r[0], r[1]) for r in self.db.execute(
+            "SELECT id, exp FROM grants WHERE state = 'active' ORDER BY exp")]
+
+    def end_grant(self, grant_id: str, state: str, now: int, reason: str, by: str) -> bool:
+        """Mark a grant ended (intent first); False if it had already ended."""
+        cur = self.db.execute(
+            "UPDATE grants SET state = ?, ended_at = ?, end_reason = ?, ended_by = ? "
+            "WHERE id = ? AND state = 'active'", (state, now, reason, by, grant_id))
+        return cur.rowcount == 1
+
+    def forget_token(self, issuer: str, jti: str) -> None:
+        """Undo a failed activation's token record so the same grant may be retried."""
+        self.db.execute("DELETE FROM seen_tokens WHERE issuer = ? AND jti = ?", (issuer, jti))
+
+    def prune_seen(self, before: int) -> None:
+        """Token ids of grants long expired cannot be replayed anyway (exp is checked)."""
+        self.db.execute("DELETE FROM seen_tokens WHERE exp < ?", (before,))
+
+    # memberships ----------------------------------------------------------------------
+
+    def memberships(self, grant_id: str) -> list[dict]:
+        return [dict(r) for r in self.db.execute(
+            "SELECT * FROM memberships WHERE grant_id = ? ORDER BY grp", (grant_id,))]
+
+    def set_membership(self, grant_id: str, grp: str, state: str) -> None:
+        self.db.execute("UPDATE memberships SET state = ? WHERE grant_id = ? AND grp = ?",
+                        (state, grant_id, grp))
+
+    def live_holders(self, user: str, grp: str, exclude: str = "") -> list[dict]:
+        """Membership rows of the user's active grants for a group (other than `exclude`)."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT m.* FROM memberships m JOIN grants g ON g.id = m.grant_id "
+            "WHERE m.user = ? AND m.grp = ? AND g.state = 'active' AND m.grant_id != ?",
+            (user, grp, exclude))]
+
+    def unfinished(self) -> list[dict]:
+        """Rows a crash may have left: pending ones, and applied ones of ended grants."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT m.*, g.state AS grant_state FROM memberships m "
+            "JOIN grants g ON g.id = m.grant_id "
+            "WHERE m.state = 'pending' OR (m.state = 'applied' AND g.state != 'active')")]
+
+    def active_memberships(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute(
+            "SELECT m.* FROM memberships m JOIN grants g ON g.id = m.grant_id "
+            "WHERE g.state = 'active' AND m.state = 'applied'")]
