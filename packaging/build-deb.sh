@@ -1,0 +1,56 @@
+#!/bin/bash
+# Build the jitaccess .deb: copy the source tree to a scratch directory, add
+# packaging/debian as debian/, run dpkg-buildpackage there, and leave the result in
+# dist/. Nothing but dist/ is written inside the repository.
+#
+# Environment: LINTIAN=0 skips the lintian check (default: run it, fail on any error
+# or warning); KEEP_BUILD=1 keeps the scratch directory.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+pkg_version=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)
+py_version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' hostd/__init__.py)
+if [ "$pkg_version" != "$py_version" ]; then
+    echo "build-deb: packaging/debian/changelog says $pkg_version," \
+         "hostd/__init__.py says $py_version" >&2
+    exit 2
+fi
+
+scratch=$(mktemp -d /tmp/jitaccess-build.XXXXXX)
+if [ "${KEEP_BUILD:-0}" != "1" ]; then
+    trap 'rm -rf "$scratch"' EXIT
+fi
+src="$scratch/jitaccess-$pkg_version"
+mkdir -p "$src"
+
+# The source: what git tracks plus untracked files that are not ignored (so a
+# working tree builds as it is), or the whole tree when this is not a git checkout.
+if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$repo" ls-files -z --cached --others --exclude-standard \
+        | grep -zv -e '^dist/' -e '^packaging/debian/' -e '\.whl$' \
+        | xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
+        | tar -C "$repo" --null -T - -cf - \
+        | tar -C "$src" -xf -
+else
+    tar -C "$repo" --exclude=./.git --exclude=./dist --exclude=./build \
+        --exclude='*.egg-info' --exclude=__pycache__ --exclude=./packaging/debian \
+        --exclude='*.whl' -cf - . | tar -C "$src" -xf -
+fi
+cp -a packaging/debian "$src/debian"
+# Build products a developer may have left in packaging/debian are not sources.
+rm -rf "$src/debian/.debhelper" "$src/debian/jitaccess" "$src/debian/files" \
+    "$src/debian/debhelper-build-stamp" "$src"/debian/*.substvars "$src"/debian/*.log
+
+(cd "$src" && dpkg-buildpackage -us -uc -b)
+
+mkdir -p "$repo/dist"
+deb="jitaccess_${pkg_version}_all.deb"
+cp "$scratch/$deb" "$repo/dist/$deb"
+echo "build-deb: dist/$deb"
+
+if [ "${LINTIAN:-1}" != "0" ] && command -v lintian >/dev/null; then
+    lintian --fail-on error,warning "$repo/dist/$deb"
+    echo "build-deb: lintian: no errors, no warnings"
+fi
