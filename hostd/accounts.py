@@ -114,12 +114,23 @@ class Accounts:
                                        f"{result.stderr.strip()[:200]}")
 
 
+_cache: dict[Path, tuple[tuple[int, int, int], list[list[str]]]] = {}
+
+
 def _fields(path: Path, count: int) -> list[list[str]]:
-    if not path.exists():
+    """Parsed colon files of a sandbox root, re-read only when the file changed."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         return []
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _cache.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     rows = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         parts = line.split(":")
         if len(parts) >= count and parts[0] and not line.startswith(("#", "+", "-")):
             rows.append(parts)
+    _cache[path] = (stamp, rows)
     return rows
