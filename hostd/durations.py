@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_PART = re.compile(r"(\d{1,6})([dhms])")
+_PART = re.compile(r"([0-9]{1,6})([dhms])")
 MAX_SECONDS = 366 * 86400
 
 
@@ -57,7 +57,7 @@ def parse_time(text: str, now: float) -> int:
     """An absolute time for --until/--not-before: RFC 3339 / ISO 8601 (naive means UTC),
     `@EPOCH`, or `+DURATION` from now."""
     text = text.strip()
-    if text.startswith("@") and text[1:].isdigit():
+    if text.startswith("@") and text[1:].isascii() and text[1:].isdigit():
         return int(text[1:])
     if text.startswith("+"):
         return int(now) + parse_duration(text[1:])
