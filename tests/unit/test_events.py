@@ -1,0 +1,187 @@
+"""events: user values logged as inert data (DESIGN.md §10), the JIT_* schema, MESSAGE_IDs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from hostd import events
+from hostd.events import EVENT_TYPES, FIELDS, Events, escape, read_mirror
+
+ESCAPES = [
+    ("plain", "systemctl restart nginx", "systemctl restart nginx"),
+    ("newline", "ok\nJIT_DECISION=allowed", "ok\\nJIT_DECISION=allowed"),
+    ("carriage-return", "a\rb", "a\\rb"),
+    ("tab", "a\tb", "a\\tb"),
+    ("nul", "a\x00b", "a\\x00b"),
+    ("bell", "\x07", "\\x07"),
+    ("del", "\x7f", "\\x7f"),
+    ("c1-nel", "a\x85b", "a\\x85b"),
+    ("c1-csi", "\x9b31m", "\\x9b31m"),
+    ("osc-title", "\x1b]0;pwned\x07", "\\x1b]0;pwned\\x07"),
+    ("csi-clear", "\x1b[2J\x1b[H", "\\x1b[2J\\x1b[H"),
+    ("line-separator", "a\u2028b", "a\\u2028b"),
+    ("paragraph-separator", "a\u2029b", "a\\u2029b"),
+    ("rtl-override", "\u202egnp.exe", "\\u202egnp.exe"),
+    ("zero-width-space", "a\u200bb", "a\\u200bb"),
+    ("bom", "\ufeffx", "\\ufeffx"),
+    ("lone-surrogate", "\ud800", "\\ud800"),
+    ("backslash", "C:\\temp", "C:\\\\temp"),
+    ("backslash-n-literal", "\\n", "\\\\n"),
+    ("backslash-before-escape", "\\\n", "\\\\\\n"),
+    ("unicode-text-kept", "café ☕ 日本", "café ☕ 日本"),
+    ("non-str", 42, "42"),
+]
+
+
+@pytest.mark.parametrize("value,expected", [e[1:] for e in ESCAPES], ids=[e[0] for e in ESCAPES])
+def test_escape(value, expected):
+    assert escape(value) == expected
+
+
+INERT_SAMPLES = ["a\nb", "\x1b]0;x\x07", "\u2028", "\u0085", "\r\n", "\\\n", "\x00",
+                 "\U000e0001", "\ue000", "\U0010fffd"]
+
+
+@pytest.mark.parametrize("value", INERT_SAMPLES, ids=[repr(v) for v in INERT_SAMPLES])
+def test_escaped_value_has_no_control_or_separator(value):
+    out = escape(value)
+    assert out.isprintable(), repr(out)
+    assert len(out.splitlines()) == 1
+
+
+COLLISIONS = [
+    ("backslash-n-vs-newline", "\\n", "\n"),
+    ("escape-text-vs-escape", "\\x1b", "\x1b"),
+    ("non-bmp-vs-bmp-and-digit", "\U000e0001", "\ue000" + "1"),
+]
+
+
+@pytest.mark.parametrize("a,b", [c[1:] for c in COLLISIONS], ids=[c[0] for c in COLLISIONS])
+def test_escape_is_unambiguous(a, b):
+    """Two different values never log the same: an approver sees what was asked."""
+    assert escape(a) != escape(b)
+
+
+def test_escape_truncates_long_values():
+    out = escape("x" * (events.MAX_VALUE + 10))
+    assert out == "x" * events.MAX_VALUE + "...[truncated]"
+    assert escape("x" * events.MAX_VALUE) == "x" * events.MAX_VALUE
+
+
+# --- Events.emit ---------------------------------------------------------------------------
+
+# DESIGN.md §10's fields, and the keyword of Events.emit that sets each.
+DESIGN_FIELDS = ["JIT_USER", "JIT_UID", "JIT_ROLE", "JIT_GRANT_ID", "JIT_ISSUER",
+                 "JIT_NOT_AFTER", "JIT_GROUPS", "JIT_COMMAND", "JIT_RUNAS", "JIT_DECISION",
+                 "JIT_REASON", "JIT_REQUEST_ID", "JIT_APPROVER", "JIT_SESSION_ID",
+                 "JIT_RECORDING", "JIT_RECORDING_SHA256"]
+
+
+@pytest.fixture
+def sink(tmp_path):
+    mirror = tmp_path / "events.jsonl"
+    return Events(mirror=mirror, journal=False), mirror
+
+
+@pytest.mark.parametrize("field", DESIGN_FIELDS, ids=DESIGN_FIELDS)
+def test_every_design_field_can_be_emitted(field, sink):
+    ev, mirror = sink
+    kw = field.removeprefix("JIT_").lower()
+    assert kw in FIELDS
+    record = ev.emit("grant_activated", "m", **{kw: "v\n1"})
+    assert record[field] == "v\\n1"
+    (line,) = read_mirror(mirror)
+    assert line[field] == "v\\n1"
+
+
+def test_all_fields_together_and_mirror_matches(sink):
+    ev, mirror = sink
+    fields = {name: f"{name}-value" for name in FIELDS}
+    fields["uid"] = 1000
+    fields["groups"] = ["docker", "adm"]
+    record = ev.emit("grant_activated", "grant g1 activated", **fields)
+    assert record["JIT_UID"] == "1000"
+    assert record["JIT_GROUPS"] == "docker,adm"
+    assert record["JIT_EVENT"] == "grant_activated"
+    assert record["SYSLOG_IDENTIFIER"] == "jit-hostd"
+    expected = {"JIT_" + k.upper() for k in FIELDS} | {
+        "MESSAGE", "MESSAGE_ID", "PRIORITY", "SYSLOG_IDENTIFIER", "JIT_EVENT"}
+    assert set(record) == expected
+    lines = mirror.read_text().splitlines()
+    assert len(lines) == 1
+    mirrored = json.loads(lines[0])
+    assert re.fullmatch(r"\d{16,}", mirrored.pop("__REALTIME_TIMESTAMP"))
+    assert mirrored == record
+
+
+def test_hostile_values_stay_on_one_mirror_line(sink):
+    ev, mirror = sink
+    hostile = "rm -rf /\nJIT_DECISION=allowed\x1b]0;ok\x07\u2028\\"
+    record = ev.emit("sudo_denied", hostile, command=hostile, reason=hostile, user="mallory")
+    assert len(mirror.read_text().splitlines()) == 1
+    for key in ("MESSAGE", "JIT_COMMAND", "JIT_REASON"):
+        assert record[key] == "rm -rf /\\nJIT_DECISION=allowed\\x1b]0;ok\\x07\\u2028\\\\"
+        assert record[key].isprintable()
+
+
+def test_list_items_escaped_each(sink):
+    ev, _ = sink
+    record = ev.emit("membership_added", "m", groups=["docker", "a\nb"])
+    assert record["JIT_GROUPS"] == "docker,a\\nb"
+
+
+@pytest.mark.parametrize("value", [None, "", []], ids=["none", "empty-string", "empty-list"])
+def test_empty_values_are_left_out(value, sink):
+    ev, _ = sink
+    assert "JIT_REASON" not in ev.emit("grant_activated", "m", reason=value)
+
+
+def test_zero_is_not_empty(sink):
+    ev, _ = sink
+    assert ev.emit("grant_activated", "m", uid=0)["JIT_UID"] == "0"
+
+
+@pytest.mark.parametrize("name", ["usr", "JIT_USER", "priority", "message_id", "syslog"])
+def test_unknown_field_raises(name, sink):
+    ev, mirror = sink
+    with pytest.raises(ValueError, match="unknown event field"):
+        ev.emit("grant_activated", "m", **{name: "x"})
+    assert not mirror.exists() or mirror.read_text() == ""
+
+
+def test_unknown_event_raises(sink):
+    ev, _ = sink
+    with pytest.raises(KeyError):
+        ev.emit("grant_stolen", "m")
+
+
+@pytest.mark.parametrize("event", sorted(EVENT_TYPES), ids=sorted(EVENT_TYPES))
+def test_each_event_carries_its_message_id_and_priority(event, sink):
+    ev, mirror = sink
+    record = ev.emit(event, f"{event} happened", user="alice")
+    message_id, priority, _ = EVENT_TYPES[event]
+    assert (record["MESSAGE_ID"], record["PRIORITY"], record["JIT_EVENT"]) == (
+        message_id, str(priority), event)
+    assert read_mirror(mirror)[-1]["MESSAGE_ID"] == message_id
+
+
+def test_journal_send_gets_the_record_and_its_failure_is_swallowed(sink):
+    ev, mirror = sink
+    sent = []
+    ev._journal_send = lambda **kw: sent.append(kw)
+    record = ev.emit("grant_expired", "m", grant_id="g1")
+    assert sent == [record]
+
+    def broken(**kw):
+        raise OSError("journald gone")
+
+    ev._journal_send = broken
+    ev.emit("grant_expired", "m2", grant_id="g2")
+    assert [e["JIT_GRANT_ID"] for e in read_mirror(mirror)] == ["g1", "g2"]
+
+
+def test_read_mirror_of_missing_file(tmp_path):
+    assert list(read_mirror(tmp_path / "none.jsonl")) == []
