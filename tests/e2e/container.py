@@ -47,6 +47,8 @@ PACKAGES: tuple[str, ...] = (
     # debootstrap does not resolve virtual packages: python3-cryptography depends on
     # python3-cffi-backend-api-min/-max, which only python3-cffi-backend provides.
     "python3-cffi-backend",
+    # Recommended by jitaccess: Debian 12's python3-pampy imports six without depending on it.
+    "python3-six",
 )
 
 # Inside the container the host's environment (pyenv's PATH, locale) would mislead.
@@ -347,7 +349,7 @@ class Container:
             env=CONTAINER_ENV,
         )
         if check and proc.returncode != 0:
-            raise CommandFailed(proc)
+            raise CommandFailed(proc, argv)
         return proc
 
     def write(self, path: str, data: str | bytes, mode: int = 0o644) -> None:
@@ -379,13 +381,11 @@ class Container:
 class CommandFailed(subprocess.CalledProcessError):
     """A failed command inside the container, with its output in the message."""
 
-    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
-        super().__init__(proc.returncode, proc.args, proc.stdout, proc.stderr)
+    def __init__(self, proc: subprocess.CompletedProcess[str], argv: Sequence[str]) -> None:
+        super().__init__(proc.returncode, list(argv), proc.stdout, proc.stderr)
 
     def __str__(self) -> str:
-        inner = self.cmd[self.cmd.index("-i") + 1:] if "-i" in self.cmd else self.cmd
-        inner = [a for a in inner if "=" not in a or a.startswith("-")]
-        return (f"{' '.join(map(str, inner))!r} exited {self.returncode}\n"
+        return (f"{' '.join(map(str, self.cmd))!r} exited {self.returncode}\n"
                 f"--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}")
 
 
