@@ -163,6 +163,80 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                        "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers)}, text)
 
 
+def _request_text(r: dict) -> str:
+    left = ""
+    if r["state"] == "pending":
+        exp = parse_time(r["expires"], time.time())
+        left = f", answer within {format_duration(exp - time.time())}"
+    votes = f"{len(r['approvals'])}/{r['needed']} approvals" if r["needed"] else "self-service"
+    return (f"{r['id']}  {escape(r['user'])}  role {escape(r['role'])} for "
+            f"{format_duration(r['duration'])}  [{r['state']}, {votes}{left}]\n"
+            f"    reason: \"{escape(r['reason'])}\""
+            + (f"  ticket: {escape(r['ticket'])}" if r.get("ticket") else "")
+            + (f"\n    grant: {r['grant_id']}" if r.get("grant_id") else ""))
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    try:
+        duration = parse_duration(args.for_)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    fields: dict = {"role": args.role, "duration": duration, "reason": args.reason}
+    if args.ticket:
+        fields["ticket"] = args.ticket
+    answer = _call("access.request", **fields)
+    r = answer["request"]
+    note = (f" (capped at the role's maximum, {format_duration(r['duration'])})"
+            if r.get("capped") else "")
+    if r["state"] == "approved":
+        text = (f"request {r['id']}: self-service (break-glass) access granted{note}; "
+                f"grant {r['grant_id']}. This is logged as a break-glass event.")
+    else:
+        text = (f"request {r['id']} created{note}: role {r['role']} for "
+                f"{format_duration(r['duration'])}, needs {r['needed']} approval(s); "
+                f"approvers have been notified")
+    if not args.wait or r["state"] != "pending":
+        return _out(args, answer, text)
+    if not args.json:
+        print(text + "\nwaiting for a decision (Ctrl-C stops waiting; the request stays)...",
+              flush=True)
+    while True:
+        answer = Client(client_paths().socket, timeout=90).call(
+            request("access.wait", id=r["id"], timeout=60))
+        if not answer.get("ok") or answer["request"]["state"] != "pending":
+            break
+    if answer.get("ok") and answer["request"]["state"] != "approved":
+        answer = {"ok": False, "code": "request_expired" if answer["request"]["state"]
+                  == "expired" else "denied",
+                  "message": f"request {r['id']} was {answer['request']['state']}",
+                  "request": answer["request"]}
+    final = answer.get("request") or {}
+    return _out(args, answer, f"request {r['id']} approved; grant {final.get('grant_id')} "
+                              "is active (new logins and `newgrp` see the groups)")
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    answer = _call("access.list")
+    reqs = answer["requests"]
+    text = "\n".join(_request_text(r) for r in reqs) if reqs else "no requests"
+    return _out(args, answer, text)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    fields = {"comment": args.comment} if args.comment else {}
+    answer = _call("access.approve", id=args.request_id, **fields)
+    r = answer["request"]
+    text = (f"request {r['id']} approved; grant {r['grant_id']} is active for {r['user']}"
+            if r["state"] == "approved" else
+            f"approval recorded: {len(r['approvals'])}/{r['needed']}")
+    return _out(args, answer, text)
+
+
+def cmd_deny(args: argparse.Namespace) -> int:
+    answer = _call("access.deny", id=args.request_id, reason=args.reason)
+    return _out(args, answer, f"request {args.request_id} denied")
+
+
 # parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("revoke", cmd_revoke, "end a grant now")
     c.add_argument("grant_id", metavar="GRANT_ID")
     c.add_argument("--reason")
+
+    c = command("request", cmd_request, "ask approvers for a role")
+    c.add_argument("role", metavar="ROLE")
+    c.add_argument("--for", dest="for_", required=True, metavar="DURATION")
+    c.add_argument("--reason", required=True)
+    c.add_argument("--ticket")
+    c.add_argument("--wait", action="store_true", help="block until decided")
+
+    command("requests", cmd_requests, "requests you made or may decide")
+
+    c = command("approve", cmd_approve, "approve a request")
+    c.add_argument("request_id", metavar="ID")
+    c.add_argument("--comment")
+
+    c = command("deny", cmd_deny, "deny a request")
+    c.add_argument("request_id", metavar="ID")
+    c.add_argument("--reason", required=True)
 
     command("check-config", cmd_check_config, "check /etc/jit without a daemon")
     return p

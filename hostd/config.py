@@ -192,6 +192,9 @@ def _role(path: Path, name: str, data: Any) -> Role:
     t.finish()
     if approvals > 0 and role.requesters and not role.approvers:
         raise t.fail("approvers", f"approvals = {approvals} needs approvers")
+    if role.requesters and HOST_ISSUER not in role.issuers:
+        raise t.fail("issuers", f"must include {HOST_ISSUER!r}: requests are granted by this "
+                                "host's own key")
     return role
 
 

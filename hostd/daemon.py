@@ -23,11 +23,13 @@ import sys
 
 from . import config as config_mod
 from .accounts import Accounts
+from .approvals import HostSigner, Requests
 from .core import Core
 from .errors import JitError
 from .events import Events
 from .hostmatch import read_facts
-from .keys import generate_ed25519
+from .keys import generate_ed25519, load_private
+from .notify import Notifier
 from .paths import Paths
 from .protocol import MAX_LINE, request
 from .server import Server
@@ -67,6 +69,20 @@ def build_core(paths: Paths) -> tuple[Core, str]:
     return core, error
 
 
+def build_requests(paths: Paths, core: Core) -> Requests:
+    """Requests signed by this host's key; approvers told on their terminals and webhook."""
+    signer = None
+    try:
+        selector = (f"machine-id:{core.host.machine_id}" if core.host.machine_id
+                    else core.host.hostname)
+        signer = HostSigner(load_private(paths.host_key), selector)
+    except (OSError, ValueError) as exc:
+        core.events.emit("config_error", f"host issuer key unusable: {exc}")
+    notifier = Notifier(core.events, paths.utmp, core.accounts.uid_of,
+                        lambda: core.config.notify_webhook, core.host.hostname)
+    return Requests(core, signer, notifier)
+
+
 def _listening_socket(paths: Paths) -> socket.socket:
     """The socket systemd passed (LISTEN_FDS), else one we bind ourselves."""
     if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1":
@@ -104,7 +120,7 @@ async def serve(paths: Paths) -> int:
     core, error = build_core(paths)
     server_ref: list[Server] = []
     timers = await _timers(paths, server_ref, core)
-    server = Server(core, timers, error)
+    server = Server(core, timers, error, build_requests(paths, core))
     server_ref.append(server)
     live = core.reconcile()
     await server.arm_missing(live)
@@ -124,7 +140,7 @@ async def serve(paths: Paths) -> int:
         while True:
             await asyncio.sleep(core.config.sweep_interval)
             try:
-                core.sweep()
+                server.sweep()
             except Exception:
                 log.exception("sweep failed")
 

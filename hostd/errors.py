@@ -35,6 +35,7 @@ REFUSALS = (
     "self_approval",
     "already_decided",
     "request_expired",
+    "denied",
     "reason_required",
 )
 

@@ -35,7 +35,8 @@ def parse_selector(selector: object) -> tuple[str, object]:
         if not _MACHINE_ID.match(mid):
             raise ValueError(f"bad machine-id selector {selector!r}")
         return "machine-id", mid
-    if any(c in selector for c in ":/") or (selector.isascii() and selector.replace(".", "").isdigit()):
+    looks_numeric = selector.isascii() and selector.replace(".", "").isdigit()
+    if any(c in selector for c in ":/") or looks_numeric:
         try:
             return "network", ipaddress.ip_network(selector, strict=False)
         except ValueError:

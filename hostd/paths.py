@@ -64,6 +64,10 @@ class Paths:
         return self._p("etc/hostname")
 
     @property
+    def utmp(self) -> Path:
+        return self._p("run/utmp")
+
+    @property
     def machine_id(self) -> Path:
         return self._p("etc/machine-id")
 

@@ -15,6 +15,7 @@ import struct
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+from .approvals import Requests
 from .core import Core
 from .errors import JitError
 from .protocol import MAX_LINE, decode, encode
@@ -37,9 +38,11 @@ Handler = Callable[[dict, int], Awaitable[dict]]
 
 
 class Server:
-    def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "") -> None:
+    def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "",
+                 requests: Requests | None = None) -> None:
         self.core = core
         self.timers = timers
+        self.requests = requests or Requests(core, None)
         self.config_error = config_error
         self.connections = 0
         self.per_uid: Counter[int] = Counter()
@@ -50,6 +53,11 @@ class Server:
             "grant.list": self.op_list,
             "grant.revoke": self.op_revoke,
             "grant.expire": self.op_expire,
+            "access.request": self.op_request,
+            "access.approve": self.op_approve,
+            "access.deny": self.op_deny,
+            "access.list": self.op_requests,
+            "access.wait": self.op_wait,
         }
 
     # connection handling ----------------------------------------------------------------
@@ -151,6 +159,52 @@ class Server:
                 await self._arm(g["id"], g["exp"])
         return {"ok": True, "code": "ok", "expired": expired,
                 "message": "expired" if expired else "not due or already ended"}
+
+    async def op_request(self, args: dict, uid: int) -> dict:
+        req = self.requests.create(uid, args["role"], args["duration"], args["reason"],
+                                   args.get("ticket", ""))
+        await self._arm_granted(req)
+        return {"ok": True, "code": "ok", "message": f"request {req['id']} {req['state']}",
+                "request": req}
+
+    async def op_approve(self, args: dict, uid: int) -> dict:
+        req = self.requests.approve(uid, args["id"], args.get("comment", ""))
+        await self._arm_granted(req)
+        return {"ok": True, "code": "ok", "message": f"request {req['id']} {req['state']}",
+                "request": req}
+
+    async def op_deny(self, args: dict, uid: int) -> dict:
+        req = self.requests.deny(uid, args["id"], args["reason"])
+        return {"ok": True, "code": "ok", "message": f"request {req['id']} denied",
+                "request": req}
+
+    async def op_requests(self, args: dict, uid: int) -> dict:
+        return {"ok": True, "code": "ok", "message": "",
+                "requests": self.requests.visible(uid, args.get("id"))}
+
+    async def op_wait(self, args: dict, uid: int) -> dict:
+        """Long wait for a decision on one's own request (`jit request --wait`)."""
+        timeout = min(max(args.get("timeout", 60), 1), 300)
+        deadline = self.core.now() + timeout
+        while True:
+            found = self.requests.visible(uid, args["id"])
+            if not found or found[0]["user"] != self.core.accounts.user_by_uid(uid):
+                raise JitError("not_found", f"no request {args['id']!r} of yours")
+            if found[0]["state"] != "pending" or self.core.now() >= deadline:
+                return {"ok": True, "code": "ok", "message": found[0]["state"],
+                        "request": found[0]}
+            await asyncio.sleep(0.25)
+
+    async def _arm_granted(self, req: dict) -> None:
+        if req.get("grant_id"):
+            g = self.core.store.get_grant(req["grant_id"])
+            if g is not None:
+                await self._arm(g["id"], g["exp"])
+
+    def sweep(self) -> None:
+        """Backstop: expire due grants and unanswered requests."""
+        self.core.sweep()
+        self.requests.expire_due()
 
     # timers -----------------------------------------------------------------------------
 

@@ -55,6 +55,39 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX memberships_user_grp ON memberships (user, grp, state);
     """,
+    # 2: access requests and approvals (roles now; sudo commands later, bound to a subject)
+    """
+    CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('role', 'command')),
+        user TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        duration INTEGER NOT NULL DEFAULT 0,
+        reason TEXT NOT NULL,
+        ticket TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        subject_digest TEXT NOT NULL DEFAULT '',
+        needed INTEGER NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'used', 'failed')),
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        decided_at INTEGER,
+        grant_id TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX requests_state ON requests (state, expires);
+    CREATE TABLE approvals (
+        request_id TEXT NOT NULL REFERENCES requests (id),
+        approver TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('approve', 'deny')),
+        comment TEXT NOT NULL DEFAULT '',
+        at INTEGER NOT NULL,
+        PRIMARY KEY (request_id, approver)
+    );
+    """,
 ]
 
 GRANT_COLUMNS = (
@@ -203,3 +236,40 @@ class Store:
         return [dict(r) for r in self.db.execute(
             "SELECT m.* FROM memberships m JOIN grants g ON g.id = m.grant_id "
             "WHERE g.state = 'active' AND m.state = 'applied'")]
+
+    # requests and approvals -----------------------------------------------------------
+
+    def insert_request(self, req: dict) -> None:
+        cols = list(req)
+        self.db.execute(f"INSERT INTO requests ({', '.join(cols)}) "  # noqa: S608 - fixed names
+                        f"VALUES ({', '.join('?' for _ in cols)})", [req[c] for c in cols])
+
+    def get_request(self, request_id: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        return dict(row) if row else None
+
+    def requests(self, states: tuple[str, ...] | None = None, since: int = 0) -> list[dict]:
+        sql, args = "SELECT * FROM requests WHERE created >= ?", [since]
+        if states:
+            sql += f" AND state IN ({', '.join('?' for _ in states)})"
+            args += list(states)
+        return [dict(r) for r in self.db.execute(sql + " ORDER BY created, id", args)]
+
+    def add_decision(self, request_id: str, approver: str, uid: int, decision: str,
+                     comment: str, now: int) -> None:
+        """sqlite3.IntegrityError if this approver already decided: one voice each."""
+        self.db.execute("INSERT INTO approvals (request_id, approver, uid, decision, comment, at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (request_id, approver, uid, decision, comment, now))
+
+    def decisions(self, request_id: str) -> list[dict]:
+        return [dict(r) for r in self.db.execute(
+            "SELECT * FROM approvals WHERE request_id = ? ORDER BY at, approver", (request_id,))]
+
+    def set_request_state(self, request_id: str, state: str, now: int, *, expect: str,
+                          grant_id: str = "", outcome: str = "") -> bool:
+        """Move a request from `expect` to `state`; False if someone got there first."""
+        cur = self.db.execute(
+            "UPDATE requests SET state = ?, decided_at = ?, grant_id = ?, outcome = ? "
+            "WHERE id = ? AND state = ?", (state, now, grant_id, outcome, request_id, expect))
+        return cur.rowcount == 1

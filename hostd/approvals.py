@@ -1,0 +1,322 @@
+"""Access requests and approvals: `jit request`, `jit approve`, `jit deny`.
+
+One approvals store serves roles now and sudo's `approve` guardrails later: a request
+is either for a role (kind `role`: on the last approval hostd signs a grant with this
+host's key and activates it through the same path as any grant) or for one command
+(kind `command`: bound to a subject digest of user, runas, argv, cwd and host; approved
+once, used once, within its lifetime).
+
+The decisions are pure functions over data (`may_request`, `may_decide`, `tally`); the
+Requests class applies them to the store and tells approvers. Identity always comes
+from the caller's uid (SO_PEERCRED), never from a field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import HOST_ISSUER, Role
+from .core import Core
+from .durations import format_duration, rfc3339
+from .errors import JitError
+from .events import escape
+
+ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud, typed by hand
+ID_LENGTH = 8
+MAX_REASON = 1024
+
+
+# pure decisions ---------------------------------------------------------------------------
+
+def in_members(members: tuple[str, ...], user: str, user_groups: set[str]) -> bool:
+    """`alice` or `%group` entries of the policy."""
+    return any(m == user or (m.startswith("%") and m[1:] in user_groups) for m in members)
+
+
+def may_request(role: Role, user: str, user_groups: set[str]) -> None:
+    if not in_members(role.requesters, user, user_groups):
+        raise JitError("not_requester", f"you are not among the requesters of role {role.name}")
+
+
+def may_decide(role: Role, req: dict, approver: str, approver_groups: set[str],
+               now: int) -> None:
+    """Checks common to approve and deny, in the order an approver would want them."""
+    if approver == req["user"]:
+        raise JitError("self_approval", "you cannot decide on your own request")
+    if not in_members(role.approvers, approver, approver_groups):
+        raise JitError("not_approver", f"you are not an approver of role {role.name}")
+    if req["state"] == "expired" or (req["state"] == "pending" and req["expires"] <= now):
+        raise JitError("request_expired", f"request {req['id']} expired unanswered")
+    if req["state"] != "pending":
+        raise JitError("already_decided", f"request {req['id']} is {req['state']}")
+
+
+def tally(decisions: list[dict], needed: int) -> str:
+    """pending, approved or denied: one denial ends it; N distinct approvers approve."""
+    if any(d["decision"] == "deny" for d in decisions):
+        return "denied"
+    approvers = {d["approver"] for d in decisions if d["decision"] == "approve"}
+    return "approved" if len(approvers) >= needed else "pending"
+
+
+def clean_reason(reason: object) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise JitError("reason_required", "a reason is required")
+    if len(reason) > MAX_REASON:
+        raise JitError("bad_request", f"reason longer than {MAX_REASON} characters")
+    return reason.strip()
+
+
+def command_subject(user: str, runas: str, argv: list[str], cwd: str, host: str) -> dict:
+    """What a command approval is bound to: nothing else may use it."""
+    argv_digest = hashlib.sha256(json.dumps(argv, ensure_ascii=False).encode()).hexdigest()
+    return {"user": user, "runas": runas, "argv_sha256": argv_digest, "cwd": cwd, "host": host}
+
+
+def subject_digest(subject: dict) -> str:
+    return hashlib.sha256(json.dumps(subject, sort_keys=True).encode()).hexdigest()
+
+
+def new_request_id() -> str:
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+# the service ------------------------------------------------------------------------------
+
+@dataclass
+class HostSigner:
+    """Signs grants as the built-in issuer `host` for requests approved here."""
+
+    private_key: object
+    selector: str  # names this host only: machine-id:ID, else the hostname
+
+    def sign(self, user: str, role: str, duration: int, now: int, reason: str, ticket: str,
+             approved_by: list[str]) -> str:
+        from .grants import issue
+
+        return issue(self.private_key, HOST_ISSUER, user, role, now, now + duration,
+                     [self.selector], now, reason=reason, ticket=ticket,
+                     approved_by=approved_by)
+
+
+Notify = Callable[[str, dict, list[str]], None]  # (kind, request, recipients)
+
+
+class Requests:
+    def __init__(self, core: Core, signer: HostSigner | None,
+                 notify: Notify | None = None) -> None:
+        self.core = core
+        self.signer = signer
+        self.notify = notify or (lambda kind, req, users: None)
+
+    @property
+    def store(self):
+        return self.core.store
+
+    def _who(self, uid: int) -> tuple[str, set[str]]:
+        name = self.core.accounts.user_by_uid(uid)
+        if name is None:
+            raise JitError("permission_denied", f"uid {uid} has no local user name")
+        return name, self.core.accounts.groups_of(name)
+
+    def _role(self, name: str) -> Role:
+        role = self.core.config.roles.get(name)
+        if role is None:
+            raise JitError("unknown_role", f"role {name!r} is not defined on this host")
+        return role
+
+    def approvers_of(self, role: Role, requester: str) -> list[str]:
+        """Users who may decide (for notices): named users and members of named groups."""
+        members = self.core.accounts.membership_map()
+        users: set[str] = set()
+        for m in role.approvers:
+            users |= members.get(m[1:], set()) if m.startswith("%") else {m}
+        return sorted(users - {requester})
+
+    def public(self, req: dict) -> dict:
+        """The §12 shape of `jit requests --json`."""
+        decisions = self.store.decisions(req["id"])
+        return {"id": req["id"], "kind": req["kind"], "user": req["user"], "role": req["role"],
+                "state": req["state"], "reason": req["reason"], "ticket": req["ticket"],
+                "duration": req["duration"], "needed": req["needed"],
+                "approvals": [d["approver"] for d in decisions if d["decision"] == "approve"],
+                "denied_by": [d["approver"] for d in decisions if d["decision"] == "deny"],
+                "created": rfc3339(req["created"]), "expires": rfc3339(req["expires"]),
+                "grant_id": req["grant_id"] or None, "outcome": req["outcome"]}
+
+    # requesting -------------------------------------------------------------------------
+
+    def create(self, uid: int, role_name: str, duration: int, reason: object,
+               ticket: str = "") -> dict:
+        user, groups = self._who(uid)
+        role = self._role(role_name)
+        may_request(role, user, groups)
+        reason = clean_reason(reason)
+        if duration <= 0:
+            raise JitError("bad_request", "duration must be positive")
+        capped = min(duration, role.max_ttl)
+        now = self.core.now()
+        req = {"id": new_request_id(), "kind": "role", "user": user, "uid": uid,
+               "role": role.name, "duration": capped, "reason": reason, "ticket": ticket,
+               "needed": role.approvals, "state": "pending", "created": now,
+               "expires": now + self.core.config.request_ttl}
+        self.store.insert_request(req)
+        req = self.store.get_request(req["id"])
+        fields = self._fields(req)
+        if role.approvals == 0:  # break-glass: self-service with a reason, loudly logged
+            self.core.events.emit("breakglass", f"break-glass: {user} took role {role.name} "
+                                  f"for {format_duration(capped)}", **fields,
+                                  decision="self-service")
+            self._grant(req, [])
+        else:
+            self.core.events.emit("request_created", f"{user} requests role {role.name} "
+                                  f"for {format_duration(capped)}", **fields,
+                                  decision="pending")
+            self.notify("created", self.public(req), self.approvers_of(role, user))
+        out = self.public(self.store.get_request(req["id"]))
+        out["capped"] = capped < duration
+        return out
+
+    def create_command(self, uid: int, role_name: str, subject: dict, reason: str) -> dict:
+        """A pending approval for one command (sudo's `approve` guardrail)."""
+        user, _ = self._who(uid)
+        role = self._role(role_name)
+        now = self.core.now()
+        req = {"id": new_request_id(), "kind": "command", "user": user, "uid": uid,
+               "role": role.name, "reason": reason or "guarded command",
+               "subject": json.dumps(subject, sort_keys=True),
+               "subject_digest": subject_digest(subject), "needed": max(1, role.approvals),
+               "state": "pending", "created": now,
+               "expires": now + self.core.config.sudo_approval_timeout}
+        self.store.insert_request(req)
+        req = self.store.get_request(req["id"])
+        self.core.events.emit("request_created", f"{user} asks to run a guarded command",
+                              **self._fields(req), decision="pending")
+        self.notify("created", self.public(req), self.approvers_of(role, user))
+        return self.public(req)
+
+    def consume_command(self, request_id: str, subject: dict) -> bool:
+        """True once for an approved, unexpired command approval bound to this subject."""
+        req = self.store.get_request(request_id)
+        if (req is None or req["kind"] != "command" or req["state"] != "approved"
+                or req["subject_digest"] != subject_digest(subject)
+                or req["expires"] <= self.core.now()):
+            return False
+        return self.store.set_request_state(request_id, "used", self.core.now(),
+                                            expect="approved", outcome="used")
+
+    # deciding ---------------------------------------------------------------------------
+
+    def _decide(self, uid: int, request_id: str, decision: str, comment: str) -> dict:
+        approver, groups = self._who(uid)
+        req = self.store.get_request(request_id) if isinstance(request_id, str) else None
+        if req is None:
+            raise JitError("not_found", f"no request {request_id!r}")
+        role = self._role(req["role"])
+        now = self.core.now()
+        if req["state"] == "pending" and req["expires"] <= now:
+            self._expire(req)
+            req = self.store.get_request(request_id)
+        may_decide(role, req, approver, groups, now)
+        try:
+            with self.store.transaction():
+                self.store.add_decision(request_id, approver, uid, decision, comment, now)
+        except sqlite3.IntegrityError:
+            raise JitError("already_decided", "you already decided on this request") from None
+        event = "request_approved" if decision == "approve" else "request_denied"
+        self.core.events.emit(event, f"{approver} {decision}d request {request_id} of "
+                              f"{req['user']}",
+                              **{**self._fields(req), "reason": comment or req["reason"]},
+                              approver=approver, decision=decision)
+        outcome = tally(self.store.decisions(request_id), req["needed"])
+        if outcome == "denied":
+            if self.store.set_request_state(request_id, "denied", now, expect="pending",
+                                            outcome=comment):
+                self.notify("denied", self.public(self.store.get_request(request_id)),
+                            [req["user"]])
+        elif outcome == "approved":
+            if req["kind"] == "role":
+                approvers = [d["approver"] for d in self.store.decisions(request_id)
+                             if d["decision"] == "approve"]
+                self._grant(req, approvers)
+            else:
+                self.store.set_request_state(request_id, "approved", now, expect="pending")
+            self.notify("approved", self.public(self.store.get_request(request_id)),
+                        [req["user"]])
+        return self.public(self.store.get_request(request_id))
+
+    def approve(self, uid: int, request_id: str, comment: str = "") -> dict:
+        return self._decide(uid, request_id, "approve", comment)
+
+    def deny(self, uid: int, request_id: str, reason: object) -> dict:
+        return self._decide(uid, request_id, "deny", clean_reason(reason))
+
+    def _grant(self, req: dict, approvers: list[str]) -> None:
+        """Sign as `host` and activate through the one verification path."""
+        now = self.core.now()
+        if self.signer is None:
+            raise JitError("config_error", "this host has no issuer key")
+        token = self.signer.sign(req["user"], req["role"], req["duration"], now, req["reason"],
+                                 req["ticket"], approvers)
+        try:
+            grant = self.core.activate(token, 0)
+        except JitError as exc:
+            self.store.set_request_state(req["id"], "failed", now, expect="pending",
+                                         outcome=f"{exc.code}: {exc.message}")
+            raise
+        self.store.set_request_state(req["id"], "approved", now, expect="pending",
+                                     grant_id=grant["id"], outcome="granted")
+
+    # listing and expiry -----------------------------------------------------------------
+
+    def visible(self, uid: int, request_id: str | None = None) -> list[dict]:
+        """The caller's own requests and the pending ones the caller may decide."""
+        user, groups = self._who(uid)
+        now = self.core.now()
+        self.expire_due()
+        out = []
+        for req in self.store.requests(since=now - 86400):
+            if request_id is not None and req["id"] != request_id:
+                continue
+            role = self.core.config.roles.get(req["role"])
+            mine = req["user"] == user
+            decides = (role is not None and req["state"] == "pending" and not mine
+                       and in_members(role.approvers, user, groups))
+            if mine or decides or uid == 0:
+                out.append(self.public(req))
+        return out
+
+    def expire_due(self) -> list[str]:
+        now = self.core.now()
+        return [r["id"] for r in self.store.requests(("pending",))
+                if r["expires"] <= now and self._expire(r)]
+
+    def _expire(self, req: dict) -> bool:
+        if not self.store.set_request_state(req["id"], "expired", self.core.now(),
+                                            expect="pending", outcome="unanswered"):
+            return False
+        self.core.events.emit("request_expired", f"request {req['id']} of {req['user']} "
+                              f"expired unanswered", **self._fields(req), decision="expired")
+        self.notify("expired", self.public(req), [req["user"]])
+        return True
+
+    @staticmethod
+    def _fields(req: dict) -> dict:
+        return {"user": req["user"], "uid": req["uid"], "role": req["role"],
+                "request_id": req["id"], "reason": req["reason"], "ticket": req["ticket"]}
+
+
+def describe(req: dict, approver_view: bool = True) -> str:
+    """One escaped paragraph about a request, safe on any terminal."""
+    what = (f"role {escape(req['role'])} for {format_duration(req['duration'])}"
+            if req["kind"] == "role" else f"a guarded command under role {escape(req['role'])}")
+    return (f"{escape(req['user'])} requests {what}\n"
+            f"  reason: \"{escape(req['reason'])}\""
+            + (f"  ticket: {escape(req['ticket'])}" if req.get("ticket") else "")
+            + (f"\n  approve: jit approve {req['id']}    deny: jit deny {req['id']} --reason ..."
+               if approver_view else ""))

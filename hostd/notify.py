@@ -1,0 +1,143 @@
+"""Telling people: a notice on approvers' terminals (like write(1)), and an optional
+webhook with a Slack-compatible `text`.
+
+Neither ever delays or changes a decision: terminal writes are non-blocking and bounded,
+the webhook runs in a worker thread with a 5 s timeout and retries, and every failure
+becomes a `notify_failed` event. All user text is escaped before it is shown: no control
+characters, no terminal escapes, and in the webhook no markup (`mrkdwn` off, &<> as
+entities), so a request cannot pass itself off as something else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import struct
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from .events import Events, escape
+
+UTMP_RECORD = struct.Struct("<hxxi32s4s32s256shhiii4i20s")
+USER_PROCESS = 7
+WEBHOOK_TIMEOUT = 5.0
+WEBHOOK_TRIES = 3
+
+
+def logged_in_ttys(utmp: Path) -> list[tuple[str, str]]:
+    """(user, tty line) of USER_PROCESS records in utmp."""
+    try:
+        data = utmp.read_bytes()
+    except OSError:
+        return []
+    out = []
+    for off in range(0, len(data) - UTMP_RECORD.size + 1, UTMP_RECORD.size):
+        rec = UTMP_RECORD.unpack_from(data, off)
+        if rec[0] != USER_PROCESS:
+            continue
+        line = rec[2].split(b"\0", 1)[0].decode("ascii", "replace")
+        user = rec[4].split(b"\0", 1)[0].decode("utf-8", "replace")
+        if line and user:
+            out.append((user, line))
+    return out
+
+
+def write_to_tty(dev: Path, text: str, owner_uid: int) -> bool:
+    """Write a notice if the terminal belongs to the user and accepts messages (`mesg y`:
+    group write bit set, as write(1) checks). Never blocks, never takes a controlling tty."""
+    if ".." in dev.parts or not str(dev).startswith("/dev/"):
+        return False
+    try:
+        fd = os.open(dev, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISCHR(st.st_mode) or st.st_uid != owner_uid or not st.st_mode & stat.S_IWGRP:
+            return False
+        os.write(fd, text.encode("utf-8", "replace"))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def entities(text: str) -> str:
+    """&, < and > as Slack's entities, so escaped text cannot form a link or mention."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message_for(kind: str, req: dict) -> str:
+    """The one-line summary both channels use, built from escaped values only."""
+    who, role, rid = escape(req["user"]), escape(req["role"]), req["id"]
+    if kind == "created":
+        return (f"jit: {who} requests role {role} (request {rid}); "
+                f"reason: \"{escape(req['reason'])}\"")
+    if kind == "approved":
+        return f"jit: request {rid} for role {role} was approved"
+    if kind == "denied":
+        return f"jit: request {rid} for role {role} was denied"
+    return f"jit: request {rid} for role {role} expired unanswered"
+
+
+class Notifier:
+    def __init__(self, events: Events, utmp: Path, uid_of: Callable[[str], int | None],
+                 webhook: Callable[[], str], hostname: str) -> None:
+        self.events = events
+        self.utmp = utmp
+        self.uid_of = uid_of
+        self.webhook = webhook
+        self.hostname = hostname
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, kind: str, req: dict, recipients: list[str]) -> None:
+        self.terminals(kind, req, recipients)
+        url = self.webhook()
+        if url:
+            t = threading.Thread(target=self.post, args=(url, kind, req), daemon=True)
+            t.start()
+            self.threads = [x for x in self.threads if x.is_alive()] + [t]
+
+    def terminals(self, kind: str, req: dict, recipients: list[str]) -> int:
+        wanted = set(recipients)
+        text = ("\r\n\a" + time.strftime("[%H:%M] ") + message_for(kind, req)
+                + (f"\r\n    jit approve {req['id']}  |  jit deny {req['id']} --reason ..."
+                   if kind == "created" else "") + "\r\n")
+        sent = 0
+        for user, line in logged_in_ttys(self.utmp):
+            uid = self.uid_of(user) if user in wanted else None
+            if uid is not None and write_to_tty(Path("/dev") / line, text, uid):
+                sent += 1
+        return sent
+
+    def post(self, url: str, kind: str, req: dict) -> bool:
+        """POST with retries and backoff; runs in a worker thread."""
+        body = json.dumps({
+            "text": entities(message_for(kind, req).removeprefix("jit: ")
+                             + f" on {escape(self.hostname)}"),
+            "mrkdwn": False,
+            "jitaccess": {"event": kind, "request_id": req["id"], "user": req["user"],
+                          "role": req["role"], "state": req["state"],
+                          "reason": escape(req["reason"]), "host": self.hostname},
+        }).encode()
+        error = ""
+        for attempt in range(WEBHOOK_TRIES):
+            try:
+                r = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
+                                           headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(r, timeout=WEBHOOK_TIMEOUT) as resp:  # noqa: S310
+                    if 200 <= resp.status < 300:
+                        return True
+                    error = f"HTTP {resp.status}"
+            except Exception as exc:  # any network failure: retry, then log
+                error = str(exc)
+            time.sleep(0.5 * 2 ** attempt)
+        self.events.emit("notify_failed", f"webhook notification failed after "
+                         f"{WEBHOOK_TRIES} tries: {error}", request_id=req["id"],
+                         user=req["user"], role=req["role"])
+        return False
