@@ -250,8 +250,11 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
     masking.finish()
 
     daemon = _Table(path, "daemon", top.get("daemon", dict, {}))
-    out["leeway"] = daemon.duration("leeway", 30) if "leeway" in daemon.data else 30
-    daemon.used.add("leeway")
+    if daemon.data.get("leeway") in ("0", "0s"):  # no clock skew tolerated at all
+        daemon.used.add("leeway")
+        out["leeway"] = 0
+    else:
+        out["leeway"] = daemon.duration("leeway", 30)
     if out["leeway"] > MAX_LEEWAY:
         raise daemon.fail("leeway", f"at most {MAX_LEEWAY}s")
     out["sweep_interval"] = daemon.duration("sweep_interval", 30)

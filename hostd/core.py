@@ -82,6 +82,8 @@ class Core:
 
     def _activate(self, token: object, caller_uid: int) -> dict:
         grant = self.verify(token)
+        if grant.exp <= self.now():  # within leeway, but over on this host's clock
+            raise JitError("expired", "grant has already ended")
         uid = self.accounts.uid_of(grant.user)
         if uid is None:
             raise JitError("wrong_user", f"grant names {grant.user!r}, no such local user")
@@ -125,7 +127,9 @@ class Core:
         if not self.accounts.is_member(user, grp):
             return False
         holders = self.store.live_holders(user, grp)
-        return all(h["standing"] for h in holders) if holders else True
+        if holders:
+            return all(h["standing"] for h in holders)
+        return not self.store.leftovers(user, grp)
 
     @staticmethod
     def _fields(g: dict) -> dict:
@@ -160,8 +164,22 @@ class Core:
         return True
 
     def sweep(self) -> list[str]:
-        """Expire everything due: the backstop for missed timers."""
-        return [gid for gid in self.store.due_grants(self.now()) if self.expire(gid)]
+        """Expire everything due and retry removals that failed: the backstop for missed
+        timers and for a gpasswd that could not run (say /etc/group was locked)."""
+        expired = [gid for gid in self.store.due_grants(self.now()) if self.expire(gid)]
+        self.finish_unfinished()
+        return expired
+
+    def finish_unfinished(self) -> None:
+        """Complete what a crash or a failed gpasswd left half done."""
+        for m in self.store.unfinished():
+            g = self.store.get_grant(m["grant_id"])
+            if m["grant_state"] == "active":  # crashed mid-activation: finish it
+                if not m["standing"] and not self.accounts.is_member(m["user"], m["grp"]):
+                    self.accounts.add(m["user"], m["grp"])
+                self.store.set_membership(g["id"], m["grp"], "applied")
+            else:
+                self._release(g, m)
 
     def revoke_all(self, reason: str) -> list[str]:
         ended = []
@@ -200,14 +218,6 @@ class Core:
         """At every start: expire what fell due, finish interrupted work, put back
         memberships live grants need. Returns the live grants to arm timers for."""
         self.sweep()
-        for m in self.store.unfinished():
-            g = self.store.get_grant(m["grant_id"])
-            if m["grant_state"] == "active":  # crashed mid-activation: finish it
-                if not m["standing"] and not self.accounts.is_member(m["user"], m["grp"]):
-                    self.accounts.add(m["user"], m["grp"])
-                self.store.set_membership(g["id"], m["grp"], "applied")
-            else:
-                self._release(g, m)
         members = self.accounts.membership_map()
         for m in self.store.active_memberships():  # removed by hand meanwhile: put back
             if not m["standing"] and m["user"] not in members.get(m["grp"], set()):

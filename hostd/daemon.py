@@ -215,8 +215,14 @@ def main(argv: list[str] | None = None) -> int:
             ended = core.revoke_all(args.reason)
             print(f"jit-hostd: revoked {len(ended)} grants")
         live = core.reconcile()
-        print(f"jit-hostd: reconciled; {len(live)} live grants")
+        left = [m for m in core.store.unfinished() if m["grant_state"] != "active"]
         core.store.close()
+        if left:  # prerm must not carry on as if nothing temporary were left behind
+            for m in left:
+                print(f"jit-hostd: could not remove {m['user']} from {m['grp']} "
+                      f"(grant {m['grant_id']})", file=sys.stderr)
+            return 1
+        print(f"jit-hostd: reconciled; {len(live)} live grants")
         return 0
     return asyncio.run(serve(paths))
 

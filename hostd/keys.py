@@ -78,7 +78,8 @@ def load_pem_public(path: Path) -> PublicKey:
         key = serialization.load_pem_private_key(data, password=None).public_key()
     else:
         key = serialization.load_pem_public_key(data)
-    return PublicKey(thumbprint(key), algorithm_for(key), key)
+    algorithm = algorithm_for(key)  # first: refuses curves and sizes thumbprint cannot take
+    return PublicKey(thumbprint(key), algorithm, key)
 
 
 def load_jwks(path: Path) -> list[PublicKey]:

@@ -225,6 +225,14 @@ class Store:
             "WHERE m.user = ? AND m.grp = ? AND g.state = 'active' AND m.grant_id != ?",
             (user, grp, exclude))]
 
+    def leftovers(self, user: str, grp: str) -> list[dict]:
+        """Memberships ended grants added and could not take back yet (failed gpasswd -d):
+        they are not the user's own, whatever /etc/group says."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT m.* FROM memberships m JOIN grants g ON g.id = m.grant_id "
+            "WHERE m.user = ? AND m.grp = ? AND g.state != 'active' AND m.standing = 0 "
+            "AND m.state IN ('applied', 'pending')", (user, grp))]
+
     def unfinished(self) -> list[dict]:
         """Rows a crash may have left: pending ones, and applied ones of ended grants."""
         return [dict(r) for r in self.db.execute(
