@@ -1,0 +1,266 @@
+"""`make demo`: jitaccess end to end on a throwaway Debian 12, narrated for a newcomer.
+
+Boots a container (tests/e2e/container.py), installs the built .deb, and walks through
+the whole flow with real commands and their real output: an issuer key, the host
+policy, a short grant issued and activated, the expiry timer, the revocation at expiry,
+the journal events, then the access-request flow (alice asks, bob approves). The
+container is always torn down. The transcript goes to stdout; progress to stderr.
+
+    /usr/bin/python3 tests/e2e/demo.py [--grant-seconds 60] [--skip-request]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from container import CommandFailed, Container, log
+from jithost import (
+    CORP_KEY,
+    ISSUER_TOML,
+    add_users,
+    events,
+    find_deb,
+    grants,
+    groups_of,
+    install_deb,
+    wait_for,
+)
+
+# The policy the demo writes: the docker role, issued by corp or by this host itself,
+# which alice may ask for and bob must approve.
+DEMO_POLICY = """\
+[roles.docker]
+groups = ["docker"]
+max_ttl = "4h"
+issuers = ["corp", "host"]
+requesters = ["alice"]
+approvers = ["bob"]
+approvals = 1
+"""
+
+WIDTH = 88
+
+
+class Narrator:
+    """Prints the transcript: a short explanation, then `$ command` and its output."""
+
+    def __init__(self, box: Container) -> None:
+        self.box = box
+
+    def section(self, title: str) -> None:
+        print(f"\n## {title}\n", flush=True)
+
+    def say(self, text: str) -> None:
+        print(textwrap.fill(" ".join(text.split()), WIDTH), flush=True)
+
+    def run(self, argv: Sequence[str] | str, user: str | None = None,
+            shown: str | None = None, check: bool = True, max_lines: int = 40,
+            ) -> str:
+        """Run in the container, echo the command as typed and what it printed."""
+        prompt = f"{user}$" if user else "$"
+        typed = shown or (argv if isinstance(argv, str) else shlex.join(argv))
+        print(f"{prompt} {typed}", flush=True)
+        proc = self.box.run(argv, user=user, check=False, timeout=300)
+        out = (proc.stdout + proc.stderr).rstrip("\n")
+        lines = out.splitlines()
+        if len(lines) > max_lines:
+            lines = [*lines[:max_lines // 2], f"[... {len(lines) - max_lines} lines ...]",
+                     *lines[-max_lines // 2:]]
+        for line in lines:
+            print(f"  {line}", flush=True)
+        if proc.returncode:
+            print(f"  (exit status {proc.returncode})", flush=True)
+            if check:
+                raise CommandFailed(proc, [typed])
+        print(flush=True)
+        return proc.stdout
+
+    def file(self, path: str, content: str) -> None:
+        """Write a file the way an administrator would, and show it."""
+        self.box.write(path, content)
+        print(f"$ cat > {path} <<'EOF'")
+        for line in content.rstrip("\n").splitlines():
+            print(f"  {line}")
+        print("  EOF\n", flush=True)
+
+
+def short(token: str) -> str:
+    return token if len(token) < 60 else f"{token[:40]}...{token[-12:]}"
+
+
+def events_summary(n: Narrator, kinds: Sequence[str], since: float) -> None:
+    """A few compact lines from `journalctl -o json -t jit-hostd`."""
+    n.say("""Every step is a structured journald event (SYSLOG_IDENTIFIER=jit-hostd, one
+        MESSAGE_ID per event type, JIT_* fields) that a SIEM can ingest. Read back with
+        `journalctl -o json -t jit-hostd` and shown compactly:""")
+    print("$ journalctl -o json -t jit-hostd | (compact view)", flush=True)
+    for e in events(n.box):
+        when = int(e["__REALTIME_TIMESTAMP"]) / 1e6
+        if when < since or e.get("JIT_EVENT") not in kinds:
+            continue
+        stamp = time.strftime("%H:%M:%S", time.gmtime(when)) + f".{int(when % 1 * 1000):03d}"
+        fields = " ".join(f"{k[4:].lower()}={e[k]}" for k in
+                          ("JIT_USER", "JIT_ROLE", "JIT_GROUPS", "JIT_GRANT_ID",
+                           "JIT_REQUEST_ID", "JIT_APPROVER", "JIT_ISSUER")
+                          if e.get(k))
+        print(f"  {stamp}Z {e['JIT_EVENT']:<18} {fields}", flush=True)
+    print(flush=True)
+
+
+def grant_flow(n: Narrator, seconds: int) -> None:
+    box = n.box
+    n.section("2. An issuer key and the host policy")
+    n.say("""A grant is a signed token (a JWT, Ed25519). An organisation's issuer key
+        normally lives on an approver's machine or in an identity provider; here we make
+        one on the host itself so the demo is self-contained.""")
+    n.run(["jit", "keygen", "--out", CORP_KEY])
+    n.run(["ls", "-l", "/etc/jit/keys"])
+    n.say("The host trusts an issuer through a file in /etc/jit/issuers.d/:")
+    n.file("/etc/jit/issuers.d/corp.toml", ISSUER_TOML)
+    n.say("""The host policy says what a role means here: the `docker` role is temporary
+        membership of the docker group, for at most 4 hours, from grants by `corp` or by
+        this host itself (`host`, for requests approved locally).""")
+    n.file("/etc/jit/jit.toml", DEMO_POLICY)
+    n.run(["jit", "check-config"])
+    n.say("hostd re-reads its policy on reload (SIGHUP):")
+    n.run(["systemctl", "reload-or-restart", "jit-hostd.service"])
+
+    n.section(f"3. A {seconds}-second grant for alice")
+    n.say("alice has no standing access to docker:")
+    n.run(["id", "alice"])
+    n.say("""The issuer signs a grant for alice, role docker, valid for a short time. The
+        output is the token; alice would receive it by chat or from a portal.""")
+    token = n.box.run(["jit", "issue", "--key", CORP_KEY, "--issuer", "corp", "--user",
+                       "alice", "--role", "docker", "--for", f"{seconds}s", "--reason",
+                       "debug container networking", "--ticket", "OPS-42"]).stdout.strip()
+    print(f"$ TOKEN=$(jit issue --key {CORP_KEY} --issuer corp --user alice --role docker "
+          f"--for {seconds}s --reason 'debug container networking' --ticket OPS-42)")
+    print(f"$ echo $TOKEN\n  {short(token)}\n", flush=True)
+    n.say("alice activates it. hostd verifies the signature, the issuer, the role and "
+          "the lifetime, then adds her to the group:")
+    n.run(["jit", "activate", token], user="alice", shown='jit activate "$TOKEN"')
+    n.run(["id", "alice"])
+    n.run(["jit", "grants"], user="alice")
+    held = grants(box, user="alice")[0]
+    grant_id, exp = held["id"], int(held["exp"])
+    n.say("""The expiry is a transient systemd timer, armed for the grant's end (with
+        one-second accuracy): the group is taken away even if nobody is around, and a
+        reboot is covered by jit-reconcile.service at boot.""")
+    n.run("systemctl list-timers --all --no-pager 'jit-expire-*' | head -3",
+          shown="systemctl list-timers --all 'jit-expire-*'")
+
+    n.section("4. Expiry")
+    left = exp - time.time()
+    n.say(f"Now we wait for the grant to end at {held['not_after']} "
+          f"(about {max(0, round(left))} s from now), doing nothing.")
+    t0 = time.monotonic()
+    wait_for("alice to leave docker", lambda: "docker" not in groups_of(box, "alice"),
+             timeout=left + 30, interval=0.5)
+    print(f"  ... {time.monotonic() - t0:.0f} s later\n", flush=True)
+    n.run(["id", "alice"])
+    n.run(["jit", "grants"], user="alice")
+    n.run(f"systemctl list-timers --all --no-pager 'jit-expire-{grant_id}*' | head -3",
+          shown=f"systemctl list-timers --all 'jit-expire-{grant_id}*'")
+    removed = events(box, "membership_removed", grant_id)
+    if removed:
+        late = int(removed[0]["__REALTIME_TIMESTAMP"]) / 1e6 - exp
+        n.say(f"The membership was removed {late:.2f} s after the grant's end.")
+    events_summary(n, ("grant_activated", "membership_added", "grant_expired",
+                       "membership_removed"), since=exp - seconds - 30)
+
+
+def request_flow(n: Narrator) -> None:
+    box = n.box
+    n.section("5. Asking for access instead: a request that bob approves")
+    n.say("""Without a token, alice can ask the host for a role her policy lets her
+        request; an approver the role names (bob) decides, and hostd then signs the grant
+        with this host's own issuer key and activates it.""")
+    since = time.time()
+    n.run(["jit", "request", "docker", "--for", "30m", "--reason", "deploy the hotfix",
+           "--ticket", "OPS-43"], user="alice", check=False)
+    listed = n.run(["jit", "requests"], user="bob", check=False)
+    proc = box.run(["jit", "requests", "--json"], user="bob", check=False)
+    try:
+        pending = [r for r in json.loads(proc.stdout)["requests"] if r["state"] == "pending"]
+    except (ValueError, KeyError):
+        pending = []
+    if not pending:
+        n.say(f"(No pending request to approve: `jit request` did not create one here. "
+              f"{listed.strip()[:200]})")
+        return
+    req_id = pending[0]["id"]
+    n.run(["jit", "approve", req_id, "--comment", "go ahead"], user="bob", check=False)
+    n.run(["id", "alice"])
+    n.run(["jit", "grants"], user="alice", check=False)
+    n.say("alice is done early and gives the access back herself:")
+    mine = grants(box, user="alice")
+    if mine:
+        n.run(["jit", "revoke", mine[0]["id"], "--reason", "hotfix deployed"], user="alice",
+              check=False)
+        n.run(["id", "alice"])
+    events_summary(n, ("request_created", "request_approved", "grant_activated",
+                       "membership_added", "grant_revoked", "membership_removed"),
+                   since=since - 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grant-seconds", type=int, default=60)
+    parser.add_argument("--skip-request", action="store_true",
+                        help="leave out the access-request section")
+    args = parser.parse_args(argv)
+    try:
+        deb = find_deb()
+    except FileNotFoundError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    box = Container.create("jit-demo")
+    try:
+        n = Narrator(box)
+        print("# jitaccess: just-in-time privileged access, end to end\n")
+        n.say("""Everything below runs in a throwaway Debian 12 container booted with
+            systemd-nspawn: real systemd, journald, D-Bus and logind. Commands prefixed
+            `$` run as root, `alice$` and `bob$` as those unprivileged users.""")
+        n.section("1. Install the package")
+        seconds = box.boot()
+        log(f"container {box.name} booted in {seconds:.1f} s")
+        add_users(box)
+        n.say("Three ordinary users exist (alice, bob, carol) and a docker group:")
+        n.run("getent passwd alice bob carol; getent group docker",
+              shown="getent passwd alice bob carol; getent group docker")
+        box.copy_in(deb, f"/root/{deb.name}")
+        print(f"$ apt install -y ./{deb.name}", flush=True)
+        out = install_deb(box, deb).stdout.splitlines()
+        for line in [ln for ln in out if ln.startswith(("Setting up jitaccess", "Created",
+                                                        "The following NEW"))][:6]:
+            print(f"  {line}")
+        print(flush=True)
+        n.say("""hostd is socket-activated: only its socket listens until the first
+            client connects; jit-reconcile.service runs at every boot, before logins.""")
+        n.run("systemctl is-active jit-hostd.socket jit-hostd.service; "
+              "systemctl is-enabled jit-reconcile.service", check=False,
+              shown="systemctl is-active jit-hostd.socket jit-hostd.service; "
+                    "systemctl is-enabled jit-reconcile.service")
+        grant_flow(n, args.grant_seconds)
+        if not args.skip_request:
+            request_flow(n)
+        n.section("Done")
+        n.say(f"The container is powered off and deleted now (demo took "
+              f"{time.monotonic() - started:.0f} s).")
+        return 0
+    finally:
+        box.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
