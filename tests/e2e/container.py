@@ -175,6 +175,51 @@ def overlay_supported(work: Path = WORK_DIR) -> bool:
         shutil.rmtree(probe, ignore_errors=True)
 
 
+def _terminate_as_exit() -> None:
+    """Let SIGTERM (a CI timeout, `kill`) run the `finally` blocks that stop containers
+    and unmount overlays, as Ctrl-C does; left alone, it would leave them running."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def handler(signum: int, frame: object) -> None:
+            raise SystemExit(128 + signum)
+        with contextlib.suppress(ValueError):  # not the main thread: leave it
+            signal.signal(signal.SIGTERM, handler)
+
+
+def prune_stale(work: Path = WORK_DIR) -> None:
+    """Remove copies left by runs that were killed outright (SIGKILL, a lost machine).
+
+    A live copy holds an exclusive lock on its `.lock` for its whole life, so a copy
+    whose lock can be taken belongs to nobody; concurrent runs are never touched."""
+    for lock_path in work.glob("jit-*/.lock"):
+        top = lock_path.parent
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            for proc_dir in Path("/proc").glob("[0-9]*"):
+                with contextlib.suppress(OSError, ValueError):
+                    argv = (proc_dir / "cmdline").read_bytes().split(b"\0")
+                    if (argv[0].endswith(b"systemd-nspawn") and
+                            argv[argv.index(b"-D") + 1].startswith(f"{top}/".encode())):
+                        # its container's init first: killing it ends the whole pid ns
+                        for pid in [*_descendants(int(proc_dir.name)), int(proc_dir.name)]:
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(pid, signal.SIGKILL)
+            merged = top / "merged"
+            if os.path.ismount(merged):
+                subprocess.run(["umount", "-l", str(merged)], check=False)
+            log(f"removing stale container copy {top}")
+            shutil.rmtree(top, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
 class Container:
     """One throwaway copy of the cached rootfs, booted and stopped on demand."""
 
@@ -188,18 +233,23 @@ class Container:
         self.pid: int | None = None     # the container's PID 1, as the host sees it
         self.console_log = top / "console.log"
         self.boot_seconds: float | None = None
+        self._lock_fd: int | None = None  # held while this copy exists (prune_stale)
 
     # ---- life cycle -------------------------------------------------------------------
 
     @classmethod
     def create(cls, prefix: str = "jit-e2e", packages: Sequence[str] = PACKAGES) -> Container:
         """Make a private copy of the cached rootfs (building that first if needed)."""
+        _terminate_as_exit()
         base = ensure_rootfs(packages)
         name = f"{prefix}-{secrets.token_hex(3)}"
         WORK_DIR.mkdir(parents=True, exist_ok=True)
+        prune_stale()
         top = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WORK_DIR))
         use_overlay = overlay_supported()
         box = cls(name, base, top, use_overlay)
+        box._lock_fd = os.open(top / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(box._lock_fd, fcntl.LOCK_EX)
         try:
             if use_overlay:
                 for sub in ("upper", "work", "merged"):
@@ -325,6 +375,9 @@ class Container:
                     subprocess.run(["umount", "-l", str(self.root)], check=False)
             if self.top.exists():
                 shutil.rmtree(self.top, ignore_errors=True)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     # ---- inside -----------------------------------------------------------------------
 
