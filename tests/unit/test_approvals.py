@@ -1,0 +1,264 @@
+"""approvals: the pure decisions (who may request or decide, how votes add up, what a
+command approval is bound to) and the Requests service over a real Store, an in-memory
+group database and a hand-moved clock."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from test_core import Clock, FakeAccounts
+
+from hostd import approvals
+from hostd.approvals import HostSigner, Requests
+from hostd.config import Config, Issuer, Role
+from hostd.core import Core
+from hostd.errors import JitError
+from hostd.events import Events, read_mirror
+from hostd.keys import PublicKey, thumbprint
+from hostd.notify import entities, logged_in_ttys, message_for, write_to_tty
+from hostd.store import Store
+
+NOW = 1_800_000_000
+
+# --- pure decisions -----------------------------------------------------------------------
+
+MEMBERS = [
+    ("named-user", ("alice",), "alice", set(), True),
+    ("other-user", ("alice",), "bob", set(), False),
+    ("via-group", ("%sre",), "bob", {"sre"}, True),
+    ("group-name-is-not-user", ("sre",), "bob", {"sre"}, False),
+    ("user-named-like-group", ("%bob",), "bob", set(), False),
+    ("empty", (), "alice", {"sre"}, False),
+]
+
+
+@pytest.mark.parametrize("members,user,groups,expected", [m[1:] for m in MEMBERS],
+                         ids=[m[0] for m in MEMBERS])
+def test_in_members(members, user, groups, expected):
+    assert approvals.in_members(members, user, groups) is expected
+
+
+def d(approver: str, decision: str = "approve") -> dict:
+    return {"approver": approver, "decision": decision}
+
+
+TALLY = [
+    ("none-yet", [], 1, "pending"),
+    ("one-of-one", [d("bob")], 1, "approved"),
+    ("one-of-two", [d("bob")], 2, "pending"),
+    ("same-approver-twice-counts-once", [d("bob"), d("bob")], 2, "pending"),
+    ("two-distinct", [d("bob"), d("carol")], 2, "approved"),
+    ("one-denial-ends-it", [d("bob"), d("carol", "deny")], 2, "denied"),
+    ("denial-beats-enough-approvals", [d("bob"), d("carol"), d("dave", "deny")], 2, "denied"),
+]
+
+
+@pytest.mark.parametrize("decisions,needed,expected", [t[1:] for t in TALLY],
+                         ids=[t[0] for t in TALLY])
+def test_tally(decisions, needed, expected):
+    assert approvals.tally(decisions, needed) == expected
+
+
+ROLE = Role("docker", groups=("docker",), max_ttl=3600, issuers=("host",),
+            requesters=("%developers",), approvers=("%sre", "dave"), approvals=1)
+
+
+def req(**kw) -> dict:
+    return {"id": "abcdefgh", "user": "alice", "state": "pending", "expires": NOW + 60, **kw}
+
+
+DECIDE = [
+    ("self", req(user="carol"), "carol", {"sre"}, "self_approval"),
+    ("not-approver", req(), "eve", {"developers"}, "not_approver"),
+    ("expired-state", req(state="expired"), "bob", {"sre"}, "request_expired"),
+    ("past-expiry-still-pending", req(expires=NOW), "bob", {"sre"}, "request_expired"),
+    ("already-approved", req(state="approved"), "bob", {"sre"}, "already_decided"),
+    ("already-denied", req(state="denied"), "dave", set(), "already_decided"),
+]
+
+
+@pytest.mark.parametrize("request_,approver,groups,code", [c[1:] for c in DECIDE],
+                         ids=[c[0] for c in DECIDE])
+def test_may_decide_refusals(request_, approver, groups, code):
+    with pytest.raises(JitError) as info:
+        approvals.may_decide(ROLE, request_, approver, groups, NOW)
+    assert info.value.code == code
+
+
+def test_may_decide_allows_named_and_group_approvers():
+    approvals.may_decide(ROLE, req(), "dave", set(), NOW)
+    approvals.may_decide(ROLE, req(), "bob", {"sre"}, NOW)
+
+
+def test_may_request():
+    approvals.may_request(ROLE, "alice", {"developers"})
+    with pytest.raises(JitError) as info:
+        approvals.may_request(ROLE, "bob", {"sre"})
+    assert info.value.code == "not_requester"
+
+
+@pytest.mark.parametrize("reason,code", [("", "reason_required"), ("   \n", "reason_required"),
+                                         (None, "reason_required"), (5, "reason_required"),
+                                         ("x" * 1025, "bad_request")])
+def test_clean_reason_refusals(reason, code):
+    with pytest.raises(JitError) as info:
+        approvals.clean_reason(reason)
+    assert info.value.code == code
+
+
+def test_subject_binds_every_part():
+    base = approvals.command_subject("alice", "root", ["/usr/bin/systemctl", "stop", "x"],
+                                     "/", "web-1")
+    digest = approvals.subject_digest(base)
+    for change in ({"user": "bob"}, {"runas": "postgres"}, {"cwd": "/tmp"}, {"host": "web-2"}):
+        assert approvals.subject_digest({**base, **change}) != digest
+    other_argv = approvals.command_subject("alice", "root", ["/usr/bin/systemctl", "stop x"],
+                                           "/", "web-1")
+    assert approvals.subject_digest(other_argv) != digest, "argv boundaries matter"
+
+
+def test_request_ids_are_short_and_unambiguous():
+    ids = {approvals.new_request_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 8 and set(i) <= set(approvals.ID_ALPHABET) for i in ids)
+    assert not set("01ilo") & set(approvals.ID_ALPHABET)
+
+
+# --- the service --------------------------------------------------------------------------
+
+class World:
+    def __init__(self, tmp_path, approvals_needed: int = 1) -> None:
+        self.clock = Clock(NOW)
+        self.accounts = FakeAccounts()
+        self.accounts.uids.update({"carol": 1002, "dave": 1003})
+        self.accounts.members.update({"developers": {"alice", "carol"}, "sre": {"bob", "carol"},
+                                      "carol": set(), "dave": set()})
+        key = ed25519.Ed25519PrivateKey.generate()
+        pub = key.public_key()
+        role = Role("docker", groups=("docker",), max_ttl=3600, issuers=("host",),
+                    requesters=("%developers",), approvers=("%sre",),
+                    approvals=approvals_needed)
+        config = Config(roles={"docker": role},
+                        issuers={"host": Issuer("host", (PublicKey(thumbprint(pub), "EdDSA",
+                                                                   pub),), ("EdDSA",))},
+                        request_ttl=600, sudo_approval_timeout=300)
+        from hostd.hostmatch import HostFacts
+
+        self.mirror = tmp_path / "events.jsonl"
+        self.store = Store(tmp_path / "state.db")
+        self.core = Core(config, self.store, self.accounts, Events(self.mirror, journal=False),
+                         HostFacts("web-1", "f" * 32), clock=self.clock)
+        self.notices: list[tuple[str, str, list[str]]] = []
+        self.requests = Requests(self.core, HostSigner(key, "machine-id:" + "f" * 32),
+                                 lambda kind, r, users: self.notices.append((kind, r["id"],
+                                                                             users)))
+
+    def events(self, name: str) -> list[dict]:
+        return [e for e in read_mirror(self.mirror) if e["JIT_EVENT"] == name]
+
+
+@pytest.fixture
+def w(tmp_path):
+    world = World(tmp_path)
+    yield world
+    world.store.close()
+
+
+def test_request_approved_signs_and_activates_a_host_grant(w):
+    r = w.requests.create(1000, "docker", 1800, "deploy")
+    assert r["state"] == "pending"
+    assert w.notices == [("created", r["id"], ["bob", "carol"])]
+    out = w.requests.approve(1001, r["id"], "ok")
+    assert out["state"] == "approved" and out["grant_id"]
+    g = w.store.get_grant(out["grant_id"])
+    assert (g["issuer"], g["user"], g["approved_by"], g["exp"] - g["not_before"]) == (
+        "host", "alice", ["bob"], 1800)
+    assert g["hosts"] == ["machine-id:" + "f" * 32]
+    assert w.accounts.listed("alice", "docker")
+    assert w.events("request_approved")[0]["JIT_APPROVER"] == "bob"
+
+
+def test_request_duration_capped(w):
+    r = w.requests.create(1000, "docker", 99999, "deploy")
+    assert r["duration"] == 3600 and r["capped"] is True
+
+
+def test_requests_expire_unanswered(w):
+    r = w.requests.create(1000, "docker", 1800, "deploy")
+    w.clock.t += 601
+    assert w.requests.expire_due() == [r["id"]]
+    with pytest.raises(JitError) as info:
+        w.requests.approve(1001, r["id"])
+    assert info.value.code == "request_expired"
+    assert not w.accounts.listed("alice", "docker")
+
+
+def test_visible_own_and_decidable_only(w):
+    r = w.requests.create(1000, "docker", 1800, "deploy")
+    assert [x["id"] for x in w.requests.visible(1000)] == [r["id"]]  # requester
+    assert [x["id"] for x in w.requests.visible(1001)] == [r["id"]]  # approver
+    assert w.requests.visible(1003) == []  # dave: neither
+
+
+def test_command_approval_is_single_use_and_bound(w):
+    subject = approvals.command_subject("alice", "root", ["/usr/bin/systemctl", "stop", "db"],
+                                        "/root", "web-1")
+    r = w.requests.create_command(1000, "docker", subject, "maintenance")
+    assert not w.requests.consume_command(r["id"], subject), "not approved yet"
+    w.requests.approve(1001, r["id"])
+    other = {**subject, "runas": "postgres"}
+    assert not w.requests.consume_command(r["id"], other)
+    assert w.requests.consume_command(r["id"], subject)
+    assert not w.requests.consume_command(r["id"], subject), "single use"
+
+
+def test_command_approval_time_limited(w):
+    subject = approvals.command_subject("alice", "root", ["/bin/true"], "/", "web-1")
+    r = w.requests.create_command(1000, "docker", subject, "x")
+    w.requests.approve(1001, r["id"])
+    w.clock.t += 301
+    assert not w.requests.consume_command(r["id"], subject)
+
+
+def test_breakglass_grants_at_once(tmp_path):
+    world = World(tmp_path, approvals_needed=0)
+    r = world.requests.create(1000, "docker", 600, "prod down")
+    assert r["state"] == "approved" and world.accounts.listed("alice", "docker")
+    (ev,) = world.events("breakglass")
+    assert ev["PRIORITY"] == "2" and ev["JIT_REQUEST_ID"] == r["id"]
+    world.store.close()
+
+
+# --- notices ------------------------------------------------------------------------------
+
+HOSTILE = {"id": "abcdefgh", "user": "alice", "role": "docker", "state": "pending",
+           "reason": "a\nb\x1b[31m\u202e<!here> *bold*", "kind": "role", "duration": 60}
+
+
+def test_message_is_one_inert_line():
+    text = message_for("created", HOSTILE)
+    assert "\n" not in text and "\x1b" not in text and "\u202e" not in text
+    assert "a\\nb\\x1b[31m\\u202e" in text
+
+
+def test_entities_neutralise_mentions():
+    assert entities("<!here> & <@U1>") == "&lt;!here&gt; &amp; &lt;@U1&gt;"
+
+
+def test_utmp_parsing_and_tty_guard(tmp_path):
+    import struct
+
+    rec = struct.pack("<hxxi32s4s32s256shhiii4i20s", 7, 1, b"pts/9", b"ts/9", b"bob", b"",
+                      0, 0, 0, 0, 0, 0, 0, 0, 0, b"")
+    dead = struct.pack("<hxxi32s4s32s256shhiii4i20s", 8, 1, b"pts/8", b"ts/8", b"eve", b"",
+                       0, 0, 0, 0, 0, 0, 0, 0, 0, b"")
+    (tmp_path / "utmp").write_bytes(rec + dead)
+    assert logged_in_ttys(tmp_path / "utmp") == [("bob", "pts/9")]
+    assert logged_in_ttys(tmp_path / "missing") == []
+    target = tmp_path / "not-a-tty"
+    target.write_text("")
+    from pathlib import Path
+
+    assert write_to_tty(target, "x", 0) is False, "only /dev paths"
+    assert write_to_tty(Path("/dev/../etc/passwd"), "x", 0) is False
+    assert target.read_text() == ""
