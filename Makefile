@@ -1,13 +1,18 @@
-# jitaccess: build, test and demo. Runs on Debian 12 with Debian's /usr/bin/python3.
+# jitaccess: build, test and demo on Debian 12, with Debian's /usr/bin/python3.
+# `make test` and `make demo` install what they need first (scripts/install-deps.sh).
 PYTHON ?= /usr/bin/python3
 PYTEST = $(PYTHON) -m pytest -p no:cacheprovider
+RUFF ?= /var/cache/jitaccess-tools/venv/bin/ruff
 
 .PHONY: test test-unit test-integration test-e2e lint deb demo bench clean deps
 
-test: lint test-unit test-integration test-e2e
+test: deps lint test-unit test-integration test-e2e
+
+deps:
+	./scripts/install-deps.sh
 
 lint:
-	$(PYTHON) -m ruff check hostd pam tests benchmarks || ruff check hostd pam tests benchmarks
+	$(RUFF) check hostd tests benchmarks
 
 test-unit:
 	$(PYTEST) -q tests/unit
@@ -21,7 +26,7 @@ test-e2e: deb
 deb:
 	./packaging/build-deb.sh
 
-demo: deb
+demo: deps deb
 	$(PYTHON) tests/e2e/demo.py
 
 bench:
