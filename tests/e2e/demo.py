@@ -209,7 +209,7 @@ def request_flow(n: Narrator) -> None:
         n.run(["id", "alice"])
     events_summary(n, ("request_created", "request_approved", "grant_activated",
                        "membership_added", "grant_revoked", "membership_removed"),
-                   since=since - 1)
+                   since=since)
 
 
 def main(argv: list[str] | None = None) -> int:
