@@ -174,6 +174,7 @@ def grant_flow(n: Narrator, seconds: int) -> None:
     if removed:
         late = int(removed[0]["__REALTIME_TIMESTAMP"]) / 1e6 - exp
         n.say(f"The membership was removed {late:.2f} s after the grant's end.")
+        print(flush=True)
     events_summary(n, ("grant_activated", "membership_added", "grant_expired",
                        "membership_removed"), since=exp - seconds - 30)
 
