@@ -150,7 +150,7 @@ def test_arm_sends_exact_transient_timer_and_service(fake, timers):
     assert got == {
         "Description": ("s", "jitaccess: expire grant 0123456789ab"),
         "OnCalendar": ("s", "2031-11-29 17:03:05 UTC"),
-        "AccuracyUSec": ("t", 1_000_000),
+        "AccuracyUSec": ("t", 100_000),
         "RemainAfterElapse": ("b", False),
     }
     assert "Unit" not in got  # systemd 252 refuses Unit= on a transient timer
