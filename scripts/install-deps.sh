@@ -35,5 +35,5 @@ if [ ! -x "$TOOLS/venv/bin/ruff" ]; then
     echo "install-deps: installing ruff into $TOOLS/venv"
     mkdir -p "$TOOLS"
     /usr/bin/python3 -m venv "$TOOLS/venv"
-    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check ruff
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "ruff==0.17.6"
 fi

@@ -25,7 +25,8 @@ def test_request_notice_reaches_approver_terminal_inert(host: Host) -> None:
     box = host.box
     # bob's terminal: a real pty made by script(1), recording what is shown on it
     box.run(["runuser", "-u", "bob", "--", "sh", "-c",
-             "setsid script -q -f -c 'tty; sleep 60' /home/bob/typescript </dev/null >/dev/null 2>&1 &"])
+             "setsid script -q -f -c 'tty; sleep 60' /home/bob/typescript"
+             " </dev/null >/dev/null 2>&1 &"])
     shown = box.path("/home/bob/typescript")
     tty = wait_for("bob's pty", lambda: re.search(r"/dev/(pts/\d+)", shown.read_text()
                                                  if shown.exists() else ""), timeout=15)
