@@ -3,7 +3,7 @@
 # packaging/debian as debian/, run dpkg-buildpackage there, and leave the result in
 # dist/. Nothing but dist/ is written inside the repository.
 #
-# Environment: LINTIAN=0 skips the lintian check (default: run it, fail on any error
+# Environment: VERBOSE=1 shows the build output; LINTIAN=0 skips the lintian check (default: run it, fail on any error
 # or warning); KEEP_BUILD=1 keeps the scratch directory.
 set -euo pipefail
 
@@ -43,9 +43,17 @@ cp -a packaging/debian "$src/debian"
 rm -rf "$src/debian/.debhelper" "$src/debian/jitaccess" "$src/debian/files" \
     "$src/debian/debhelper-build-stamp" "$src"/debian/*.substvars "$src"/debian/*.log
 
-(cd "$src" && dpkg-buildpackage -us -uc -b)
-
 mkdir -p "$repo/dist"
+# The build's own chatter goes to dist/build.log (VERBOSE=1: to the terminal); on
+# failure its end is shown.
+if [ "${VERBOSE:-0}" = "1" ]; then
+    (cd "$src" && dpkg-buildpackage -us -uc -b)
+elif ! (cd "$src" && dpkg-buildpackage -us -uc -b) >"$repo/dist/build.log" 2>&1; then
+    tail -n 40 "$repo/dist/build.log" >&2
+    echo "build-deb: dpkg-buildpackage failed; full log in dist/build.log" >&2
+    exit 1
+fi
+
 deb="jitaccess_${pkg_version}_all.deb"
 cp "$scratch/$deb" "$repo/dist/$deb"
 echo "build-deb: dist/$deb"

@@ -152,8 +152,8 @@ def grant_flow(n: Narrator, seconds: int) -> None:
     n.run(["jit", "grants"], user="alice")
     held = grants(box, user="alice")[0]
     grant_id, exp = held["id"], int(held["exp"])
-    n.say("""The expiry is a transient systemd timer, armed for the grant's end (with
-        one-second accuracy): the group is taken away even if nobody is around, and a
+    n.say("""The expiry is a transient systemd timer, armed for the grant's end (to within
+        a tenth of a second): the group is taken away even if nobody is around, and a
         reboot is covered by jit-reconcile.service at boot.""")
     n.run("systemctl list-timers --all --no-pager 'jit-expire-*' | head -3",
           shown="systemctl list-timers --all 'jit-expire-*'")
