@@ -136,7 +136,8 @@ class Notifier:
                     error = f"HTTP {resp.status}"
             except Exception as exc:  # any network failure: retry, then log
                 error = str(exc)
-            time.sleep(0.5 * 2 ** attempt)
+            if attempt + 1 < WEBHOOK_TRIES:
+                time.sleep(0.5 * 2 ** attempt)
         self.events.emit("notify_failed", f"webhook notification failed after "
                          f"{WEBHOOK_TRIES} tries: {error}", request_id=req["id"],
                          user=req["user"], role=req["role"])

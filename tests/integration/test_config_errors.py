@@ -45,3 +45,23 @@ def test_broken_config_at_start_fails_closed_but_still_expires(box):
 def test_unreachable_daemon_exit_code_3(box):
     rc, out = box.jit_json("grants", user="alice")
     assert rc == 3 and out["code"] == "unreachable"
+
+
+def test_sighup_reloads_policy_and_refuses_a_bad_one(box):
+    import signal
+
+    box.start()
+    rc, out = box.jit_json("activate", box.issue("alice", role="web"), user="alice")
+    assert rc == 1 and out["code"] == "unknown_role"
+    policy = box.root / "etc/jit/jit.toml"
+    policy.write_text(policy.read_text() + '\n[roles.web]\ngroups = ["adm"]\n'
+                      'issuers = ["corp"]\n')
+    box.proc.send_signal(signal.SIGHUP)
+    assert box.wait_for(lambda: box.jit_json("activate", box.issue("alice", role="web"),
+                                             user="alice")[0] == 0, timeout=5)
+    good = policy.read_text()
+    policy.write_text(good + "\n[roles.web.oops]\n")
+    box.proc.send_signal(signal.SIGHUP)
+    assert box.wait_for(lambda: box.events("config_error"), timeout=5)
+    rc, out = box.jit_json("activate", box.issue("bob", role="web"), user="bob")
+    assert rc == 0, "the previous policy stays in force after a refused reload"

@@ -262,3 +262,22 @@ def test_utmp_parsing_and_tty_guard(tmp_path):
     assert write_to_tty(target, "x", 0) is False, "only /dev paths"
     assert write_to_tty(Path("/dev/../etc/passwd"), "x", 0) is False
     assert target.read_text() == ""
+
+
+def test_webhook_failure_is_retried_then_logged(tmp_path, monkeypatch):
+    import socket as socket_mod
+
+    from hostd import notify
+
+    with socket_mod.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps: list[float] = []
+    monkeypatch.setattr(notify.time, "sleep", sleeps.append)
+    mirror = tmp_path / "events.jsonl"
+    n = notify.Notifier(Events(mirror, journal=False), tmp_path / "utmp", lambda u: None,
+                        lambda: "", "web-1")
+    assert n.post(f"http://127.0.0.1:{port}/hook", "created", HOSTILE) is False
+    assert sleeps == [0.5, 1.0], "three tries, backing off between them"
+    (ev,) = [e for e in read_mirror(mirror) if e["JIT_EVENT"] == "notify_failed"]
+    assert ev["JIT_REQUEST_ID"] == "abcdefgh"
