@@ -329,12 +329,15 @@ def load(paths: Paths) -> Config:
             if issuer.name in issuers:
                 raise ConfigError(str(file), "name", f"issuer {issuer.name!r} defined twice")
             issuers[issuer.name] = issuer
-    if paths.host_key.exists():
+    host_pub = paths.host_key_pub if paths.host_key_pub.exists() else paths.host_key
+    if host_pub.exists():
         try:
-            host_key = load_pem_public(paths.host_key)
+            host_key = load_pem_public(host_pub)
+            issuers[HOST_ISSUER] = Issuer(HOST_ISSUER, (host_key,), ("EdDSA",), "sub")
+        except PermissionError:
+            pass  # a user without the public half: host grants are hostd's to verify
         except (OSError, ValueError) as exc:
-            raise ConfigError(str(paths.host_key), "", f"bad host issuer key: {exc}") from None
-        issuers[HOST_ISSUER] = Issuer(HOST_ISSUER, (host_key,), ("EdDSA",), "sub")
+            raise ConfigError(str(host_pub), "", f"bad host issuer key: {exc}") from None
     for role in kwargs["roles"].values():
         for name in role.issuers:
             if name not in issuers and name != HOST_ISSUER:

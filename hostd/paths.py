@@ -36,6 +36,11 @@ class Paths:
         return self._p("etc/jit/host-issuer.key")
 
     @property
+    def host_key_pub(self) -> Path:
+        """World-readable public half, so users can verify host grants offline."""
+        return self._p("etc/jit/host-issuer.key.pub")
+
+    @property
     def state_db(self) -> Path:
         return self._p("var/lib/jit/state.db")
 

@@ -11,6 +11,8 @@ import os
 import signal
 import socket
 
+from cryptography.hazmat.primitives import serialization
+
 from . import config as config_mod
 from .accounts import Accounts
 from .approvals import HostSigner, Requests
@@ -31,14 +33,22 @@ SD_LISTEN_FDS_START = 3
 
 
 def ensure_host_key(paths: Paths) -> bool:
-    """Create the host issuer key (0600) if missing; True if one was made."""
-    if paths.host_key.exists():
-        return False
-    paths.host_key.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    with contextlib.suppress(FileExistsError):
-        generate_ed25519(paths.host_key)
-        return True
-    return False
+    """Create the host issuer key (0600) if missing, and (re)write its public half (0644)
+    from it so the two always match; True if a key was made."""
+    made = False
+    if not paths.host_key.exists():
+        paths.host_key.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        with contextlib.suppress(FileExistsError):
+            generate_ed25519(paths.host_key)
+            made = True
+    public = load_private(paths.host_key).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if not paths.host_key_pub.exists() or paths.host_key_pub.read_bytes() != public:
+        tmp = paths.host_key_pub.with_name(paths.host_key_pub.name + ".tmp")
+        tmp.write_bytes(public)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, paths.host_key_pub)
+    return made
 
 
 def build_core(paths: Paths) -> tuple[Core, str]:

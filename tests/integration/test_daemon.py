@@ -193,3 +193,16 @@ def test_reason_with_control_characters_is_logged_inert(sandbox):
     assert ev["JIT_REASON"] == "fix\\n\\x1b]0;pwned\\x07 now"
     r = sandbox.jit("grants", user="alice")
     assert "\x1b" not in r.stdout and "\\x1b" in r.stdout
+
+
+def test_users_can_check_offline_without_the_private_host_key(sandbox):
+    key = sandbox.root / "etc/jit/host-issuer.key"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert (sandbox.root / "etc/jit/host-issuer.key.pub").exists()
+    rc, out = sandbox.jit_json("check-config", user="alice")
+    assert rc == 0 and out["issuers"] == ["corp", "host"], out
+    rc, out = sandbox.jit_json("grant", "verify", sandbox.issue("alice"), user="alice")
+    assert rc == 0 and out["grant"]["user"] == "alice", out
+    rc, out = sandbox.jit_json("grant", "verify", sandbox.issue("alice", hosts="other-*"),
+                               user="alice")
+    assert rc == 1 and out["code"] == "wrong_host"
