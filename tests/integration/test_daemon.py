@@ -46,7 +46,9 @@ def test_expiry_removes_membership_within_two_seconds(sandbox):
     assert rc == 0, out
     exp = out["grant"]["exp"]
     assert "alice" in sandbox.members("docker")
-    assert sandbox.wait_for(lambda: "alice" not in sandbox.members("docker"), timeout=10)
+    # grant_expired is logged last, once gpasswd has rewritten group and gshadow
+    assert sandbox.wait_for(lambda: sandbox.events("grant_expired"), timeout=10)
+    assert "alice" not in sandbox.members("docker")
     assert "alice" not in sandbox.members("docker", "gshadow")
     removed = sandbox.events("membership_removed")
     assert len(removed) == 1
