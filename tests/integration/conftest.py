@@ -7,22 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sandbox import Sandbox
-
-POLICY = """
-[roles.docker]
-groups = ["docker"]
-max_ttl = "4h"
-issuers = ["corp", "host"]
-
-[roles.ops]
-groups = ["docker", "adm"]
-max_ttl = "1h"
-issuers = ["corp"]
-
-[daemon]
-sweep_interval = "1s"
-"""
+from sandbox import POLICY, Sandbox
 
 
 @pytest.fixture

@@ -20,6 +20,22 @@ from pathlib import Path
 PYTHON = "/usr/bin/python3"
 REPO = Path(__file__).resolve().parents[2]
 
+# The policy most integration tests run under.
+POLICY = """
+[roles.docker]
+groups = ["docker"]
+max_ttl = "4h"
+issuers = ["corp", "host"]
+
+[roles.ops]
+groups = ["docker", "adm"]
+max_ttl = "1h"
+issuers = ["corp"]
+
+[daemon]
+sweep_interval = "1s"
+"""
+
 USERS = {"root": 0, "alice": 1001, "bob": 1002, "carol": 1003}
 
 

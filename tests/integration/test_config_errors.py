@@ -4,8 +4,7 @@ keeps expiring grants it already holds."""
 from __future__ import annotations
 
 import pytest
-from conftest import POLICY
-from sandbox import Sandbox
+from sandbox import POLICY, Sandbox
 
 
 @pytest.fixture
