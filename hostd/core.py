@@ -175,9 +175,9 @@ class Core:
         for m in self.store.unfinished():
             g = self.store.get_grant(m["grant_id"])
             if m["grant_state"] == "active":  # crashed mid-activation: finish it
-                if not m["standing"] and not self.accounts.is_member(m["user"], m["grp"]):
-                    self.accounts.add(m["user"], m["grp"])
-                self.store.set_membership(g["id"], m["grp"], "applied")
+                if (m["standing"] or self.accounts.is_member(m["user"], m["grp"])
+                        or self._put_back(g, m)):
+                    self.store.set_membership(g["id"], m["grp"], "applied")
             else:
                 self._release(g, m)
 
@@ -202,6 +202,12 @@ class Core:
         if m["standing"] or self.store.live_holders(m["user"], m["grp"], exclude=g["id"]):
             self.store.set_membership(g["id"], m["grp"], "kept")
             return
+        if self.accounts.uid_of(m["user"]) is None:  # account deleted: nothing to take back
+            self.store.set_membership(g["id"], m["grp"], "removed")
+            self.events.emit("membership_removed", f"{m['user']} no longer exists; membership "
+                             f"of {m['grp']} ended with the account",
+                             **{**self._fields(g), "groups": [m["grp"]]})
+            return
         try:
             self.accounts.remove(m["user"], m["grp"])
         except JitError as exc:  # left 'applied': reconcile retries
@@ -212,6 +218,17 @@ class Core:
         self.events.emit("membership_removed", f"{m['user']} removed from {m['grp']}",
                          **{**self._fields(g), "groups": [m["grp"]]})
 
+    def _put_back(self, g: dict, m: dict) -> bool:
+        """Re-add a live grant's membership; a failure (the account or group is gone) is
+        logged and skipped, so one bad row never stops hostd from starting."""
+        try:
+            self.accounts.add(m["user"], m["grp"])
+            return True
+        except JitError as exc:
+            self.events.emit("config_error", f"could not restore {m['user']} in {m['grp']}: "
+                             f"{exc.message}", **self._fields(g))
+            return False
+
     # start-up ---------------------------------------------------------------------------
 
     def reconcile(self) -> list[tuple[str, int]]:
@@ -221,7 +238,7 @@ class Core:
         members = self.accounts.membership_map()
         for m in self.store.active_memberships():  # removed by hand meanwhile: put back
             if not m["standing"] and m["user"] not in members.get(m["grp"], set()):
-                self.accounts.add(m["user"], m["grp"])
-                members.setdefault(m["grp"], set()).add(m["user"])
+                if self._put_back(self.store.get_grant(m["grant_id"]), m):
+                    members.setdefault(m["grp"], set()).add(m["user"])
         self.store.prune_seen(self.now() - self.config.leeway - SEEN_TOKEN_GRACE)
         return self.store.live_grants()

@@ -433,3 +433,25 @@ def test_failed_removal_is_retried_by_the_periodic_sweep(w):
     w.clock.t += 60
     w.core.sweep()
     assert not w.accounts.listed("alice", "docker"), "expired grant's group kept until restart"
+
+
+def test_reconcile_survives_a_membership_it_cannot_restore(w):
+    """Regression: one failing gpasswd -a in reconcile must not stop hostd starting."""
+    g = w.activate(exp=w.mint.now + HOUR)
+    w.accounts.members["docker"].discard("alice")  # removed by hand
+    w.accounts.fail_add.add(("alice", "docker"))  # and cannot be put back
+    live = w.core.reconcile()
+    assert [gid for gid, _ in live] == [g["id"]]
+    assert w.events("config_error"), "the failure is logged"
+
+
+def test_deleted_account_ends_its_membership_quietly(w):
+    """A user deleted while holding a grant: expiry must not retry gpasswd -d forever."""
+    g = w.activate(exp=w.mint.now + HOUR)
+    del w.accounts.uids["alice"]
+    w.accounts.fail_remove.add(("alice", "docker"))  # gpasswd: no such user
+    w.clock.t += HOUR
+    w.core.sweep()
+    assert w.membership_states(g["id"]) == {"docker": (0, "removed")}
+    w.core.sweep()
+    assert not w.events("config_error")
