@@ -123,7 +123,6 @@ async def serve(paths: Paths) -> int:
     server = Server(core, timers, error, build_requests(paths, core))
     server_ref.append(server)
     live = core.reconcile()
-    await server.arm_missing(live)
     core.events.emit("hostd_started", f"jit-hostd started, {len(live)} live grants",
                      reason=error or None)
 
@@ -144,9 +143,15 @@ async def serve(paths: Paths) -> int:
             except Exception:
                 log.exception("sweep failed")
 
+    # Timers are re-armed while hostd already serves, soonest expiry first: after a
+    # reboot with thousands of live grants this takes seconds of D-Bus calls, and nobody
+    # should wait for it. Correctness does not depend on it: an expired grant never
+    # authorizes, and the sweep is the backstop.
+    arm_task = asyncio.create_task(server.arm_missing(live))
     sweep_task = asyncio.create_task(sweeper())
     async with srv:
         await stop.wait()
+    arm_task.cancel()
     sweep_task.cancel()
     _notify("STOPPING=1")
     core.store.close()
