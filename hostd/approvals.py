@@ -29,6 +29,7 @@ from .events import escape
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud, typed by hand
 ID_LENGTH = 8
 MAX_REASON = 1024
+MAX_PENDING_PER_USER = 5  # more would only flood approvers' terminals
 
 
 # pure decisions ---------------------------------------------------------------------------
@@ -157,6 +158,11 @@ class Requests:
         role = self._role(role_name)
         may_request(role, user, groups)
         reason = clean_reason(reason)
+        self.expire_due()
+        pending = [r for r in self.store.requests(("pending",)) if r["user"] == user]
+        if len(pending) >= MAX_PENDING_PER_USER:
+            raise JitError("too_many_requests", f"you already have {len(pending)} pending "
+                                                "requests; wait for a decision")
         if duration <= 0:
             raise JitError("bad_request", "duration must be positive")
         capped = min(duration, role.max_ttl)

@@ -36,6 +36,7 @@ REFUSALS = (
     "already_decided",
     "request_expired",
     "denied",
+    "too_many_requests",
     "reason_required",
 )
 

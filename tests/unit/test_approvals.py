@@ -281,3 +281,14 @@ def test_webhook_failure_is_retried_then_logged(tmp_path, monkeypatch):
     assert sleeps == [0.5, 1.0], "three tries, backing off between them"
     (ev,) = [e for e in read_mirror(mirror) if e["JIT_EVENT"] == "notify_failed"]
     assert ev["JIT_REQUEST_ID"] == "abcdefgh"
+
+
+def test_pending_requests_per_user_are_bounded(w):
+    for _ in range(approvals.MAX_PENDING_PER_USER):
+        w.requests.create(1000, "docker", 600, "again")
+    with pytest.raises(JitError) as info:
+        w.requests.create(1000, "docker", 600, "and again")
+    assert info.value.code == "too_many_requests"
+    assert len(w.notices) == approvals.MAX_PENDING_PER_USER
+    w.clock.t += 601  # they expire unanswered: room again
+    assert w.requests.create(1000, "docker", 600, "later")["state"] == "pending"
