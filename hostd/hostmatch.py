@@ -10,6 +10,8 @@ import fnmatch
 import ipaddress
 import re
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,28 @@ class HostFacts:
     hostname: str
     machine_id: str = ""
     addresses: tuple[IPAddress, ...] = field(default_factory=tuple)
+    # Where live addresses come from (AddressCache in hostd); None: `addresses` as given.
+    lookup: Callable[[], tuple[IPAddress, ...]] | None = None
+
+    def current_addresses(self) -> tuple[IPAddress, ...]:
+        return self.lookup() if self.lookup is not None else self.addresses
+
+
+class AddressCache:
+    """This host's addresses, read through netlink only when a network selector needs
+    them (importing pyroute2 costs the daemon about 14 MB) and at most every 30 s, so
+    an address gained or lost later (DHCP, VPN) is seen."""
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._value: tuple[IPAddress, ...] = ()
+        self._read_at: float | None = None
+
+    def __call__(self) -> tuple[IPAddress, ...]:
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at > self.ttl:
+            self._value, self._read_at = read_addresses(), now
+        return self._value
 
 
 def parse_selector(selector: object) -> tuple[str, object]:
@@ -55,7 +79,8 @@ def matches(selectors: list[str], facts: HostFacts) -> bool:
         if kind == "hostname" and fnmatch.fnmatchcase(facts.hostname.lower(), value):
             return True
         if kind == "network" and any(
-            addr.version == value.version and addr in value for addr in facts.addresses
+            addr.version == value.version and addr in value
+            for addr in facts.current_addresses()
         ):
             return True
     return False
@@ -87,4 +112,4 @@ def read_facts(hostname_file: Path, machine_id_file: Path, sandboxed: bool) -> H
     machine_id = ""
     if machine_id_file.exists():
         machine_id = machine_id_file.read_text().strip().lower()
-    return HostFacts(hostname=hostname, machine_id=machine_id, addresses=read_addresses())
+    return HostFacts(hostname=hostname, machine_id=machine_id, lookup=AddressCache())

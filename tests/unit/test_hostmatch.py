@@ -109,3 +109,37 @@ def test_ipv4_network_does_not_match_an_ipv4_mapped_ipv6_address():
 
 def test_network_does_not_match_a_host_without_addresses():
     assert matches(["0.0.0.0/0", "::/0"], HostFacts(hostname="h")) is False
+
+
+def test_addresses_are_looked_up_only_for_network_selectors():
+    import ipaddress
+
+    from hostd.hostmatch import HostFacts, matches
+
+    calls = []
+
+    def lookup():
+        calls.append(1)
+        return (ipaddress.ip_address("10.1.2.3"),)
+
+    facts = HostFacts("web-1", "", lookup=lookup)
+    assert matches(["web-*"], facts) and calls == []
+    assert matches(["10.0.0.0/8"], facts) and calls == [1]
+    assert not matches(["192.168.0.0/16"], facts)
+
+
+def test_address_cache_rereads_after_ttl(monkeypatch):
+    import ipaddress
+
+    from hostd import hostmatch
+
+    reads = iter([(ipaddress.ip_address("10.0.0.1"),), (ipaddress.ip_address("10.0.0.2"),)])
+    monkeypatch.setattr(hostmatch, "read_addresses", lambda: next(reads))
+    clock = [100.0]
+    monkeypatch.setattr(hostmatch.time, "monotonic", lambda: clock[0])
+    cache = hostmatch.AddressCache(ttl=30)
+    assert str(cache()[0]) == "10.0.0.1"
+    clock[0] += 10
+    assert str(cache()[0]) == "10.0.0.1", "cached within the ttl"
+    clock[0] += 25
+    assert str(cache()[0]) == "10.0.0.2", "read again after the ttl"
