@@ -208,3 +208,17 @@ def test_users_can_check_offline_without_the_private_host_key(sandbox):
     rc, out = sandbox.jit_json("grant", "verify", sandbox.issue("alice", hosts="other-*"),
                                user="alice")
     assert rc == 1 and out["code"] == "wrong_host"
+
+
+@pytest.mark.parametrize(("selector", "code"), [
+    ("127.0.0.0/8", None), ("203.0.113.0/24", "wrong_host"),
+    ("machine-id:0123456789abcdef0123456789abcdef", None),
+    ("machine-id:ffffffffffffffffffffffffffffffff", "wrong_host"),
+    ("TESTHOST", None), ("web-*", "wrong_host"),
+], ids=["loopback-net", "doc-net", "machine-id", "other-machine",
+        "hostname-case", "other-glob"])
+def test_host_selectors_against_this_host(sandbox, selector, code):
+    """Network selectors are matched against the addresses pyroute2 reads for real."""
+    rc, out = sandbox.jit_json("activate", sandbox.issue("alice", hosts=selector),
+                               user="alice")
+    assert (rc == 0) if code is None else (rc == 1 and out["code"] == code), out
