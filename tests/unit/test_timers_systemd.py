@@ -12,14 +12,11 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from dbus_next import Message, Variant
+from dbus_next.signature import SignatureTree
 
-dbus_next = pytest.importorskip("dbus_next")
-
-from dbus_next import Message, Variant  # noqa: E402
-from dbus_next.signature import SignatureTree  # noqa: E402
-
-from hostd import timers_systemd as ts  # noqa: E402
-from hostd.timers_systemd import SystemdTimers, TimerError  # noqa: E402
+from hostd import timers_systemd as ts
+from hostd.timers_systemd import SystemdTimers, TimerError
 
 GID = "0123456789ab"
 EXP = int(datetime(2031, 11, 29, 17, 3, 5, tzinfo=UTC).timestamp())
