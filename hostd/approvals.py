@@ -24,7 +24,6 @@ from .config import HOST_ISSUER, Role
 from .core import Core
 from .durations import format_duration, rfc3339
 from .errors import JitError
-from .events import escape
 
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud, typed by hand
 ID_LENGTH = 8
@@ -239,7 +238,8 @@ class Requests:
                               f"{req['user']}",
                               **{**self._fields(req), "reason": comment or req["reason"]},
                               approver=approver, decision=decision)
-        outcome = tally(self.store.decisions(request_id), req["needed"])
+        decisions = self.store.decisions(request_id)
+        outcome = tally(decisions, req["needed"])
         if outcome == "denied":
             if self.store.set_request_state(request_id, "denied", now, expect="pending",
                                             outcome=comment):
@@ -247,9 +247,8 @@ class Requests:
                             [req["user"]])
         elif outcome == "approved":
             if req["kind"] == "role":
-                approvers = [d["approver"] for d in self.store.decisions(request_id)
-                             if d["decision"] == "approve"]
-                self._grant(req, approvers)
+                self._grant(req, [d["approver"] for d in decisions
+                                  if d["decision"] == "approve"])
             else:
                 self.store.set_request_state(request_id, "approved", now, expect="pending")
             self.notify("approved", self.public(self.store.get_request(request_id)),
@@ -277,6 +276,16 @@ class Requests:
             raise
         self.store.set_request_state(req["id"], "approved", now, expect="pending",
                                      grant_id=grant["id"], outcome="granted")
+
+    def own(self, uid: int, request_id: str) -> dict:
+        """One of the caller's own requests, its expiry applied (for `access.wait`)."""
+        user, _ = self._who(uid)
+        req = self.store.get_request(request_id)
+        if req is None or req["user"] != user:
+            raise JitError("not_found", f"no request {request_id!r} of yours")
+        if req["state"] == "pending" and req["expires"] <= self.core.now() and self._expire(req):
+            req = self.store.get_request(request_id)
+        return self.public(req)
 
     # listing and expiry -----------------------------------------------------------------
 
@@ -315,14 +324,3 @@ class Requests:
     def _fields(req: dict) -> dict:
         return {"user": req["user"], "uid": req["uid"], "role": req["role"],
                 "request_id": req["id"], "reason": req["reason"], "ticket": req["ticket"]}
-
-
-def describe(req: dict, approver_view: bool = True) -> str:
-    """One escaped paragraph about a request, safe on any terminal."""
-    what = (f"role {escape(req['role'])} for {format_duration(req['duration'])}"
-            if req["kind"] == "role" else f"a guarded command under role {escape(req['role'])}")
-    return (f"{escape(req['user'])} requests {what}\n"
-            f"  reason: \"{escape(req['reason'])}\""
-            + (f"  ticket: {escape(req['ticket'])}" if req.get("ticket") else "")
-            + (f"\n  approve: jit approve {req['id']}    deny: jit deny {req['id']} --reason ..."
-               if approver_view else ""))

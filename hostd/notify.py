@@ -93,15 +93,12 @@ class Notifier:
         self.uid_of = uid_of
         self.webhook = webhook
         self.hostname = hostname
-        self.threads: list[threading.Thread] = []
 
     def __call__(self, kind: str, req: dict, recipients: list[str]) -> None:
         self.terminals(kind, req, recipients)
         url = self.webhook()
         if url:
-            t = threading.Thread(target=self.post, args=(url, kind, req), daemon=True)
-            t.start()
-            self.threads = [x for x in self.threads if x.is_alive()] + [t]
+            threading.Thread(target=self.post, args=(url, kind, req), daemon=True).start()
 
     def terminals(self, kind: str, req: dict, recipients: list[str]) -> int:
         wanted = set(recipients)

@@ -15,6 +15,7 @@ import struct
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+from . import __version__
 from .approvals import Requests
 from .core import Core
 from .errors import JitError
@@ -128,7 +129,7 @@ class Server:
 
     async def op_status(self, args: dict, uid: int) -> dict:
         return {"ok": True, "code": "ok", "message": "hostd is running",
-                "version": _version(), "uptime": self.core.now() - self.started,
+                "version": __version__, "uptime": self.core.now() - self.started,
                 "active_grants": len(self.core.store.live_grants()),
                 "config_error": self.config_error or None}
 
@@ -187,12 +188,9 @@ class Server:
         timeout = min(max(args.get("timeout", 60), 1), 300)
         deadline = self.core.now() + timeout
         while True:
-            found = self.requests.visible(uid, args["id"])
-            if not found or found[0]["user"] != self.core.accounts.user_by_uid(uid):
-                raise JitError("not_found", f"no request {args['id']!r} of yours")
-            if found[0]["state"] != "pending" or self.core.now() >= deadline:
-                return {"ok": True, "code": "ok", "message": found[0]["state"],
-                        "request": found[0]}
+            req = self.requests.own(uid, args["id"])
+            if req["state"] != "pending" or self.core.now() >= deadline:
+                return {"ok": True, "code": "ok", "message": req["state"], "request": req}
             await asyncio.sleep(0.25)
 
     async def _arm_granted(self, req: dict) -> None:
@@ -227,9 +225,3 @@ class Server:
             g = self.core.store.get_grant(grant_id)
             if g is not None and g["state"] == "active":
                 asyncio.get_running_loop().create_task(self._arm(grant_id, g["exp"]))
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
