@@ -116,16 +116,29 @@ def generate_ed25519(path: Path) -> PublicKey:
     key = ed25519.Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(private_pem)
-    pub_path = path.with_name(path.name + ".pub")
-    pub_path.write_bytes(public_pem)
-    os.chmod(pub_path, 0o644)
+    write_public(path, key)
     return PublicKey(thumbprint(key.public_key()), "EdDSA", key.public_key())
+
+
+def public_pem(private_key: object) -> bytes:
+    return private_key.public_key().public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def write_public(path: Path, private_key: object) -> None:
+    """PATH.pub (0644) from the private key at PATH, replaced atomically if it differs."""
+    pub_path = path.with_name(path.name + ".pub")
+    pem = public_pem(private_key)
+    if pub_path.exists() and pub_path.read_bytes() == pem:
+        return
+    tmp = pub_path.with_name(pub_path.name + ".tmp")
+    tmp.write_bytes(pem)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, pub_path)
 
 
 def load_private(path: Path) -> object:

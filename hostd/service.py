@@ -10,8 +10,7 @@ import logging
 import os
 import signal
 import socket
-
-from cryptography.hazmat.primitives import serialization
+from collections.abc import Callable
 
 from . import config as config_mod
 from .accounts import Accounts
@@ -20,7 +19,7 @@ from .core import Core
 from .errors import JitError
 from .events import Events
 from .hostmatch import read_facts
-from .keys import generate_ed25519, load_private
+from .keys import generate_ed25519, load_private, write_public
 from .notify import Notifier
 from .paths import Paths
 from .protocol import MAX_LINE
@@ -35,20 +34,13 @@ SD_LISTEN_FDS_START = 3
 def ensure_host_key(paths: Paths) -> bool:
     """Create the host issuer key (0600) if missing, and (re)write its public half (0644)
     from it so the two always match; True if a key was made."""
-    made = False
     if not paths.host_key.exists():
         paths.host_key.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         with contextlib.suppress(FileExistsError):
-            generate_ed25519(paths.host_key)
-            made = True
-    public = load_private(paths.host_key).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if not paths.host_key_pub.exists() or paths.host_key_pub.read_bytes() != public:
-        tmp = paths.host_key_pub.with_name(paths.host_key_pub.name + ".tmp")
-        tmp.write_bytes(public)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, paths.host_key_pub)
-    return made
+            generate_ed25519(paths.host_key)  # writes the .pub too
+            return True
+    write_public(paths.host_key, load_private(paths.host_key))
+    return False
 
 
 def build_core(paths: Paths) -> tuple[Core, str]:
@@ -99,10 +91,7 @@ def _listening_socket(paths: Paths) -> socket.socket:
     return sock
 
 
-async def _timers(paths: Paths, server_ref: list[Server], core: Core):
-    def on_due(grant_id: str) -> None:
-        server_ref[0].on_timer(grant_id)
-
+async def _timers(paths: Paths, core: Core, on_due: Callable[[str], None]):
     if paths.sandboxed:
         return InProcessTimers(on_due)
     try:
@@ -118,10 +107,9 @@ async def _timers(paths: Paths, server_ref: list[Server], core: Core):
 async def serve(paths: Paths) -> int:
     ensure_host_key(paths)
     core, error = build_core(paths)
-    server_ref: list[Server] = []
-    timers = await _timers(paths, server_ref, core)
+    # in-process timers call back into the server, which is made just below
+    timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
     server = Server(core, timers, error, build_requests(paths, core))
-    server_ref.append(server)
     live = core.reconcile()
     core.events.emit("hostd_started", f"jit-hostd started, {len(live)} live grants",
                      reason=error or None)
