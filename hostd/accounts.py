@@ -7,7 +7,9 @@ read the sandbox's etc/passwd and etc/group, and gpasswd runs with `-Q ROOT`.
 
 from __future__ import annotations
 
+import contextlib
 import grp
+import os
 import pwd
 import subprocess
 from pathlib import Path
@@ -87,7 +89,18 @@ class Accounts:
                 for name, gid, members in self._groups()}
 
     def groups_of(self, user: str) -> set[str]:
-        """Groups the user belongs to now (for %group members in the policy)."""
+        """Groups the user belongs to now (for %group members in the policy). In production
+        through getgrouplist(3), as login does: no enumeration of every group in NSS."""
+        if not self.paths.sandboxed:
+            try:
+                gids = os.getgrouplist(user, pwd.getpwnam(user).pw_gid)
+            except KeyError:
+                return set()
+            names = set()
+            for gid in gids:
+                with contextlib.suppress(KeyError):
+                    names.add(grp.getgrgid(gid).gr_name)
+            return names
         primary = {g for n, _, g in self._passwd() if n == user}
         return {name for name, gid, members in self._groups() if user in members or gid in primary}
 
