@@ -205,12 +205,14 @@ def cmd_request(args: argparse.Namespace) -> int:
             request("access.wait", id=r["id"], timeout=60))
         if not answer.get("ok") or answer["request"]["state"] != "pending":
             break
-    if answer.get("ok") and answer["request"]["state"] != "approved":
-        answer = {"ok": False, "code": "request_expired" if answer["request"]["state"]
-                  == "expired" else "denied",
-                  "message": f"request {r['id']} was {answer['request']['state']}",
-                  "request": answer["request"]}
     final = answer.get("request") or {}
+    if answer.get("ok") and final["state"] != "approved":
+        # failed: the approved grant could not be activated; its outcome names why
+        code = {"expired": "request_expired", "denied": "denied"}.get(
+            final["state"], final["outcome"].partition(":")[0] or "denied")
+        answer = {"ok": False, "code": code, "request": final,
+                  "message": f"request {r['id']} was {final['state']}"
+                             + (f": {final['outcome']}" if final["outcome"] else "")}
     return _out(args, answer, f"request {r['id']} approved; grant {final.get('grant_id')} "
                               "is active (new logins and `newgrp` see the groups)")
 
