@@ -17,12 +17,12 @@ import hashlib
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import HOST_ISSUER, Role
 from .core import Core
 from .durations import format_duration, rfc3339
+from .effects import Notify
 from .errors import JitError
 
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud, typed by hand
@@ -104,15 +104,15 @@ class HostSigner:
                      approved_by=approved_by)
 
 
-Notify = Callable[[str, dict, list[str]], None]  # (kind, request, recipients)
-
-
 class Requests:
-    def __init__(self, core: Core, signer: HostSigner | None,
-                 notify: Notify | None = None) -> None:
+    def __init__(self, core: Core, signer: HostSigner | None, signer_error: str = "") -> None:
         self.core = core
         self.signer = signer
-        self.notify = notify or (lambda kind, req, users: None)
+        self.signer_error = signer_error or "this host has no issuer key"
+
+    def notify(self, kind: str, req: dict, recipients: list[str]) -> None:
+        """A notice is an effect: the server sends it off the worker, after the change."""
+        self.core.outbox.add(Notify(kind, req, tuple(recipients)))
 
     @property
     def store(self):
@@ -164,6 +164,8 @@ class Requests:
                                                 "requests; wait for a decision")
         if duration <= 0:
             raise JitError("bad_request", "duration must be positive")
+        if self.signer is None:  # nothing could be granted: say so before anyone is asked
+            raise JitError("config_error", f"requests are disabled: {self.signer_error}")
         capped = min(duration, role.max_ttl)
         now = self.core.now()
         req = {"id": new_request_id(), "kind": "role", "user": user, "uid": uid,
@@ -174,10 +176,10 @@ class Requests:
         req = self.store.get_request(req["id"])
         fields = self._fields(req)
         if role.approvals == 0:  # break-glass: self-service with a reason, loudly logged
+            grant_id = self._grant(req, [])  # logged once taken: a failed one gave nothing
             self.core.events.emit("breakglass", f"break-glass: {user} took role {role.name} "
                                   f"for {format_duration(capped)}", **fields,
-                                  decision="self-service")
-            self._grant(req, [])
+                                  grant_id=grant_id, decision="self-service")
         else:
             self.core.events.emit("request_created", f"{user} requests role {role.name} "
                                   f"for {format_duration(capped)}", **fields,
@@ -261,11 +263,11 @@ class Requests:
     def deny(self, uid: int, request_id: str, reason: object) -> dict:
         return self._decide(uid, request_id, "deny", clean_reason(reason))
 
-    def _grant(self, req: dict, approvers: list[str]) -> None:
+    def _grant(self, req: dict, approvers: list[str]) -> str:
         """Sign as `host` and activate through the one verification path."""
         now = self.core.now()
         if self.signer is None:
-            raise JitError("config_error", "this host has no issuer key")
+            raise JitError("config_error", f"requests are disabled: {self.signer_error}")
         token = self.signer.sign(req["user"], req["role"], req["duration"], now, req["reason"],
                                  req["ticket"], approvers)
         try:
@@ -276,6 +278,7 @@ class Requests:
             raise
         self.store.set_request_state(req["id"], "approved", now, expect="pending",
                                      grant_id=grant["id"], outcome="granted")
+        return grant["id"]
 
     def own(self, uid: int, request_id: str) -> dict:
         """One of the caller's own requests, its expiry applied (for `access.wait`)."""

@@ -1,9 +1,10 @@
 """The brain: activation, revocation, expiry and reconcile, over store, accounts, events.
 
-No sockets and no timers here: the server adapts the socket to these calls and arms the
-timers they ask for. The clock is injected so tests can move time. Every change to the
-host is written to the store first, then made, then marked done; `reconcile` finishes
-or undoes whatever a crash interrupted.
+No sockets and no timers here: the server adapts the socket to these calls and carries
+out the effects they state (hostd/effects.py: arm or cancel a timer, notify). The clock
+is injected so tests can move time. Every change to the host is written to the store
+first, then made, then marked done; `reconcile` finishes or undoes whatever a crash
+interrupted.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import asdict
 
 from . import grants as grants_mod
 from .accounts import Accounts
-from .config import Config
+from .config import HOST_ISSUER, Config
 from .durations import rfc3339
+from .effects import ArmTimer, CancelTimer, Outbox
 from .errors import JitError
 from .events import Events
 from .hostmatch import HostFacts
@@ -35,6 +37,11 @@ class Core:
         self.events = events
         self.host = host
         self.clock = clock
+        self.outbox = Outbox()
+
+    def take_effects(self) -> list:
+        """What the last calls decided must follow (the server carries it out)."""
+        return self.outbox.take()
 
     def now(self) -> int:
         return int(self.clock())
@@ -53,13 +60,15 @@ class Core:
             "ticket": g["ticket"], "approved_by": g["approved_by"],
         }
 
-    def list_grants(self, caller_uid: int, all_users: bool = False) -> list[dict]:
-        """Live grants (an expired one is never shown as held, swept or not)."""
+    def list_grants(self, caller_uid: int, all_users: bool = False,
+                    store: Store | None = None) -> list[dict]:
+        """Live grants (an expired one is never shown as held, swept or not). `store` is
+        the server's read-only connection, so listing never waits behind a change."""
         now = self.now()
         if all_users and caller_uid != 0:
             raise JitError("permission_denied", "only root may list every user's grants")
         user = None if all_users else self._name(caller_uid)
-        rows = self.store.grants("active", user=user)
+        rows = (store or self.store).grants("active", user=user)
         return [self.public_grant(g) for g in rows if g["exp"] > now]
 
     def _name(self, uid: int) -> str:
@@ -120,6 +129,7 @@ class Core:
         self.events.emit("grant_activated",
                          f"grant {grant_id} activated: {grant.user} holds {grant.role}",
                          **self._fields(row), decision="activated")
+        self.outbox.add(ArmTimer(grant_id, grant.exp))
         return self.public_grant(self.store.get_grant(grant_id))
 
     def _standing(self, user: str, grp: str) -> bool:
@@ -147,16 +157,38 @@ class Core:
         if g["state"] != "active":
             raise JitError("not_found", f"grant {grant_id} already ended ({g['state']})")
         by = self.accounts.user_by_uid(caller_uid) or str(caller_uid)
-        self._end(g, "revoked", reason or "revoked", by)
-        self.events.emit("grant_revoked", f"grant {grant_id} revoked by {by}",
-                         **{**self._fields(g), "reason": reason or g["reason"]},
-                         decision="revoked", approver=by)
+        self._revoke(g, reason or "revoked", by, f"grant {grant_id} revoked by {by}",
+                     reason or g["reason"])
         return self.public_grant(g)
+
+    def _revoke(self, g: dict, reason: str, by: str, message: str, logged_reason: str) -> None:
+        self._end(g, "revoked", reason, by)
+        self.events.emit("grant_revoked", message, **{**self._fields(g), "reason": logged_reason},
+                         decision="revoked", approver=by)
+        self.outbox.add(CancelTimer(g["id"]))
+
+    def end_unsupported(self) -> list[str]:
+        """After the policy changed: end live grants whose role is gone, or whose issuer
+        is gone or no longer allowed for the role. Only with a policy that loaded: a
+        broken one (no roles at all) must never end anything."""
+        ended = []
+        for g in self.store.grants("active"):
+            role = self.config.roles.get(g["role"])
+            issuer_ok = g["issuer"] == HOST_ISSUER or g["issuer"] in self.config.issuers
+            if role is not None and issuer_ok and g["issuer"] in role.issuers:
+                continue
+            self._revoke(g, "policy changed", "hostd",
+                         f"grant {g['id']} revoked: policy changed", "policy changed")
+            ended.append(g["id"])
+        return ended
 
     def expire(self, grant_id: str) -> bool:
         """Expire a grant if it is due; a timer firing early changes nothing."""
         g = self.store.get_grant(grant_id)
-        if g is None or g["state"] != "active" or g["exp"] > self.now():
+        if g is None or g["state"] != "active":
+            return False
+        if g["exp"] > self.now():  # fired early: ask again at exp
+            self.outbox.add(ArmTimer(g["id"], g["exp"]))
             return False
         self._end(g, "expired", "expired", "hostd")
         self.events.emit("grant_expired", f"grant {grant_id} expired: {g['user']} no longer "
@@ -184,9 +216,7 @@ class Core:
     def revoke_all(self, reason: str) -> list[str]:
         ended = []
         for g in self.store.grants("active"):
-            self._end(g, "revoked", reason, "hostd")
-            self.events.emit("grant_revoked", f"grant {g['id']} revoked: {reason}",
-                             **{**self._fields(g), "reason": reason}, decision="revoked")
+            self._revoke(g, reason, "hostd", f"grant {g['id']} revoked: {reason}", reason)
             ended.append(g["id"])
         return ended
 

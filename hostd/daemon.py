@@ -17,21 +17,30 @@ import asyncio
 import logging
 import os
 import sys
+import time
 
 from .errors import JitError
 from .paths import Paths
 from .protocol import request
 
+EXPIRE_TRIES = 8  # on `busy`: waits of 0.1, 0.2, 0.4 ... 2 s, about 8 s in all
+
 
 def _ask_expire(paths: Paths, grant_id: str) -> int:
-    """The expiry timer's service: ask hostd (socket activation starts it if down)."""
+    """The expiry timer's service: ask hostd (socket activation starts it if down).
+    Many grants can end in the same second; a `busy` answer is retried with backoff
+    rather than left to the next sweep."""
     from .client import Client
 
-    try:
-        answer = Client(paths.socket, timeout=30).call(request("grant.expire", id=grant_id))
-    except JitError as exc:
-        print(f"jit-hostd: {exc.message}", file=sys.stderr)
-        return 1
+    for attempt in range(EXPIRE_TRIES):
+        try:
+            answer = Client(paths.socket, timeout=30).call(request("grant.expire", id=grant_id))
+        except JitError as exc:
+            print(f"jit-hostd: {exc.message}", file=sys.stderr)
+            return 1
+        if answer.get("code") != "busy" or attempt + 1 == EXPIRE_TRIES:
+            break
+        time.sleep(min(0.1 * 2 ** attempt, 2.0))
     print(f"jit-hostd: grant {grant_id}: {answer.get('message')}")
     return 0 if answer.get("ok") else 1
 

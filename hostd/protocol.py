@@ -1,74 +1,182 @@
-"""The socket protocol (DESIGN.md §5): one JSON object per line, `v: 1`, bounded.
+"""The socket protocol (DESIGN.md §5, wire format in docs/PROTOCOL.md): one JSON object
+per line, `v: 1`, bounded.
 
-Requests are checked here against a schema before anything acts on them: unknown
-operations and unknown fields are refused, every field has a type and a length bound.
-The caller's identity is never a field; the server takes it from SO_PEERCRED.
+`OPS` is the one table of operations: each declares its request fields with their
+bounds, who may call it (checked once, centrally, by the server), whether it works while
+the policy is broken, and its kind (`call`, `wait` or `stream`). The server looks up its
+handler by name (`grant.activate` -> `op_grant_activate`); a unit test keeps the table,
+the handlers and docs/PROTOCOL.md in step.
+
+Requests are checked here before anything acts on them: unknown operations and fields
+are refused, every field has a type and a bound, and text must be valid Unicode without
+lone surrogates (SQLite and journald cannot store them). The caller's identity is never
+a field; the server takes it from SO_PEERCRED. Standard library only: the PAM module,
+the recorder and the expiry timer's service import this.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 from .errors import JitError
 
 VERSION = 1
 MAX_LINE = 64 * 1024
+MAX_INT = 2**31 - 1  # every integer field is a count or a duration in seconds
 
-# op -> {field: (type, max length or None, required)}
-SCHEMAS: dict[str, dict[str, tuple[type, int | None, bool]]] = {
-    "status": {},
-    "grant.activate": {"token": (str, 16 * 1024 + 64, True)},
-    "grant.list": {"all": (bool, None, False)},
-    "grant.revoke": {"id": (str, 64, True), "reason": (str, 1024, False)},
-    "grant.expire": {"id": (str, 64, True)},
-    "access.request": {"role": (str, 64, True), "duration": (int, None, True),
-                       "reason": (str, 1024, True), "ticket": (str, 256, False)},
-    "access.approve": {"id": (str, 64, True), "comment": (str, 1024, False)},
-    "access.deny": {"id": (str, 64, True), "reason": (str, 1024, True)},
-    "access.list": {"id": (str, 64, False)},
-    "access.wait": {"id": (str, 64, True), "timeout": (int, None, False)},
-}
+ANYONE = "anyone"
+ROOT = "root"
+CALL, WAIT, STREAM = "call", "wait", "stream"
 
-# Named in DESIGN.md §5, built by later parts; refused by name until then.
+
+@dataclass(frozen=True)
+class Field:
+    """One request field: `str` (max characters), `int` (range), `bool`, or `strlist`
+    (at most `items` strings of at most `length` characters each)."""
+
+    kind: str
+    required: bool = False
+    length: int = 0
+    items: int = 0
+    low: int = 0
+    high: int = MAX_INT
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    fields: dict[str, Field] = field(default_factory=dict)
+    access: str = ANYONE
+    without_policy: bool = False  # answered while the configuration is broken
+    kind: str = CALL
+    summary: str = ""
+
+    @property
+    def handler(self) -> str:
+        """The server's method for this op: grant.activate -> op_grant_activate."""
+        return "op_" + self.name.replace(".", "_")
+
+
+def _op(name: str, summary: str, fields: dict[str, Field] | None = None, **kw: object) -> Op:
+    return Op(name, fields or {}, summary=summary, **kw)
+
+
+ID = Field("str", required=True, length=64)
+TEXT = 1024
+
+OPS: dict[str, Op] = {op.name: op for op in (
+    _op("status", "daemon version, uptime, live grants, configuration state",
+        without_policy=True),
+    _op("grant.activate", "verify a grant token and apply it",
+        {"token": Field("str", required=True, length=16 * 1024 + 64)}),
+    _op("grant.list", "live grants: the caller's own, or every user's for root",
+        {"all": Field("bool")}, without_policy=True),
+    _op("grant.revoke", "end a grant early: its holder or root",
+        {"id": ID, "reason": Field("str", length=TEXT)}, without_policy=True),
+    _op("grant.expire", "expire a grant if due (the expiry timer's service)",
+        {"id": ID}, access=ROOT, without_policy=True),
+    _op("access.request", "ask for a role on this host",
+        {"role": Field("str", required=True, length=64),
+         "duration": Field("int", required=True, low=1),
+         "reason": Field("str", required=True, length=TEXT),
+         "ticket": Field("str", length=256)}),
+    _op("access.approve", "approve a request as one of its role's approvers",
+        {"id": ID, "comment": Field("str", length=TEXT)}),
+    _op("access.deny", "deny a request as one of its role's approvers",
+        {"id": ID, "reason": Field("str", required=True, length=TEXT)}),
+    _op("access.list", "requests the caller made or may decide",
+        {"id": Field("str", length=64)}),
+    _op("access.wait", "wait for a decision on one's own request (at most 300 s)",
+        {"id": ID, "timeout": Field("int", low=0, high=3600)}, kind=WAIT),
+)}
+
+# Named in DESIGN.md §5, built by later issues; refused by name until then.
 PLANNED = ("sudo.check", "sudo.wait", "pam.account", "pam.open_session", "pam.close_session",
            "record.open")
 
 
-def decode(line: bytes) -> tuple[str, dict]:
-    """Parse and check one request line; JitError(bad_request/unknown_op) otherwise."""
+def _text_ok(value: str) -> bool:
+    """Valid Unicode scalar values only: a lone surrogate (from a Latin-1 byte in argv,
+    or a `\\udc80` escape) cannot be stored or logged."""
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _check(op: str, key: str, spec: Field, value: object) -> None:
+    def bad(problem: str) -> JitError:
+        return JitError("bad_request", f"field {key!r} {problem}")
+
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("must be bool")
+    elif spec.kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad("must be int")
+        if not spec.low <= value <= spec.high:
+            raise bad(f"must be between {spec.low} and {spec.high}")
+    elif spec.kind == "str":
+        if not isinstance(value, str):
+            raise bad("must be str")
+        if len(value) > spec.length:
+            raise bad(f"longer than {spec.length}")
+        if not _text_ok(value):
+            raise bad("is not valid UTF-8 text")
+    elif spec.kind == "strlist":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("must be a list of str")
+        if len(value) > spec.items:
+            raise bad(f"has more than {spec.items} items")
+        if any(len(v) > spec.length for v in value):
+            raise bad(f"has an item longer than {spec.length}")
+        if not all(_text_ok(v) for v in value):
+            raise bad("is not valid UTF-8 text")
+    else:  # pragma: no cover - the table is fixed at import time
+        raise AssertionError(f"{op}: unknown field kind {spec.kind}")
+
+
+def parse_line(line: bytes) -> object:
+    """One JSON value from one line; bad_request for anything Python's parser chokes on
+    (not JSON, not UTF-8, nested past the recursion limit, integers over 4,300 digits)."""
     if len(line) > MAX_LINE:
         raise JitError("too_large", f"request larger than {MAX_LINE // 1024} KiB")
     try:
-        msg = json.loads(line.decode("utf-8"))
+        return json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise JitError("bad_request", "request is not a JSON object on one line") from None
+    except (RecursionError, ValueError):
+        raise JitError("bad_request", "request nests too deeply or has a number too large") \
+            from None
+
+
+def decode(line: bytes) -> tuple[str, dict]:
+    """Parse and check one request line; JitError(bad_request/unknown_op) otherwise."""
+    msg = parse_line(line)
     if not isinstance(msg, dict):
         raise JitError("bad_request", "request is not a JSON object")
     if msg.get("v") != VERSION or isinstance(msg.get("v"), bool):
         raise JitError("bad_request", f"unsupported protocol version (want v: {VERSION})")
-    op = msg.get("op")
-    if not isinstance(op, str):
+    name = msg.get("op")
+    if not isinstance(name, str):
         raise JitError("bad_request", "missing op")
-    schema = SCHEMAS.get(op)
-    if schema is None:
-        if op in PLANNED:
-            raise JitError("unknown_op", f"operation {op} is not available in this version")
+    op = OPS.get(name)
+    if op is None:
+        if name in PLANNED:
+            raise JitError("unknown_op", f"operation {name} is not available in this version")
         raise JitError("unknown_op", "unknown operation")
     args = {k: v for k, v in msg.items() if k not in ("v", "op")}
     for key in args:
-        if key not in schema:
-            raise JitError("bad_request", f"unknown field {key!r} for {op}")
-    for key, (kind, limit, required) in schema.items():
-        if key not in args:
-            if required:
-                raise JitError("bad_request", f"missing field {key!r} for {op}")
-            continue
-        value = args[key]
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise JitError("bad_request", f"field {key!r} must be {kind.__name__}")
-        if limit is not None and len(value) > limit:
-            raise JitError("bad_request", f"field {key!r} longer than {limit}")
-    return op, args
+        if key not in op.fields:
+            raise JitError("bad_request", f"unknown field {key[:64]!r} for {name}")
+    for key, spec in op.fields.items():
+        if key in args:
+            _check(name, key, spec, args[key])
+        elif spec.required:
+            raise JitError("bad_request", f"missing field {key!r} for {name}")
+    return name, args
 
 
 def encode(obj: dict) -> bytes:

@@ -62,17 +62,23 @@ def build_core(paths: Paths) -> tuple[Core, str]:
 
 
 def build_requests(paths: Paths, core: Core) -> Requests:
-    """Requests signed by this host's key; approvers told on their terminals and webhook."""
-    signer = None
+    """Requests signed by this host's key. An unusable key disables requests, with the
+    reason in every refusal; it never stops hostd, which must keep expiring grants."""
+    signer, error = None, ""
     try:
         selector = (f"machine-id:{core.host.machine_id}" if core.host.machine_id
                     else core.host.hostname)
         signer = HostSigner(load_private(paths.host_key), selector)
-    except (OSError, ValueError) as exc:
-        core.events.emit("config_error", f"host issuer key unusable: {exc}")
-    notifier = Notifier(core.events, paths.utmp, core.accounts.uid_of,
-                        lambda: core.config.notify_webhook, core.host.hostname)
-    return Requests(core, signer, notifier)
+    except (OSError, ValueError, TypeError) as exc:
+        error = f"host issuer key {paths.host_key} unusable: {exc}"
+        core.events.emit("config_error", error, reason=error)
+    return Requests(core, signer, error)
+
+
+def build_notifier(paths: Paths, core: Core) -> Notifier:
+    """Approvers told on their terminals and through the webhook."""
+    return Notifier(core.events, paths.utmp, core.accounts.uid_of,
+                    lambda: core.config.notify_webhook, core.host.hostname)
 
 
 def _listening_socket(paths: Paths) -> socket.socket:
@@ -105,12 +111,23 @@ async def _timers(paths: Paths, core: Core, on_due: Callable[[str], None]):
 
 
 async def serve(paths: Paths) -> int:
-    ensure_host_key(paths)
+    key_error = ""
+    try:
+        ensure_host_key(paths)
+    except (OSError, ValueError, TypeError) as exc:  # requests are off; expiry must go on
+        key_error = str(exc)
     core, error = build_core(paths)
+    if key_error:
+        core.events.emit("config_error", f"host issuer key {paths.host_key} unusable: "
+                         f"{key_error}", reason=key_error)
     # in-process timers call back into the server, which is made just below
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
-    server = Server(core, timers, error, build_requests(paths, core))
+    server = Server(core, timers, error, build_requests(paths, core),
+                    build_notifier(paths, core), Store.reader(paths.state_db))
+    if not error:
+        core.end_unsupported()
     live = core.reconcile()
+    await server.carry_out(core.take_effects())
     core.events.emit("hostd_started", f"jit-hostd started, {len(live)} live grants",
                      reason=error or None)
 
@@ -127,7 +144,7 @@ async def serve(paths: Paths) -> int:
         while True:
             await asyncio.sleep(core.config.sweep_interval)
             try:
-                server.sweep()
+                await server.run(server.sweep)
             except Exception:
                 log.exception("sweep failed")
 
@@ -142,18 +159,34 @@ async def serve(paths: Paths) -> int:
     arm_task.cancel()
     sweep_task.cancel()
     _notify("STOPPING=1")
+    server.close()
+    server.reader.close()
     core.store.close()
     return 0
 
 
 def _reload(paths: Paths, server: Server) -> None:
-    """SIGHUP: re-read the policy; a bad file keeps the old one and says why."""
+    """SIGHUP: re-read the policy (off the loop: a configuration read touches files);
+    a bad file keeps the old one and says why."""
+    asyncio.get_running_loop().create_task(_reload_async(paths, server))
+
+
+async def _reload_async(paths: Paths, server: Server) -> None:
     try:
-        server.core.config = config_mod.load(paths)
-        server.config_error = ""
+        await server.run(_apply_reload, paths, server)
     except JitError as exc:
         server.core.events.emit("config_error", f"reload refused, keeping the previous "
                                 f"configuration: {exc.message}", reason=exc.message)
+    except Exception:
+        log.exception("reload failed")
+
+
+def _apply_reload(paths: Paths, server: Server) -> None:
+    """In the worker: swap the policy, then end grants the new one no longer supports
+    (a removed role or issuer), as revocations with reason "policy changed"."""
+    server.core.config = config_mod.load(paths)
+    server.config_error = ""
+    server.core.end_unsupported()
 
 
 def _notify(state: str) -> None:

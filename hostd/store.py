@@ -106,12 +106,25 @@ class Store:
         new = not path.exists()
         if new:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        # hostd's ordered worker thread uses this connection after start; one thread at a
+        # time, never two (the loop reads through its own read-only connection).
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=5.0,
+                                  check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.migrate()
+
+    @classmethod
+    def reader(cls, path: Path) -> Store:
+        """A read-only connection for the event loop: WAL lets it read while the worker
+        writes, so listings never wait behind a change."""
+        store = cls.__new__(cls)
+        store.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                   timeout=5.0)
+        store.db.row_factory = sqlite3.Row
+        return store
 
     def close(self) -> None:
         self.db.close()
@@ -188,6 +201,9 @@ class Store:
     def due_grants(self, now: int) -> list[str]:
         return [r[0] for r in self.db.execute(
             "SELECT id FROM grants WHERE state = 'active' AND exp <= ? ORDER BY exp", (now,))]
+
+    def count_live(self) -> int:
+        return self.db.execute("SELECT count(*) FROM grants WHERE state = 'active'").fetchone()[0]
 
     def live_grants(self) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self.db.execute(

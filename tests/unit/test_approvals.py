@@ -12,6 +12,7 @@ from hostd import approvals
 from hostd.approvals import HostSigner, Requests
 from hostd.config import Config, Issuer, Role
 from hostd.core import Core
+from hostd.effects import ArmTimer, CancelTimer, Notify
 from hostd.errors import JitError
 from hostd.events import Events, read_mirror
 from hostd.keys import PublicKey, thumbprint
@@ -148,10 +149,13 @@ class World:
         self.store = Store(tmp_path / "state.db")
         self.core = Core(config, self.store, self.accounts, Events(self.mirror, journal=False),
                          HostFacts("web-1", "f" * 32), clock=self.clock)
-        self.notices: list[tuple[str, str, list[str]]] = []
-        self.requests = Requests(self.core, HostSigner(key, "machine-id:" + "f" * 32),
-                                 lambda kind, r, users: self.notices.append((kind, r["id"],
-                                                                             users)))
+        self.requests = Requests(self.core, HostSigner(key, "machine-id:" + "f" * 32))
+
+    @property
+    def notices(self) -> list[tuple[str, str, list[str]]]:
+        """Notify effects the calls so far stated (what the server would send)."""
+        return [(e.kind, e.request["id"], list(e.recipients))
+                for e in self.core.take_effects() if isinstance(e, Notify)]
 
     def events(self, name: str) -> list[dict]:
         return [e for e in read_mirror(self.mirror) if e["JIT_EVENT"] == name]
@@ -226,6 +230,52 @@ def test_breakglass_grants_at_once(tmp_path):
     assert r["state"] == "approved" and world.accounts.listed("alice", "docker")
     (ev,) = world.events("breakglass")
     assert ev["PRIORITY"] == "2" and ev["JIT_REQUEST_ID"] == r["id"]
+    assert ev["JIT_GRANT_ID"] == r["grant_id"]
+    world.store.close()
+
+
+def test_breakglass_is_logged_after_it_happens_not_before(tmp_path):
+    """Hardening finding 15: a failed break-glass must not read as taken."""
+    world = World(tmp_path, approvals_needed=0)
+    world.accounts.members.pop("docker")  # the role's group is gone: activation fails
+    with pytest.raises(JitError) as info:
+        world.requests.create(1000, "docker", 600, "prod down")
+    assert info.value.code == "config_error"
+    assert world.events("breakglass") == []
+    assert [r["state"] for r in world.store.requests()] == ["failed"]
+    world.store.close()
+
+
+def test_breakglass_event_follows_the_activation(tmp_path):
+    world = World(tmp_path, approvals_needed=0)
+    world.requests.create(1000, "docker", 600, "prod down")
+    names = [e["JIT_EVENT"] for e in read_mirror(world.mirror)]
+    assert names.index("grant_activated") < names.index("breakglass")
+    world.store.close()
+
+
+def test_decisions_state_their_effects(w):
+    r = w.requests.create(1000, "docker", 1800, "deploy")
+    assert w.core.take_effects() == [Notify("created", w.requests.public(
+        w.store.get_request(r["id"])), ("bob", "carol"))]
+    out = w.requests.approve(1001, r["id"], "ok")
+    effects = w.core.take_effects()
+    g = w.store.get_grant(out["grant_id"])
+    assert effects[0] == ArmTimer(g["id"], g["exp"])
+    assert [(e.kind, e.recipients) for e in effects[1:]] == [("approved", ("alice",))]
+    w.core.revoke(g["id"], 1000)
+    assert w.core.take_effects() == [CancelTimer(g["id"])]
+
+
+def test_without_a_host_key_requests_are_refused_up_front(tmp_path):
+    """Hardening finding 3: a broken host key disables requests with a clear error."""
+    world = World(tmp_path)
+    world.requests = Requests(world.core, None, "host issuer key unusable: empty file")
+    with pytest.raises(JitError) as info:
+        world.requests.create(1000, "docker", 600, "deploy")
+    assert info.value.code == "config_error"
+    assert "requests are disabled: host issuer key unusable" in info.value.message
+    assert world.store.requests() == [] and world.notices == []
     world.store.close()
 
 
