@@ -30,16 +30,22 @@ ROUND_TRIPS = 200
 POLICY = '[roles.docker]\ngroups = ["docker"]\nmax_ttl = "4h"\nissuers = ["corp"]\n'
 
 
-def seed(box: Sandbox) -> None:
-    users = [f"u{i:05d}" for i in range(N)]
+def add_members(box: Sandbox, group: str = "docker", n: int = N) -> list[str]:
+    """n users u00000... in the sandbox's passwd, all members of `group`."""
+    users = [f"u{i:05d}" for i in range(n)]
     with open(box.root / "etc/passwd", "a") as fh:
         fh.writelines(f"{u}:x:{10000 + i}:{10000 + i}::/:/bin/sh\n" for i, u in enumerate(users))
     for name in ("group", "gshadow"):
         path = box.root / "etc" / name
         lines = path.read_text().splitlines()
         out = [line + ("," if line.split(":")[3] else "") + ",".join(users)
-               if line.startswith("docker:") else line for line in lines]
+               if line.startswith(f"{group}:") else line for line in lines]
         path.write_text("\n".join(out) + "\n")
+    return users
+
+
+def seed(box: Sandbox) -> None:
+    users = add_members(box)
     store = Store(box.root / "var/lib/jit/state.db")
     now = int(time.time())
     for i, u in enumerate(users):
