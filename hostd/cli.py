@@ -17,7 +17,7 @@ from . import grants as grants_mod
 from .client import Client
 from .durations import format_duration, parse_duration, parse_time, rfc3339
 from .errors import EXIT_OK, JitError, exit_code_for
-from .events import escape
+from .events import escape, framed, shown
 from .hostmatch import read_facts
 from .keys import generate_ed25519, load_private
 from .paths import client_paths
@@ -164,16 +164,22 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _request_text(r: dict) -> str:
+    """One request for `jit requests`: a line of hostd's words, then each piece of the
+    requester's text quoted on a line of its own, cut to fit 80 columns (events.shown), so
+    padding cannot wrap it into a line that looks like ours."""
     left = ""
     if r["state"] == "pending":
         exp = parse_time(r["expires"], time.time())
         left = f", answer within {format_duration(exp - time.time())}"
     votes = f"{len(r['approvals'])}/{r['needed']} approvals" if r["needed"] else "self-service"
-    return (f"{r['id']}  {escape(r['user'])}  role {escape(r['role'])} for "
-            f"{format_duration(r['duration'])}  [{r['state']}, {votes}{left}]\n"
-            f"    reason: \"{escape(r['reason'])}\""
-            + (f"  ticket: {escape(r['ticket'])}" if r.get("ticket") else "")
-            + (f"\n    grant: {r['grant_id']}" if r.get("grant_id") else ""))
+    lines = [f"{r['id']}  {shown(r['user'], 32)}  role {shown(r['role'], 32)} for "
+             f"{format_duration(r['duration'])}  [{r['state']}, {votes}{left}]",
+             framed("reason", r["reason"])]
+    if r.get("ticket"):
+        lines.append(framed("ticket", r["ticket"]))
+    if r.get("grant_id"):
+        lines.append(f"    grant: {r['grant_id']}")
+    return "\n".join(lines)
 
 
 def cmd_request(args: argparse.Namespace) -> int:

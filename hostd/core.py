@@ -84,9 +84,9 @@ class Core:
         try:
             return self._activate(token, caller_uid)
         except JitError as exc:
-            self.events.emit("grant_refused", f"grant refused: {exc.code}: {exc.message}",
-                             uid=caller_uid, user=self.accounts.user_by_uid(caller_uid),
-                             code=exc.code, decision="refused", reason=exc.message)
+            self.events.refusal("grant_refused", f"grant refused: {exc.code}: {exc.message}",
+                                uid=caller_uid, user=self.accounts.user_by_uid(caller_uid),
+                                code=exc.code, decision="refused", reason=exc.message)
             raise
 
     def _activate(self, token: object, caller_uid: int) -> dict:
@@ -200,6 +200,7 @@ class Core:
         timers and for a gpasswd that could not run (say /etc/group was locked)."""
         expired = [gid for gid in self.store.due_grants(self.now()) if self.expire(gid)]
         self.finish_unfinished()
+        self.events.flush_refusals()  # summaries of held-back refusals whose window passed
         return expired
 
     def finish_unfinished(self) -> None:

@@ -3,9 +3,11 @@ webhook with a Slack-compatible `text`.
 
 Neither ever delays or changes a decision: terminal writes are non-blocking and bounded,
 the webhook runs in a worker thread with a 5 s timeout and retries, and every failure
-becomes a `notify_failed` event. All user text is escaped before it is shown: no control
-characters, no terminal escapes, and in the webhook no markup (`mrkdwn` off, &<> as
-entities), so a request cannot pass itself off as something else.
+becomes a `notify_failed` event. All user text goes through events.shown before it is
+shown: no control characters, no terminal escapes, no runs of spaces, cut to fit; in the
+webhook no markup either (`mrkdwn` off, &<> as entities). On a terminal it sits quoted on
+a line of its own after a fixed prefix and never wraps, so a request cannot pass itself
+off as something else, not even by padding a reason until it wraps to column 0.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .events import Events, escape
+from .events import Events, escape, framed, shown
 
 UTMP_RECORD = struct.Struct("<hxxi32s4s32s256shhiii4i20s")
 USER_PROCESS = 7
 WEBHOOK_TIMEOUT = 5.0
 WEBHOOK_TRIES = 3
+NOTICE_WIDTH = 80  # columns a notice must fit without wrapping
+NAME_WIDTH = 32  # user and role names (not free text, but shown the same way)
+REASON_WIDTH = NOTICE_WIDTH - len('    reason: "') - 1  # as events.framed cuts it
 
 
 def logged_in_ttys(utmp: Path) -> list[tuple[str, str]]:
@@ -72,17 +77,44 @@ def entities(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def message_for(kind: str, req: dict) -> str:
-    """The one-line summary both channels use, built from escaped values only."""
-    who, role, rid = escape(req["user"]), escape(req["role"]), req["id"]
+def message_for(kind: str, req: dict, host: str = "") -> str:
+    """The one-line summary (the webhook's text), built from shown values only: the
+    reason is collapsed, quoted and cut as on a terminal."""
+    who, role, rid = shown(req["user"], NAME_WIDTH), shown(req["role"], NAME_WIDTH), req["id"]
+    where = f" on {shown(host, NAME_WIDTH)}" if host else ""
     if kind == "created":
-        return (f"jit: {who} requests role {role} (request {rid}); "
-                f"reason: \"{escape(req['reason'])}\"")
+        return (f"jit: {who} requests role {role}{where} (request {rid}); "
+                f"reason: \"{shown(req['reason'], REASON_WIDTH)}\"")
+    return headline(kind, req) + where
+
+
+def headline(kind: str, req: dict) -> str:
+    """The first line of a notice: hostd's words, names, the request id; no free text."""
+    who, role, rid = shown(req["user"], NAME_WIDTH), shown(req["role"], NAME_WIDTH), req["id"]
+    if kind == "created":
+        return f"jit: {who} requests role {role} (request {rid})"
     if kind == "approved":
         return f"jit: request {rid} for role {role} was approved"
     if kind == "denied":
         return f"jit: request {rid} for role {role} was denied"
     return f"jit: request {rid} for role {role} expired unanswered"
+
+
+def notice_lines(kind: str, req: dict, stamp: str = "") -> list[str]:
+    """A terminal notice, line by line: the headline, then each piece of user text framed
+    on its own line (see `framed`), then what an approver can type."""
+    lines = [stamp + headline(kind, req)]
+    if kind == "created":
+        lines.append(framed("reason", req["reason"]))
+        if req.get("ticket"):
+            lines.append(framed("ticket", req["ticket"]))
+        lines.append(f"    jit approve {req['id']}  |  jit deny {req['id']} --reason ...")
+    return lines
+
+
+def notice_text(kind: str, req: dict, stamp: str = "") -> str:
+    """What is written to a terminal: a bell, then the lines, each ended with CR LF."""
+    return "\r\n\a" + "".join(line + "\r\n" for line in notice_lines(kind, req, stamp))
 
 
 class Notifier:
@@ -102,9 +134,7 @@ class Notifier:
 
     def terminals(self, kind: str, req: dict, recipients: list[str]) -> int:
         wanted = set(recipients)
-        text = ("\r\n\a" + time.strftime("[%H:%M] ") + message_for(kind, req)
-                + (f"\r\n    jit approve {req['id']}  |  jit deny {req['id']} --reason ..."
-                   if kind == "created" else "") + "\r\n")
+        text = notice_text(kind, req, time.strftime("[%H:%M] "))
         sent = 0
         for user, line in logged_in_ttys(self.utmp):
             uid = self.uid_of(user) if user in wanted else None
@@ -115,8 +145,7 @@ class Notifier:
     def post(self, url: str, kind: str, req: dict) -> bool:
         """POST with retries and backoff; runs in a worker thread."""
         body = json.dumps({
-            "text": entities(message_for(kind, req).removeprefix("jit: ")
-                             + f" on {escape(self.hostname)}"),
+            "text": entities(message_for(kind, req, self.hostname).removeprefix("jit: ")),
             "mrkdwn": False,
             "jitaccess": {"event": kind, "request_id": req["id"], "user": req["user"],
                           "role": req["role"], "state": req["state"],

@@ -185,3 +185,45 @@ def test_journal_send_gets_the_record_and_its_failure_is_swallowed(sink):
 
 def test_read_mirror_of_missing_file(tmp_path):
     assert list(read_mirror(tmp_path / "none.jsonl")) == []
+
+
+# --- the sandbox mirror is the owner's only -------------------------------------------------
+
+def test_mirror_is_created_0600_whatever_the_umask(tmp_path):
+    """Regression: events.jsonl was created with the umask's mode (0644: world-readable)."""
+    import os
+    import stat
+
+    mirror = tmp_path / "events.jsonl"
+    old = os.umask(0)
+    try:
+        Events(mirror, journal=False).emit("grant_activated", "m", reason="private")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(mirror.stat().st_mode) == 0o600
+
+
+def test_existing_mirror_is_put_back_to_0600(tmp_path):
+    import stat
+
+    mirror = tmp_path / "events.jsonl"
+    mirror.write_text('{"JIT_EVENT": "hostd_started"}\n')
+    mirror.chmod(0o644)
+    Events(mirror, journal=False).emit("grant_activated", "m")
+    assert stat.S_IMODE(mirror.stat().st_mode) == 0o600
+    assert [e["JIT_EVENT"] for e in read_mirror(mirror)] == ["hostd_started", "grant_activated"]
+
+
+def test_mirror_through_a_symlink_is_refused(tmp_path):
+    """Root appends to this file: a link planted in its place is not followed."""
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    (tmp_path / "events.jsonl").symlink_to(target)
+    with pytest.raises(OSError):
+        Events(tmp_path / "events.jsonl", journal=False).emit("grant_activated", "m")
+    assert target.read_text() == ""
+
+
+def test_count_field_and_summary_event_exist():
+    assert "count" in FIELDS
+    assert EVENT_TYPES["refusals_suppressed"][1] == 4
