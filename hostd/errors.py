@@ -46,6 +46,11 @@ USAGE_ERRORS = ("usage", "config_error", "bad_request", "too_large", "unknown_op
 # hostd could not be asked (exit code 3).
 UNREACHABLE = ("unreachable", "timeout", "busy")
 
+# A bug, or a system tool that failed (gpasswd): details in hostd's log only (exit code 1).
+INTERNAL = ("internal",)
+
+ALL_CODES = frozenset((*REFUSALS, *USAGE_ERRORS, *UNREACHABLE, *INTERNAL))
+
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2

@@ -239,20 +239,25 @@ class Server:
     async def run(self, fn: Callable, *args: object):
         """Call fn in the ordered worker, then carry out what it said must follow."""
         loop = asyncio.get_running_loop()
-        failure, value, effects = await loop.run_in_executor(self.changes, self._job, fn, args)
-        self._changed.set()  # wake waiters (access.wait) to look again
-        self._changed = asyncio.Event()
+        failure, value, effects, wrote = await loop.run_in_executor(
+            self.changes, self._job, fn, args)
+        if wrote:  # wake waiters (access.wait) to look again
+            self._changed.set()
+            self._changed = asyncio.Event()
         await self.carry_out(effects)
         if failure is not None:
             raise failure
         return value
 
-    def _job(self, fn: Callable, args: tuple) -> tuple[BaseException | None, object, list]:
+    def _job(self, fn: Callable, args: tuple) -> tuple[BaseException | None, object, list,
+                                                       bool]:
+        before = self.core.store.db.total_changes
         try:
             value, failure = fn(*args), None
         except Exception as exc:
             value, failure = None, exc
-        return failure, value, self.core.take_effects()
+        wrote = self.core.store.db.total_changes != before
+        return failure, value, self.core.take_effects(), wrote
 
     async def carry_out(self, effects: list[Effect]) -> None:
         for effect in effects:

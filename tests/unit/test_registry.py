@@ -1,0 +1,126 @@
+"""The op registry is the one place an op is declared: every op has a handler, a schema
+and a section in docs/PROTOCOL.md, and every error code used anywhere is catalogued."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hostd import errors, protocol
+from hostd.server import Server
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = (REPO / "docs" / "PROTOCOL.md").read_text()
+DOC_SECTIONS = set(re.findall(r"^### `([a-z_.]+)`$", DOC, re.M))
+
+
+@pytest.mark.parametrize("name", sorted(protocol.OPS))
+def test_every_op_has_a_coroutine_handler(name):
+    op = protocol.OPS[name]
+    handler = getattr(Server, op.handler, None)
+    assert handler is not None, f"{name}: no Server.{op.handler}"
+    assert inspect.iscoroutinefunction(handler)
+    params = list(inspect.signature(handler).parameters)
+    assert params == (["self", "args", "uid", "channel"] if op.kind == protocol.STREAM
+                      else ["self", "args", "uid"])
+
+
+@pytest.mark.parametrize("name", sorted(protocol.OPS))
+def test_every_op_has_a_valid_schema(name):
+    op = protocol.OPS[name]
+    assert op.name == name and op.summary
+    assert op.access in (protocol.ANYONE, protocol.ROOT)
+    assert op.kind in (protocol.CALL, protocol.WAIT, protocol.STREAM)
+    for key, spec in op.fields.items():
+        assert isinstance(spec, protocol.Field), key
+        assert spec.kind in ("str", "int", "bool", "strlist"), key
+        if spec.kind in ("str", "strlist"):
+            assert spec.length > 0, f"{name}.{key}: a string needs a length bound"
+        if spec.kind == "strlist":
+            assert spec.items > 0, f"{name}.{key}: a list needs an item bound"
+        if spec.kind == "int":
+            assert spec.low <= spec.high <= protocol.MAX_INT
+
+
+def test_docs_have_a_section_per_op_and_no_other():
+    assert DOC_SECTIONS == set(protocol.OPS)
+
+
+@pytest.mark.parametrize("name", sorted(protocol.OPS))
+def test_docs_name_every_field_and_the_kind(name):
+    op = protocol.OPS[name]
+    section = DOC.split(f"### `{name}`", 1)[1].split("\n### ", 1)[0]
+    head = section.strip().splitlines()[0]  # "kind · who · works without policy. fields"
+    assert head.startswith(op.kind)
+    assert ("· root only" in head) == (op.access == protocol.ROOT)
+    assert ("works without policy" in head) == op.without_policy
+    for key in op.fields:
+        assert f"`{key}`" in section, f"{name}: field {key} undocumented"
+
+
+def test_planned_ops_are_named_in_the_docs_and_not_in_the_table():
+    for name in protocol.PLANNED:
+        assert f"`{name}`" in DOC and name not in protocol.OPS
+
+
+def test_no_handler_without_an_op():
+    handlers = {n for n in vars(Server) if n.startswith("op_")}
+    assert handlers == {op.handler for op in protocol.OPS.values()}
+
+
+def _codes_used() -> dict[str, str]:
+    """Every literal error code in hostd: JitError/_refuse/... calls and "code" keys."""
+    found: dict[str, str] = {}
+    for path in sorted((REPO / "hostd").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            code = None
+            if isinstance(node, ast.Call) and node.args:
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                if name in ("JitError", "_refuse", "_fail") and isinstance(
+                        node.args[0], ast.Constant):
+                    code = node.args[0].value
+            if isinstance(node, ast.Dict):
+                for k, v in zip(node.keys, node.values, strict=True):
+                    if (isinstance(k, ast.Constant) and k.value == "code"
+                            and isinstance(v, ast.Constant)):
+                        code = v.value
+            if isinstance(code, str) and code != "ok":
+                found.setdefault(code, f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_every_error_code_used_is_catalogued():
+    used = _codes_used()
+    assert len(used) > 20, "the scan found too little to be trusted"
+    missing = {c: where for c, where in used.items() if c not in errors.ALL_CODES}
+    assert not missing
+
+
+def test_every_catalogued_code_is_documented():
+    for code in errors.ALL_CODES:
+        assert code in DOC or code in (REPO / "docs" / "DESIGN.md").read_text(), code
+
+
+def test_client_imports_only_the_standard_library():
+    """The PAM module, the recorder and the expiry timer import the client on hot paths."""
+    heavy = ("cryptography", "jwt", "dbus_next", "pyroute2", "systemd", "asyncio", "sqlite3")
+    for module in ("hostd.client", "hostd.protocol", "hostd.errors"):
+        probe = (f"import sys, {module}; heavy = {heavy!r}; "
+                 "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
+        out = subprocess.run(["/usr/bin/python3", "-c", probe], cwd=REPO, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        assert out == "[]", f"{module} pulls in {out}"
+
+
+def test_client_never_reads_the_environment():
+    """The socket path is an explicit argument: JIT_ROOT under su must not steer PAM."""
+    tree = ast.parse((REPO / "hostd" / "client.py").read_text())
+    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    assert not names & {"environ", "getenv", "environb", "getenvb"}
