@@ -146,4 +146,5 @@ def test_reload_that_removes_a_role_ends_its_grants(sandbox):
     assert (ev["JIT_GRANT_ID"], ev["JIT_REASON"]) == (ops["id"], "policy changed")
     assert "carol" not in sandbox.members("adm") and "alice" in sandbox.members("docker")
     rc, out = sandbox.jit_json("grants", "--all")
+    assert rc == 0
     assert [g["id"] for g in out["grants"]] == [docker["id"]]
