@@ -305,8 +305,9 @@ class Events:
                 pass  # journald gone: the mirror (if any) still has it; never block a decision
         if self.mirror is not None:
             line = dict(record, __REALTIME_TIMESTAMP=str(time.time_ns() // 1000))
-            with open_private(self.mirror) as fh:
-                fh.write(json.dumps(line, sort_keys=True) + "\n")
+            data = (json.dumps(line, sort_keys=True) + "\n").encode()
+            with open_private(self.mirror) as fh:  # one O_APPEND write: whole lines even
+                fh.buffer.raw.write(data)          # when several threads emit at once
         return record
 
 
