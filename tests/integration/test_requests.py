@@ -266,3 +266,29 @@ def test_requests_listing_is_inert(box):
     out = box.jit("requests", user="bob").stdout
     assert "\x1b" not in out and "\\x1b]0;APPROVED" in out
     assert out.count("\n") == 2, "the reason cannot add lines"
+
+
+def test_waiting_connections_leave_room_for_quick_calls(box):
+    """Issue 7: waits are counted apart from quick calls and never idle out: with 20
+    `access.wait`s open (more than the 16 quick calls a uid may have), alice still runs
+    `jit`, and a wait outlives the 10 s idle timeout."""
+    req = request(box)
+    code = ("import sys, time\nsys.path.insert(0, sys.argv[1])\n"
+            "from hostd.client import Client\nfrom hostd.protocol import request\n"
+            "cs = [Client(sys.argv[2], timeout=60) for _ in range(20)]\n"
+            "import threading\nout = []\n"
+            "ts = [threading.Thread(target=lambda c=c: out.append(c.call(request("
+            "'access.wait', id=sys.argv[3], timeout=40)))) for c in cs]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]\n"
+            "print(sorted({a['request']['state'] for a in out}), len(out))\n")
+    waiters = subprocess.Popen(
+        ["setpriv", f"--reuid={USERS['alice']}", f"--regid={USERS['alice']}", "--clear-groups",
+         PYTHON, "-c", code, str(box.lib), str(box.socket_path), req["id"]],
+        env=box.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(12)  # past the idle timeout: waits are not idle calls
+    for _ in range(3):
+        rc, out = box.jit_json("grants", user="alice")
+        assert rc == 0, out
+    assert box.jit("approve", req["id"], user="bob").returncode == 0
+    out, _ = waiters.communicate(timeout=30)
+    assert out.strip() == "['approved'] 20", out
