@@ -589,9 +589,10 @@ def report(result: Result, limit: int = 12) -> None:
           + ", ".join(f"{c} {n}" for c, n in t.codes.most_common()))
     for cause, n in result.causes.most_common():
         print(f"  hostd traceback x{n}: {cause}")
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str, str]] = set()
     shown = 0
-    for f in t.findings:
+    rarest_first = ("died", "hang", "bad answer", "worker", "internal")
+    for f in sorted(t.findings, key=lambda f: rarest_first.index(f["kind"])):
         key = (f["kind"], f["mutation"], f["detail"][:60], f["frame"][:25])
         if key in seen or shown >= limit:
             continue

@@ -2,9 +2,10 @@
 
 A temporary root holds a policy and issuers loaded by config.load: `corp` (two Ed25519
 PEM keys), `idp` (ES256 JWKS), `bank` (RS256 PEM), `multi` (all three algorithms, a key
-of each) and the built-in `host`. Every case is one token built from a valid grant by
-claim and header mutations re-signed with trusted or untrusted keys, algorithm swaps,
-kid games, byte mutations of valid tokens, or hand-written odd JSON.
+of each), `narrow` (an Ed25519 and a P-256 key, only EdDSA allowed) and the built-in
+`host`. Every case is one token built from a valid grant by claim and header mutations
+re-signed with trusted or untrusted keys, algorithm swaps, kid games, byte mutations of
+valid tokens, or hand-written odd JSON.
 
 Findings:
 - crash: verify raised anything but JitError, or a JitError whose code is not a grant
@@ -63,7 +64,7 @@ POLICY = """
 [roles.docker]
 groups = ["docker"]
 max_ttl = "4h"
-issuers = ["corp", "idp", "bank", "multi", "host"]
+issuers = ["corp", "idp", "bank", "multi", "narrow", "host"]
 
 [roles.ops]
 groups = ["docker", "adm"]
@@ -149,8 +150,10 @@ def build_world(rng: random.Random) -> World:
     paths.config.write_text(POLICY)
     k = {"corp1": _ed(rng), "corp2": _ed(rng), "idp": _ec(rng), "bank": _rsa(),
          "multi_ed": _ed(rng), "multi_ec": _ec(rng), "multi_rsa": _rsa(), "host": _ed(rng),
+         "narrow_ed": _ed(rng), "narrow_ec": _ec(rng),
          "stranger_ed": _ed(rng), "stranger_ec": _ec(rng), "stranger_rsa": _rsa()}
-    for name in ("corp1", "corp2", "bank", "multi_ed", "multi_ec", "multi_rsa"):
+    for name in ("corp1", "corp2", "bank", "multi_ed", "multi_ec", "multi_rsa", "narrow_ed",
+                 "narrow_ec"):
         (keys_dir / f"{name}.pub").write_bytes(public_pem(k[name]))
     (keys_dir / "idp.jwks").write_text(json.dumps({"keys": [_jwk(k["idp"], "idp-2026")]}))
     paths.host_key_pub.parent.mkdir(parents=True, exist_ok=True)
@@ -162,13 +165,17 @@ def build_world(rng: random.Random) -> World:
         "bank": ('public_keys = ["/etc/jit/keys/bank.pub"]', '["RS256"]'),
         "multi": ('public_keys = ["/etc/jit/keys/multi_ed.pub", "/etc/jit/keys/multi_ec.pub",'
                   ' "/etc/jit/keys/multi_rsa.pub"]', '["EdDSA", "ES256", "RS256"]'),
+        # an ES256 key in the file that the allow-list leaves out: it must never verify
+        "narrow": ('public_keys = ["/etc/jit/keys/narrow_ed.pub", "/etc/jit/keys/narrow_ec.pub"]',
+                   '["EdDSA"]'),
     }
     for name, (source, algs) in issuers.items():
         (paths.issuers_dir / f"{name}.toml").write_text(
             f'name = "{name}"\n{source}\nalgorithms = {algs}\n')
     cfg = config_mod.load(paths)
     owner = {"corp1": "corp", "corp2": "corp", "idp": "idp", "bank": "bank",
-             "multi_ed": "multi", "multi_ec": "multi", "multi_rsa": "multi", "host": "host"}
+             "multi_ed": "multi", "multi_ec": "multi", "multi_rsa": "multi", "host": "host",
+             "narrow_ed": "narrow"}
     signers = []
     for name, key in k.items():
         kid = "idp-2026" if name == "idp" else thumbprint(key.public_key())
@@ -372,6 +379,8 @@ class Generator:
         """Re-signed with a key no issuer trusts, posing as a trusted one in every way."""
         stranger = self.rng.choice(self.w.strangers)
         victim = self._trusted()
+        if stranger.name == "narrow_ec":  # listed in narrow's file, its algorithm is not
+            victim = next(s for s in self.w.trusted if s.issuer == "narrow")
         header = {"alg": stranger.alg, "typ": "JWT"}
         if self.rng.random() < 0.7:
             header["kid"] = self.rng.choice([victim.kid, stranger.kid])
@@ -578,9 +587,45 @@ def policy_problems(g: grants.Grant, world: World) -> list[str]:
     return problems
 
 
+def signed_claims(token: object) -> dict | None:
+    """The payload of a token, decoded leniently and apart from grants.py."""
+    try:
+        body = str(token).strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (IndexError, ValueError, RecursionError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def unfaithful(g: grants.Grant, token: object, world: World) -> str | None:
+    """An accepted grant must say what its signed payload says, nothing else."""
+    c = signed_claims(token)
+    if c is None:
+        return "accepted a token whose payload does not decode"
+    issuer = world.config.issuers.get(c.get("iss"))  # type: ignore[arg-type]
+    if issuer is None:
+        return f"accepted for unconfigured issuer {c.get('iss')!r}"
+    iat = c.get("iat")
+    nbf = c.get("nbf") if c.get("nbf") is not None else iat
+    approved = c.get("approved_by", [])
+    approved = ([approved] if approved else []) if isinstance(approved, str) else approved
+    expected = {
+        "issuer": c.get("iss"), "user": c.get(issuer.username_claim), "jti": c.get("jti"),
+        "role": c.get("role"), "hosts": tuple(c.get("hosts") or ()), "iat": iat,
+        "exp": c.get("exp"), "not_before": max(iat, nbf) if isinstance(iat, int) and
+        isinstance(nbf, int) else None, "reason": c.get("reason", ""),
+        "ticket": c.get("ticket", ""), "approved_by": tuple(approved),
+    }
+    wrong = [name for name, value in expected.items() if getattr(g, name) != value]
+    return f"grant differs from its signed claims in {wrong}" if wrong else None
+
+
 def judge(case: Case, g: grants.Grant, world: World) -> str | None:
     """Why this accepted grant is a forgery, or None."""
     problems = policy_problems(g, world)
+    unsaid = unfaithful(g, case.token, world)
+    if unsaid:
+        problems.append(unsaid)
     if problems:
         return "; ".join(problems)
     if case.oracle == "never":
