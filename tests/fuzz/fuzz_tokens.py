@@ -29,6 +29,7 @@ import hmac
 import json
 import random
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -708,18 +709,20 @@ def prepare(world: World, rng: random.Random) -> None:
 def run(cases: int, seed: int, progress: bool = False) -> Result:
     rng = random.Random(seed)
     world = build_world(rng)
-    prepare(world, rng)
-    gen = Generator(world, rng)
-    result = Result()
-    start = time.monotonic()
-    for i in range(cases):
-        check_one(gen.next(), world, i, result)
-        if progress and i and i % 10000 == 0:
-            print(f"  {i} cases, {len(result.findings)} findings", file=sys.stderr)
-    result.cases = cases
-    result.seconds = time.monotonic() - start
-    __import__("shutil").rmtree(world.root, ignore_errors=True)
-    return result
+    try:
+        prepare(world, rng)
+        gen = Generator(world, rng)
+        result = Result()
+        start = time.monotonic()
+        for i in range(cases):
+            check_one(gen.next(), world, i, result)
+            if progress and i and i % 10000 == 0:
+                print(f"  {i} cases, {len(result.findings)} findings", file=sys.stderr)
+        result.cases = cases
+        result.seconds = time.monotonic() - start
+        return result
+    finally:
+        shutil.rmtree(world.root, ignore_errors=True)
 
 
 def report(result: Result, seed: int, limit: int = 10) -> None:
