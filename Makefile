@@ -4,9 +4,9 @@ PYTHON ?= /usr/bin/python3
 PYTEST = $(PYTHON) -m pytest -p no:cacheprovider
 RUFF ?= /var/cache/jitaccess-tools/venv/bin/ruff
 
-.PHONY: test test-unit test-integration test-e2e lint deb demo bench clean deps
+.PHONY: test test-unit test-integration test-fuzz test-e2e fuzz lint deb demo bench clean deps
 
-test: deps lint test-unit test-integration test-e2e
+test: deps lint test-unit test-integration test-fuzz test-e2e
 
 deps:
 	./scripts/install-deps.sh
@@ -19,6 +19,15 @@ test-unit:
 
 test-integration:
 	$(PYTEST) -q tests/integration
+
+# short fuzz runs (about 3,000 token cases and 2,000 frames) that must find nothing
+test-fuzz:
+	$(PYTEST) -q tests/fuzz
+
+# full-size runs: 100,000 token cases, 100,000 protocol frames (root: a real daemon)
+fuzz:
+	$(PYTHON) tests/fuzz/fuzz_tokens.py
+	$(PYTHON) tests/fuzz/fuzz_protocol.py
 
 test-e2e: deb
 	$(PYTEST) -q tests/e2e

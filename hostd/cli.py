@@ -49,8 +49,46 @@ def _call(op: str, **fields: object) -> dict:
 
 
 def _read_token(arg: str) -> str:
-    token = sys.stdin.read(grants_mod.MAX_TOKEN + 2) if arg == "-" else arg
+    if arg != "-":
+        return arg.strip()
+    try:
+        token = sys.stdin.read(grants_mod.MAX_TOKEN + 2)
+    except UnicodeDecodeError:
+        raise UsageError("standard input is not valid UTF-8") from None
+    _require_utf8(token, "standard input")
     return token.strip()
+
+
+def _require_utf8(value: str, label: str) -> None:
+    """Python decodes undecodable argv bytes to lone surrogates (PEP 383); such a string
+    cannot be sent as JSON text, stored or logged, so it is refused before anything else."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{label} is not valid UTF-8") from None
+
+
+def _labels(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """dest -> the option or metavar the user typed, along the chosen (sub)command."""
+    labels: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                labels.update(_labels(chosen, args))
+        elif action.option_strings:
+            labels[action.dest] = max(action.option_strings, key=len)
+        else:
+            labels[action.dest] = str(action.metavar or action.dest)
+    return labels
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every string argument must be valid UTF-8 (one check for all commands)."""
+    labels = _labels(parser, args)
+    for dest, value in vars(args).items():
+        if isinstance(value, str):
+            _require_utf8(value, labels.get(dest, dest))
 
 
 # commands ---------------------------------------------------------------------------------
@@ -313,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_arguments(parser, args)
         return args.func(args)
     except JitError as exc:
         return _out(args, exc.to_wire())

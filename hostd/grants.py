@@ -8,6 +8,10 @@ state and live in core.py.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -21,7 +25,7 @@ from .keys import algorithm_for, thumbprint
 
 MAX_TOKEN = 16 * 1024
 AUDIENCE = "jitaccess"
-_JTI = re.compile(r"^[\x21-\x7e]{1,128}$")
+_JTI = re.compile(r"[\x21-\x7e]{1,128}")  # used with fullmatch
 MAX_TEXT = 1024
 
 
@@ -47,22 +51,86 @@ def _refuse(code: str, message: str) -> JitError:
     return JitError(code, message)
 
 
-def _unverified(token: object) -> tuple[dict, dict]:
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")  # base64url without padding (RFC 7515 §2)
+
+
+def _refuse_constant(name: str) -> object:
+    """json's parse_constant hook: NaN and Infinity are not JSON (RFC 8259 §6)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """json's parse_float hook: 1e400 would become infinity, which no claim may hold."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _loads(data: bytes, what: str) -> object:
+    """Strict JSON of one segment; any parse failure, however deep, is `malformed`.
+
+    RecursionError (deep nesting) and ValueError (bad UTF-8, the 4,300-digit integer
+    limit, NaN/Infinity) are not PyJWTErrors and would otherwise escape as crashes."""
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant,
+                          parse_float=_finite_float)
+    except (RecursionError, ValueError) as exc:
+        raise _refuse("malformed", f"{what} is not JSON: {str(exc)[:80]}") from None
+
+
+def _check_text(value: object, what: str) -> None:
+    """Every string (keys too) must be encodable as UTF-8: a JSON `\\udc80` escape gives
+    a lone surrogate, which SQLite, the journal and every consumer of events choke on."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _refuse("malformed", f"{what} holds text that is not valid "
+                                           "Unicode (a lone surrogate)") from None
+
+
+def _segment(part: str, what: str) -> object:
+    if not part or not _SEGMENT.fullmatch(part) or len(part) % 4 == 1:
+        raise _refuse("malformed", f"{what} is not base64url")
+    try:
+        data = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except binascii.Error:
+        raise _refuse("malformed", f"{what} is not base64url") from None
+    obj = _loads(data, what)
+    if not isinstance(obj, dict):
+        raise _refuse("malformed", "header and payload must be JSON objects")
+    _check_text(obj, what)
+    return obj
+
+
+def _unverified(token: object) -> tuple[str, dict, dict]:
+    """Decode header and payload ourselves, bounded and strict, before PyJWT sees them."""
     if not isinstance(token, str):
         raise _refuse("malformed", "token must be a string")
     if len(token) > MAX_TOKEN:
         raise _refuse("malformed", f"token larger than {MAX_TOKEN // 1024} KiB")
     token = token.strip()
+    if not token.isascii():
+        raise _refuse("malformed", "token holds characters outside base64url")
     if token.count(".") != 2:
         raise _refuse("malformed", "not a JWS compact token")
-    try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise _refuse("malformed", f"cannot parse token: {exc}") from None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise _refuse("malformed", "header and payload must be JSON objects")
-    return header, claims
+    head, body, signature = token.split(".")
+    if not _SEGMENT.fullmatch(signature):
+        raise _refuse("malformed", "signature is not base64url")
+    header = _segment(head, "header")
+    claims = _segment(body, "payload")
+    if "crit" in header:  # RFC 7515 §4.1.11: unknown critical extensions must be refused
+        raise _refuse("malformed", "critical header parameters are not supported")
+    return token, header, claims  # type: ignore[return-value]
 
 
 def _check_signature(token: str, header: dict, issuer: Issuer) -> dict:
@@ -76,16 +144,20 @@ def _check_signature(token: str, header: dict, issuer: Issuer) -> dict:
     candidates = [k for k in issuer.keys if k.algorithm == alg and (kid is None or k.kid == kid)]
     for key in candidates:
         try:
-            return jwt.decode(
-                token.strip(), key.key, algorithms=[alg],
+            claims = jwt.decode(
+                token, key.key, algorithms=[alg],
                 options={"verify_signature": True, "verify_exp": False, "verify_nbf": False,
                          "verify_iat": False, "verify_aud": False, "verify_iss": False,
                          "require": []},
             )
         except jwt.InvalidSignatureError:
             continue
-        except jwt.PyJWTError as exc:
-            raise _refuse("malformed", f"cannot verify token: {exc}") from None
+        except (jwt.PyJWTError, RecursionError, ValueError) as exc:
+            # PyJWT parses the same bytes again; _unverified refused what it cannot parse
+            raise _refuse("malformed", f"cannot verify token: {str(exc)[:80]}") from None
+        if not isinstance(claims, dict):
+            raise _refuse("malformed", "payload must be a JSON object")
+        return claims
     raise _refuse("bad_signature", f"signature does not verify with any key of {issuer.name}")
 
 
@@ -108,14 +180,14 @@ def _text_claim(claims: dict, name: str) -> str:
 def _shape(claims: dict, issuer: Issuer) -> dict:
     """Claim types and presence; everything else trusts these shapes."""
     user = claims.get(issuer.username_claim)
-    if not isinstance(user, str) or not USER_NAME.match(user):
+    if not isinstance(user, str) or not USER_NAME.fullmatch(user):
         raise _refuse("malformed", f"claim {issuer.username_claim!r} must be a local user name")
     aud = claims.get("aud")
     aud_list = [aud] if isinstance(aud, str) else aud
     if not isinstance(aud_list, list) or not all(isinstance(a, str) for a in aud_list):
         raise _refuse("malformed", "claim 'aud' must be a string or a list of strings")
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not _JTI.match(jti):
+    if not isinstance(jti, str) or not _JTI.fullmatch(jti):
         raise _refuse("malformed", "claim 'jti' must be 1-128 printable characters")
     role = claims.get("role")
     if not isinstance(role, str) or not role:
@@ -145,14 +217,14 @@ def _shape(claims: dict, issuer: Issuer) -> dict:
 
 def verify(token: object, config: Config, host: HostFacts, now: float) -> Grant:
     """Verify a grant offline; JitError with the refusal code of the first failed check."""
-    header, unverified = _unverified(token)
+    token, header, unverified = _unverified(token)
     iss = unverified.get("iss")
     if not isinstance(iss, str):
         raise _refuse("malformed", "claim 'iss' must be a string")
     issuer = config.issuers.get(iss)
     if issuer is None:
         raise _refuse("unknown_issuer", f"issuer {iss!r} is not configured on this host")
-    claims = _check_signature(token, header, issuer)  # type: ignore[arg-type]
+    claims = _check_signature(token, header, issuer)
     c = _shape(claims, issuer)
     if AUDIENCE not in c["aud"]:
         raise _refuse("wrong_audience", f"audience is not {AUDIENCE!r}")

@@ -405,3 +405,144 @@ def test_approved_by_as_a_string(mint, config, host):
 def test_audience_list_containing_jitaccess(mint, config, host):
     token = mint.token(aud=["other-app", "jitaccess"])
     assert grants.verify(token, config, host, mint.now).user == "alice"
+
+
+# --- hostile JSON and text: every parse failure is `malformed`, never a crash ----------------
+
+
+def _signed_text(mint, payload: str, header: dict | None = None) -> str:
+    """A token signed by the trusted corp key over payload text PyJWT would not write."""
+    return jwt.api_jws.encode(payload.encode(), mint.pki.corp, algorithm="EdDSA",
+                              headers=header)
+
+
+def _with_extra(mint, extra: str) -> str:
+    """The valid claims as JSON text with `, extra` spliced in before the closing brace."""
+    return json.dumps(mint.claims())[:-1] + ", " + extra + "}"
+
+
+DEEP = "[" * 3000 + "]" * 3000
+
+
+@pytest.mark.parametrize("where", ["payload-unsigned", "payload-signed", "header"])
+def test_deep_nesting_is_malformed_not_a_recursion_error(where, mint, config, host):
+    """Finding: nesting a few thousand deep raised RecursionError out of verify."""
+    if where == "payload-unsigned":
+        token = mint.raw({"alg": "EdDSA"}, _with_extra(mint, f'"x": {DEEP}'), "c2ln")
+    elif where == "payload-signed":
+        token = _signed_text(mint, _with_extra(mint, f'"x": {DEEP}'))
+    else:
+        header = mint.b64url('{"alg": "EdDSA", "x": ' + DEEP + "}")
+        token = header + "." + mint.token().split(".", 1)[1]
+    assert len(token) <= grants.MAX_TOKEN
+    err = refused(token, config, host, mint.now)
+    assert err.code == "malformed"
+    assert "not JSON" in err.message
+
+
+@pytest.mark.parametrize("where", ["payload", "header"])
+def test_huge_integer_is_malformed(where, mint, config, host):
+    """Past Python's 4,300-digit int limit json raises ValueError: always `malformed`."""
+    huge = "9" * 4400
+    if where == "payload":
+        token = _signed_text(mint, _with_extra(mint, f'"x": {huge}'))
+    else:
+        header = mint.b64url('{"alg": "EdDSA", "x": ' + huge + "}")
+        token = header + "." + mint.token().split(".", 1)[1]
+    assert refused(token, config, host, mint.now).code == "malformed"
+
+
+NON_FINITE = [
+    ("nan-extension-claim", '"x": NaN'),
+    ("infinity-extension-claim", '"x": Infinity'),
+    ("minus-infinity-in-list", '"x": [-Infinity]'),
+    ("overflowing-float", '"x": 1e400'),
+    ("nan-nbf", '"nbf": NaN'),
+]
+
+
+@pytest.mark.parametrize("extra", [c[1] for c in NON_FINITE], ids=[c[0] for c in NON_FINITE])
+def test_nan_and_infinity_are_malformed(extra, mint, config, host):
+    """Finding: NaN/Infinity (not JSON) were accepted anywhere but in time claims."""
+    err = refused(_signed_text(mint, _with_extra(mint, extra)), config, host, mint.now)
+    assert err.code == "malformed"
+
+
+def test_float_times_are_malformed(mint, config, host):
+    for name in TIME_CLAIMS:
+        token = mint.token(**{name: float(mint.now + (3600 if name == "exp" else 0))})
+        err = refused(token, config, host, mint.now)
+        assert (err.code, name in err.message) == ("malformed", True)
+
+
+def test_duplicate_keys_are_accepted_as_json_does(mint, config, host):
+    """The last value wins, in our parse and PyJWT's alike; it is signed text either way."""
+    token = _signed_text(mint, _with_extra(mint, '"reason": "second"'))
+    assert grants.verify(token, config, host, mint.now).reason == "second"
+
+
+SURROGATE_CLAIMS = ["reason", "ticket", "sub", "role", "approved_by", "jti", "iss", "aud",
+                    "hosts"]
+
+
+@pytest.mark.parametrize("claim", SURROGATE_CLAIMS)
+def test_lone_surrogate_in_text_claim_is_malformed(claim, mint, config, host):
+    """Finding: `"reason": "\\udc80"` verified, then crashed SQLite's binding in hostd."""
+    value: object = "x\udc80"
+    if claim in ("approved_by", "hosts", "aud"):
+        value = ["web-*" if claim == "hosts" else "jitaccess", "x\udc80"]
+    token = mint.token(**{claim: value})
+    assert "\\udc80" in jwt.utils.base64url_decode(token.split(".")[1]).decode()
+    err = refused(token, config, host, mint.now)
+    assert err.code == "malformed"
+    assert "surrogate" in err.message
+
+
+def test_lone_surrogate_in_claim_name_or_header_is_malformed(mint, config, host):
+    assert refused(mint.token(**{"x\udc80": 1}), config, host, mint.now).code == "malformed"
+    err = refused(mint.token(headers={"kid": "\udc80"}), config, host, mint.now)
+    assert err.code == "malformed"
+
+
+@pytest.mark.parametrize("where", ["end", "start", "signature"])
+def test_lone_surrogate_in_token_string_is_malformed(where, mint, config, host):
+    """Finding: a surrogate in the token text raised UnicodeEncodeError inside PyJWT."""
+    token = mint.token()
+    token = {"end": token + "\udc80", "start": "\udc80" + token,
+             "signature": token[:-2] + "\udc80" + token[-1]}[where]
+    assert refused(token, config, host, mint.now).code == "malformed"
+
+
+@pytest.mark.parametrize("claim", ["sub", "jti"])
+def test_trailing_newline_in_sub_or_jti_is_malformed(claim, mint, config, host):
+    """Finding: `$`-anchored patterns accepted "alice\\n" as a user name and jti."""
+    value = "alice\n" if claim == "sub" else "jti-1\n"
+    err = refused(mint.token(**{claim: value}), config, host, mint.now)
+    assert err.code == "malformed"
+    assert claim in err.message
+
+
+NOT_BASE64URL = [
+    ("padded-header", lambda t: t.replace(".", "==.", 1)),
+    ("padded-signature", lambda t: t + "=="),
+    ("plus-and-slash", lambda t: t.replace("-", "+").replace("_", "/")
+     if ("-" in t or "_" in t) else "+" + t),
+    ("space-inside", lambda t: t[:10] + " " + t[10:]),
+    ("non-ascii-letter", lambda t: t[:10] + "é" + t[10:]),
+    ("nul-byte", lambda t: t + "\x00"),
+    ("impossible-length", lambda t: "a" + t),
+]
+
+
+@pytest.mark.parametrize("mutate", [c[1] for c in NOT_BASE64URL],
+                         ids=[c[0] for c in NOT_BASE64URL])
+def test_characters_outside_base64url_are_malformed(mutate, mint, config, host):
+    """Compact JWS is unpadded base64url (RFC 7515 §2); base64's lenient decoder would
+    otherwise skip stray characters, so two different strings would be one token."""
+    assert refused(mutate(mint.token()), config, host, mint.now).code == "malformed"
+
+
+def test_crit_header_is_malformed(mint, config, host):
+    """RFC 7515 §4.1.11: a critical extension we do not understand must be refused."""
+    token = mint.token(headers={"crit": ["exp"], "exp": 1})
+    assert refused(token, config, host, mint.now).code == "malformed"
