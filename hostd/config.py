@@ -371,8 +371,9 @@ def _read_toml(path: Path, trusted_from: Path) -> dict:
         raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
 
 
-def _trusted_dir(path: Path, trusted_from: Path) -> None:
-    """issuers.d itself: whoever can write it can add an issuer."""
+def _trusted_path(path: Path, trusted_from: Path) -> None:
+    """A trust path not read here: issuers.d (whoever can write it adds an issuer), the
+    host's private key (whoever can replace it has hostd sign with their key)."""
     try:
         check_trusted(path, trusted_from)
     except OSError as exc:
@@ -387,13 +388,15 @@ def load(paths: Paths) -> Config:
     kwargs = parse_policy(paths.config, data)
     issuers: dict[str, Issuer] = {}
     if paths.issuers_dir.is_dir():
-        _trusted_dir(paths.issuers_dir, top)
+        _trusted_path(paths.issuers_dir, top)
         for file in sorted(paths.issuers_dir.glob("*.toml")):
             root = paths.root if paths.sandboxed else None
             issuer = parse_issuer(file, _read_toml(file, top), root, top)
             if issuer.name in issuers:
                 raise ConfigError(str(file), "name", f"issuer {issuer.name!r} defined twice")
             issuers[issuer.name] = issuer
+    if paths.host_key.exists():  # hostd signs with it and writes the .pub from it
+        _trusted_path(paths.host_key, top)
     host_pub = paths.host_key_pub if paths.host_key_pub.exists() else paths.host_key
     if host_pub.exists():
         try:

@@ -168,6 +168,7 @@ def _same_content(path: Path, data: bytes) -> bool:
         return False
 
 
-def load_private(path: Path) -> object:
-    """A private key from a regular file (read without blocking: a FIFO must not hang us)."""
-    return serialization.load_pem_private_key(read_file(path), password=None)
+def load_private(path: Path, trusted_from: Path | None = None) -> object:
+    """A private key from a regular file (read without blocking: a FIFO must not hang us).
+    With `trusted_from` (a root: hostd's own key), the file must be root's alone."""
+    return serialization.load_pem_private_key(read_file(path, trusted_from), password=None)

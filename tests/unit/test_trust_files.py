@@ -289,3 +289,19 @@ def test_fifo_as_private_key_is_refused_without_blocking(tmp_path, no_hang):
 
 def test_read_file_reads_a_regular_file(tmp_path):
     assert trust.read_file(write(tmp_path / "f", "hello")) == b"hello"
+
+
+def test_host_issuer_private_key_writable_is_refused_even_with_a_good_pub(box):
+    """hostd signs with the private key and rewrites the .pub from it at start."""
+    os.chmod(box.host_key, 0o660)
+    err = refused(box)
+    assert (err.path, err.problem) == (str(box.host_key), "writable by group or others (mode 0660)")
+
+
+def test_load_private_checks_trust_when_asked(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    generate_ed25519(tmp_path / "host.key")
+    assert load_private(tmp_path / "host.key", tmp_path)
+    os.chown(tmp_path / "host.key", USER, USER)
+    with pytest.raises(ConfigError, match="owned by uid 1000"):
+        load_private(tmp_path / "host.key", tmp_path)
