@@ -3,6 +3,11 @@
 PYTHON ?= /usr/bin/python3
 PYTEST = $(PYTHON) -m pytest -p no:cacheprovider
 RUFF ?= /var/cache/jitaccess-tools/venv/bin/ruff
+SHELLCHECK ?= shellcheck
+# Every shell script in the tree (grep -rl '^#!.*sh' --exclude-dir=.git .).
+SHELL_SCRIPTS = scripts/*.sh packaging/build-deb.sh .ci/run \
+	packaging/debian/jitaccess.postinst packaging/debian/jitaccess.prerm \
+	packaging/debian/jitaccess.postrm
 
 .PHONY: test test-unit test-integration test-fuzz test-e2e fuzz lint deb demo bench clean deps
 
@@ -13,6 +18,7 @@ deps:
 
 lint:
 	$(RUFF) check hostd tests benchmarks
+	$(SHELLCHECK) $(SHELL_SCRIPTS)
 
 test-unit:
 	$(PYTEST) -q tests/unit

@@ -7,6 +7,7 @@ The built-in issuer `host` is this host's own key, for grants hostd signs itself
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -17,12 +18,33 @@ from .durations import parse_duration
 from .errors import ConfigError
 from .keys import SUPPORTED_ALGORITHMS, PublicKey, load_jwks, load_pem_public
 from .paths import Paths
+from .trust import check as check_trusted
+from .trust import read_file
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
-MEMBER = re.compile(r"^%?[a-z_][a-z0-9_.-]{0,31}\$?$")
+# Matched with fullmatch only: `$` would also accept a trailing newline ("alice\n").
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+# \Z as well: grants.py still calls USER_NAME.match(); without an end anchor a prefix
+# would pass there ("alice; x"). \Z, unlike $, refuses a trailing newline.
+USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?\Z")
+MEMBER = re.compile(r"%?[a-z_][a-z0-9_.-]{0,31}\$?")
+WEBHOOK = re.compile(r"https?://[^\s]+")
 MAX_LEEWAY = 60
 HOST_ISSUER = "host"
+
+# Parsed but not enforced in this version, by feature: each becomes a warning when the
+# file sets it (Config.unenforced). Remove a feature here when it is implemented.
+UNENFORCED = {
+    "login": "login gating is not implemented in this version",
+    "sudo": "the sudo plugin is not in this version",
+    "sudo-approvals": "command approvals come with the sudo plugin, not in this version",
+    "guardrails": "guardrails act through the sudo plugin, not in this version",
+    "standing": "standing sudo rules act through the sudo plugin, not in this version",
+    "authenticate": "sudo authentication comes with the sudo plugin, not in this version",
+    "recording": "session recording is not in this version",
+    "masking": "masking applies to session recordings, not in this version",
+    "terminate-sessions": "sessions are not terminated at expiry in this version "
+                          "(the groups are removed; running processes keep them)",
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,7 @@ class Config:
     masking: tuple[tuple[str, re.Pattern], ...] = ()
     leeway: int = 30
     sweep_interval: int = 30
+    unenforced: tuple[str, ...] = ()  # warnings: settings present but not enforced yet
 
 
 class _Table:
@@ -113,11 +136,14 @@ class _Table:
             raise self.fail(name, f"must be {names}, not {type(value).__name__}")
         return value
 
-    def strings(self, name: str, pattern: re.Pattern | None = None, what: str = "") -> tuple:
+    def strings(self, name: str, pattern: re.Pattern | None = None, what: str = "",
+                unique: bool = False) -> tuple:
         values = self.get(name, list, [])
-        for v in values:
-            if not isinstance(v, str) or (pattern is not None and not pattern.match(v)):
+        for i, v in enumerate(values):
+            if not isinstance(v, str) or (pattern is not None and not pattern.fullmatch(v)):
                 raise self.fail(name, f"{v!r} is not a valid {what or 'string'}")
+            if unique and v in values[:i]:
+                raise self.fail(name, f"{json.dumps(v)} listed twice")
         return tuple(values)
 
     def duration(self, name: str, default: int) -> int:
@@ -153,7 +179,7 @@ def _sudo_rules(table: _Table) -> tuple[SudoRule, ...]:
     for i, item in enumerate(table.get("sudo", list, [])):
         t = _Table(table.path, f"{table.key('sudo')}[{i}]", item)
         runas = t.get("runas", str, "root")
-        if not USER_NAME.match(runas):
+        if not USER_NAME.fullmatch(runas):
             raise t.fail("runas", f"{runas!r} is not a user name")
         commands = t.strings("commands")
         if not commands:
@@ -167,7 +193,7 @@ def _sudo_rules(table: _Table) -> tuple[SudoRule, ...]:
 
 
 def _role(path: Path, name: str, data: Any) -> Role:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ConfigError(str(path), f"roles.{name}", "role names are [a-z0-9_.-], at most 64")
     t = _Table(path, f"roles.{name}", data)
     approvals = t.get("approvals", int, 1)
@@ -175,7 +201,8 @@ def _role(path: Path, name: str, data: Any) -> Role:
         raise t.fail("approvals", "must be between 0 and 10")
     role = Role(
         name=name,
-        groups=t.strings("groups", NAME, "group name"),
+        # unique: one grant holds a group once (a second row would clash as `replayed`)
+        groups=t.strings("groups", NAME, "group name", unique=True),
         max_ttl=t.duration("max_ttl", 3600),
         issuers=t.strings("issuers", NAME, "issuer name"),
         requesters=t.strings("requesters", MEMBER, "user or %group"),
@@ -235,7 +262,7 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
 
     notify = _Table(path, "notify", top.get("notify", dict, {}))
     webhook = notify.get("webhook", str, "")
-    if webhook and not re.match(r"^https?://[^\s]+$", webhook):
+    if webhook and not WEBHOOK.fullmatch(webhook):
         raise notify.fail("webhook", "must be an http:// or https:// URL")
     out["notify_webhook"] = webhook
     notify.finish()
@@ -260,14 +287,41 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
     out["sweep_interval"] = daemon.duration("sweep_interval", 30)
     daemon.finish()
     top.finish()
+    out["unenforced"] = unenforced(path, data)
     return out
 
 
-def parse_issuer(path: Path, data: dict, root: Path | None = None) -> Issuer:
-    """One issuer file; `root` re-roots absolute key paths inside a sandbox."""
+def unenforced(path: Path, data: dict) -> tuple[str, ...]:
+    """One warning per setting the file gives that this version parses but does not
+    enforce (UNENFORCED); defaults never warn. `data` has already been checked."""
+    found: list[tuple[str, str]] = []
+    for section, feature in (("login", "login"), ("sudo", "sudo-approvals"),
+                             ("guardrails", "guardrails"), ("standing", "standing"),
+                             ("masking", "masking")):
+        if section in data:
+            brackets = "[[{}]]" if isinstance(data[section], list) else "[{}]"
+            found.append((brackets.format(section), feature))
+    for name, body in data.get("roles", {}).items():
+        if body.get("login") is True:  # false is what happens anyway
+            found.append((f"roles.{name}.login", "login"))
+        for key, feature in (("sudo", "sudo"), ("authenticate", "authenticate"),
+                             ("record", "recording"), ("record_failure", "recording")):
+            if key in body:
+                found.append((f"roles.{name}.{key}", feature))
+        if body.get("on_expiry") == "terminate-sessions":
+            found.append((f'roles.{name}.on_expiry = "terminate-sessions"',
+                          "terminate-sessions"))
+    return tuple(f"{path.name}: {where} has no effect yet: {UNENFORCED[feature]}"
+                 for where, feature in found)
+
+
+def parse_issuer(path: Path, data: dict, root: Path | None = None,
+                 trusted_from: Path | None = None) -> Issuer:
+    """One issuer file; `root` re-roots absolute key paths inside a sandbox. load() gives
+    `trusted_from` (`/` or the sandbox root): key files must then be root's alone."""
     t = _Table(path, "", data)
     name = t.get("name", str, required=True)
-    if not NAME.match(name) or name == HOST_ISSUER:
+    if not NAME.fullmatch(name) or name == HOST_ISSUER:
         raise t.fail("name", f"{name!r} is not allowed (lowercase [a-z0-9_.-]; 'host' is built in)")
     algorithms = t.strings("algorithms")
     if not algorithms:
@@ -280,14 +334,14 @@ def parse_issuer(path: Path, data: dict, root: Path | None = None) -> Issuer:
     for entry in t.strings("public_keys"):
         key_path = (base / entry) if not entry.startswith("/") else Path(entry)
         try:
-            keys.append(load_pem_public(_rooted(root, key_path)))
+            keys.append(load_pem_public(_rooted(root, key_path), trusted_from))
         except (OSError, ValueError) as exc:
             raise t.fail("public_keys", f"{entry}: {exc}") from None
     jwks = t.get("jwks", str)
     if jwks:
         try:
             jwks_path = Path(jwks) if jwks.startswith("/") else base / jwks
-            keys.extend(load_jwks(_rooted(root, jwks_path)))
+            keys.extend(load_jwks(_rooted(root, jwks_path), trusted_from))
         except (OSError, ValueError) as exc:
             raise t.fail("jwks", f"{jwks}: {exc}") from None
     if not keys:
@@ -307,32 +361,46 @@ def _rooted(root: Path | None, key_path: Path) -> Path:
     return root / str(key_path).lstrip("/")
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: Path, trusted_from: Path) -> dict:
+    """A trusted regular file's TOML (trust.read_file: root's alone, never blocks)."""
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
+        return tomllib.loads(read_file(path, trusted_from).decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
 
 
+def _trusted_path(path: Path, trusted_from: Path) -> None:
+    """A trust path not read here: issuers.d (whoever can write it adds an issuer), the
+    host's private key (whoever can replace it has hostd sign with their key)."""
+    try:
+        check_trusted(path, trusted_from)
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+
+
 def load(paths: Paths) -> Config:
-    """Read and check the whole configuration; ConfigError on the first problem."""
-    data = _read_toml(paths.config) if paths.config.exists() else {}
+    """Read and check the whole configuration; ConfigError on the first problem.
+    Trust files are checked from `/` down, or from the sandbox root under --root."""
+    top = paths.root
+    data = _read_toml(paths.config, top) if paths.config.exists() else {}
     kwargs = parse_policy(paths.config, data)
     issuers: dict[str, Issuer] = {}
     if paths.issuers_dir.is_dir():
+        _trusted_path(paths.issuers_dir, top)
         for file in sorted(paths.issuers_dir.glob("*.toml")):
             root = paths.root if paths.sandboxed else None
-            issuer = parse_issuer(file, _read_toml(file), root)
+            issuer = parse_issuer(file, _read_toml(file, top), root, top)
             if issuer.name in issuers:
                 raise ConfigError(str(file), "name", f"issuer {issuer.name!r} defined twice")
             issuers[issuer.name] = issuer
+    if paths.host_key.exists():  # hostd signs with it and writes the .pub from it
+        _trusted_path(paths.host_key, top)
     host_pub = paths.host_key_pub if paths.host_key_pub.exists() else paths.host_key
     if host_pub.exists():
         try:
-            host_key = load_pem_public(host_pub)
+            host_key = load_pem_public(host_pub, top)
             issuers[HOST_ISSUER] = Issuer(HOST_ISSUER, (host_key,), ("EdDSA",), "sub")
         except PermissionError:
             pass  # a user without the public half: host grants are hostd's to verify

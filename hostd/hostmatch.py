@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_GLOB = re.compile(r"^[A-Za-z0-9*?\[\]._-]{1,253}$")
-_MACHINE_ID = re.compile(r"^[0-9a-f]{32}$")
+# fullmatch only: `$` would also accept a trailing newline
+_GLOB = re.compile(r"[A-Za-z0-9*?\[\]._-]{1,253}")
+_MACHINE_ID = re.compile(r"[0-9a-f]{32}")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -56,7 +57,7 @@ def parse_selector(selector: object) -> tuple[str, object]:
         raise ValueError("host selector must be a non-empty string")
     if selector.startswith("machine-id:"):
         mid = selector.removeprefix("machine-id:").lower()
-        if not _MACHINE_ID.match(mid):
+        if not _MACHINE_ID.fullmatch(mid):
             raise ValueError(f"bad machine-id selector {selector!r}")
         return "machine-id", mid
     looks_numeric = selector.isascii() and selector.replace(".", "").isdigit()
@@ -65,7 +66,7 @@ def parse_selector(selector: object) -> tuple[str, object]:
             return "network", ipaddress.ip_network(selector, strict=False)
         except ValueError:
             raise ValueError(f"bad network selector {selector!r}") from None
-    if not _GLOB.match(selector):
+    if not _GLOB.fullmatch(selector):
         raise ValueError(f"bad hostname selector {selector!r}")
     return "hostname", selector.lower()
 

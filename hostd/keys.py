@@ -17,6 +17,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from .errors import JitError
+from .trust import read_file
+
 SUPPORTED_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 
 
@@ -71,9 +74,10 @@ def thumbprint(public_key: object) -> str:
     return _b64(hashlib.sha256(canonical).digest())
 
 
-def load_pem_public(path: Path) -> PublicKey:
-    """A public key from a PEM file (a private key file is accepted: its public half)."""
-    data = path.read_bytes()
+def load_pem_public(path: Path, trusted_from: Path | None = None) -> PublicKey:
+    """A public key from a PEM file (a private key file is accepted: its public half).
+    With `trusted_from` (a root), the file must be root's alone (trust.check)."""
+    data = read_file(path, trusted_from)
     if b"PRIVATE KEY" in data:
         key = serialization.load_pem_private_key(data, password=None).public_key()
     else:
@@ -82,11 +86,12 @@ def load_pem_public(path: Path) -> PublicKey:
     return PublicKey(thumbprint(key), algorithm, key)
 
 
-def load_jwks(path: Path) -> list[PublicKey]:
-    """Public keys of a JWKS document; private members are refused, every key needs a kid."""
+def load_jwks(path: Path, trusted_from: Path | None = None) -> list[PublicKey]:
+    """Public keys of a JWKS document; private members are refused, every key needs a kid.
+    With `trusted_from` (a root), the file must be root's alone (trust.check)."""
     import jwt
 
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc = json.loads(read_file(path, trusted_from).decode("utf-8"))
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise ValueError("not a JWKS document (no 'keys' list)")
     keys = []
@@ -130,16 +135,40 @@ def public_pem(private_key: object) -> bytes:
 
 
 def write_public(path: Path, private_key: object) -> None:
-    """PATH.pub (0644) from the private key at PATH, replaced atomically if it differs."""
+    """PATH.pub (0644) from the private key at PATH, replaced atomically if it differs.
+
+    The temporary file is created afresh (O_EXCL|O_NOFOLLOW) and chmod-ed through its
+    fd: whoever can write the directory must not get root to write or chmod another file
+    through a planted PATH.pub.tmp symlink."""
     pub_path = path.with_name(path.name + ".pub")
     pem = public_pem(private_key)
-    if pub_path.exists() and pub_path.read_bytes() == pem:
+    if _same_content(pub_path, pem):
         return
     tmp = pub_path.with_name(pub_path.name + ".tmp")
-    tmp.write_bytes(pem)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, pub_path)
+    try:
+        os.unlink(tmp)  # a stale one, or a planted symlink: unlink does not follow it
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)
+            fh.write(pem)
+        os.replace(tmp, pub_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def load_private(path: Path) -> object:
-    return serialization.load_pem_private_key(path.read_bytes(), password=None)
+def _same_content(path: Path, data: bytes) -> bool:
+    """True if `path` is a regular file holding `data` (a FIFO there must not block us)."""
+    try:
+        return read_file(path) == data
+    except (OSError, JitError):
+        return False
+
+
+def load_private(path: Path, trusted_from: Path | None = None) -> object:
+    """A private key from a regular file (read without blocking: a FIFO must not hang us).
+    With `trusted_from` (a root: hostd's own key), the file must be root's alone."""
+    return serialization.load_pem_private_key(read_file(path, trusted_from), password=None)

@@ -28,9 +28,13 @@ mkdir -p "$src"
 # The source: what git tracks plus untracked files that are not ignored (so a
 # working tree builds as it is), or the whole tree when this is not a git checkout.
 if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    # Tracked files deleted in the working tree are left out. The inner script is
+    # single-quoted on purpose: its "$f" is the inner shell's (SC2016). `if`, not `&&`:
+    # a missing last file must not make sh, then xargs, then the pipeline fail.
+    # shellcheck disable=SC2016
     git -C "$repo" ls-files -z --cached --others --exclude-standard \
         | grep -zv -e '^dist/' -e '^packaging/debian/' -e '\.whl$' \
-        | xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
+        | xargs -0 -r sh -c 'for f; do if [ -e "$f" ]; then printf "%s\0" "$f"; fi; done' sh \
         | tar -C "$repo" --null -T - -cf - \
         | tar -C "$src" -xf -
 else

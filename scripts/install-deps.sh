@@ -1,7 +1,8 @@
 #!/bin/bash
-# Install what building, testing and the demo need on Debian 12, once: Debian packages
-# only (runtime and build), plus ruff (a lint tool Debian 12 lacks) in a private venv
-# under /var/cache, never in the system Python. Does nothing when all is there.
+# Install what building, testing, linting and the demo need on Debian 12, once: Debian
+# packages only (runtime, build, and shellcheck for `make lint`), plus ruff (a lint tool
+# Debian 12 lacks) in a private venv under /var/cache, never in the system Python. Does
+# nothing when all is there.
 set -euo pipefail
 
 PACKAGES=(
@@ -10,6 +11,7 @@ PACKAGES=(
     python3-pampy python3-pamela python3-six libpam-python pamtester sudo passwd util-linux
     iproute2 debootstrap systemd-container debian-archive-keyring
     build-essential debhelper dh-python python3-all python3-setuptools lintian fakeroot
+    shellcheck
 )
 TOOLS=/var/cache/jitaccess-tools
 

@@ -5,6 +5,7 @@ the whole flow with real commands and their real output: an issuer key, the host
 policy, a short grant issued and activated, the expiry timer, the revocation at expiry,
 the journal events, then the access-request flow (alice asks, bob approves). The
 container is always torn down. The transcript goes to stdout; progress to stderr.
+Any step that fails ends the demo with a message and exit status 1.
 
     /usr/bin/python3 tests/e2e/demo.py [--grant-seconds 60] [--skip-request]
 """
@@ -50,13 +51,19 @@ approvals = 1
 WIDTH = 88
 
 
+class StepFailed(Exception):
+    """A demo step did not do what the transcript says it does."""
+
+
 class Narrator:
     """Prints the transcript: a short explanation, then `$ command` and its output."""
 
     def __init__(self, box: Container) -> None:
         self.box = box
+        self.current = "setup"
 
     def section(self, title: str) -> None:
+        self.current = title
         print(f"\n## {title}\n", flush=True)
 
     def say(self, text: str) -> None:
@@ -171,10 +178,11 @@ def grant_flow(n: Narrator, seconds: int) -> None:
     n.run(f"systemctl list-timers --all --no-pager 'jit-expire-{grant_id}*' | head -3",
           shown=f"systemctl list-timers --all 'jit-expire-{grant_id}*'")
     removed = events(box, "membership_removed", grant_id)
-    if removed:
-        late = int(removed[0]["__REALTIME_TIMESTAMP"]) / 1e6 - exp
-        n.say(f"The membership was removed {late:.2f} s after the grant's end.")
-        print(flush=True)
+    if not removed:
+        raise StepFailed(f"no membership_removed event for grant {grant_id}")
+    late = int(removed[0]["__REALTIME_TIMESTAMP"]) / 1e6 - exp
+    n.say(f"The membership was removed {late:.2f} s after the grant's end.")
+    print(flush=True)
     events_summary(n, ("grant_activated", "membership_added", "grant_expired",
                        "membership_removed"), since=exp - seconds - 30)
 
@@ -187,30 +195,45 @@ def request_flow(n: Narrator) -> None:
         with this host's own issuer key and activates it.""")
     since = time.time()
     n.run(["jit", "request", "docker", "--for", "30m", "--reason", "deploy the hotfix",
-           "--ticket", "OPS-43"], user="alice", check=False)
-    listed = n.run(["jit", "requests"], user="bob", check=False)
-    proc = box.run(["jit", "requests", "--json"], user="bob", check=False)
-    try:
-        pending = [r for r in json.loads(proc.stdout)["requests"] if r["state"] == "pending"]
-    except (ValueError, KeyError):
-        pending = []
-    if not pending:
-        n.say(f"(No pending request to approve: `jit request` did not create one here. "
-              f"{listed.strip()[:200]})")
-        return
-    req_id = pending[0]["id"]
-    n.run(["jit", "approve", req_id, "--comment", "go ahead"], user="bob", check=False)
+           "--ticket", "OPS-43"], user="alice")
+    listed = n.run(["jit", "requests"], user="bob")
+    req_id = pending_request(box, listed)
+    n.run(["jit", "approve", req_id, "--comment", "go ahead"], user="bob")
+    wait_for("alice to join docker", lambda: "docker" in groups_of(box, "alice"), timeout=30)
     n.run(["id", "alice"])
-    n.run(["jit", "grants"], user="alice", check=False)
+    n.run(["jit", "grants"], user="alice")
     n.say("alice is done early and gives the access back herself:")
     mine = grants(box, user="alice")
-    if mine:
-        n.run(["jit", "revoke", mine[0]["id"], "--reason", "hotfix deployed"], user="alice",
-              check=False)
-        n.run(["id", "alice"])
+    if not mine:
+        raise StepFailed("the approved request left alice without a grant")
+    n.run(["jit", "revoke", mine[0]["id"], "--reason", "hotfix deployed"], user="alice")
+    wait_for("alice to leave docker", lambda: "docker" not in groups_of(box, "alice"),
+             timeout=30)
+    n.run(["id", "alice"])
     events_summary(n, ("request_created", "request_approved", "grant_activated",
                        "membership_added", "grant_revoked", "membership_removed"),
                    since=since)
+
+
+def pending_request(box: Container, listed: str) -> str:
+    """The id of the request alice just made, as bob sees it; StepFailed if none."""
+    proc = box.run(["jit", "requests", "--json"], user="bob", check=False)
+    try:
+        pending = [r for r in json.loads(proc.stdout)["requests"] if r["state"] == "pending"]
+    except (ValueError, KeyError, TypeError):
+        pending = []
+    if not pending:
+        raise StepFailed(f"no pending request for bob to approve ({listed.strip()[:200]})")
+    return pending[0]["id"]
+
+
+def failed(n: Narrator | None, exc: BaseException) -> int:
+    """Say which step failed, in the transcript and on stderr; the demo's exit status."""
+    where = n.current if n is not None else "setup"
+    message = f"demo: FAILED in step {where!r}: {exc}"
+    print(f"\n{message}", flush=True)
+    print(message, file=sys.stderr, flush=True)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    box = Container.create("jit-demo")
+    n: Narrator | None = None
+    try:
+        box = Container.create("jit-demo")
+    except Exception as exc:  # any failure ends the demo non-zero
+        return failed(n, exc)
     try:
         n = Narrator(box)
         print("# jitaccess: just-in-time privileged access, end to end\n")
@@ -252,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
               "systemctl is-enabled jit-reconcile.service", check=False,
               shown="systemctl is-active jit-hostd.socket jit-hostd.service; "
                     "systemctl is-enabled jit-reconcile.service")
+        box.run(["systemctl", "is-active", "--quiet", "jit-hostd.socket"])  # must listen
         grant_flow(n, args.grant_seconds)
         if not args.skip_request:
             request_flow(n)
@@ -259,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         n.say(f"The container is powered off and deleted now (demo took "
               f"{time.monotonic() - started:.0f} s).")
         return 0
+    except Exception as exc:  # any failure ends the demo non-zero
+        return failed(n, exc)
     finally:
         box.close()
 

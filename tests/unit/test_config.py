@@ -421,3 +421,113 @@ def test_host_key_private_pem_yields_its_public_half(sandbox):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()).decode())
     assert cfg.load(sandbox).issuers["host"].keys[0].kid == thumbprint(key.public_key())
+
+
+# --- finding 2: a role naming a group twice ----------------------------------------------------
+
+
+def test_role_naming_a_group_twice_is_refused():
+    """Two rows for one (grant, group) clash in the store: every activation was `replayed`."""
+    err = policy_error(role(groups=["docker", "adm", "docker"]))
+    assert_names(err, POLICY, "roles.docker.groups", '"docker" listed twice')
+
+
+def test_role_naming_distinct_groups_is_accepted():
+    out = cfg.parse_policy(POLICY, role(groups=["docker", "adm"]))
+    assert out["roles"]["docker"].groups == ("docker", "adm")
+
+
+# --- finding 4: `$` accepted a trailing newline ------------------------------------------------
+
+TRAILING_NEWLINE = [
+    ("group", role(groups=["docker\n"]), "roles.docker.groups"),
+    ("issuer", role(issuers=["corp\n"]), "roles.docker.issuers"),
+    ("requester", role(requesters=["alice\n"], approvers=["%sre"], issuers=["host"]),
+     "roles.docker.requesters"),
+    ("approver", role(approvers=["%sre\n"]), "roles.docker.approvers"),
+    ("runas", db_sudo(runas="root\n"), "roles.db.sudo[0].runas"),
+    ("standing-member", {"standing": [{"members": ["root\n"]}]}, "standing[0].members"),
+    ("login-member", {"login": {"require_grant": ["%contractors\n"]}}, "login.require_grant"),
+    ("webhook", {"notify": {"webhook": "https://chat.example/hook\n"}}, "notify.webhook"),
+    ("role-name", {"roles": {"docker\n": {}}}, "roles.docker\n"),
+]
+
+
+@pytest.mark.parametrize("data,key", [t[1:] for t in TRAILING_NEWLINE],
+                         ids=[t[0] for t in TRAILING_NEWLINE])
+def test_trailing_newline_is_refused(data, key):
+    assert policy_error(data).key == key
+
+
+def test_issuer_name_with_trailing_newline_is_refused(issuer_dir):
+    path = issuer_dir / "corp.toml"
+    with pytest.raises(ConfigError) as info:
+        cfg.parse_issuer(path, issuer(name="corp\n"))
+    assert_names(info.value, path, "name", "not allowed")
+
+
+def test_user_name_pattern_refuses_a_trailing_newline_even_with_match():
+    """grants.py calls USER_NAME.match(): the pattern itself must end at the end."""
+    assert cfg.USER_NAME.match("alice\n") is None
+    assert cfg.USER_NAME.match("alice;x") is None
+    assert cfg.USER_NAME.fullmatch("alice") and cfg.USER_NAME.fullmatch("host$")
+
+
+# --- unenforced settings are named, one warning each ------------------------------------------
+
+UNENFORCED = [
+    ("login-section", {"login": {"when_unreachable": "allow"}},
+     "jit.toml: [login] has no effect yet: login gating is not implemented"),
+    ("guardrails", {"guardrails": [{"match": "x"}]},
+     "jit.toml: [[guardrails]] has no effect yet: guardrails act through the sudo plugin"),
+    ("standing", {"standing": [{"members": ["root"]}]},
+     "jit.toml: [[standing]] has no effect yet: standing sudo rules"),
+    ("masking", {"masking": {"rules": []}},
+     "jit.toml: [masking] has no effect yet: masking applies to session recordings"),
+    ("sudo-section", {"sudo": {"approval_timeout": "5m"}},
+     "jit.toml: [sudo] has no effect yet: command approvals come with the sudo plugin"),
+    ("role-sudo", db_sudo(), "jit.toml: roles.db.sudo has no effect yet: the sudo plugin is "
+                             "not in this version"),
+    ("role-record", role(record="always"),
+     "jit.toml: roles.docker.record has no effect yet: session recording is not"),
+    ("role-record-failure", role(record_failure="continue"),
+     "jit.toml: roles.docker.record_failure has no effect yet: session recording"),
+    ("role-authenticate", role(authenticate=True),
+     "jit.toml: roles.docker.authenticate has no effect yet: sudo authentication"),
+    ("role-terminate-sessions", role(on_expiry="terminate-sessions"),
+     'jit.toml: roles.docker.on_expiry = "terminate-sessions" has no effect yet: sessions '
+     "are not terminated at expiry"),
+    ("role-login-true", role(login=True), "jit.toml: roles.docker.login has no effect yet: "
+                                          "login gating"),
+]
+
+
+@pytest.mark.parametrize("data,warning", [u[1:] for u in UNENFORCED],
+                         ids=[u[0] for u in UNENFORCED])
+def test_unenforced_setting_is_named_once(data, warning):
+    found = cfg.Config(**cfg.parse_policy(POLICY, data)).unenforced
+    assert len(found) == 1 and found[0].startswith(warning), found
+
+
+@pytest.mark.parametrize("data", [
+    {}, role(), role(on_expiry="keep-sessions"), role(login=False),
+    {"requests": {"ttl": "1h"}}, {"notify": {"webhook": "https://x"}},
+    {"daemon": {"leeway": "10s"}},
+], ids=["empty", "plain-role", "keep-sessions", "login-false", "requests", "notify", "daemon"])
+def test_enforced_or_default_settings_give_no_warning(data):
+    assert cfg.Config(**cfg.parse_policy(POLICY, data)).unenforced == ()
+
+
+def test_design_example_names_each_unenforced_setting():
+    found = cfg.parse_policy(POLICY, tomllib.loads(DESIGN_EXAMPLE))["unenforced"]
+    wheres = [w.split(" has no effect yet")[0].removeprefix("jit.toml: ") for w in found]
+    assert wheres == ["[login]", "[sudo]", "[[guardrails]]", "[[standing]]", "[masking]",
+                      'roles.docker.on_expiry = "terminate-sessions"', "roles.db-admin.sudo",
+                      "roles.db-admin.authenticate", "roles.db-admin.record",
+                      "roles.db-admin.record_failure"]
+    assert all(w.count(" has no effect yet: ") == 1 for w in found)
+    assert len({w.split(": ", 2)[2] for w in found}) > 1  # reasons differ by feature
+
+
+def test_every_unenforced_feature_has_a_reason():
+    assert all(reason and "version" in reason for reason in cfg.UNENFORCED.values())
