@@ -40,7 +40,7 @@ def ensure_host_key(paths: Paths) -> bool:
         with contextlib.suppress(FileExistsError):
             generate_ed25519(paths.host_key)  # writes the .pub too
             return True
-    write_public(paths.host_key, load_private(paths.host_key))
+    write_public(paths.host_key, load_private(paths.host_key, paths.root))
     return False
 
 
@@ -57,9 +57,17 @@ def build_core(paths: Paths) -> tuple[Core, str]:
         cfg = config_mod.Config()
         events.emit("config_error", f"configuration error, serving no roles: {error}",
                     reason=error)
+    warn_unenforced(cfg)
     host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
     core = Core(cfg, Store(paths.state_db), Accounts(paths), events, host)
     return core, error
+
+
+def warn_unenforced(cfg: config_mod.Config) -> None:
+    """Settings this version parses but does not enforce, by name, in hostd's log: an
+    administrator must not believe `[login] require_grant` gates anyone yet."""
+    for warning in cfg.unenforced:
+        log.warning("warning: %s", warning)
 
 
 def build_requests(paths: Paths, core: Core) -> Requests:
@@ -69,11 +77,15 @@ def build_requests(paths: Paths, core: Core) -> Requests:
     try:
         selector = (f"machine-id:{core.host.machine_id}" if core.host.machine_id
                     else core.host.hostname)
-        signer = HostSigner(load_private(paths.host_key), selector)
-    except (OSError, ValueError, TypeError) as exc:
-        error = f"host issuer key {paths.host_key} unusable: {exc}"
+        signer = HostSigner(load_private(paths.host_key, paths.root), selector)
+    except (OSError, ValueError, TypeError, JitError) as exc:
+        error = f"host issuer key {paths.host_key} unusable: {_why(exc)}"
         core.events.emit("config_error", error, reason=error)
     return Requests(core, signer, error)
+
+
+def _why(exc: Exception) -> str:
+    return exc.message if isinstance(exc, JitError) else str(exc)
 
 
 def build_notifier(paths: Paths, core: Core) -> Notifier:
@@ -123,8 +135,8 @@ async def serve(paths: Paths) -> int:
     key_error = ""
     try:
         ensure_host_key(paths)
-    except (OSError, ValueError, TypeError) as exc:  # requests are off; expiry must go on
-        key_error = str(exc)
+    except (OSError, ValueError, TypeError, JitError) as exc:  # requests off; expiry goes on
+        key_error = _why(exc)
     core, error = build_core(paths)
     if key_error:
         core.events.emit("config_error", f"host issuer key {paths.host_key} unusable: "
@@ -195,6 +207,7 @@ def _apply_reload(paths: Paths, server: Server) -> None:
     (a removed role or issuer), as revocations with reason "policy changed"."""
     server.core.config = config_mod.load(paths)
     server.config_error = ""
+    warn_unenforced(server.core.config)
     server.core.end_unsupported()
 
 

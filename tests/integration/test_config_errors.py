@@ -4,6 +4,7 @@ keeps expiring grants it already holds."""
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from sandbox import POLICY, Sandbox
@@ -109,3 +110,18 @@ def test_check_config_without_unenforced_settings_warns_of_nothing(box):
     r = box.jit("check-config")
     assert r.returncode == 0 and r.stderr == ""
     assert box.jit_json("check-config")[1]["warnings"] == []
+
+
+def test_hostd_logs_unenforced_settings_at_start_and_reload(box):
+    """Issue 7: hostd's own log names what has no effect yet, like check-config."""
+    policy = box.root / "etc/jit/jit.toml"
+    policy.write_text(POLICY + '\n[login]\nrequire_grant = ["%sre"]\n')
+    box.stop()
+    box.start()
+    assert box.wait_for(lambda: "warning: jit.toml: [login] has no effect yet"
+                        in box.hostd_log(), timeout=5)
+    policy.write_text(POLICY + '\n[[standing]]\nmembers = ["bob"]\n'
+                      'sudo = [ { runas = "root", commands = ["ALL"] } ]\n')
+    box.proc.send_signal(signal.SIGHUP)
+    assert box.wait_for(lambda: "warning: jit.toml: [[standing]] has no effect yet"
+                        in box.hostd_log(), timeout=5)
