@@ -5,6 +5,7 @@ the tests move by hand."""
 from __future__ import annotations
 
 import pytest
+from conftest import FakeAccounts  # the fake lives in conftest; test_approvals imports it here
 
 from hostd.core import Core
 from hostd.errors import JitError
@@ -12,55 +13,6 @@ from hostd.events import Events, read_mirror
 from hostd.store import Store
 
 HOUR = 3600
-
-
-class FakeAccounts:
-    """Users and groups in memory; add/remove can be told to fail like gpasswd would."""
-
-    def __init__(self) -> None:
-        self.uids = {"root": 0, "alice": 1000, "bob": 1001}
-        self.primary = {"root": "root", "alice": "alice", "bob": "bob"}
-        self.members: dict[str, set[str]] = {
-            g: set() for g in ("root", "alice", "bob", "docker", "adm", "staff")}
-        self.fail_add: set[tuple[str, str]] = set()
-        self.fail_remove: set[tuple[str, str]] = set()
-        self.log: list[tuple[str, str, str]] = []
-
-    def user_by_uid(self, uid: int) -> str | None:
-        return next((n for n, u in self.uids.items() if u == uid), None)
-
-    def uid_of(self, user: str) -> int | None:
-        return self.uids.get(user)
-
-    def group_exists(self, group: str) -> bool:
-        return group in self.members
-
-    def is_member(self, user: str, group: str) -> bool:
-        return user in self.members.get(group, set()) or self.primary.get(user) == group
-
-    def membership_map(self) -> dict[str, set[str]]:
-        out = {g: set(m) for g, m in self.members.items()}
-        for user, g in self.primary.items():
-            out.setdefault(g, set()).add(user)
-        return out
-
-    def groups_of(self, user: str) -> set[str]:
-        return {g for g in self.members if self.is_member(user, g)}
-
-    def add(self, user: str, group: str) -> None:
-        self.log.append(("add", user, group))
-        if (user, group) in self.fail_add:
-            raise JitError("internal", f"gpasswd -a {user} {group} failed")
-        self.members[group].add(user)
-
-    def remove(self, user: str, group: str) -> None:
-        self.log.append(("remove", user, group))
-        if (user, group) in self.fail_remove:
-            raise JitError("internal", f"gpasswd -d {user} {group} failed")
-        self.members[group].discard(user)
-
-    def listed(self, user: str, group: str) -> bool:
-        return user in self.members[group]
 
 
 class Clock:
