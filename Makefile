@@ -4,9 +4,9 @@ PYTHON ?= /usr/bin/python3
 PYTEST = $(PYTHON) -m pytest -p no:cacheprovider
 RUFF ?= /var/cache/jitaccess-tools/venv/bin/ruff
 
-.PHONY: test test-unit test-integration test-e2e lint deb demo bench clean deps
+.PHONY: test test-unit test-integration test-crash crash test-e2e lint deb demo bench clean deps
 
-test: deps lint test-unit test-integration test-e2e
+test: deps lint test-unit test-integration test-crash test-e2e
 
 deps:
 	./scripts/install-deps.sh
@@ -19,6 +19,12 @@ test-unit:
 
 test-integration:
 	$(PYTEST) -q tests/integration
+
+test-crash:
+	$(PYTEST) -q tests/crash
+
+crash:
+	$(PYTHON) tests/crash/crash.py --iterations 500
 
 test-e2e: deb
 	$(PYTEST) -q tests/e2e
