@@ -226,6 +226,7 @@ class Run:
         self.seen: Counter[str] = Counter()  # what the kills left for reconcile to mend
         self.stuck: set[str] = set()  # requests counted in `seen` already
         self.examples: list[str] = []
+        self.n = 0
         self.baseline = self.files()
 
     # the pieces ----------------------------------------------------------------------------
@@ -312,7 +313,7 @@ class Run:
     def phase_approve(self, user: str, out: Outcome) -> None:
         for _ in range(10):  # requests a kill left pending may still count, for 3 s
             reply = call(self.box, user, "access.request", role="deploy", duration=HOUR,
-                         reason="crash test")
+                         reason=f"crash test #{self.n}")
             if reply.get("code") != "too_many_requests":
                 break
             time.sleep(0.5)
@@ -324,7 +325,7 @@ class Run:
 
     def phase_breakglass(self, user: str, out: Outcome) -> None:
         s = send(self.box, user, "access.request", role="breakglass", duration=HOUR,
-                 reason="crash test: break-glass")
+                 reason=f"crash test #{self.n}: break-glass")
         reply = self.kill_after(s, "breakglass")
         if reply and reply["ok"] and reply["request"].get("grant_id"):
             out.acked.add(reply["request"]["grant_id"])
@@ -397,6 +398,7 @@ class Run:
 
     def clean_up(self) -> None:
         """Revoke every live grant and deny every pending request: back to the baseline."""
+        made = [g for g in self.grants().values() if g["issuer"] == "host"]
         for gid, g in self.grants().items():
             if g["state"] == "active":
                 call(self.box, "root", "grant.revoke", id=gid, reason="crash test clean-up")
@@ -407,8 +409,11 @@ class Run:
                 continue
             first = req["id"] not in self.stuck
             self.stuck.add(req["id"])
-            if first and len(req["approvals"]) >= req["needed"]:  # killed before the grant
-                self.seen["request approved, left pending with no grant"] += 1
+            if first and len(req["approvals"]) >= req["needed"]:  # the kill fell in between
+                # with its grant made, another approver's vote would sign a second one
+                granted = any(g["reason"] == req["reason"] for g in made)
+                self.seen["request decided, left pending, grant "
+                          + ("made" if granted else "not made")] += 1
             for approver in (APPROVER, "carol"):
                 reply = call(self.box, approver, "access.deny", id=req["id"],
                              reason="clean-up")
@@ -422,6 +427,7 @@ class Run:
     # the loop ------------------------------------------------------------------------------
 
     def iteration(self, n: int) -> None:
+        self.n = n  # in request reasons, to tell which grant a request made
         phase = self.rng.choice(PHASES)
         user = self.rng.choice(SUBJECTS)
         out = Outcome()
