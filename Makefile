@@ -9,9 +9,10 @@ SHELL_SCRIPTS = scripts/*.sh packaging/build-deb.sh .ci/run \
 	packaging/debian/jitaccess.postinst packaging/debian/jitaccess.prerm \
 	packaging/debian/jitaccess.postrm
 
-.PHONY: test test-unit test-integration test-fuzz test-e2e fuzz lint deb demo bench clean deps
+.PHONY: test test-unit test-integration test-fuzz test-crash test-e2e fuzz crash lint deb demo \
+	bench clean deps
 
-test: deps lint test-unit test-integration test-fuzz test-e2e
+test: deps lint test-unit test-integration test-fuzz test-crash test-e2e
 
 deps:
 	./scripts/install-deps.sh
@@ -34,6 +35,13 @@ test-fuzz:
 fuzz:
 	$(PYTHON) tests/fuzz/fuzz_tokens.py
 	$(PYTHON) tests/fuzz/fuzz_protocol.py
+
+# about 50 kill -9s of a sandbox hostd mid-operation; `make crash` runs 500
+test-crash:
+	$(PYTEST) -q tests/crash
+
+crash:
+	$(PYTHON) tests/crash/crash.py --iterations 500
 
 test-e2e: deb
 	$(PYTEST) -q tests/e2e

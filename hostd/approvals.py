@@ -131,11 +131,12 @@ class Requests:
         return role
 
     def approvers_of(self, role: Role, requester: str) -> list[str]:
-        """Users who may decide (for notices): named users and members of named groups."""
-        members = self.core.accounts.membership_map()
+        """Users who may decide (for notices): named users and the listed members of named
+        groups, each group looked up by name: enumerating NSS misses directory groups
+        (sssd with `enumerate = false`), whose approvers would never be told."""
         users: set[str] = set()
         for m in role.approvers:
-            users |= members.get(m[1:], set()) if m.startswith("%") else {m}
+            users |= self.core.accounts.members_of(m[1:]) if m.startswith("%") else {m}
         return sorted(users - {requester})
 
     def public(self, req: dict) -> dict:

@@ -189,9 +189,9 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     paths = client_paths()
     cfg = config_mod.load(paths)
-    from .accounts import Accounts
+    from .accounts import accounts_for
 
-    accounts = Accounts(paths)
+    accounts = accounts_for(paths)
     warnings = [f"role {r.name}: group {g!r} does not exist on this host"
                 for r in cfg.roles.values() for g in r.groups if not accounts.group_exists(g)]
     warnings += cfg.unenforced  # parsed, not enforced yet: say so rather than pretend

@@ -264,12 +264,48 @@ class Core:
 
     def reconcile(self) -> list[tuple[str, int]]:
         """At every start: expire what fell due, finish interrupted work, put back
-        memberships live grants need. Returns the live grants to arm timers for."""
+        memberships live grants need, in both group and gshadow, and take out the half of
+        an ended one that a gpasswd killed between the two files left behind. Returns the
+        live grants to arm timers for."""
+        from .accounts import disagreements  # here: the rest of core is edited elsewhere
+
         self.sweep()
-        members = self.accounts.membership_map()
-        for m in self.store.active_memberships():  # removed by hand meanwhile: put back
-            if not m["standing"] and m["user"] not in members.get(m["grp"], set()):
-                if self._put_back(self.store.get_grant(m["grant_id"]), m):
-                    members.setdefault(m["grp"], set()).add(m["user"])
+        group = self.accounts.group_file_members()  # the files gpasswd writes, not NSS
+        shadow = self.accounts.gshadow_members()  # None: no gshadow to keep in step
+        half = disagreements(group, shadow)
+
+        def note(event: str, g: dict, user: str, grp: str, done: str) -> None:
+            where = "group" if user in group.get(grp, set()) else "gshadow"
+            self.events.emit(event, f"repaired {user} in {grp}: listed in {where} only (a "
+                             f"gpasswd interrupted between the two files); {done}",
+                             **{**self._fields(g), "groups": [grp]})
+
+        for m in self.store.active_memberships():  # a live grant's: must be in both
+            pair = (m["user"], m["grp"])
+            if m["standing"] or (m["user"] in group.get(m["grp"], set()) and pair not in half):
+                continue  # standing: the user's own, not hostd's to change
+            g = self.store.get_grant(m["grant_id"])
+            if self._put_back(g, m):  # gpasswd -a lists the user in both files
+                if pair in half:
+                    note("membership_added", g, *pair, "added to both")
+                group.setdefault(m["grp"], set()).add(m["user"])
+                half.discard(pair)
+        for user, grp in sorted(half):  # an ended grant's: must be in neither
+            if self.store.live_holders(user, grp):
+                continue  # a live grant wants it (put back above, or it could not be)
+            rows = [(g, m) for g in self.store.grants(state=None, user=user)
+                    for m in self.store.memberships(g["id"]) if m["grp"] == grp]
+            if not rows:
+                continue  # never hostd's: left to whoever made it
+            g, m = max(rows, key=lambda r: (r[0]["activated_at"], r[0]["id"]))
+            if m["standing"]:
+                continue  # the user's own membership: never removed
+            try:
+                self.accounts.remove(user, grp)  # gpasswd -d takes it out of both
+            except JitError as exc:
+                self.events.emit("config_error", f"could not remove {user} from {grp}: "
+                                 f"{exc.message}", **self._fields(g))
+                continue
+            note("membership_removed", g, user, grp, "removed from both")
         self.store.prune_seen(self.now() - self.config.leeway - SEEN_TOKEN_GRACE)
         return self.store.live_grants()

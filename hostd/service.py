@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from . import config as config_mod
-from .accounts import Accounts
+from .accounts import accounts_for
 from .approvals import HostSigner, Requests
 from .core import Core
 from .errors import JitError
@@ -59,7 +59,7 @@ def build_core(paths: Paths) -> tuple[Core, str]:
                     reason=error)
     warn_unenforced(cfg)
     host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
-    core = Core(cfg, Store(paths.state_db), Accounts(paths), events, host)
+    core = Core(cfg, Store(paths.state_db), accounts_for(paths), events, host)
     return core, error
 
 

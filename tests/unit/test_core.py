@@ -5,6 +5,7 @@ the tests move by hand."""
 from __future__ import annotations
 
 import pytest
+from conftest import FakeAccounts  # the fake lives in conftest; test_approvals imports it here
 
 from hostd.core import Core
 from hostd.errors import JitError
@@ -12,55 +13,6 @@ from hostd.events import Events, read_mirror
 from hostd.store import Store
 
 HOUR = 3600
-
-
-class FakeAccounts:
-    """Users and groups in memory; add/remove can be told to fail like gpasswd would."""
-
-    def __init__(self) -> None:
-        self.uids = {"root": 0, "alice": 1000, "bob": 1001}
-        self.primary = {"root": "root", "alice": "alice", "bob": "bob"}
-        self.members: dict[str, set[str]] = {
-            g: set() for g in ("root", "alice", "bob", "docker", "adm", "staff")}
-        self.fail_add: set[tuple[str, str]] = set()
-        self.fail_remove: set[tuple[str, str]] = set()
-        self.log: list[tuple[str, str, str]] = []
-
-    def user_by_uid(self, uid: int) -> str | None:
-        return next((n for n, u in self.uids.items() if u == uid), None)
-
-    def uid_of(self, user: str) -> int | None:
-        return self.uids.get(user)
-
-    def group_exists(self, group: str) -> bool:
-        return group in self.members
-
-    def is_member(self, user: str, group: str) -> bool:
-        return user in self.members.get(group, set()) or self.primary.get(user) == group
-
-    def membership_map(self) -> dict[str, set[str]]:
-        out = {g: set(m) for g, m in self.members.items()}
-        for user, g in self.primary.items():
-            out.setdefault(g, set()).add(user)
-        return out
-
-    def groups_of(self, user: str) -> set[str]:
-        return {g for g in self.members if self.is_member(user, g)}
-
-    def add(self, user: str, group: str) -> None:
-        self.log.append(("add", user, group))
-        if (user, group) in self.fail_add:
-            raise JitError("internal", f"gpasswd -a {user} {group} failed")
-        self.members[group].add(user)
-
-    def remove(self, user: str, group: str) -> None:
-        self.log.append(("remove", user, group))
-        if (user, group) in self.fail_remove:
-            raise JitError("internal", f"gpasswd -d {user} {group} failed")
-        self.members[group].discard(user)
-
-    def listed(self, user: str, group: str) -> bool:
-        return user in self.members[group]
 
 
 class Clock:
@@ -455,3 +407,62 @@ def test_deleted_account_ends_its_membership_quietly(w):
     assert w.membership_states(g["id"]) == {"docker": (0, "removed")}
     w.core.sweep()
     assert not w.events("config_error")
+
+
+# --- group and gshadow disagree after a killed gpasswd ----------------------------------------
+# gpasswd writes /etc/group, then /etc/gshadow: killed in between (systemd stops the whole
+# cgroup), it leaves a user listed in one file only. Reconcile must check both.
+
+
+@pytest.mark.parametrize("in_group", [True, False], ids=["group-only", "gshadow-only"])
+def test_group_and_gshadow_disagree_after_a_killed_gpasswd_activation_is_completed(in_group, w):
+    crashed_grant(w, "g1", exp=w.mint.now + HOUR)  # died inside gpasswd -a
+    w.accounts.split("alice", "docker", in_group=in_group, in_gshadow=not in_group)
+    assert w.core.reconcile() == [("g1", w.mint.now + HOUR)]
+    assert w.accounts.listed("alice", "docker") and w.accounts.in_step("alice", "docker"), (
+        f"alice in group {w.accounts.members['docker']}, "
+        f"gshadow {w.accounts.gshadow_members()['docker']}")
+    assert w.membership_states("g1") == {"docker": (0, "applied")}
+
+
+@pytest.mark.parametrize("in_group", [True, False], ids=["group-only", "gshadow-only"])
+def test_group_and_gshadow_disagree_for_a_live_grant_is_repaired_and_logged(in_group, w):
+    g = w.activate(exp=w.mint.now + HOUR)
+    w.accounts.split("alice", "docker", in_group=in_group, in_gshadow=not in_group)
+    w.core.reconcile()
+    assert w.accounts.listed("alice", "docker") and w.accounts.in_step("alice", "docker")
+    (repaired,) = [e for e in w.events("membership_added") if "repaired" in e["MESSAGE"]]
+    assert (repaired["JIT_GRANT_ID"], repaired["JIT_GROUPS"]) == (g["id"], "docker")
+    assert ("group" if in_group else "gshadow") + " only" in repaired["MESSAGE"]
+
+
+@pytest.mark.parametrize("in_group", [True, False], ids=["group-only", "gshadow-only"])
+def test_group_and_gshadow_disagree_for_an_ended_grant_is_taken_out_of_both(in_group, w):
+    g = w.activate(exp=w.mint.now + HOUR)
+    w.core.revoke(g["id"], 1000, "done")
+    w.accounts.split("alice", "docker", in_group=in_group, in_gshadow=not in_group)
+    w.core.reconcile()
+    assert not w.accounts.listed("alice", "docker") and w.accounts.in_step("alice", "docker")
+    (repaired,) = [e for e in w.events("membership_removed") if "repaired" in e["MESSAGE"]]
+    assert repaired["JIT_GRANT_ID"] == g["id"]
+
+
+def test_group_and_gshadow_disagree_never_touches_standing_or_foreign_memberships(w):
+    w.accounts.members["docker"].add("bob")  # bob's own membership, before any grant
+    g = w.activate(caller=1001, sub="bob", exp=w.mint.now + HOUR)
+    w.core.revoke(g["id"], 0, "done")
+    w.accounts.split("bob", "docker", in_group=True, in_gshadow=False)
+    w.accounts.split("root", "adm", in_group=False, in_gshadow=True)  # never hostd's
+    w.core.reconcile()
+    assert w.accounts.listed("bob", "docker"), "a standing membership was removed"
+    assert not w.accounts.in_step("root", "adm"), "hostd changed a membership it never made"
+    assert [x for x in w.accounts.log if x[0] == "remove"] == []
+
+
+def test_group_and_gshadow_disagree_while_another_live_grant_needs_it(w):
+    a = w.activate(exp=w.mint.now + HOUR)
+    w.activate(role="ops", exp=w.mint.now + 2 * HOUR)
+    w.core.revoke(a["id"], 1000, "done")  # docker kept: the ops grant needs it
+    w.accounts.split("alice", "docker", in_group=True, in_gshadow=False)
+    w.core.reconcile()
+    assert w.accounts.listed("alice", "docker") and w.accounts.in_step("alice", "docker")
