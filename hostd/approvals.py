@@ -96,12 +96,18 @@ class HostSigner:
     selector: str  # names this host only: machine-id:ID, else the hostname
 
     def sign(self, user: str, role: str, duration: int, now: int, reason: str, ticket: str,
-             approved_by: list[str]) -> str:
+             approved_by: list[str], jti: str | None = None) -> str:
         from .grants import issue
 
         return issue(self.private_key, HOST_ISSUER, user, role, now, now + duration,
                      [self.selector], now, reason=reason, ticket=ticket,
-                     approved_by=approved_by)
+                     approved_by=approved_by, jti=jti)
+
+
+def request_jti(request_id: str) -> str:
+    """A request's grant has this token id: at most one grant per request (a second is
+    `replayed`), and after a crash the grant is found from the request."""
+    return f"request-{request_id}"
 
 
 class Requests:
@@ -270,7 +276,7 @@ class Requests:
         if self.signer is None:
             raise JitError("config_error", f"requests are disabled: {self.signer_error}")
         token = self.signer.sign(req["user"], req["role"], req["duration"], now, req["reason"],
-                                 req["ticket"], approvers)
+                                 req["ticket"], approvers, request_jti(req["id"]))
         try:
             grant = self.core.activate(token, 0)
         except JitError as exc:
@@ -280,6 +286,37 @@ class Requests:
         self.store.set_request_state(req["id"], "approved", now, expect="pending",
                                      grant_id=grant["id"], outcome="granted")
         return grant["id"]
+
+    def finish_interrupted(self) -> list[str]:
+        """At start: a crash between the deciding vote (or a break-glass request) and the
+        request's new state left it pending. Finish what the votes decided: a grant
+        already made is found by its token id; one never made is made now."""
+        finished = []
+        for req in self.store.requests(("pending",)):
+            decisions = self.store.decisions(req["id"])
+            outcome = tally(decisions, req["needed"]) if req["kind"] == "role" else "pending"
+            now = self.core.now()
+            if outcome == "denied":
+                self.store.set_request_state(req["id"], "denied", now, expect="pending",
+                                             outcome="denied")
+            elif outcome == "approved":
+                grant_id = self.store.grant_of_token(HOST_ISSUER, request_jti(req["id"]))
+                if grant_id:
+                    self.store.set_request_state(req["id"], "approved", now, expect="pending",
+                                                 grant_id=grant_id, outcome="granted")
+                else:
+                    try:
+                        self._grant(req, [d["approver"] for d in decisions
+                                          if d["decision"] == "approve"])
+                    except JitError:
+                        pass  # _grant marked it failed, with the reason
+            else:
+                continue
+            finished.append(req["id"])
+            done = self.store.get_request(req["id"])
+            if done["state"] in ("approved", "denied"):
+                self.notify(done["state"], self.public(done), [req["user"]])
+        return finished
 
     def own(self, uid: int, request_id: str) -> dict:
         """One of the caller's own requests, its expiry applied (for `access.wait`)."""

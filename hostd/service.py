@@ -148,6 +148,7 @@ async def serve(paths: Paths) -> int:
     if not error:
         core.end_unsupported()
     live = core.reconcile()
+    server.requests.finish_interrupted()
     await server.carry_out(core.take_effects())
     core.events.emit("hostd_started", f"jit-hostd started, {len(live)} live grants",
                      reason=error or None)

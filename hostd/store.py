@@ -220,6 +220,11 @@ class Store:
             "WHERE id = ? AND state = 'active'", (state, now, reason, by, grant_id))
         return cur.rowcount == 1
 
+    def grant_of_token(self, issuer: str, jti: str) -> str | None:
+        row = self.db.execute("SELECT grant_id FROM seen_tokens WHERE issuer = ? AND jti = ?",
+                              (issuer, jti)).fetchone()
+        return row[0] if row else None
+
     def forget_token(self, issuer: str, jti: str) -> None:
         """Undo a failed activation's token record so the same grant may be retried."""
         self.db.execute("DELETE FROM seen_tokens WHERE issuer = ? AND jti = ?", (issuer, jti))

@@ -263,12 +263,17 @@ class Run:
         return reply
 
     def wait_for_gpasswd(self, deadline: float) -> bool:
-        """True once hostd has a child process (it runs nothing but gpasswd)."""
+        """True once hostd has a child process (it runs nothing but gpasswd), started by
+        any of its threads (the ordered worker runs gpasswd, not the main thread)."""
         assert self.box.proc is not None
-        children = Path(f"/proc/{self.box.proc.pid}/task/{self.box.proc.pid}/children")
+        tasks = Path(f"/proc/{self.box.proc.pid}/task")
         while time.monotonic() < deadline:
-            if children.read_text().strip():
-                return True
+            for task in tasks.iterdir():
+                try:
+                    if (task / "children").read_text().strip():
+                        return True
+                except FileNotFoundError:  # a thread that just ended
+                    continue
         return False
 
     def look_after_kill(self) -> None:
@@ -410,10 +415,10 @@ class Run:
             first = req["id"] not in self.stuck
             self.stuck.add(req["id"])
             if first and len(req["approvals"]) >= req["needed"]:  # the kill fell in between
-                # with its grant made, another approver's vote would sign a second one
+                # the restart must finish what the votes decided (Requests.finish_interrupted)
                 granted = any(g["reason"] == req["reason"] for g in made)
-                self.seen["request decided, left pending, grant "
-                          + ("made" if granted else "not made")] += 1
+                self.violation("pending", f"request {req['id']} decided but left pending "
+                               f"after the restart (grant {'made' if granted else 'not made'})")
             for approver in (APPROVER, "carol"):
                 reply = call(self.box, approver, "access.deny", id=req["id"],
                              reason="clean-up")

@@ -342,3 +342,47 @@ def test_pending_requests_per_user_are_bounded(w):
     assert len(w.notices) == approvals.MAX_PENDING_PER_USER
     w.clock.t += 601  # they expire unanswered: room again
     assert w.requests.create(1000, "docker", 600, "later")["state"] == "pending"
+
+
+def test_a_request_grants_at_most_once(w):
+    """A request's grant carries the request's token id: a second grant is `replayed`."""
+    r = w.requests.create(1000, "docker", 1800, "deploy")
+    out = w.requests.approve(1001, r["id"])
+    req = w.store.get_request(r["id"])
+    assert w.store.grant_of_token("host", approvals.request_jti(r["id"])) == out["grant_id"]
+    with pytest.raises(JitError) as info:
+        w.requests._grant({**req, "state": "pending"}, ["bob"])
+    assert info.value.code == "replayed"
+
+
+def test_crash_after_the_deciding_vote_is_finished_at_start(w, monkeypatch):
+    """Crash suite finding: killed between the vote and the request's new state, the
+    request stayed pending (misleading --wait, and open to a second grant)."""
+    r = w.requests.create(1000, "docker", 1800, "deploy")
+    real = w.store.set_request_state
+    monkeypatch.setattr(w.store, "set_request_state", lambda *a, **k: False)  # "killed"
+    w.requests.approve(1001, r["id"])
+    monkeypatch.setattr(w.store, "set_request_state", real)
+    assert w.store.get_request(r["id"])["state"] == "pending"
+    grant_id = w.store.grant_of_token("host", approvals.request_jti(r["id"]))
+    assert grant_id and w.accounts.listed("alice", "docker")
+    w.core.take_effects()
+    assert w.requests.finish_interrupted() == [r["id"]]
+    done = w.store.get_request(r["id"])
+    assert (done["state"], done["grant_id"]) == ("approved", grant_id)
+    assert len(w.store.grants("active")) == 1
+    assert [n[0] for n in w.notices] == ["approved"]
+
+
+def test_vote_recorded_but_grant_never_made_is_granted_at_start(w):
+    r = w.requests.create(1000, "docker", 1800, "deploy")
+    w.store.add_decision(r["id"], "bob", 1001, "approve", "", w.core.now())  # then killed
+    assert w.requests.finish_interrupted() == [r["id"]]
+    done = w.store.get_request(r["id"])
+    assert done["state"] == "approved" and w.accounts.listed("alice", "docker")
+
+
+def test_undecided_requests_are_left_alone_at_start(w):
+    r = w.requests.create(1000, "docker", 1800, "deploy")
+    assert w.requests.finish_interrupted() == []
+    assert w.store.get_request(r["id"])["state"] == "pending"
