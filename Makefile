@@ -55,6 +55,8 @@ demo: deps deb
 bench:
 	$(PYTHON) benchmarks/grants.py
 	$(PYTHON) benchmarks/daemon_scale.py
+	$(PYTHON) benchmarks/loop_latency.py
+	$(PYTHON) benchmarks/store_sync.py
 
 clean:
 	rm -rf dist build *.egg-info

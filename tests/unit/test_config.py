@@ -466,11 +466,25 @@ def test_issuer_name_with_trailing_newline_is_refused(issuer_dir):
     assert_names(info.value, path, "name", "not allowed")
 
 
-def test_user_name_pattern_refuses_a_trailing_newline_even_with_match():
-    """grants.py calls USER_NAME.match(): the pattern itself must end at the end."""
-    assert cfg.USER_NAME.match("alice\n") is None
-    assert cfg.USER_NAME.match("alice;x") is None
+def test_user_name_pattern_refuses_a_trailing_newline():
+    assert cfg.USER_NAME.fullmatch("alice\n") is None
+    assert cfg.USER_NAME.fullmatch("alice;x") is None
     assert cfg.USER_NAME.fullmatch("alice") and cfg.USER_NAME.fullmatch("host$")
+
+
+def test_no_pattern_is_matched_without_its_end():
+    """Hardening finding 12: every name check in hostd is a fullmatch; `.match()` (which
+    with `$` lets "alice\n" through) is left only to the duration tokenizer."""
+    import ast
+    from pathlib import Path
+
+    calls = []
+    for path in sorted(Path(cfg.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("match", "search")):
+                calls.append(f"{path.name}:{node.lineno}")
+    assert {c.split(":")[0] for c in calls} == {"durations.py"}, calls
 
 
 # --- unenforced settings are named, one warning each ------------------------------------------
