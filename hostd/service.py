@@ -132,15 +132,11 @@ GIL_SWITCH_INTERVAL = 0.0001
 
 async def serve(paths: Paths) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    key_error = ""
     try:
         ensure_host_key(paths)
     except (OSError, ValueError, TypeError, JitError) as exc:  # requests off; expiry goes on
-        key_error = _why(exc)
+        log.warning("host issuer key %s: %s", paths.host_key, _why(exc))
     core, error = build_core(paths)
-    if key_error:
-        core.events.emit("config_error", f"host issuer key {paths.host_key} unusable: "
-                         f"{key_error}", reason=key_error)
     # in-process timers call back into the server, which is made just below
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
     server = Server(core, timers, error, build_requests(paths, core),
