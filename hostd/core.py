@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from . import grants as grants_mod
-from .accounts import Accounts
+from .accounts import Accounts, disagreements
 from .config import HOST_ISSUER, Config
 from .durations import rfc3339
 from .effects import ArmTimer, CancelTimer, Outbox
@@ -267,30 +267,32 @@ class Core:
         memberships live grants need, in both group and gshadow, and take out the half of
         an ended one that a gpasswd killed between the two files left behind. Returns the
         live grants to arm timers for."""
-        from .accounts import disagreements  # here: the rest of core is edited elsewhere
-
         self.sweep()
         group = self.accounts.group_file_members()  # the files gpasswd writes, not NSS
-        shadow = self.accounts.gshadow_members()  # None: no gshadow to keep in step
-        half = disagreements(group, shadow)
+        half = disagreements(group, self.accounts.gshadow_members())
+        self._repair_live(group, half)
+        self._repair_ended(group, half)
+        self.store.prune_seen(self.now() - self.config.leeway - SEEN_TOKEN_GRACE)
+        return self.store.live_grants()
 
-        def note(event: str, g: dict, user: str, grp: str, done: str) -> None:
-            where = "group" if user in group.get(grp, set()) else "gshadow"
-            self.events.emit(event, f"repaired {user} in {grp}: listed in {where} only (a "
-                             f"gpasswd interrupted between the two files); {done}",
-                             **{**self._fields(g), "groups": [grp]})
-
-        for m in self.store.active_memberships():  # a live grant's: must be in both
+    def _repair_live(self, group: dict[str, set[str]], half: set[tuple[str, str]]) -> None:
+        """A live grant's non-standing membership must be in both files (removed by hand,
+        or a gpasswd killed half way): `gpasswd -a` lists the user in both."""
+        for m in self.store.active_memberships():
             pair = (m["user"], m["grp"])
             if m["standing"] or (m["user"] in group.get(m["grp"], set()) and pair not in half):
                 continue  # standing: the user's own, not hostd's to change
             g = self.store.get_grant(m["grant_id"])
-            if self._put_back(g, m):  # gpasswd -a lists the user in both files
+            if self._put_back(g, m):
                 if pair in half:
-                    note("membership_added", g, *pair, "added to both")
+                    self._repaired("membership_added", g, group, pair, "added to both")
                 group.setdefault(m["grp"], set()).add(m["user"])
                 half.discard(pair)
-        for user, grp in sorted(half):  # an ended grant's: must be in neither
+
+    def _repair_ended(self, group: dict[str, set[str]], half: set[tuple[str, str]]) -> None:
+        """A user in one file only, whose newest membership row is an ended grant's and not
+        standing, comes out of both (`gpasswd -d`); what hostd never managed is left."""
+        for user, grp in sorted(half):
             if self.store.live_holders(user, grp):
                 continue  # a live grant wants it (put back above, or it could not be)
             rows = [(g, m) for g in self.store.grants(state=None, user=user)
@@ -301,11 +303,17 @@ class Core:
             if m["standing"]:
                 continue  # the user's own membership: never removed
             try:
-                self.accounts.remove(user, grp)  # gpasswd -d takes it out of both
+                self.accounts.remove(user, grp)
             except JitError as exc:
                 self.events.emit("config_error", f"could not remove {user} from {grp}: "
                                  f"{exc.message}", **self._fields(g))
                 continue
-            note("membership_removed", g, user, grp, "removed from both")
-        self.store.prune_seen(self.now() - self.config.leeway - SEEN_TOKEN_GRACE)
-        return self.store.live_grants()
+            self._repaired("membership_removed", g, group, (user, grp), "removed from both")
+
+    def _repaired(self, event: str, g: dict, group: dict[str, set[str]],
+                  pair: tuple[str, str], done: str) -> None:
+        user, grp = pair
+        where = "group" if user in group.get(grp, set()) else "gshadow"
+        self.events.emit(event, f"repaired {user} in {grp}: listed in {where} only (a gpasswd "
+                         f"interrupted between the two files); {done}",
+                         **{**self._fields(g), "groups": [grp]})
