@@ -286,6 +286,42 @@ def cmd_deny(args: argparse.Namespace) -> int:
     return _out(args, answer, f"request {args.request_id} denied")
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Switch sudo's policy to jit_sudo.so and back; never done by installing."""
+    from . import sudoconf
+
+    if args.part == "pam":
+        raise UsageError("jit setup pam is not available in this version")
+    if os.geteuid() != 0:
+        raise JitError("permission_denied", "jit setup changes /etc/sudo.conf: run it as root")
+    conf = client_paths().sudo_conf
+    if args.disable:
+        changed = sudoconf.disable(conf)
+        return _out(args, {"ok": True, "code": "ok", "message": "disabled", "changed": changed},
+                    f"sudo's policy is sudoers again ({conf})" if changed
+                    else f"jit_sudo.so was not enabled in {conf}")
+    grants = _call("grant.list", all=True)["grants"]  # hostd must answer
+    cfg = config_mod.load(client_paths())
+    ways = sudoconf.ways_to_root(cfg, grants)
+    lose = sudoconf.uncovered(cfg, sudoconf.sudoers_admins())
+    problems = []
+    if not ways:
+        problems.append("no [[standing]] rule or active grant lets anyone run commands as "
+                        "root through jit: nobody could administer this host with sudo")
+    if lose:
+        problems.append("these users can run anything with sudo today and no [[standing]] "
+                        "rule covers them: " + ", ".join(escape(u) for u in lose))
+    if problems and not args.force:
+        raise JitError("denied", "refusing to enable jit_sudo.so: " + "; ".join(problems)
+                       + " (--force overrides)")
+    changed = sudoconf.enable(conf)
+    return _out(args, {"ok": True, "code": "ok", "message": "enabled", "changed": changed,
+                       "ways_to_root": ways, "losing_sudo": lose},
+                f"sudo's policy is now jit_sudo.so ({conf}; backup "
+                f"{sudoconf.backup_path(conf).name}); `jit setup sudo --disable` restores it"
+                if changed else f"jit_sudo.so was already enabled in {conf}")
+
+
 # parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reason", required=True)
 
     command("check-config", cmd_check_config, "check /etc/jit without a daemon")
+
+    c = command("setup", cmd_setup, "switch the sudo plugin on or off (root)")
+    c.add_argument("part", choices=("sudo", "pam"))
+    switch = c.add_mutually_exclusive_group(required=True)
+    switch.add_argument("--enable", action="store_true")
+    switch.add_argument("--disable", action="store_true")
+    c.add_argument("--force", action="store_true", help="enable despite the lockout guard")
     return p
 
 

@@ -57,6 +57,10 @@ class Paths:
         return self._p("var/log/jit/events.jsonl")
 
     @property
+    def sudo_conf(self) -> Path:
+        return self._p("etc/sudo.conf")
+
+    @property
     def passwd(self) -> Path:
         return self._p("etc/passwd")
 
