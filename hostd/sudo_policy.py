@@ -11,8 +11,9 @@ Checks, in order; each refusal comes from exactly one of them:
   account other than the one sudo asked for, sudoedit without files).
 - `option_not_allowed`: an option sudoers only honours with a tag jitaccess has no way
   to give (-E, VAR=value, -P, -R, -D, -T, -C, -r, -t, -c).
-- `runas_not_allowed`: `-g GROUP` other than the runas user's own primary group (rules
-  have no runas group); also: rules exist for the user, none for that runas user.
+- `runas_not_allowed`: sudo -u names no known account; `-g GROUP` other than the runas
+  user's own primary group (rules have no runas group); or rules exist for the user,
+  none for that runas user (checked after the guardrails, like no_grant).
 - `command_not_found`: argv[0] (or the sudoedit editor) is no executable file, searched
   through secure_path when it has no slash.
 - `guardrail_denied`: a `deny` guardrail matches the resolved command line. Denials are
@@ -103,13 +104,16 @@ def _bool(settings: dict[str, str], name: str) -> bool:
     raise _bad(f"settings: {name} must be true or false")
 
 
-def _int(info: dict[str, str], name: str, base: int = 10) -> int:
+def _int(info: dict[str, str], name: str, base: int = 10, top: int = 2**32 - 1) -> int:
     try:
-        return int(info[name], base)
+        value = int(info[name], base)
     except KeyError:
         raise _bad(f"user_info: {name} is required") from None
     except ValueError:
         raise _bad(f"user_info: {name} is not a number") from None
+    if not 0 <= value <= top:
+        raise _bad(f"user_info: {name} is out of range")
+    return value
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ class SudoRequest:
             user=info["user"], uid=_int(info, "uid"), gid=_int(info, "gid"),
             cwd=info.get("cwd", ""), argv=tuple(argv), env=user_env,
             tty=info.get("tty", ""), host=info.get("host", ""),
-            umask=_int(info, "umask", 8) if "umask" in info else DEFAULT_UMASK,
+            umask=_int(info, "umask", 8, 0o777) if "umask" in info else DEFAULT_UMASK,
             runas_user=s.get("runas_user") or "root", runas_group=s.get("runas_group", ""),
             login_shell=_bool(s, "login_shell"), run_shell=_bool(s, "run_shell"),
             sudoedit=_bool(s, "sudoedit"), refused=tuple(refused),
@@ -178,7 +182,7 @@ class Rule:
     """One `commands` entry of a sudo rule, parsed as sudoers reads a Cmnd."""
 
     text: str
-    kind: str  # "all", "command", "sudoedit"
+    kind: str  # "all", "command", "sudoedit", "regex" (not supported: never matches)
     path: str = ""
     args: str | None = None  # None: any arguments
     no_args: bool = False  # `""`: no arguments at all
@@ -319,10 +323,29 @@ def parse_rule(text: str) -> Rule:
     if words == ["ALL"]:
         return Rule(text, "all")
     head, rest = (words[0], words[1:]) if words else ("", [])
+    if _is_regex(head) or (rest and _is_regex(" ".join(rest))):
+        return Rule(text, "regex", head)
     kind = "sudoedit" if head.rsplit("/", 1)[-1] == "sudoedit" else "command"
     if rest == ['""']:
         return Rule(text, kind, head, None, no_args=True)
     return Rule(text, kind, head, " ".join(rest) if rest else None)
+
+
+def _is_regex(part: str) -> bool:
+    return part.startswith("^") and part.endswith("$")
+
+
+def rule_problem(text: str) -> str | None:
+    """Why a `commands` entry can never match here, for `jit check-config` to warn:
+    sudoers' regular expressions (`^...$`, sudo 1.9.10) are POSIX ERE, which Python's
+    re only resembles, so such rules are refused rather than matched differently."""
+    rule = parse_rule(text)
+    if rule.kind == "regex":
+        return "regular expressions (^...$) are not supported; use shell wildcards"
+    if rule.kind != "all" and rule.args is not None and glob_regex(
+            rule.args, rule.kind == "sudoedit") is None:
+        return "the argument pattern is not a valid wildcard expression"
+    return None
 
 
 def _path_matches(rule_path: str, path: str) -> bool:
@@ -341,6 +364,8 @@ def rule_matches(rule: Rule, cmd: Resolved) -> bool:
     """sudoers' command matching for one Cmnd: ALL matches everything, sudoedit too."""
     if rule.kind == "all":
         return True
+    if rule.kind == "regex":
+        return False
     if (rule.kind == "sudoedit") != (cmd.path == "sudoedit"):
         return False
     if rule.kind == "command" and not _path_matches(rule.path, cmd.path):
@@ -494,6 +519,11 @@ def reset_env(req: SudoRequest, runas: RunasUser, command_line: str) -> tuple[st
     return tuple(f"{k}={v}" for k, v in sorted(env.items()))
 
 
+def _group_vector(runas: RunasUser) -> list[int]:
+    """getgrouplist(3) always holds the primary group; keep it first, no duplicates."""
+    return [runas.gid, *(g for g in dict.fromkeys(runas.groups) if g != runas.gid)]
+
+
 def command_info(req: SudoRequest, runas: RunasUser, cmd: Resolved) -> tuple[str, ...]:
     """sudo_plugin(5) command_info as sudoers fills it with Debian's defaults: the
     umask is the union of the user's and 0022 (never lowered); fds from 3 closed;
@@ -504,7 +534,7 @@ def command_info(req: SudoRequest, runas: RunasUser, cmd: Resolved) -> tuple[str
         f"runas_user={runas.name}",
         f"runas_uid={runas.uid}",
         f"runas_gid={runas.gid}",
-        f"runas_groups={','.join(str(g) for g in runas.groups)}",
+        f"runas_groups={','.join(str(g) for g in _group_vector(runas))}",
         f"cwd={runas.home if req.login_shell else req.cwd}",
         f"umask={(DEFAULT_UMASK | req.umask) & 0o777:04o}",
         f"closefrom={CLOSEFROM}",
@@ -519,12 +549,14 @@ def command_info(req: SudoRequest, runas: RunasUser, cmd: Resolved) -> tuple[str
 
 # the decision ------------------------------------------------------------------------------
 
-def check_request(req: SudoRequest, runas: RunasUser) -> Decision | None:
+def check_request(req: SudoRequest, runas: RunasUser | None) -> Decision | None:
     """Shape and options, before anything is resolved."""
     if not req.argv or not req.argv[0]:
         return _deny("bad_request", "no command given")
     if not req.cwd.startswith("/"):
         return _deny("bad_request", "the working directory must be an absolute path")
+    if runas is None:  # the caller found no such account
+        return _deny("runas_not_allowed", f"unknown user {escape(req.runas_user)}")
     if req.runas_user not in (runas.name, f"#{runas.uid}"):
         return _deny("bad_request", "the runas account does not match runas_user")
     if req.refused:
@@ -544,13 +576,15 @@ def _guardrail(config: Config, action: str, line: str) -> int:
 
 
 def decide(req: SudoRequest, config: Config, grants: list[dict], user_groups: set[str],
-           runas: RunasUser, now: int, host: str, which: Which) -> Decision:
+           runas: RunasUser | None, now: int, host: str, which: Which) -> Decision:
     """Allow, deny or pending for one sudo (or intercepted) command. `grants` are the
     user's live grants as Core.list_grants gives them; expired ones are ignored here
-    too, since a grant must never outlive its `exp` between listing and deciding."""
+    too, since a grant must never outlive its `exp` between listing and deciding.
+    `runas` is None when sudo -u named no known account."""
     problem = check_request(req, runas)
     if problem is not None:
         return problem
+    assert runas is not None
     cmd = resolve_request(req, runas, which)
     if isinstance(cmd, Decision):
         return cmd

@@ -394,6 +394,9 @@ def test_parse_kv_refuses(entries):
     ([], ["user=alice", "gid=1", "cwd=/"], ["ls"]),
     ([], ["user=alice", "uid=1", "gid=1", "cwd=/", "umask=9"], ["ls"]),
     ([], ["user=alice", "uid=1", "gid=1", "cwd=/"], "ls"),
+    ([], ["user=alice", "uid=-1", "gid=1", "cwd=/"], ["ls"]),
+    ([], ["user=alice", "uid=1", "gid=1", "cwd=/", "umask=1000"], ["ls"]),
+    ([], ["user=alice", "uid=1", "gid=1", "cwd=/", "umask=-1"], ["ls"]),
     ([], ["user=alice", "uid=1", "gid=1", "cwd=/"], ["l\0s"]),
 ])
 def test_from_wire_refuses(settings, info, argv):
@@ -426,6 +429,37 @@ def test_from_wire_reads_settings():
 ])
 def test_bad_requests(req, runas, code):
     assert decide(req, [OPS], runas=runas).code == code
+
+
+def test_unknown_runas_account():
+    d = sp.decide(request(["ls"], runas_user="ghost"), CONFIG, [OPS], set(), None, NOW, HOST,
+                  which)
+    assert d.code == "runas_not_allowed" and "ghost" in d.message
+
+
+def test_runas_groups_hold_the_primary_group_first():
+    odd = sp.RunasUser("svc", 900, 5, "/srv", "/bin/sh", (7, 5, 7), "svc")
+    cmd = sp.Resolved("/usr/bin/ls", (), "/usr/bin/ls", ("ls",))
+    assert "runas_groups=5,7" in sp.command_info(request(["ls"]), odd, cmd)
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("/usr/bin/passwd ^[a-z]+$", "regular expressions"),
+    ("^/usr/sbin/user(add|del)$", "regular expressions"),
+    ("/usr/bin/ls [z-a]", "not a valid wildcard"),
+    ("/usr/bin/ls *", None), ("ALL", None), ('/usr/bin/ls ""', None),
+])
+def test_rule_problem(text, problem):
+    found = sp.rule_problem(text)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_regex_rule_never_matches():
+    config = Config(**parse_policy(Path("jit.toml"), {
+        "roles": {"r": {"sudo": [{"commands": ["/usr/bin/ls ^[a-z]+$"]}]}}}))
+    for argv in (["ls", "abc"], ["ls", "^[a-z]+$"]):
+        d = sp.decide(request(argv), config, [grant("r")], set(), ROOT, NOW, HOST, which)
+        assert d.code == "no_rule"
 
 
 # matching helpers --------------------------------------------------------------------------
