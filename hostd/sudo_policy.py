@@ -222,7 +222,7 @@ class Decision:
     result: str  # "allow", "deny", "pending"
     code: str  # "allowed", a refusal code, or "needs_approval"
     message: str = ""
-    command: str = ""  # the resolved command line (escape before logging)
+    command: str = ""  # the resolved command line, escaped (for messages and events)
     source: Source | None = None
     needs_password: bool = False
     command_info: tuple[str, ...] = ()
@@ -392,16 +392,13 @@ def _absolute(name: str, cwd: str) -> str:
 def resolve(name: str, cwd: str, which: Which) -> str | None:
     """sudoers' find_path with secure_path: a name with a slash is taken as it is
     (relative to the user's cwd), one without is searched for in SECURE_PATH; never
-    in the user's PATH or cwd. `which(abs_path)` returns the path if it is an
-    executable file (shutil.which does, for a path with a slash)."""
+    in the user's PATH or cwd. `which(abs_path)` is truthy if an executable file is
+    there (shutil.which is); what it returns is not used, so a caller's which that
+    canonicalises cannot change what is matched and run."""
     if not name:
         return None
     candidates = [_absolute(name, cwd)] if "/" in name else [f"{d}/{name}" for d in SECURE_PATH]
-    for candidate in candidates:
-        found = which(candidate)
-        if found and found.startswith("/"):
-            return found
-    return None
+    return next((c for c in candidates if which(c)), None)
 
 
 def _editor(env: dict[str, str], cwd: str, which: Which) -> list[str] | None:
@@ -414,8 +411,7 @@ def _editor(env: dict[str, str], cwd: str, which: Which) -> list[str] | None:
             path = resolve(words[0], cwd, which)
             if path:
                 return [path, *words[1:]]
-    path = which(DEFAULT_EDITOR)
-    return [path] if path else None
+    return [DEFAULT_EDITOR] if which(DEFAULT_EDITOR) else None
 
 
 def resolve_request(req: SudoRequest, runas: RunasUser, which: Which) -> Resolved | Decision:
