@@ -431,7 +431,10 @@ def resolve_request(req: SudoRequest, runas: RunasUser, which: Which) -> Resolve
             return _deny("command_not_found",
                          f"the login shell of {escape(runas.name)} is not executable")
         login_name = "-" + posixpath.basename(shell)
-        return Resolved(shell, req.argv[1:], shell, (login_name, *req.argv[1:]))
+        args = req.argv[1:]
+        # sudoers: newer bash wants --login with -c even when named "-bash"
+        extra = ("--login",) if login_name == "-bash" and args[:1] == ("-c",) else ()
+        return Resolved(shell, args, shell, (login_name, *extra, *args))
     path = resolve(req.argv[0], req.cwd, which)
     if path is None:
         return _deny("command_not_found", f"{escape(req.argv[0])}: command not found")

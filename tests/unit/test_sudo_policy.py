@@ -326,8 +326,11 @@ def test_command_info_and_argv():
 
 def test_login_shell_runs_runas_shell_in_home():
     d = decide(request(["/usr/bin/zsh", "-c", "id"], login_shell="true"), [OPS])
-    assert d.argv == ("-bash", "-c", "id")
+    assert d.argv == ("-bash", "--login", "-c", "id")  # as sudoers, for bash with -c
     assert "command=/bin/bash" in d.command_info and "cwd=/root" in d.command_info
+    assert "SUDO_COMMAND=/bin/bash -c id" in d.env
+    d = decide(request(["/usr/bin/zsh"], login_shell="true"), [OPS])
+    assert d.argv == ("-bash",)
 
 
 @pytest.mark.parametrize("user_umask,expected", [("022", "0022"), ("077", "0077"),
