@@ -134,11 +134,15 @@ class SudoRequest:
     run_shell: bool = False
     sudoedit: bool = False
     refused: tuple[str, ...] = ()  # options given that sudoers would need a tag for
+    intercepted: bool = False  # a program the sudo session started (intercept=true)
 
     @classmethod
     def from_wire(cls, settings: object, user_info: object, argv: object, env: object,
-                  env_add: object = None) -> SudoRequest:
-        """Parse the shim's vectors; JitError `bad_request` on anything malformed."""
+                  env_add: object = None, intercepted: bool = False) -> SudoRequest:
+        """Parse the shim's vectors; JitError `bad_request` on anything malformed.
+        `intercepted` is the shim's: a check after the first one in a session. As
+        sudoers' MODE_INTERCEPT_MASK does, the invocation's shell, sudoedit and option
+        flags then no longer apply: the program is checked as the command it is."""
         s = parse_kv(settings, "settings")
         info = parse_kv(user_info, "user_info")
         user_env = parse_kv(env, "env")
@@ -152,14 +156,15 @@ class SudoRequest:
             refused.append("VAR=value (set environment variables)")
         if "user" not in info:
             raise _bad("user_info: user is required")
+        flags = {f: _bool(s, f) and not intercepted
+                 for f in ("login_shell", "run_shell", "sudoedit")}
         return cls(
             user=info["user"], uid=_int(info, "uid"), gid=_int(info, "gid"),
             cwd=info.get("cwd", ""), argv=tuple(argv), env=user_env,
             tty=info.get("tty", ""), host=info.get("host", ""),
             umask=_int(info, "umask", 8, 0o777) if "umask" in info else DEFAULT_UMASK,
             runas_user=s.get("runas_user") or "root", runas_group=s.get("runas_group", ""),
-            login_shell=_bool(s, "login_shell"), run_shell=_bool(s, "run_shell"),
-            sudoedit=_bool(s, "sudoedit"), refused=tuple(refused),
+            refused=() if intercepted else tuple(refused), intercepted=intercepted, **flags,
         )
 
 
@@ -613,7 +618,8 @@ def decide(req: SudoRequest, config: Config, grants: list[dict], user_groups: se
         return _deny("no_rule", f"sorry, you may not run {shown} as {escape(runas.name)} "
                                 f"on {escape(host)}", shown)
     source, _rule, authenticate = match
-    needs_password = authenticate and req.uid != 0  # sudoers never asks root
+    # sudoers never asks root, nor again inside a session (intercept_authenticate off)
+    needs_password = authenticate and req.uid != 0 and not req.intercepted
     pending = _guardrail(config, "approve", cmd.line)
     if pending >= 0:
         subject = command_subject(req.user, runas.name, cmd.argv, req.cwd, host)

@@ -260,6 +260,26 @@ def test_grant_comes_before_standing_and_names_itself():
     assert d.source == sp.Source("grant", "root", "ALL", grant_id="abc123", role="ops")
 
 
+def test_intercepted_command_is_checked_as_itself():
+    """A program started inside `sudo -i` comes back as itself: no shell, no password,
+    the invocation's flags gone (sudoers' MODE_INTERCEPT_MASK), guardrails and rules
+    applied as to any command."""
+    def again(argv, grants):
+        req = sp.SudoRequest.from_wire(
+            ["login_shell=true", "preserve_environment=true"],
+            ["user=alice", "uid=1000", "gid=1000", "cwd=/root"], argv, ["TERM=xterm"],
+            intercepted=True)
+        return decide(req, grants)
+
+    d = again(["/usr/bin/systemctl", "restart", "postgresql"], [DB])
+    assert (d.code, d.needs_password, d.argv) == \
+        ("allowed", False, ("/usr/bin/systemctl", "restart", "postgresql"))
+    assert "cwd=/root" in d.command_info and "intercept=true" in d.command_info
+    assert again(["/usr/bin/rm", "-rf", "/"], [OPS]).code == "guardrail_denied"
+    assert again(["/usr/bin/systemctl", "stop", "x"], [OPS]).code == "needs_approval"
+    assert again(["/usr/bin/cat", "/etc/shadow"], [DB]).code == "no_rule"
+
+
 # password, approval, messages -------------------------------------------------------------
 
 @pytest.mark.parametrize("grants,uid,expected", [
