@@ -224,6 +224,10 @@ class Resolved:
 
 @dataclass(frozen=True)
 class Decision:
+    """The answer to the shim: on allow, command_info/argv/env are sudo's
+    command_info, argv_out and user_env_out; on pending, guardrail, approval_role and
+    subject are what the caller needs to create the command approval."""
+
     result: str  # "allow", "deny", "pending"
     code: str  # "allowed", a refusal code, or "needs_approval"
     message: str = ""
@@ -558,13 +562,13 @@ def check_request(req: SudoRequest, runas: RunasUser | None) -> Decision | None:
         return _deny("bad_request", "no command given")
     if not req.cwd.startswith("/"):
         return _deny("bad_request", "the working directory must be an absolute path")
-    if runas is None:  # the caller found no such account
-        return _deny("runas_not_allowed", f"unknown user {escape(req.runas_user)}")
-    if req.runas_user not in (runas.name, f"#{runas.uid}"):
-        return _deny("bad_request", "the runas account does not match runas_user")
     if req.refused:
         return _deny("option_not_allowed",
                      f"sorry, jitaccess does not allow {', '.join(req.refused)}")
+    if runas is None:  # the caller found no such account
+        return _deny("runas_not_allowed", f"unknown user {escape(req.runas_user)}")
+    if req.runas_user not in (runas.name, f"#{runas.uid}"):  # the caller's mistake
+        return _deny("bad_request", "the runas account does not match runas_user")
     if req.runas_group and req.runas_group not in (runas.group, f"#{runas.gid}"):
         return _deny("runas_not_allowed",
                      f"sorry, you may not run commands as group {escape(req.runas_group)}")
