@@ -17,6 +17,7 @@ import pwd
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import JitError
@@ -30,6 +31,24 @@ NOT_A_MEMBER = 3  # gpasswd's exit status for `-d` of a user who is not in the g
 LOCK_FAILED = 1
 LOCK_MESSAGE = "cannot lock"
 LOCK_RETRY_WAITS = (0.1, 0.2, 0.4, 0.8, 1.5)  # 3 s at most, then the sweep takes over
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+    gids: tuple[int, ...]  # primary first, then supplementary, as getgrouplist(3) gives
+    group: str  # the primary group's name ("" when it has none)
+
+
+def _uid_spec(spec: str) -> int | None:
+    """`#1001` -> 1001; anything else -> None (a name)."""
+    if spec.startswith("#") and spec[1:].isascii() and spec[1:].isdigit():
+        return int(spec[1:])
+    return None
 
 
 class Accounts(ABC):
@@ -47,6 +66,11 @@ class Accounts(ABC):
     @abstractmethod
     def _groups(self) -> list[tuple[str, int, list[str]]]:
         """Every group as (name, gid, listed members)."""
+
+    @abstractmethod
+    def account(self, spec: str) -> Account | None:
+        """A user named `spec`, or `#UID` as sudo -u takes it, with what running a
+        command as them needs (sudo's runas account)."""
 
     @abstractmethod
     def user_by_uid(self, uid: int) -> str | None: ...
@@ -146,6 +170,20 @@ class NssAccounts(Accounts):
     def _groups(self) -> list[tuple[str, int, list[str]]]:
         return [(g.gr_name, g.gr_gid, list(g.gr_mem)) for g in grp.getgrall()]
 
+    def account(self, spec: str) -> Account | None:
+        uid = _uid_spec(spec)
+        try:
+            p = pwd.getpwuid(uid) if uid is not None else pwd.getpwnam(spec)
+            gids = os.getgrouplist(p.pw_name, p.pw_gid)
+        except (KeyError, ValueError, OverflowError, OSError):
+            return None
+        try:
+            group = grp.getgrgid(p.pw_gid).gr_name
+        except KeyError:
+            group = ""
+        return Account(p.pw_name, p.pw_uid, p.pw_gid, p.pw_dir, p.pw_shell,
+                       (p.pw_gid, *(g for g in gids if g != p.pw_gid)), group)
+
     def user_by_uid(self, uid: int) -> str | None:
         try:
             return pwd.getpwuid(uid).pw_name
@@ -199,6 +237,18 @@ class FileAccounts(Accounts):
 
     def _groups(self) -> list[tuple[str, int, list[str]]]:
         return [(f[0], int(f[2]), _split_members(f[3])) for f in _fields(self.paths.group, 4)]
+
+    def account(self, spec: str) -> Account | None:
+        uid = _uid_spec(spec)
+        row = next((f for f in _fields(self.paths.passwd, 7)
+                    if (int(f[2]) == uid if uid is not None else f[0] == spec)), None)
+        if row is None:
+            return None
+        name, gid = row[0], int(row[3])
+        groups = self._groups()
+        extra = tuple(g for n, g, members in groups if name in members and g != gid)
+        group = next((n for n, g, _ in groups if g == gid), "")
+        return Account(name, int(row[2]), gid, row[5], row[6], (gid, *extra), group)
 
     def user_by_uid(self, uid: int) -> str | None:
         return next((name for name, u, _ in self._passwd() if u == uid), None)

@@ -224,6 +224,20 @@ class Requests:
         return self.store.set_request_state(request_id, "used", self.core.now(),
                                             expect="approved", outcome="used")
 
+    def cancel_command(self, request_id: str, user: str) -> bool:
+        """The sudo that waited gave up (Ctrl-C): its approval can no longer be used, so
+        the request ends now rather than wait for approvers who no longer matter."""
+        req = self.store.get_request(request_id)
+        if req is None or req["kind"] != "command" or req["user"] != user:
+            return False
+        if not self.store.set_request_state(request_id, "expired", self.core.now(),
+                                            expect="pending", outcome="cancelled"):
+            return False
+        self.core.events.emit("request_expired", f"request {request_id} of {user} cancelled: "
+                              "the command no longer waits", **self._fields(req),
+                              decision="cancelled")
+        return True
+
     # deciding ---------------------------------------------------------------------------
 
     def _decide(self, uid: int, request_id: str, decision: str, comment: str) -> dict:

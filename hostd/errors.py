@@ -38,6 +38,16 @@ REFUSALS = (
     "denied",
     "too_many_requests",
     "reason_required",
+    # sudo (sudo.check): the command is not allowed, or needs a password or an approval
+    "no_grant",
+    "no_rule",
+    "runas_not_allowed",
+    "option_not_allowed",
+    "command_not_found",
+    "guardrail_denied",
+    "needs_approval",
+    "auth_required",
+    "auth_failed",
 )
 
 # Usage and configuration problems (exit code 2).

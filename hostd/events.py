@@ -58,7 +58,7 @@ EVENT_TYPES: dict[str, tuple[str, int, str]] = {
 FIELDS = (
     "user", "uid", "role", "grant_id", "issuer", "not_after", "groups", "command", "runas",
     "decision", "reason", "request_id", "approver", "session_id", "recording",
-    "recording_sha256", "code", "ticket", "count",
+    "recording_sha256", "code", "ticket", "count", "tty", "guardrail",
 )
 
 MAX_VALUE = 4096

@@ -64,6 +64,8 @@ def _op(name: str, summary: str, fields: dict[str, Field] | None = None, **kw: o
 
 ID = Field("str", required=True, length=64)
 TEXT = 1024
+VECTOR = Field("strlist", required=True, length=MAX_LINE, items=256)  # sudo's key=value lists
+SUDO_MODES = ("run", "list", "validate", "invalidate")
 
 OPS: dict[str, Op] = {op.name: op for op in (
     _op("status", "daemon version, uptime, live grants, configuration state",
@@ -89,11 +91,20 @@ OPS: dict[str, Op] = {op.name: op for op in (
         {"id": Field("str", length=64)}),
     _op("access.wait", "wait for a decision on one's own request (at most 300 s)",
         {"id": ID, "timeout": Field("int", low=0, high=3600)}, kind=WAIT),
+    _op("sudo.check", "decide one sudo invocation (the sudo plugin, as root)",
+        {"mode": Field("str", required=True, length=16),
+         "settings": VECTOR, "user_info": VECTOR,
+         "argv": Field("strlist", length=MAX_LINE, items=4096),
+         "env": Field("strlist", length=MAX_LINE, items=4096),
+         "password": Field("str", length=TEXT),
+         "intercepted": Field("bool"),
+         "list_user": Field("str", length=64)}, access=ROOT),
+    _op("sudo.wait", "wait for the approval of a paused sudo command (the sudo plugin)",
+        {"id": ID}, access=ROOT, kind=WAIT),
 )}
 
 # Named in DESIGN.md §5, built by later issues; refused by name until then.
-PLANNED = ("sudo.check", "sudo.wait", "pam.account", "pam.open_session", "pam.close_session",
-           "record.open")
+PLANNED = ("pam.account", "pam.open_session", "pam.close_session", "record.open")
 
 
 def _text_ok(value: str) -> bool:

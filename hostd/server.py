@@ -33,8 +33,21 @@ from .approvals import Requests
 from .core import Core
 from .effects import ArmTimer, CancelTimer, Effect, Notify
 from .errors import JitError
-from .protocol import CALL, MAX_LINE, OPS, ROOT, STREAM, Op, decode, encode, parse_line
+from .protocol import (
+    CALL,
+    MAX_LINE,
+    OPS,
+    ROOT,
+    STREAM,
+    SUDO_MODES,
+    Op,
+    decode,
+    encode,
+    parse_line,
+)
 from .store import Store
+from .sudo import MAX_TRIES, Sudo
+from .sudo_policy import parse_kv
 from .timers import ExpiryTimers
 
 log = logging.getLogger("jit-hostd")
@@ -152,11 +165,15 @@ class Server:
         # and never hold up the loop. Notices go to a side thread of their own.
         self.changes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-changes")
         self.side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-notices")
+        # PAM authentication may sleep seconds (pam_faildelay) on a wrong password
+        self.auth = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jit-auth")
+        self.sudo = Sudo(core, self.requests)
         self._changed = asyncio.Event()
 
     def close(self) -> None:
         self.changes.shutdown(wait=True)
         self.side.shutdown(wait=False, cancel_futures=True)
+        self.auth.shutdown(wait=False, cancel_futures=True)
 
     # connection handling ----------------------------------------------------------------
 
@@ -221,9 +238,7 @@ class Server:
                 raise JitError("busy", "too many waiting connections; try again")
             caller.long = True
             try:
-                if op.kind == STREAM:
-                    return op, await handler(args, caller.uid, channel)
-                return op, await handler(args, caller.uid)
+                return op, await handler(args, caller.uid, channel)
             finally:
                 if op.kind != STREAM:
                     self.limits.to_quick(caller.uid)
@@ -318,7 +333,7 @@ class Server:
         return {"ok": True, "code": "ok", "message": "",
                 "requests": await self.run(self.requests.visible, uid, args.get("id"))}
 
-    async def op_access_wait(self, args: dict, uid: int) -> dict:
+    async def op_access_wait(self, args: dict, uid: int, channel: Channel) -> dict:
         """Long wait for a decision on one's own request (`jit request --wait`): woken
         by any change hostd makes, and by the request's own expiry."""
         loop = asyncio.get_running_loop()
@@ -335,6 +350,121 @@ class Server:
                 await asyncio.wait_for(changed.wait(), min(left, until_expiry))
             except TimeoutError:
                 pass
+
+    # sudo -------------------------------------------------------------------------------
+
+    async def op_sudo_check(self, args: dict, uid: int) -> dict:
+        """One sudo invocation: allow (command_info), refuse, ask for the password, or
+        pause for an approval. Passwords are checked in the auth threads."""
+        mode = args["mode"]
+        if mode not in SUDO_MODES:
+            raise JitError("bad_request", f"mode must be one of {', '.join(SUDO_MODES)}")
+        if mode == "list":
+            text = await self.run(self.sudo.list_text, args)
+            return {"ok": True, "code": "ok", "decision": "list", "message": text}
+        if mode in ("validate", "invalidate"):
+            needs, key, user = await self.run(self.sudo.needs_password_to_validate, args)
+            if mode == "invalidate":
+                self.sudo.forget(key)
+            elif needs and not self.sudo.fresh(key):
+                pid = parse_kv(args["user_info"]).get("pid", "")
+                await self._password(args, key, pid, user)
+            return {"ok": True, "code": "ok", "decision": mode, "message": ""}
+        asked = await self.run(self.sudo.ask, args)
+        d = asked.decision
+        if d.result == "deny":
+            return self._sudo_refused(asked, d.code, d.message)
+        if d.needs_password and not self.sudo.fresh(asked.stamp_key):
+            await self._password(args, asked.stamp_key, asked.pid, asked.request.user)
+        if d.result == "pending":
+            if asked.noninteractive:
+                return self._sudo_refused(asked, "needs_approval", f"{d.command} needs an "
+                                          "approval; run sudo without -n to ask for one")
+            req = await self.run(self.sudo.request_approval, asked)
+            self._sudo_event("sudo_pending", asked, d, request_id=req["id"])
+            return {"ok": True, "code": "ok", "decision": "pending", "request_id": req["id"],
+                    "timeout": self.core.config.sudo_approval_timeout,
+                    "message": f"jit: {d.message}: request {req['id']}; waiting for "
+                               "approval (Ctrl-C to cancel)"}
+        self._sudo_event("sudo_allowed", asked, d)
+        return self._sudo_allow(d)
+
+    async def op_sudo_wait(self, args: dict, uid: int, channel: Channel) -> dict:
+        """Wait for the approval of a paused command; Ctrl-C (the plugin's connection
+        closing) cancels the request."""
+        rid = args["id"]
+        asked = self.sudo.waiting.get(rid)
+        if asked is None:
+            raise JitError("not_found", f"no sudo command waits on request {rid}")
+        gone = asyncio.ensure_future(channel.reader.read(1))  # EOF: sudo went away
+        try:
+            while True:
+                changed = self._changed
+                row = self.reader.get_request(rid)
+                left = (row["expires"] if row else 0) - self.core.clock()
+                if row is None or row["state"] != "pending" or left <= 0:
+                    break
+                waiter = asyncio.ensure_future(changed.wait())
+                await asyncio.wait({waiter, gone}, timeout=left + 0.05,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if gone.done():
+                    await self.run(self.sudo.cancel, rid)
+                    return {"ok": False, "code": "denied", "message": "cancelled"}
+        finally:
+            gone.cancel()
+        if row is not None and row["state"] == "approved":
+            d = await self.run(self.sudo.approved, rid)
+            if d.allowed:
+                self._sudo_event("sudo_allowed", asked, d, request_id=rid)
+                return self._sudo_allow(d)
+            return self._sudo_refused(asked, d.code, d.message)
+        self.sudo.waiting.pop(rid, None)
+        state = "denied" if row is not None and row["state"] == "denied" else "expired"
+        return self._sudo_refused(asked, "denied", f"request {rid} was {state}: "
+                                  f"{asked.decision.command} does not run")
+
+    async def _password(self, args: dict, key: tuple[int, str], pid: str, user: str) -> None:
+        """The password check, off the loop and off the worker (PAM may sleep seconds on
+        a failure); JitError auth_required (ask again) or auth_failed (3 wrong)."""
+        prompt = f"[jit] password for {user}: "
+        if "password" not in args:
+            raise JitError("auth_required", prompt)
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(self.auth, self.sudo.check_password, key, pid, user,
+                                      args["password"]):
+            return
+        if self.sudo.tries_left(key[0], pid) <= 0:
+            self.core.events.refusal("sudo_denied", f"sudo refused to {user}: "
+                                     f"{MAX_TRIES} incorrect password attempts", uid=key[0],
+                                     user=user, decision="denied", code="auth_failed")
+            raise JitError("auth_failed", f"{MAX_TRIES} incorrect password attempts")
+        raise JitError("auth_required", "Sorry, try again.\n" + prompt)
+
+    def _sudo_allow(self, d) -> dict:
+        return {"ok": True, "code": "ok", "decision": "allow",
+                "command_info": list(d.command_info), "argv": list(d.argv),
+                "env": list(d.env)}
+
+    def _sudo_refused(self, asked, code: str, message: str) -> dict:
+        d = asked.decision
+        self.core.events.refusal(
+            "sudo_denied", f"sudo refused to {asked.request.user}: {code}",
+            uid=asked.request.uid, user=asked.request.user, command=d.line,
+            runas=asked.request.runas_user, decision="denied", code=code, reason=message,
+            tty=asked.request.tty, grant_id=d.source.grant_id if d.source else None,
+            guardrail=str(d.guardrail) if d.guardrail >= 0 else None)
+        return {"ok": False, "code": code, "message": message}
+
+    def _sudo_event(self, event: str, asked, d, request_id: str | None = None) -> None:
+        verb = {"sudo_allowed": "allowed", "sudo_pending": "paused for approval"}[event]
+        self.core.events.emit(
+            event, f"sudo {verb} for {asked.request.user} as {asked.request.runas_user}",
+            uid=asked.request.uid, user=asked.request.user, command=d.line,
+            runas=asked.request.runas_user, decision=verb, tty=asked.request.tty,
+            grant_id=d.source.grant_id if d.source else None,
+            role=d.source.role if d.source else None, request_id=request_id,
+            guardrail=str(d.guardrail) if d.guardrail >= 0 else None)
 
     def sweep(self) -> None:
         """Backstop: expire due grants and unanswered requests (in the worker)."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .approvals import command_subject, in_members
 from .config import Config, SudoRule
@@ -231,7 +231,7 @@ class Decision:
     result: str  # "allow", "deny", "pending"
     code: str  # "allowed", a refusal code, or "needs_approval"
     message: str = ""
-    command: str = ""  # the resolved command line, escaped (for messages and events)
+    command: str = ""  # the resolved command line, escaped (for messages)
     source: Source | None = None
     needs_password: bool = False
     command_info: tuple[str, ...] = ()
@@ -240,6 +240,7 @@ class Decision:
     guardrail: int = -1  # index in config.guardrails
     approval_role: str | None = None
     subject: dict | None = None
+    line: str = ""  # the resolved command line, raw: events escape it themselves
 
     @property
     def allowed(self) -> bool:
@@ -592,7 +593,8 @@ def _guardrail(config: Config, action: str, line: str) -> int:
 
 
 def decide(req: SudoRequest, config: Config, grants: list[dict], user_groups: set[str],
-           runas: RunasUser | None, now: int, host: str, which: Which) -> Decision:
+           runas: RunasUser | None, now: int, host: str, which: Which,
+           approved: bool = False) -> Decision:
     """Allow, deny or pending for one sudo (or intercepted) command. `grants` are the
     user's live grants as Core.list_grants gives them; expired ones are ignored here
     too, since a grant must never outlive its `exp` between listing and deciding.
@@ -604,6 +606,15 @@ def decide(req: SudoRequest, config: Config, grants: list[dict], user_groups: se
     cmd = resolve_request(req, runas, which)
     if isinstance(cmd, Decision):
         return cmd
+    return replace(_decide_command(req, config, grants, user_groups, runas, now, host, cmd,
+                                   approved), line=cmd.line)
+
+
+def _decide_command(req: SudoRequest, config: Config, grants: list[dict],
+                    user_groups: set[str], runas: RunasUser, now: int, host: str,
+                    cmd: Resolved, approved: bool) -> Decision:
+    """decide() once the command is resolved. `approved`: an approver already let this
+    exact command run once, so `approve` guardrails are passed (never `deny` ones)."""
     shown = escape(cmd.line)
     denied = _guardrail(config, "deny", cmd.line)
     if denied >= 0:
@@ -624,7 +635,7 @@ def decide(req: SudoRequest, config: Config, grants: list[dict], user_groups: se
     source, _rule, authenticate = match
     # sudoers never asks root, nor again inside a session (intercept_authenticate off)
     needs_password = authenticate and req.uid != 0 and not req.intercepted
-    pending = _guardrail(config, "approve", cmd.line)
+    pending = -1 if approved else _guardrail(config, "approve", cmd.line)
     if pending >= 0:
         subject = command_subject(req.user, runas.name, cmd.argv, req.cwd, host)
         message = config.guardrails[pending].message or "this command needs an approval"

@@ -140,12 +140,13 @@ def sudoers_admins() -> dict[str, set[str]]:
             continue
         candidates |= set(g.gr_mem)
         candidates |= {p.pw_name for p in pwd.getpwall() if p.pw_gid == g.gr_gid}
-    run_all = re.compile(r"\((ALL|root)(\s*:\s*[^)]*)?\)\s+(\w+:\s*)*ALL\s*$", re.M)
+    run_all = re.compile(r"\((ALL|root)(\s*:\s*[^)]*)?\)\s+(\w+:\s*)*ALL")
     out: dict[str, set[str]] = {}
     for user in sorted(candidates):
         result = subprocess.run(["sudo", "-n", "-l", "-U", user], capture_output=True,
                                 text=True, timeout=10, check=False)
-        if result.returncode == 0 and run_all.search(result.stdout):
+        if result.returncode == 0 and any(run_all.fullmatch(line.strip())
+                                          for line in result.stdout.splitlines()):
             gids = os.getgrouplist(user, pwd.getpwnam(user).pw_gid)
             out[user] = {grp.getgrgid(gid).gr_name for gid in gids}
     return out

@@ -26,8 +26,8 @@ def test_every_op_has_a_coroutine_handler(name):
     assert handler is not None, f"{name}: no Server.{op.handler}"
     assert inspect.iscoroutinefunction(handler)
     params = list(inspect.signature(handler).parameters)
-    assert params == (["self", "args", "uid", "channel"] if op.kind == protocol.STREAM
-                      else ["self", "args", "uid"])
+    assert params == (["self", "args", "uid"] if op.kind == protocol.CALL
+                      else ["self", "args", "uid", "channel"])
 
 
 @pytest.mark.parametrize("name", sorted(protocol.OPS))

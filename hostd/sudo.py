@@ -1,0 +1,178 @@
+"""sudo through hostd: what `sudo.check` and `sudo.wait` need around the pure decision.
+
+sudo_policy.decide makes the decision from data; this module gathers that data (the
+user's live grants and groups, the runas account), authenticates with PAM (service
+`jit-sudo`, in hostd's auth threads, never on the loop or in the ordered worker),
+keeps sudoers-like timestamps, turns `approve` guardrails into command approvals, and
+logs every decision. The sudo plugin itself holds no policy.
+
+Identity: the caller is sudo (uid 0 over SO_PEERCRED); the user is user_info's `uid`,
+which sudo took from the kernel, and must name the same account as its `user`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass
+
+from .approvals import Requests
+from .core import Core
+from .errors import JitError
+from .sudo_policy import Decision, RunasUser, SudoRequest, decide, listing, parse_kv, sources
+
+PAM_SERVICE = "jit-sudo"
+TIMESTAMP_SECONDS = 300  # sudoers' timestamp_timeout: 5 minutes
+MAX_TRIES = 3  # sudoers' passwd_tries
+MAX_PENDING_CONTEXTS = 1024
+
+
+def pam_authenticate(user: str, password: str) -> bool:
+    """PAM's verdict on the password (auth and account stacks of `jit-sudo`)."""
+    import pam  # python3-pampy: loaded only by hostd, and only when sudo asks
+
+    return bool(pam.pam().authenticate(user, password, service=PAM_SERVICE, resetcreds=False))
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One sudo invocation, as hostd understood it."""
+
+    request: SudoRequest
+    decision: Decision
+    noninteractive: bool
+    pid: str  # sudo's pid: wrong passwords are counted per invocation
+    stamp_key: tuple[int, str]  # (uid, tty or parent pid): sudoers' timestamp_type=tty
+
+
+class Sudo:
+    def __init__(self, core: Core, requests: Requests, authenticate=pam_authenticate,
+                 which=shutil.which) -> None:
+        self.core = core
+        self.requests = requests
+        self.authenticate_password = authenticate
+        self.which = which
+        self._lock = threading.Lock()  # timestamps and tries: auth threads and the worker
+        self._stamps: dict[tuple[int, str], float] = {}
+        self._tries: dict[tuple[int, str], int] = {}
+        self.waiting: dict[str, Asked] = {}  # request id -> the invocation that waits
+
+    # gathering and deciding (in the ordered worker) ----------------------------------------
+
+    def ask(self, args: dict) -> Asked:
+        """Parse, identify, gather, decide."""
+        req = SudoRequest.from_wire(args["settings"], args["user_info"], args.get("argv", []),
+                                    args.get("env", []), intercepted=args.get("intercepted",
+                                                                              False))
+        settings, info = parse_kv(args["settings"]), parse_kv(args["user_info"])
+        _, groups = self._who(req.uid, req.user)
+        decision = decide(req, self.core.config, self.core.list_grants(req.uid), groups,
+                          self._runas(req.runas_user), self.core.now(),
+                          self.core.host.hostname, self.which)
+        key = (req.uid, req.tty or f"ppid:{info.get('ppid', '')}")
+        return Asked(req, decision, settings.get("noninteractive", "") == "true",
+                     info.get("pid", ""), key)
+
+    def _who(self, uid: int, claimed: str) -> tuple[str, set[str]]:
+        name = self.core.accounts.user_by_uid(uid)
+        if name is None or name != claimed:
+            raise JitError("bad_request", f"user_info names {claimed!r}, uid {uid} is "
+                                          f"{name!r}")
+        return name, self.core.accounts.groups_of(name)
+
+    def list_text(self, args: dict) -> str:
+        """`sudo -l [-U USER]`: what the user (or, for root, USER) may run."""
+        info = parse_kv(args["user_info"])
+        uid = int(info.get("uid", "-1")) if info.get("uid", "").isdigit() else -1
+        user, _ = self._who(uid, info.get("user", ""))
+        target = args.get("list_user") or user
+        if target != user and uid != 0:
+            raise JitError("permission_denied", "only root may list another user's commands")
+        target_uid = self.core.accounts.uid_of(target)
+        if target_uid is None:
+            raise JitError("not_found", f"no such user {target!r}")
+        return "\n".join(listing(self.core.config, self.core.list_grants(target_uid), target,
+                                 self.core.accounts.groups_of(target), self.core.now(),
+                                 self.core.host.hostname))
+
+    def needs_password_to_validate(self, args: dict) -> tuple[bool, tuple[int, str], str]:
+        """`sudo -v`: the user must hold some rule; a password if any of them asks."""
+        info = parse_kv(args["user_info"])
+        uid = int(info["uid"]) if info.get("uid", "").isdigit() else -1
+        user, groups = self._who(uid, info.get("user", ""))
+        held = sources(self.core.config, self.core.list_grants(uid), user, groups,
+                       self.core.now())
+        if not held:
+            raise JitError("no_grant", f"{user} holds no grant allowing sudo on "
+                                       f"{self.core.host.hostname}")
+        key = (uid, info.get("tty", "") or f"ppid:{info.get('ppid', '')}")
+        return uid != 0 and any(auth for _, _, auth in held), key, user
+
+    # approvals (in the ordered worker) ------------------------------------------------------
+
+    def request_approval(self, asked: Asked) -> dict:
+        """An `approve` guardrail: a command approval bound to this exact command."""
+        d = asked.decision
+        if d.approval_role is None:
+            raise JitError("needs_approval", f"{d.command} needs an approval, and standing "
+                                             "rules have no approvers: run it from a grant")
+        if len(self.waiting) >= MAX_PENDING_CONTEXTS:
+            raise JitError("busy", "too many sudo commands wait for approval; try again")
+        req = self.requests.create_command(asked.request.uid, d.approval_role, d.subject,
+                                           f"sudo {d.command}")
+        self.waiting[req["id"]] = asked
+        return req
+
+    def approved(self, request_id: str) -> Decision:
+        """Use an approval once: the command as decided, if its approval is consumed
+        now and the user still holds a rule for it (a grant may have ended meanwhile)."""
+        asked = self.waiting.pop(request_id, None)
+        if asked is None:
+            raise JitError("not_found", f"no sudo command waits on request {request_id}")
+        if not self.requests.consume_command(request_id, asked.decision.subject):
+            raise JitError("denied", f"request {request_id} is no longer approved")
+        return decide(asked.request, self.core.config,
+                      self.core.list_grants(asked.request.uid),
+                      self.core.accounts.groups_of(asked.request.user),
+                      self._runas(asked.request.runas_user), self.core.now(),
+                      self.core.host.hostname, self.which, approved=True)
+
+    def _runas(self, spec: str) -> RunasUser | None:
+        """The runas account (a name, or #UID), looked up here so decide() stays pure."""
+        account = self.core.accounts.account(spec)
+        return None if account is None else RunasUser(
+            account.name, account.uid, account.gid, account.home, account.shell,
+            account.gids, account.group)
+
+    def cancel(self, request_id: str) -> None:
+        """The user gave up waiting (Ctrl-C): the request ends, unused."""
+        asked = self.waiting.pop(request_id, None)
+        if asked is not None:
+            self.requests.cancel_command(request_id, asked.request.user)
+
+    # passwords and timestamps (auth threads) --------------------------------------------------
+
+    def fresh(self, key: tuple[int, str]) -> bool:
+        with self._lock:
+            return self._stamps.get(key, 0) > self.core.clock()
+
+    def check_password(self, key: tuple[int, str], pid: str, user: str, password: str) -> bool:
+        """PAM's verdict; a success starts the timestamp, a failure counts against the
+        invocation's tries. Runs in an auth thread: pam_faildelay may sleep seconds."""
+        ok = self.authenticate_password(user, password)
+        with self._lock:
+            if ok:
+                self._stamps[key] = self.core.clock() + TIMESTAMP_SECONDS
+                self._tries.pop((key[0], pid), None)
+            else:
+                self._tries[(key[0], pid)] = self._tries.get((key[0], pid), 0) + 1
+        return ok
+
+    def tries_left(self, uid: int, pid: str) -> int:
+        with self._lock:
+            return MAX_TRIES - self._tries.get((uid, pid), 0)
+
+    def forget(self, key: tuple[int, str]) -> None:
+        """`sudo -k`."""
+        with self._lock:
+            self._stamps.pop(key, None)
