@@ -33,11 +33,6 @@ HOST_ISSUER = "host"
 # file sets it (Config.unenforced). Remove a feature here when it is implemented.
 UNENFORCED = {
     "login": "login gating is not implemented in this version",
-    "sudo": "the sudo plugin is not in this version",
-    "sudo-approvals": "command approvals come with the sudo plugin, not in this version",
-    "guardrails": "guardrails act through the sudo plugin, not in this version",
-    "standing": "standing sudo rules act through the sudo plugin, not in this version",
-    "authenticate": "sudo authentication comes with the sudo plugin, not in this version",
     "recording": "session recording is not in this version",
     "masking": "masking applies to session recordings, not in this version",
     "terminate-sessions": "sessions are not terminated at expiry in this version "
@@ -63,7 +58,7 @@ class Role:
     on_expiry: str = "terminate-sessions"
     login: bool = False
     sudo: tuple[SudoRule, ...] = ()
-    authenticate: bool = False
+    authenticate: bool = True  # sudo asks for the password, as sudoers does by default
     record: str = "interactive"
     record_failure: str = "terminate"
 
@@ -183,8 +178,9 @@ def _sudo_rules(table: _Table) -> tuple[SudoRule, ...]:
         if not commands:
             raise t.fail("commands", "must name at least one command")
         for c in commands:
-            if c != "ALL" and not c.startswith("/"):
-                raise t.fail("commands", f"{c!r} must be an absolute path or ALL")
+            if c != "ALL" and not c.startswith(("/", "sudoedit /")):
+                raise t.fail("commands", f"{c!r} must be an absolute path, "
+                                         "sudoedit /FILE or ALL")
         t.finish()
         rules.append(SudoRule(runas, commands))
     return tuple(rules)
@@ -210,7 +206,7 @@ def _role(path: Path, name: str, data: Any) -> Role:
                            "terminate-sessions"),
         login=t.get("login", bool, False),
         sudo=_sudo_rules(t),
-        authenticate=t.get("authenticate", bool, False),
+        authenticate=t.get("authenticate", bool, True),
         record=t.choice("record", ("always", "interactive", "never"), "interactive"),
         record_failure=t.choice("record_failure", ("terminate", "continue"), "terminate"),
     )
@@ -293,17 +289,14 @@ def unenforced(path: Path, data: dict) -> tuple[str, ...]:
     """One warning per setting the file gives that this version parses but does not
     enforce (UNENFORCED); defaults never warn. `data` has already been checked."""
     found: list[tuple[str, str]] = []
-    for section, feature in (("login", "login"), ("sudo", "sudo-approvals"),
-                             ("guardrails", "guardrails"), ("standing", "standing"),
-                             ("masking", "masking")):
+    for section, feature in (("login", "login"), ("masking", "masking")):
         if section in data:
             brackets = "[[{}]]" if isinstance(data[section], list) else "[{}]"
             found.append((brackets.format(section), feature))
     for name, body in data.get("roles", {}).items():
         if body.get("login") is True:  # false is what happens anyway
             found.append((f"roles.{name}.login", "login"))
-        for key, feature in (("sudo", "sudo"), ("authenticate", "authenticate"),
-                             ("record", "recording"), ("record_failure", "recording")):
+        for key, feature in (("record", "recording"), ("record_failure", "recording")):
             if key in body:
                 found.append((f"roles.{name}.{key}", feature))
         if body.get("on_expiry") == "terminate-sessions":

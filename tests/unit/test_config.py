@@ -123,7 +123,7 @@ POLICY_ERRORS = [
     ("sudo-rule-not-table", {"roles": {"db": {"sudo": ["ALL"]}}}, "roles.db.sudo[0]",
      "must be a table"),
     ("sudo-relative-command", db_sudo(commands=["psql"]), "roles.db.sudo[0].commands",
-     "absolute path or ALL"),
+     "must be an absolute path, sudoedit /FILE or ALL"),
     ("sudo-no-commands", db_sudo(commands=[]), "roles.db.sudo[0].commands",
      "at least one command"),
     ("sudo-runas", db_sudo(runas="Root!"), "roles.db.sudo[0].runas", "not a user name"),
@@ -492,22 +492,12 @@ def test_no_pattern_is_matched_without_its_end():
 UNENFORCED = [
     ("login-section", {"login": {"when_unreachable": "allow"}},
      "jit.toml: [login] has no effect yet: login gating is not implemented"),
-    ("guardrails", {"guardrails": [{"match": "x"}]},
-     "jit.toml: [[guardrails]] has no effect yet: guardrails act through the sudo plugin"),
-    ("standing", {"standing": [{"members": ["root"]}]},
-     "jit.toml: [[standing]] has no effect yet: standing sudo rules"),
     ("masking", {"masking": {"rules": []}},
      "jit.toml: [masking] has no effect yet: masking applies to session recordings"),
-    ("sudo-section", {"sudo": {"approval_timeout": "5m"}},
-     "jit.toml: [sudo] has no effect yet: command approvals come with the sudo plugin"),
-    ("role-sudo", db_sudo(), "jit.toml: roles.db.sudo has no effect yet: the sudo plugin is "
-                             "not in this version"),
     ("role-record", role(record="always"),
      "jit.toml: roles.docker.record has no effect yet: session recording is not"),
     ("role-record-failure", role(record_failure="continue"),
      "jit.toml: roles.docker.record_failure has no effect yet: session recording"),
-    ("role-authenticate", role(authenticate=True),
-     "jit.toml: roles.docker.authenticate has no effect yet: sudo authentication"),
     ("role-terminate-sessions", role(on_expiry="terminate-sessions"),
      'jit.toml: roles.docker.on_expiry = "terminate-sessions" has no effect yet: sessions '
      "are not terminated at expiry"),
@@ -526,8 +516,11 @@ def test_unenforced_setting_is_named_once(data, warning):
 @pytest.mark.parametrize("data", [
     {}, role(), role(on_expiry="keep-sessions"), role(login=False),
     {"requests": {"ttl": "1h"}}, {"notify": {"webhook": "https://x"}},
-    {"daemon": {"leeway": "10s"}},
-], ids=["empty", "plain-role", "keep-sessions", "login-false", "requests", "notify", "daemon"])
+    {"daemon": {"leeway": "10s"}}, {"guardrails": [{"match": "x"}]},
+    {"standing": [{"members": ["root"]}]}, {"sudo": {"approval_timeout": "5m"}}, db_sudo(),
+    role(authenticate=True),
+], ids=["empty", "plain-role", "keep-sessions", "login-false", "requests", "notify", "daemon",
+        "guardrails", "standing", "sudo-section", "role-sudo", "role-authenticate"])
 def test_enforced_or_default_settings_give_no_warning(data):
     assert cfg.Config(**cfg.parse_policy(POLICY, data)).unenforced == ()
 
@@ -535,9 +528,8 @@ def test_enforced_or_default_settings_give_no_warning(data):
 def test_design_example_names_each_unenforced_setting():
     found = cfg.parse_policy(POLICY, tomllib.loads(DESIGN_EXAMPLE))["unenforced"]
     wheres = [w.split(" has no effect yet")[0].removeprefix("jit.toml: ") for w in found]
-    assert wheres == ["[login]", "[sudo]", "[[guardrails]]", "[[standing]]", "[masking]",
-                      'roles.docker.on_expiry = "terminate-sessions"', "roles.db-admin.sudo",
-                      "roles.db-admin.authenticate", "roles.db-admin.record",
+    assert wheres == ["[login]", "[masking]",
+                      'roles.docker.on_expiry = "terminate-sessions"', "roles.db-admin.record",
                       "roles.db-admin.record_failure"]
     assert all(w.count(" has no effect yet: ") == 1 for w in found)
     assert len({w.split(": ", 2)[2] for w in found}) > 1  # reasons differ by feature

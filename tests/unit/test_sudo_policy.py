@@ -39,7 +39,7 @@ POLICY = {
             ],
             "authenticate": True,
         },
-        "ops": {"sudo": [{"runas": "root", "commands": ["ALL"]}]},
+        "ops": {"sudo": [{"runas": "root", "commands": ["ALL"]}], "authenticate": False},
         "local": {"sudo": [{"runas": "root", "commands": ["/usr/local/bin/*", "/opt/tools/"]}]},
         "docker": {"groups": ["docker"]},
     },
@@ -284,7 +284,7 @@ def test_intercepted_command_is_checked_as_itself():
 
 @pytest.mark.parametrize("grants,uid,expected", [
     ([DB], 1000, True),    # role.authenticate = true
-    ([OPS], 1000, False),  # config.py's default is false
+    ([OPS], 1000, False),  # authenticate = false (the default is true, as in sudoers)
     ([DB], 0, False),      # sudoers never asks root
 ])
 def test_needs_password(grants, uid, expected):
@@ -547,7 +547,8 @@ def test_listing_nothing_and_escaping():
     assert sp.listing(CONFIG, [], "erin", set(), NOW, HOST) == \
         ["User erin is not allowed to run sudo on db1."]
     config = Config(**parse_policy(Path("jit.toml"), {
-        "roles": {"r": {"sudo": [{"commands": ["/usr/bin/echo \x1b[2J"]}]}}}))
+        "roles": {"r": {"sudo": [{"commands": ["/usr/bin/echo \x1b[2J"]}],
+                        "authenticate": False}}}))
     user = "al\x1bice"
     lines = sp.listing(config, [grant("r", "id\n1", user=user)], user, set(), NOW, "h\x07")
     assert all("\x1b" not in line and "\n" not in line and "\x07" not in line
