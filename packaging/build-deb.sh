@@ -58,7 +58,7 @@ elif ! (cd "$src" && dpkg-buildpackage -us -uc -b) >"$repo/dist/build.log" 2>&1;
     exit 1
 fi
 
-deb="jitaccess_${pkg_version}_all.deb"
+deb="jitaccess_${pkg_version}_$(dpkg-architecture -qDEB_HOST_ARCH).deb"
 cp "$scratch/$deb" "$repo/dist/$deb"
 echo "build-deb: dist/$deb"
 
