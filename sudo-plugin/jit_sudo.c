@@ -2,12 +2,13 @@
  * jit_sudo.so: sudo policy plugin (sudo_plugin(5), API 1.x) for jitaccess.
  *
  * A thin shim: it passes what sudo knows to jit-hostd over /run/jit/hostd.sock
- * (docs/PROTOCOL.md, DESIGN.md section 6) and returns what hostd answers. No
- * policy lives here; anything unexpected refuses (fail closed).
+ * (docs/PROTOCOL.md, DESIGN.md sections 6 and 13) and returns what hostd answers.
+ * No policy lives here; anything unexpected refuses (fail closed).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,135 +21,103 @@
 #include <json-c/json.h>
 #include <sudo_plugin.h>
 
-#ifndef JIT_SOCKET
 #define JIT_SOCKET "/run/jit/hostd.sock"
-#endif
 #ifndef JIT_VERSION
-#define JIT_VERSION "0.1.0"
+#define JIT_VERSION "unknown"
 #endif
-#define LINE_MAX_BYTES 65536 /* one answer line, newline included */
-#define CONNECT_TIMEOUT_MS 2000
+#define LINE_MAX_BYTES 65536 /* one line, newline included */
+#define CONNECT_TIMEOUT_S 2
 #define ANSWER_TIMEOUT_MS 10000
 #define PASSWORD_TRIES 3
 #define WAIT_MAX_S 86400
+#define UNREACHABLE "jit: cannot reach the access daemon (%s)"
 
 /* State the API forces on us: what open() received and what must outlive a call. */
 static struct {
     unsigned int version;
     sudo_conv_t conv;
-    sudo_printf_t say_printf;
-    char * const *settings;
-    char * const *user_info;
-    char * const *user_env;
-    char **command_info;
-    char **argv_out;
-    char **env_out;
-    char errbuf[1024]; /* errstr points here: valid until close() */
+    sudo_printf_t printf;
+    char * const *settings, * const *user_info, * const *user_env;
+    char **command_info, **argv_out, **env_out; /* freed in close() */
+    char errbuf[1024];                           /* *errstr: valid until close() */
 } st;
 
 struct conn {
     int fd;
-    size_t len;
     char buf[LINE_MAX_BYTES + 1];
 };
 
 /* Shows TEXT and a newline through the conversation function. */
 static void say(int type, const char *text)
 {
-    struct sudo_conv_message msgs[2] = {
-        { .msg_type = type, .msg = text }, { .msg_type = type, .msg = "\n" } };
+    struct sudo_conv_message msgs[2] = { { .msg_type = type, .msg = text },
+                                         { .msg_type = type, .msg = "\n" } };
     struct sudo_conv_reply replies[2] = { { NULL }, { NULL } };
 
-    if (st.conv != NULL)
-        st.conv(2, msgs, replies, NULL);
+    st.conv(2, msgs, replies, NULL);
 }
 
-/* Stores TEXT for errstr (sudo hands it to audit plugins); errstr exists since 1.15. */
-static void set_errstr(const char **errstr, const char *text)
+/* Shows a refusal as an error and keeps it for *errstr (which exists since API 1.15). */
+static void refuse(const char **errstr, const char *fmt, ...)
 {
-    snprintf(st.errbuf, sizeof(st.errbuf), "%s", text);
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(st.errbuf, sizeof(st.errbuf), fmt, ap);
+    va_end(ap);
+    say(SUDO_CONV_ERROR_MSG, st.errbuf);
     if (errstr != NULL && st.version >= SUDO_API_MKVERSION(1, 15))
         *errstr = st.errbuf;
 }
 
-static void refuse(const char **errstr, const char *text)
+/* Waits for EVENTS on FD until DEADLINE (CLOCK_MONOTONIC ms); 1 when ready. */
+static int wait_fd(int fd, short events, long long deadline)
 {
-    say(SUDO_CONV_ERROR_MSG, text);
-    set_errstr(errstr, text);
+    struct pollfd pfd = { .fd = fd, .events = events };
+    struct timespec ts;
+    long long left;
+    int n;
+
+    do {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        left = deadline - ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        n = left <= 0 ? 0 : poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+    } while ((n < 0 && errno == EINTR) || (n == 0 && left > 60000));
+    return n > 0;
 }
 
-static void unreachable(const char **errstr, const char *why)
-{
-    char text[512];
-
-    snprintf(text, sizeof(text), "jit: cannot reach the access daemon (%s)", why);
-    refuse(errstr, text);
-}
-
-static const char *get_str(struct json_object *obj, const char *key);
-
-/* Shows hostd's refusal; one without a message is a malformed answer. */
-static void refusal(struct json_object *ans, const char **errstr)
-{
-    if (get_str(ans, "message") != NULL)
-        refuse(errstr, get_str(ans, "message"));
-    else
-        unreachable(errstr, "malformed answer");
-}
-
-static long long now_ms(void)
+static long long deadline_in(long long ms)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms;
 }
 
-/* Waits for EVENTS on fd until DEADLINE (monotonic ms); 1 ready, 0 timed out, -1 error. */
-static int wait_fd(int fd, short events, long long deadline)
-{
-    for (;;) {
-        long long left = deadline - now_ms();
-        struct pollfd pfd = { .fd = fd, .events = events };
-        int n;
-
-        if (left <= 0)
-            return 0;
-        n = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
-        if (n > 0)
-            return 1;
-        if (n < 0 && errno != EINTR)
-            return -1;
-    }
-}
-
-/* Connects to hostd: a socket owned by root, served by a root peer. */
+/* Connects to hostd: the file must be a socket owned by root, the peer must be root. */
 static int conn_open(struct conn *c, const char **why)
 {
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    struct timeval tv = { .tv_sec = CONNECT_TIMEOUT_MS / 1000 };
+    struct sockaddr_un sun = { .sun_family = AF_UNIX, .sun_path = JIT_SOCKET };
+    struct timeval tv = { .tv_sec = CONNECT_TIMEOUT_S };
     struct ucred cred;
     socklen_t credlen = sizeof(cred);
     struct stat sb;
     int rc;
 
-    c->len = 0;
     if (lstat(JIT_SOCKET, &sb) != 0)
         return *why = "no socket " JIT_SOCKET, -1;
     if (!S_ISSOCK(sb.st_mode) || sb.st_uid != 0)
         return *why = JIT_SOCKET " is not a socket owned by root", -1;
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        return *why = "socket failed", -1;
-    /* AF_UNIX connect waits for room in the backlog: SO_SNDTIMEO bounds that wait. */
+    if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        return *why = "no socket available", -1;
+    /* A blocking AF_UNIX connect waits for room in hostd's backlog, bounded by SO_SNDTIMEO
+     * (non-blocking it fails at once with EAGAIN, and there is nothing to poll for). */
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    memcpy(sun.sun_path, JIT_SOCKET, sizeof(JIT_SOCKET));
     do
         rc = connect(c->fd, (struct sockaddr *)&sun, sizeof(sun));
     while (rc != 0 && errno == EINTR);
     if (rc != 0)
-        return *why = (errno == EAGAIN || errno == EINPROGRESS) ? "connect timed out"
-                                                                : "connect failed", -1;
+        return *why = errno == EAGAIN ? "connect timed out" : "connection refused", -1;
     if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) != 0 || cred.uid != 0)
         return *why = "the daemon is not running as root", -1;
     return 0;
@@ -159,106 +128,102 @@ static void conn_close(struct conn *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    c->len = 0;
 }
 
-static int send_all(int fd, const char *p, size_t n, long long deadline, const char **why)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-        } else if (w < 0 && errno != EINTR && errno != EAGAIN) {
-            return *why = "connection closed while sending", -1;
-        } else if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, deadline) != 1) {
-            return *why = "timed out sending", -1;
-        }
-    }
-    return 0;
-}
-
-/* Sends REQ as one line; the serialized text is wiped afterwards (it may hold a password). */
+/* Sends REQ as one line, then wipes the serialized text (it may hold a password). */
 static int send_request(struct conn *c, struct json_object *req, const char **why)
 {
-    size_t len = 0;
+    size_t len = 0, done = 0;
     const char *text = json_object_to_json_string_length(
         req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    long long deadline = now_ms() + ANSWER_TIMEOUT_MS;
-    int rc = -1;
+    long long deadline = deadline_in(ANSWER_TIMEOUT_MS);
+    ssize_t n;
 
     if (text == NULL)
         return *why = "out of memory", -1;
-    if (len + 1 > LINE_MAX_BYTES)
-        *why = "request over 64 KiB";
-    else if (send_all(c->fd, text, len, deadline, why) == 0)
-        rc = send_all(c->fd, "\n", 1, deadline, why);
+    *why = len + 1 > LINE_MAX_BYTES ? "request over 64 KiB" : NULL;
+    while (*why == NULL && done < len + 1) {
+        n = done < len ? send(c->fd, text + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT)
+                       : send(c->fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            done += (size_t)n;
+        else if (errno != EINTR && errno != EAGAIN)
+            *why = "connection closed";
+        else if (errno == EAGAIN && !wait_fd(c->fd, POLLOUT, deadline))
+            *why = "timed out";
+    }
     explicit_bzero((char *)text, len);
-    return rc;
+    return *why == NULL ? 0 : -1;
 }
 
-/* A string field without embedded NULs, or NULL. */
+/* The string J if it is one and holds no NUL, else NULL. */
+static const char *str_of(struct json_object *j)
+{
+    const char *s = json_object_get_string(j);
+
+    if (!json_object_is_type(j, json_type_string) ||
+        strlen(s) != (size_t)json_object_get_string_len(j))
+        return NULL;
+    return s;
+}
+
 static const char *get_str(struct json_object *obj, const char *key)
 {
-    struct json_object *v;
-
-    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
-        return NULL;
-    if (strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
-        return NULL;
-    return json_object_get_string(v);
+    return str_of(json_object_object_get(obj, key));
 }
 
-/* Reads one answer line within TIMEOUT_MS: a JSON object with bool "ok" and string "code". */
+/*
+ * Reads one answer line within TIMEOUT_MS: a JSON object with bool "ok" and string
+ * "code". hostd answers once per request, so nothing may follow the newline.
+ */
 static struct json_object *read_answer(struct conn *c, long long timeout_ms, const char **why)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = deadline_in(timeout_ms);
     struct json_tokener *tok;
-    struct json_object *ans, *ok;
+    struct json_object *ans = NULL;
+    size_t len = 0;
+    ssize_t n;
     char *nl;
-    size_t linelen;
 
-    while ((nl = memchr(c->buf, '\n', c->len)) == NULL) {
-        ssize_t r;
-
-        if (c->len == LINE_MAX_BYTES)
+    while ((nl = memchr(c->buf, '\n', len)) == NULL) {
+        if (len == LINE_MAX_BYTES)
             return *why = "answer over 64 KiB", NULL;
-        r = recv(c->fd, c->buf + c->len, LINE_MAX_BYTES - c->len, MSG_DONTWAIT);
-        if (r > 0)
-            c->len += (size_t)r;
-        else if (r == 0)
+        n = recv(c->fd, c->buf + len, LINE_MAX_BYTES - len, MSG_DONTWAIT);
+        if (n > 0)
+            len += (size_t)n;
+        else if (n == 0)
             return *why = "connection closed", NULL;
         else if (errno != EINTR && errno != EAGAIN)
             return *why = "read failed", NULL;
-        else if (errno == EAGAIN && wait_fd(c->fd, POLLIN, deadline) != 1)
+        else if (errno == EAGAIN && !wait_fd(c->fd, POLLIN, deadline))
             return *why = "timed out", NULL;
     }
-    linelen = (size_t)(nl - c->buf);
-    *nl = '\0';
-    tok = json_tokener_new();
-    if (tok == NULL)
-        return *why = "out of memory", NULL;
-    ans = json_tokener_parse_ex(tok, c->buf, (int)linelen);
-    if (ans != NULL && json_tokener_get_parse_end(tok) != linelen) {
+    *why = "malformed answer";
+    if (nl != c->buf + len - 1 || (tok = json_tokener_new()) == NULL)
+        return NULL;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    ans = json_tokener_parse_ex(tok, c->buf, (int)(nl - c->buf));
+    if (ans == NULL || json_tokener_get_parse_end(tok) != (size_t)(nl - c->buf) ||
+        !json_object_is_type(ans, json_type_object) ||
+        !json_object_is_type(json_object_object_get(ans, "ok"), json_type_boolean) ||
+        get_str(ans, "code") == NULL) {
         json_object_put(ans);
         ans = NULL;
     }
     json_tokener_free(tok);
-    c->len -= linelen + 1;
-    memmove(c->buf, nl + 1, c->len);
-    if (ans == NULL || !json_object_is_type(ans, json_type_object) ||
-        !json_object_object_get_ex(ans, "ok", &ok) ||
-        !json_object_is_type(ok, json_type_boolean) || get_str(ans, "code") == NULL) {
-        json_object_put(ans);
-        return *why = "malformed answer", NULL;
-    }
     return ans;
 }
 
 static int answer_ok(struct json_object *ans)
 {
     return json_object_get_boolean(json_object_object_get(ans, "ok"));
+}
+
+static int is_decision(struct json_object *ans, const char *decision)
+{
+    const char *d = get_str(ans, "decision");
+
+    return answer_ok(ans) && d != NULL && strcmp(d, decision) == 0;
 }
 
 /* Adds VAL (taking it) to object OBJ at KEY, or to array OBJ if KEY is NULL. */
@@ -273,6 +238,7 @@ static int put(struct json_object *obj, const char *key, struct json_object *val
     return rc;
 }
 
+/* Adds VEC (N strings, or up to its NULL if N < 0) to REQ at KEY. */
 static int add_vector(struct json_object *req, const char *key, char * const *vec, int n)
 {
     struct json_object *arr = json_object_new_array();
@@ -293,22 +259,18 @@ static void free_vector(char **vec)
     free(vec);
 }
 
-/* Copies the array of strings at KEY into a NULL-terminated vector; NULL if malformed. */
+/* A NULL-terminated copy of the array of strings at KEY; NULL if malformed. */
 static char **copy_vector(struct json_object *ans, const char *key)
 {
-    struct json_object *arr, *item;
-    char **vec;
-    size_t n;
+    struct json_object *arr = json_object_object_get(ans, key);
+    size_t n = json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
+    char **vec = json_object_is_type(arr, json_type_array) ? calloc(n + 1, sizeof(char *))
+                                                            : NULL;
 
-    if (!json_object_object_get_ex(ans, key, &arr) || !json_object_is_type(arr, json_type_array))
-        return NULL;
-    n = json_object_array_length(arr);
-    vec = calloc(n + 1, sizeof(char *));
     for (size_t i = 0; vec != NULL && i < n; i++) {
-        item = json_object_array_get_idx(arr, i);
-        if (!json_object_is_type(item, json_type_string) ||
-            strlen(json_object_get_string(item)) != (size_t)json_object_get_string_len(item) ||
-            (vec[i] = strdup(json_object_get_string(item))) == NULL) {
+        const char *s = str_of(json_object_array_get_idx(arr, i));
+
+        if (s == NULL || (vec[i] = strdup(s)) == NULL) {
             free_vector(vec);
             return NULL;
         }
@@ -316,8 +278,9 @@ static char **copy_vector(struct json_object *ans, const char *key)
     return vec;
 }
 
-/* The fields every sudo.check carries; the caller adds argv and the mode's own fields. */
-static struct json_object *new_check(const char *mode)
+/* A sudo.check request: what sudo told us, passed unchanged. */
+static struct json_object *new_check(const char *mode, char * const argv[], int argc,
+                                     const char **errstr)
 {
     struct json_object *req = json_object_new_object();
 
@@ -326,8 +289,10 @@ static struct json_object *new_check(const char *mode)
         put(req, "mode", json_object_new_string(mode)) != 0 ||
         add_vector(req, "settings", st.settings, -1) != 0 ||
         add_vector(req, "user_info", st.user_info, -1) != 0 ||
+        add_vector(req, "argv", argv, argc) != 0 ||
         add_vector(req, "env", st.user_env, -1) != 0) {
         json_object_put(req);
+        refuse(errstr, "jit: out of memory");
         return NULL;
     }
     return req;
@@ -359,69 +324,91 @@ static void drop_password(struct json_object *req)
     }
 }
 
+/* Shows PENDING's text, sends sudo.wait on C and returns the final answer (NULL: *why). */
+static struct json_object *await_approval(struct conn *c, struct json_object *pending,
+                                          const char **why)
+{
+    struct json_object *wait = json_object_new_object(), *tmo, *ans = NULL;
+    const char *id = get_str(pending, "request_id"), *text = get_str(pending, "message");
+    int64_t timeout = -1;
+
+    if (json_object_object_get_ex(pending, "timeout", &tmo) &&
+        json_object_is_type(tmo, json_type_int))
+        timeout = json_object_get_int64(tmo);
+    *why = "malformed answer";
+    if (id != NULL && text != NULL && timeout >= 0 && timeout <= WAIT_MAX_S) {
+        *why = "out of memory";
+        if (wait != NULL && put(wait, "v", json_object_new_int(1)) == 0 &&
+            put(wait, "op", json_object_new_string("sudo.wait")) == 0 &&
+            put(wait, "id", json_object_new_string(id)) == 0) {
+            say(SUDO_CONV_ERROR_MSG, text);
+            if (send_request(c, wait, why) == 0)
+                ans = read_answer(c, (timeout + 5) * 1000, why);
+        }
+    }
+    json_object_put(wait);
+    json_object_put(pending);
+    return ans;
+}
+
 /*
- * Sends REQ and returns hostd's final answer, after any password prompts and any
- * approval wait; NULL with *why set when hostd cannot be reached or answers nonsense.
+ * Sends REQ and follows hostd through password prompts and an approval wait.
+ * 1: an ok answer (with decision WANT unless NULL) in *ansp, for the caller to free;
+ * 0: refused; -1: hostd unreachable or its answer unusable. 0 and -1 are shown and
+ * set *errstr.
  */
-static struct json_object *exchange(struct json_object *req, const char **why)
+static int ask(struct json_object *req, const char *want, struct json_object **ansp,
+               const char **errstr)
 {
     struct conn *c = malloc(sizeof(*c));
-    struct json_object *ans = NULL, *wait = NULL, *tmo;
-    int tries = 0;
+    struct json_object *ans = NULL;
+    const char *why = "out of memory";
+    int ret = -1, tries = 0;
 
     if (c == NULL)
-        return *why = "out of memory", NULL;
+        goto done;
     c->fd = -1;
     for (;;) {
-        if (conn_open(c, why) != 0 || send_request(c, req, why) != 0)
-            break;
+        if (conn_open(c, &why) != 0 || send_request(c, req, &why) != 0)
+            goto done;
         drop_password(req);
-        ans = read_answer(c, ANSWER_TIMEOUT_MS, why);
-        if (ans == NULL || answer_ok(ans) || strcmp(get_str(ans, "code"), "auth_required") != 0 ||
+        if ((ans = read_answer(c, ANSWER_TIMEOUT_MS, &why)) == NULL)
+            goto done;
+        if (answer_ok(ans) || strcmp(get_str(ans, "code"), "auth_required") != 0 ||
             tries++ == PASSWORD_TRIES)
             break;
-        /* hostd drops a quick connection idle for 10 s: ask again on a new one. */
-        conn_close(c);
-        if (get_str(ans, "message") == NULL || add_password(req, get_str(ans, "message")) != 0) {
-            *why = get_str(ans, "message") == NULL ? "malformed answer" : "no password given";
-            json_object_put(ans);
-            ans = NULL;
-            break;
+        conn_close(c); /* hostd drops a connection idle for 10 s: ask again on a new one */
+        why = "malformed answer";
+        if (get_str(ans, "message") == NULL)
+            goto done;
+        if (add_password(req, get_str(ans, "message")) != 0) {
+            refuse(errstr, "jit: no password given");
+            ret = 0;
+            goto done;
         }
         json_object_put(ans);
         ans = NULL;
     }
-    drop_password(req);
-    if (ans != NULL && answer_ok(ans) && get_str(ans, "decision") != NULL &&
-        strcmp(get_str(ans, "decision"), "pending") == 0) {
-        const char *id = get_str(ans, "request_id"), *text = get_str(ans, "message");
-        long long timeout;
-
-        if (id == NULL || text == NULL || !json_object_object_get_ex(ans, "timeout", &tmo) ||
-            !json_object_is_type(tmo, json_type_int) ||
-            (timeout = json_object_get_int64(tmo)) < 0 || timeout > WAIT_MAX_S) {
-            *why = "malformed answer";
-        } else if ((wait = json_object_new_object()) == NULL ||
-                   put(wait, "v", json_object_new_int(1)) != 0 ||
-                   put(wait, "op", json_object_new_string("sudo.wait")) != 0 ||
-                   put(wait, "id", json_object_new_string(id)) != 0) {
-            *why = "out of memory";
-        } else {
-            say(SUDO_CONV_ERROR_MSG, text);
-            if (send_request(c, wait, why) == 0) {
-                json_object_put(ans);
-                ans = read_answer(c, (timeout + 5) * 1000, why);
-                goto done;
-            }
-        }
-        json_object_put(ans);
+    if (is_decision(ans, "pending") && (ans = await_approval(c, ans, &why)) == NULL)
+        goto done;
+    why = answer_ok(ans) ? "unexpected answer" : "malformed answer";
+    if (!answer_ok(ans) && get_str(ans, "message") != NULL) {
+        refuse(errstr, "%s", get_str(ans, "message"));
+        ret = 0;
+    } else if (answer_ok(ans) && (want == NULL || is_decision(ans, want))) {
+        *ansp = ans;
         ans = NULL;
+        ret = 1;
     }
 done:
-    json_object_put(wait);
-    conn_close(c);
+    if (ret == -1)
+        refuse(errstr, UNREACHABLE, why);
+    drop_password(req);
+    json_object_put(ans);
+    if (c != NULL)
+        conn_close(c);
     free(c);
-    return ans;
+    return ret;
 }
 
 static int jit_open(unsigned int version, sudo_conv_t conversation,
@@ -432,17 +419,15 @@ static int jit_open(unsigned int version, sudo_conv_t conversation,
     (void)plugin_options;
     st.version = version;
     st.conv = conversation;
-    st.say_printf = sudo_plugin_printf;
-    if (SUDO_API_VERSION_GET_MAJOR(version) != SUDO_API_VERSION_MAJOR) {
-        sudo_plugin_printf(SUDO_CONV_ERROR_MSG,
-                           "jit: incompatible sudo plugin API major version %u, expected %d\n",
-                           SUDO_API_VERSION_GET_MAJOR(version), SUDO_API_VERSION_MAJOR);
-        set_errstr(errstr, "jit: incompatible sudo plugin API version");
-        return -1;
-    }
+    st.printf = sudo_plugin_printf;
     st.settings = settings;
     st.user_info = user_info;
     st.user_env = user_env;
+    if (SUDO_API_VERSION_GET_MAJOR(version) != SUDO_API_VERSION_MAJOR) {
+        refuse(errstr, "jit: incompatible sudo plugin API major version %u, expected %d",
+               SUDO_API_VERSION_GET_MAJOR(version), SUDO_API_VERSION_MAJOR);
+        return -1;
+    }
     return 1;
 }
 
@@ -459,7 +444,7 @@ static void jit_close(int exit_status, int error)
 static int jit_show_version(int verbose)
 {
     (void)verbose;
-    st.say_printf(SUDO_CONV_INFO_MSG, "jit_sudo policy plugin version %s\n", JIT_VERSION);
+    st.printf(SUDO_CONV_INFO_MSG, "jit_sudo policy plugin version %s\n", JIT_VERSION);
     return 1;
 }
 
@@ -467,34 +452,22 @@ static int jit_check_policy(int argc, char * const argv[], char *env_add[],
                             char **command_info[], char **argv_out[], char **user_env_out[],
                             const char **errstr)
 {
-    struct json_object *req = new_check("run"), *ans = NULL;
-    const char *why = "out of memory", *decision;
+    struct json_object *req = new_check("run", argv, argc, errstr), *ans = NULL;
     int ret = -1;
 
-    (void)env_add; /* VAR=value from the command line: not sent, hostd's env is final */
-    if (req == NULL || add_vector(req, "argv", argv, argc) != 0)
+    (void)env_add; /* VAR=value given on the command line: not sent, hostd's env is final */
+    if (req == NULL)
         goto done;
-    ret = 0;
-    if ((ans = exchange(req, &why)) == NULL) {
-        unreachable(errstr, why);
+    ret = 0; /* from here on, anything but a well-formed allow is a refusal */
+    if (ask(req, "allow", &ans, errstr) != 1)
         goto done;
-    }
-    decision = get_str(ans, "decision");
-    if (!answer_ok(ans)) {
-        refusal(ans, errstr);
-        goto done;
-    }
-    if (decision == NULL || strcmp(decision, "allow") != 0) {
-        unreachable(errstr, "unexpected answer");
-        goto done;
-    }
     jit_close(0, 0); /* vectors of an earlier call, if any */
     st.command_info = copy_vector(ans, "command_info");
     st.argv_out = copy_vector(ans, "argv");
     st.env_out = copy_vector(ans, "env");
     if (st.command_info == NULL || st.argv_out == NULL || st.env_out == NULL) {
         jit_close(0, 0);
-        unreachable(errstr, "malformed answer");
+        refuse(errstr, UNREACHABLE, "malformed answer");
         goto done;
     }
     *command_info = st.command_info;
@@ -507,35 +480,27 @@ done:
     return ret;
 }
 
-/* list, validate, invalidate: 1 on an ok answer, 0 on a refusal, -1 if hostd is unreachable. */
-static int simple_check(struct json_object *req, const char *decision, const char **errstr)
+/* list (-l), validate (-v), invalidate (-k): 1 done, 0 refused, -1 error (unreachable). */
+static int other_mode(const char *mode, int argc, char * const argv[], const char *user,
+                      const char **errstr)
 {
-    struct json_object *ans = NULL;
-    const char *why = "out of memory";
-    int ret = -1;
+    struct json_object *req = new_check(mode, NULL, 0, errstr), *ans = NULL;
+    int list = strcmp(mode, "list") == 0, ret = -1;
 
-    if (req == NULL || add_vector(req, "argv", NULL, 0) != 0) {
-        unreachable(errstr, why);
+    if (req == NULL)
+        goto done;
+    if ((user != NULL && put(req, "list_user", json_object_new_string(user)) != 0) ||
+        (argv != NULL && add_vector(req, "list_argv", argv, argc) != 0)) {
+        refuse(errstr, "jit: out of memory");
         goto done;
     }
-    if ((ans = exchange(req, &why)) == NULL) {
-        unreachable(errstr, why);
-        goto done;
-    }
-    if (!answer_ok(ans)) {
-        refusal(ans, errstr);
-        ret = 0;
-        goto done;
-    }
-    if (decision != NULL && (get_str(ans, "decision") == NULL ||
-                             strcmp(get_str(ans, "decision"), decision) != 0 ||
-                             get_str(ans, "message") == NULL)) {
-        unreachable(errstr, "unexpected answer");
-        goto done;
-    }
-    if (decision != NULL)
+    ret = ask(req, list ? "list" : NULL, &ans, errstr);
+    if (ret == 1 && list && get_str(ans, "message") == NULL) {
+        refuse(errstr, UNREACHABLE, "malformed answer");
+        ret = -1;
+    } else if (ret == 1 && list) {
         say(SUDO_CONV_INFO_MSG, get_str(ans, "message"));
-    ret = 1;
+    }
 done:
     json_object_put(ans);
     json_object_put(req);
@@ -545,26 +510,19 @@ done:
 static int jit_list(int argc, char * const argv[], int verbose, const char *user,
                     const char **errstr)
 {
-    struct json_object *req = new_check("list");
-
     (void)verbose;
-    if (req != NULL && user != NULL &&
-        put(req, "list_user", json_object_new_string(user)) != 0)
-        return json_object_put(req), -1;
-    if (req != NULL && argv != NULL && add_vector(req, "list_argv", argv, argc) != 0)
-        return json_object_put(req), -1;
-    return simple_check(req, "list", errstr);
+    return other_mode("list", argc, argv, user, errstr);
 }
 
 static int jit_validate(const char **errstr)
 {
-    return simple_check(new_check("validate"), NULL, errstr);
+    return other_mode("validate", 0, NULL, NULL, errstr);
 }
 
 static void jit_invalidate(int rmcred)
 {
     (void)rmcred;
-    simple_check(new_check("invalidate"), NULL, NULL);
+    other_mode("invalidate", 0, NULL, NULL, NULL);
 }
 
 __attribute__((visibility("default"))) struct policy_plugin jit_policy = {
