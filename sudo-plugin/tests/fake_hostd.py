@@ -29,7 +29,7 @@ LIST = {"ok": True, "code": "ok", "decision": "list",
 
 def big_allow():
     """An allow answer of exactly 64 KiB, newline included."""
-    answer = dict(ALLOW, env=ENV + ["PAD="])
+    answer = dict(ALLOW, env=[*ENV, "PAD="])
     size = len(json.dumps(answer, separators=(",", ":"))) + 1
     answer["env"][-1] = "PAD=" + "x" * (65536 - size)
     return answer
@@ -99,7 +99,15 @@ def main():
     scenario, path, log = sys.argv[1:4]
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path + ".tmp")
-    os.chmod(path + ".tmp", 0o666)
+    os.chmod(path + ".tmp", 0o666)  # noqa: S103 (as hostd's socket: anyone may connect)
+    if scenario == "backlog":
+        # Fill the backlog of 0 (one queued connection) and never accept.
+        srv.listen(0)
+        queued = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        queued.connect(path + ".tmp")
+        os.rename(path + ".tmp", path)
+        time.sleep(60)
+        return
     srv.listen(8)
     os.rename(path + ".tmp", path)
     state = {}

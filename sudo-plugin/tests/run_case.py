@@ -47,12 +47,24 @@ CASES = {
     "too_large": ("too_large", UNREACH.format("answer over 64 KiB"), ["sudo.check/run"]),
     "big_allow": ("big_allow", None, ["sudo.check/run"]),
     "slow": ("slow", UNREACH.format("timed out"), ["sudo.check/run"]),
+    "connect_timeout": ("backlog", UNREACH.format("connect timed out"), []),
     "list": ("list", None, ["sudo.check/list"]),
     "validate": ("validate", None, ["sudo.check/validate"]),
     "invalidate": ("invalidate", None, ["sudo.check/invalidate"]),
     "validate_unreachable": (None, None, []),
     "version": (None, None, []),
     "api_major": (None, None, []),
+    # the real sudo 1.9.13 loading jit_sudo.so (not under valgrind: sudo is setuid)
+    "sudo_allow": ("allow", None, ["sudo.check/run"]),
+    "sudo_deny": ("deny", "jit: no active grant allows /usr/bin/id", ["sudo.check/run"]),
+    "sudo_list": ("list", None, ["sudo.check/list"]),
+}
+REAL_SUDO = {
+    # case: (sudo arguments, exit status, stdout, text expected on stderr)
+    "sudo_allow": (["/usr/bin/id", "-u"], 0, "0\n", ""),
+    "sudo_deny": (["/usr/bin/id", "-u"], 1, "", "jit: no active grant allows /usr/bin/id\n"),
+    "sudo_list": (["-l", "-U", "bob", "id", "-u"], 0,
+                  "alice may run as root: ALL (grant g-1, until 12:00 UTC)\n", ""),
 }
 
 
@@ -79,6 +91,12 @@ def check_requests(case, reqs):
             keys |= {"list_user", "list_argv"}
         if set(r) != keys or r["v"] != 1:
             problems.append(f"fields {sorted(r)}")
+        if case in REAL_SUDO:
+            if "user=root" not in r["user_info"] or "JIT_TEST=1" not in r["env"]:
+                problems.append("user_info or env not passed")
+            if r["argv"] != (["/usr/bin/id", "-u"] if r["mode"] == "run" else []):
+                problems.append(f"argv {r['argv']}")
+            continue
         if "user=alice" not in r["user_info"] or "progname=sudo" not in r["settings"]:
             problems.append("settings or user_info not passed unchanged")
         if "LD_PRELOAD=/tmp/evil.so" not in r["env"]:
@@ -86,7 +104,7 @@ def check_requests(case, reqs):
         want_argv = ["id", "-u"] if r["mode"] == "run" else []
         if r["argv"] != want_argv:
             problems.append(f"argv {r['argv']}")
-        if r["mode"] == "list" and (r["list_user"] != "bob" or r["list_argv"] != ["id", "-u"]):
+        if r["mode"] == "list" and (r["list_user"] != "bob" or r["list_argv"][-1:] != ["-u"]):
             problems.append("list_user or list_argv")
     passwords = [r["password"] for r in reqs if "password" in r]
     if case == "password" and passwords != ["secret"]:
@@ -102,7 +120,7 @@ def start_hostd(case, scenario, tmp):
     if case == "peer_not_root":
         os.chown(tmp, OTHER_UID, OTHER_UID)
         cmd = ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}",
-               "--clear-groups", "--"] + cmd
+               "--clear-groups", "--", *cmd]
     hostd = subprocess.Popen(cmd)
     for _ in range(100):
         if os.path.exists(SOCK):
@@ -118,11 +136,25 @@ def start_hostd(case, scenario, tmp):
     return hostd
 
 
+def real_sudo(case, tmp, env):
+    """Runs the real sudo with a sudo.conf naming jit_sudo.so; returns problems."""
+    conf = os.path.join(tmp, "sudo.conf")
+    with open(conf, "w", encoding="utf-8") as f:
+        f.write(f"Plugin jit_policy {PLUGIN}\n")
+    subprocess.run(["mount", "--bind", conf, "/etc/sudo.conf"], check=True)
+    args, status, out, err = REAL_SUDO[case]
+    p = subprocess.run(["sudo", *args], env=dict(env, JIT_TEST="1"), capture_output=True,
+                       text=True, stdin=subprocess.DEVNULL)
+    if (p.returncode, p.stdout) != (status, out) or err not in p.stderr:
+        return [f"sudo exited {p.returncode}, stdout {p.stdout!r}, stderr {p.stderr!r}"]
+    return []
+
+
 def inside(case):
     """Runs CASE; we are in a private mount namespace already."""
     scenario, expect, _ = CASES[case]
     tmp = tempfile.mkdtemp(prefix="jit-sudo-test-")
-    os.chmod(tmp, 0o755)
+    os.chmod(tmp, 0o755)  # noqa: S103 (becomes /run/jit, which is 0755)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"], check=True)
     os.mkdir("/run/jit", 0o755)
     subprocess.run(["mount", "--bind", tmp, "/run/jit"], check=True)
@@ -136,11 +168,16 @@ def inside(case):
         env["WRONG"] = "1"
     try:
         started = time.monotonic()
-        rc = subprocess.run(VALGRIND + [DRIVER, case, PLUGIN], env=env).returncode
+        if case in REAL_SUDO:
+            problems = real_sudo(case, tmp, env)
+        else:
+            rc = subprocess.run([*VALGRIND, DRIVER, case, PLUGIN], env=env).returncode
+            problems = [] if rc == 0 else [f"driver or valgrind failed (exit {rc})"]
         took = time.monotonic() - started
-        problems = [] if rc == 0 else [f"driver or valgrind failed (exit {rc})"]
         if case == "slow" and not 9.5 < took < 20:
             problems.append(f"took {took:.1f} s, not about 10 s")
+        if case == "connect_timeout" and not 1.5 < took < 8:
+            problems.append(f"took {took:.1f} s, not about 2 s")
     finally:
         if hostd:
             hostd.kill()
