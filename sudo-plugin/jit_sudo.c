@@ -70,8 +70,12 @@ static void refuse(const char **errstr, const char *fmt, ...)
         *errstr = st.errbuf;
 }
 
-/* Waits for EVENTS on FD until DEADLINE (CLOCK_MONOTONIC ms); 1 when ready. */
-static int wait_fd(int fd, short events, long long deadline)
+/*
+ * Waits for EVENTS on FD until DEADLINE (CLOCK_MONOTONIC ms): 1 ready, 0 timed out,
+ * -1 interrupted by a signal when INTERRUPTIBLE (sudo catches SIGINT and friends with
+ * a handler that only records them, so Ctrl-C reaches us as EINTR, nothing more).
+ */
+static int wait_fd(int fd, short events, long long deadline, int interruptible)
 {
     struct pollfd pfd = { .fd = fd, .events = events };
     struct timespec ts;
@@ -82,6 +86,8 @@ static int wait_fd(int fd, short events, long long deadline)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         left = deadline - ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
         n = left <= 0 ? 0 : poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+        if (n < 0 && errno == EINTR && interruptible)
+            return -1;
     } while ((n < 0 && errno == EINTR) || (n == 0 && left > 60000));
     return n > 0;
 }
@@ -149,7 +155,7 @@ static int send_request(struct conn *c, struct json_object *req, const char **wh
             done += (size_t)n;
         else if (errno != EINTR && errno != EAGAIN)
             *why = "connection closed";
-        else if (errno == EAGAIN && !wait_fd(c->fd, POLLOUT, deadline))
+        else if (errno == EAGAIN && wait_fd(c->fd, POLLOUT, deadline, 0) != 1)
             *why = "timed out";
     }
     explicit_bzero((char *)text, len);
@@ -174,9 +180,11 @@ static const char *get_str(struct json_object *obj, const char *key)
 
 /*
  * Reads one answer line within TIMEOUT_MS: a JSON object with bool "ok" and string
- * "code". hostd answers once per request, so nothing may follow the newline.
+ * "code". hostd answers once per request, so nothing may follow the newline. A wait
+ * for approval (INTERRUPTIBLE) ends at a signal with *why "cancelled".
  */
-static struct json_object *read_answer(struct conn *c, long long timeout_ms, const char **why)
+static struct json_object *read_answer(struct conn *c, long long timeout_ms, int interruptible,
+                                       const char **why)
 {
     long long deadline = deadline_in(timeout_ms);
     struct json_tokener *tok;
@@ -195,8 +203,8 @@ static struct json_object *read_answer(struct conn *c, long long timeout_ms, con
             return *why = "connection closed", NULL;
         else if (errno != EINTR && errno != EAGAIN)
             return *why = "read failed", NULL;
-        else if (errno == EAGAIN && !wait_fd(c->fd, POLLIN, deadline))
-            return *why = "timed out", NULL;
+        else if (errno == EAGAIN && (n = wait_fd(c->fd, POLLIN, deadline, interruptible)) != 1)
+            return *why = n < 0 ? "cancelled" : "timed out", NULL;
     }
     *why = "malformed answer";
     if (nl != c->buf + len - 1 || (tok = json_tokener_new()) == NULL)
@@ -343,7 +351,7 @@ static struct json_object *await_approval(struct conn *c, struct json_object *pe
             put(wait, "id", json_object_new_string(id)) == 0) {
             say(SUDO_CONV_ERROR_MSG, text);
             if (send_request(c, wait, why) == 0)
-                ans = read_answer(c, (timeout + 5) * 1000, why);
+                ans = read_answer(c, (timeout + 5) * 1000, 1, why);
         }
     }
     json_object_put(wait);
@@ -372,7 +380,7 @@ static int ask(struct json_object *req, const char *want, struct json_object **a
         if (conn_open(c, &why) != 0 || send_request(c, req, &why) != 0)
             goto done;
         drop_password(req);
-        if ((ans = read_answer(c, ANSWER_TIMEOUT_MS, &why)) == NULL)
+        if ((ans = read_answer(c, ANSWER_TIMEOUT_MS, 0, &why)) == NULL)
             goto done;
         if (answer_ok(ans) || strcmp(get_str(ans, "code"), "auth_required") != 0 ||
             tries++ == PASSWORD_TRIES)
@@ -389,8 +397,13 @@ static int ask(struct json_object *req, const char *want, struct json_object **a
         json_object_put(ans);
         ans = NULL;
     }
-    if (is_decision(ans, "pending") && (ans = await_approval(c, ans, &why)) == NULL)
+    if (is_decision(ans, "pending") && (ans = await_approval(c, ans, &why)) == NULL) {
+        if (strcmp(why, "cancelled") == 0) { /* closing the connection withdraws it */
+            refuse(errstr, "jit: cancelled");
+            ret = 0;
+        }
         goto done;
+    }
     why = answer_ok(ans) ? "unexpected answer" : "malformed answer";
     if (!answer_ok(ans) && get_str(ans, "message") != NULL) {
         refuse(errstr, "%s", get_str(ans, "message"));

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,11 @@ static int fake_printf(int msg_type, const char *fmt, ...)
             failures++;                                                                 \
         }                                                                               \
     } while (0)
+
+static void on_alarm(int signo)
+{
+    (void)signo; /* like sudo's handler: the signal is only recorded */
+}
 
 static int vec_eq(char **got, const char * const *want)
 {
@@ -149,6 +155,12 @@ int main(int argc, char **argv)
         CHECK(p->validate(&errstr) == -1);
         CHECK(shown("E:jit: cannot reach the access daemon (no socket /run/jit/hostd.sock)\n"));
     } else {
+        if (strcmp(c, "pending_cancel") == 0) { /* Ctrl-C while waiting for approval */
+            struct sigaction sa = { .sa_handler = on_alarm };
+
+            sigaction(SIGALRM, &sa, NULL);
+            alarm(1);
+        }
         rc = p->check_policy(2, cmd, NULL, &info, &run_argv, &run_env, &errstr);
         if (strcmp(c, "allow") == 0 || strcmp(c, "password") == 0 ||
             strcmp(c, "pending_allow") == 0 || strcmp(c, "big_allow") == 0) {

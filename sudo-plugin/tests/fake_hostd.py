@@ -38,6 +38,8 @@ def big_allow():
 def answer(scenario, req, state):
     """The answer to REQ (None: say nothing), or raw bytes to send as they are."""
     if req.get("op") == "sudo.wait":
+        if scenario == "pending_hang":
+            return None
         time.sleep(0.5)
         return ALLOW if scenario == "pending_allow" else {
             "ok": False, "code": "denied", "message": "jit: request r-1 denied by bob"}
@@ -55,6 +57,8 @@ def answer(scenario, req, state):
         return AUTH
     if scenario in ("pending_allow", "pending_deny"):
         return PENDING
+    if scenario == "pending_hang":
+        return dict(PENDING, timeout=30)
     if scenario in ("list", "validate", "invalidate"):
         return LIST if scenario == "list" else {"ok": True, "code": "ok", "message": ""}
     if scenario == "malformed":

@@ -12,6 +12,7 @@ the requests the fake hostd received.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ CASES = {
     "pending_allow": ("pending_allow", None, ["sudo.check/run", "sudo.wait"]),
     "pending_deny": ("pending_deny", "jit: request r-1 denied by bob",
                      ["sudo.check/run", "sudo.wait"]),
+    "pending_cancel": ("pending_hang", "jit: cancelled", ["sudo.check/run", "sudo.wait"]),
     "unreachable": (None, UNREACH.format("no socket /run/jit/hostd.sock"), []),
     "socket_not_root": ("socket_not_root",
                         UNREACH.format("/run/jit/hostd.sock is not a socket owned by root"), []),
@@ -58,6 +60,7 @@ CASES = {
     "sudo_allow": ("allow", None, ["sudo.check/run"]),
     "sudo_deny": ("deny", "jit: no active grant allows /usr/bin/id", ["sudo.check/run"]),
     "sudo_list": ("list", None, ["sudo.check/list"]),
+    "sudo_cancel": ("pending_hang", None, ["sudo.check/run", "sudo.wait"]),
 }
 REAL_SUDO = {
     # case: (sudo arguments, exit status, stdout, text expected on stderr)
@@ -65,6 +68,9 @@ REAL_SUDO = {
     "sudo_deny": (["/usr/bin/id", "-u"], 1, "", "jit: no active grant allows /usr/bin/id\n"),
     "sudo_list": (["-l", "-U", "bob", "id", "-u"], 0,
                   "alice may run as root: ALL (grant g-1, until 12:00 UTC)\n", ""),
+    # SIGTERM after 1 s: sudo catches it (as it does SIGINT from a terminal)
+    "sudo_cancel": (["/usr/bin/id", "-u"], 1, "",
+                    "waiting for approval (Ctrl-C to cancel)\njit: cancelled\n"),
 }
 
 
@@ -143,10 +149,15 @@ def real_sudo(case, tmp, env):
         f.write(f"Plugin jit_policy {PLUGIN}\n")
     subprocess.run(["mount", "--bind", conf, "/etc/sudo.conf"], check=True)
     args, status, out, err = REAL_SUDO[case]
-    p = subprocess.run(["sudo", *args], env=dict(env, JIT_TEST="1"), capture_output=True,
-                       text=True, stdin=subprocess.DEVNULL)
-    if (p.returncode, p.stdout) != (status, out) or err not in p.stderr:
-        return [f"sudo exited {p.returncode}, stdout {p.stdout!r}, stderr {p.stderr!r}"]
+    p = subprocess.Popen(["sudo", *args], env=dict(env, JIT_TEST="1"), text=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    if case == "sudo_cancel":
+        time.sleep(1)
+        p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=30)
+    if (p.returncode, stdout) != (status, out) or err not in stderr:
+        return [f"sudo exited {p.returncode}, stdout {stdout!r}, stderr {stderr!r}"]
     return []
 
 
@@ -176,6 +187,8 @@ def inside(case):
         took = time.monotonic() - started
         if case == "slow" and not 9.5 < took < 20:
             problems.append(f"took {took:.1f} s, not about 10 s")
+        if case in ("pending_cancel", "sudo_cancel") and took > 5:
+            problems.append(f"took {took:.1f} s: the signal did not end the wait")
         if case == "connect_timeout" and not 1.5 < took < 8:
             problems.append(f"took {took:.1f} s, not about 2 s")
     finally:
