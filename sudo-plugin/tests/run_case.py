@@ -68,7 +68,7 @@ REAL_SUDO = {
     "sudo_deny": (["/usr/bin/id", "-u"], 1, "", "jit: no active grant allows /usr/bin/id\n"),
     "sudo_list": (["-l", "-U", "bob", "id", "-u"], 0,
                   "alice may run as root: ALL (grant g-1, until 12:00 UTC)\n", ""),
-    # SIGTERM after 1 s: sudo catches it (as it does SIGINT from a terminal)
+    # Ctrl-C (SIGINT) after 1 s: sudo catches it, the shim sees EINTR
     "sudo_cancel": (["/usr/bin/id", "-u"], 1, "",
                     "waiting for approval (Ctrl-C to cancel)\njit: cancelled\n"),
 }
@@ -154,7 +154,7 @@ def real_sudo(case, tmp, env):
                          stderr=subprocess.PIPE)
     if case == "sudo_cancel":
         time.sleep(1)
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=30)
     if (p.returncode, stdout) != (status, out) or err not in stderr:
         return [f"sudo exited {p.returncode}, stdout {stdout!r}, stderr {stderr!r}"]
