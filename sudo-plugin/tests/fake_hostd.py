@@ -19,7 +19,8 @@ ALLOW = {"ok": True, "code": "ok", "message": "", "decision": "allow",
          "command_info": COMMAND_INFO, "argv": ARGV, "env": ENV}
 PROMPT = "[jit] password for alice: "
 AUTH = {"ok": False, "code": "auth_required", "message": PROMPT}
-DENY = {"ok": False, "code": "denied", "message": "jit: no active grant allows /usr/bin/id"}
+DENY = {"ok": False, "code": "denied",
+        "message": "jit: no active grant allows /usr/bin/id — ask for one"}
 PENDING = {"ok": True, "code": "ok", "decision": "pending", "request_id": "r-1",
            "timeout": 2,
            "message": "jit: request r-1: waiting for approval (Ctrl-C to cancel)"}

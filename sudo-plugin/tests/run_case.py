@@ -25,13 +25,14 @@ SOCK = "/run/jit/hostd.sock"
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by uid 1000, unlike a pyenv in /root
 OTHER_UID = 1000
 UNREACH = "jit: cannot reach the access daemon ({})"
+DENIED = "jit: no active grant allows /usr/bin/id — ask for one"  # sent as \u2014
 VALGRIND = ["valgrind", "-q", "--error-exitcode=1", "--leak-check=full",
             "--errors-for-leak-kinds=definite,indirect,possible"]
 
 # case: (fake hostd scenario or None for no hostd, refusal text expected, ops sent)
 CASES = {
     "allow": ("allow", None, ["sudo.check/run"]),
-    "deny": ("deny", "jit: no active grant allows /usr/bin/id", ["sudo.check/run"]),
+    "deny": ("deny", DENIED, ["sudo.check/run"]),
     "password": ("password", None, ["sudo.check/run", "sudo.check/run+pw"]),
     "password_wrong": ("password_wrong", "jit: 3 incorrect password attempts",
                        ["sudo.check/run"] + ["sudo.check/run+pw"] * 3),
@@ -58,14 +59,14 @@ CASES = {
     "api_major": (None, None, []),
     # the real sudo 1.9.13 loading jit_sudo.so (not under valgrind: sudo is setuid)
     "sudo_allow": ("allow", None, ["sudo.check/run"]),
-    "sudo_deny": ("deny", "jit: no active grant allows /usr/bin/id", ["sudo.check/run"]),
+    "sudo_deny": ("deny", DENIED, ["sudo.check/run"]),
     "sudo_list": ("list", None, ["sudo.check/list"]),
     "sudo_cancel": ("pending_hang", None, ["sudo.check/run", "sudo.wait"]),
 }
 REAL_SUDO = {
     # case: (sudo arguments, exit status, stdout, text expected on stderr)
     "sudo_allow": (["/usr/bin/id", "-u"], 0, "0\n", ""),
-    "sudo_deny": (["/usr/bin/id", "-u"], 1, "", "jit: no active grant allows /usr/bin/id\n"),
+    "sudo_deny": (["/usr/bin/id", "-u"], 1, "", DENIED + "\n"),
     "sudo_list": (["-l", "-U", "bob", "id", "-u"], 0,
                   "alice may run as root: ALL (grant g-1, until 12:00 UTC)\n", ""),
     # Ctrl-C (SIGINT) after 1 s: sudo catches it, the shim sees EINTR
