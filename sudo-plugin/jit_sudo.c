@@ -142,24 +142,27 @@ static int send_request(struct conn *c, struct json_object *req, const char **wh
     size_t len = 0, done = 0;
     const char *text = json_object_to_json_string_length(
         req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    const char *err = text == NULL ? "out of memory" : NULL;
     long long deadline = deadline_in(ANSWER_TIMEOUT_MS);
     ssize_t n;
 
-    if (text == NULL)
-        return *why = "out of memory", -1;
-    *why = len + 1 > LINE_MAX_BYTES ? "request over 64 KiB" : NULL;
-    while (*why == NULL && done < len + 1) {
+    if (text != NULL && len + 1 > LINE_MAX_BYTES)
+        err = "request over 64 KiB";
+    while (err == NULL && done < len + 1) {
         n = done < len ? send(c->fd, text + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT)
                        : send(c->fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0)
             done += (size_t)n;
         else if (errno != EINTR && errno != EAGAIN)
-            *why = "connection closed";
+            err = "connection closed";
         else if (errno == EAGAIN && wait_fd(c->fd, POLLOUT, deadline, 0) != 1)
-            *why = "timed out";
+            err = "timed out";
     }
-    explicit_bzero((char *)text, len);
-    return *why == NULL ? 0 : -1;
+    if (text != NULL)
+        explicit_bzero((char *)text, len);
+    if (err != NULL)
+        *why = err;
+    return err == NULL ? 0 : -1;
 }
 
 /* The string J if it is one and holds no NUL, else NULL. */

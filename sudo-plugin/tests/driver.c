@@ -108,8 +108,9 @@ int main(int argc, char **argv)
                                 "plugin_dir=/usr/libexec/sudo", NULL };
     char * const user_info[] = { "user=alice", "uid=1001", "gid=1001", "cwd=/home/alice",
                                  "tty=/dev/pts/3", "host=web1", "pid=4242", NULL };
-    char * const user_env[] = { "PATH=/home/alice/bin:/usr/bin", "TERM=xterm",
-                                "LD_PRELOAD=/tmp/evil.so", NULL };
+    static char big[70000];
+    char *user_env[] = { "PATH=/home/alice/bin:/usr/bin", "TERM=xterm",
+                         "LD_PRELOAD=/tmp/evil.so", NULL, NULL };
     char * const cmd[] = { "id", "-u", NULL };
     char **info = NULL, **run_argv = NULL, **run_env = NULL;
     const char *errstr = NULL, *c;
@@ -122,6 +123,11 @@ int main(int argc, char **argv)
         return 2;
     }
     c = argv[1];
+    if (strcmp(c, "request_too_large") == 0) { /* the request would be over 64 KiB */
+        memset(big, 'x', sizeof(big) - 1);
+        memcpy(big, "BIG=", 4);
+        user_env[3] = big;
+    }
     so = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
     if (so == NULL || (p = dlsym(so, "jit_policy")) == NULL) {
         fprintf(stderr, "cannot load jit_policy: %s\n", dlerror());

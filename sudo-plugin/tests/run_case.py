@@ -47,6 +47,7 @@ CASES = {
     "malformed": ("malformed", UNREACH.format("malformed answer"), ["sudo.check/run"]),
     "missing_fields": ("missing_fields", UNREACH.format("malformed answer"), ["sudo.check/run"]),
     "eof": ("eof", UNREACH.format("connection closed"), ["sudo.check/run"]),
+    "request_too_large": ("allow", UNREACH.format("request over 64 KiB"), []),
     "too_large": ("too_large", UNREACH.format("answer over 64 KiB"), ["sudo.check/run"]),
     "big_allow": ("big_allow", None, ["sudo.check/run"]),
     "slow": ("slow", UNREACH.format("timed out"), ["sudo.check/run"]),
