@@ -9,20 +9,24 @@ SHELL_SCRIPTS = scripts/*.sh packaging/build-deb.sh .ci/run \
 	packaging/debian/jitaccess.postinst packaging/debian/jitaccess.prerm \
 	packaging/debian/jitaccess.postrm
 
-.PHONY: test test-unit test-integration test-fuzz test-crash test-e2e fuzz crash lint deb demo \
+.PHONY: test test-unit test-plugin test-integration test-fuzz test-crash test-e2e fuzz crash lint deb demo \
 	bench clean deps
 
-test: deps lint test-unit test-integration test-fuzz test-crash test-e2e
+test: deps lint test-unit test-plugin test-integration test-fuzz test-crash test-e2e
 
 deps:
 	./scripts/install-deps.sh
 
 lint:
-	$(RUFF) check hostd tests benchmarks
+	$(RUFF) check hostd tests benchmarks sudo-plugin/tests
 	$(SHELLCHECK) $(SHELL_SCRIPTS)
 
 test-unit:
 	$(PYTEST) -q tests/unit
+
+# the C sudo plugin loaded by a test driver and by the real sudo, each case under valgrind
+test-plugin:
+	$(PYTEST) -q sudo-plugin/tests
 
 test-integration:
 	$(PYTEST) -q tests/integration

@@ -47,6 +47,7 @@ REFUSALS = (
     "guardrail_denied",
     "needs_approval",
     "auth_required",
+    "auth_required_noninteractive",
     "auth_failed",
 )
 

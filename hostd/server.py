@@ -375,6 +375,9 @@ class Server:
         if d.result == "deny":
             return self._sudo_refused(asked, d.code, d.message)
         if d.needs_password and not self.sudo.fresh(asked.stamp_key):
+            if asked.noninteractive and "password" not in args:  # sudo -n: never prompt
+                return self._sudo_refused(asked, "auth_required_noninteractive",
+                                          "a password is required")
             await self._password(args, asked.stamp_key, asked.pid, asked.request.user)
         if d.result == "pending":
             if asked.noninteractive:

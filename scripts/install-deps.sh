@@ -11,6 +11,7 @@ PACKAGES=(
     python3-pampy python3-pamela python3-six libpam-python pamtester sudo passwd util-linux
     iproute2 debootstrap systemd-container debian-archive-keyring
     build-essential debhelper dh-python python3-all python3-setuptools lintian fakeroot
+    libjson-c-dev valgrind
     shellcheck
 )
 TOOLS=/var/cache/jitaccess-tools

@@ -128,7 +128,7 @@ def test_an_approve_guardrail_waits_for_bob_and_runs_once(box) -> None:
             ["requests"] if r["kind"] == "command" and r["state"] == "pending"], timeout=20)
         assert "/usr/bin/touch /tmp/approved-1" in pending[0]["reason"]
         box.run(["jit", "approve", pending[0]["id"]], user="bob")
-        out, err = waiting.communicate(timeout=30)
+        _, err = waiting.communicate(timeout=30)
         assert waiting.returncode == 0, err
         assert "waiting for approval" in err and pending[0]["id"] in err
         assert box.path("/tmp/approved-1").exists()
