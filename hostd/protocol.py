@@ -98,7 +98,8 @@ OPS: dict[str, Op] = {op.name: op for op in (
          "env": Field("strlist", length=MAX_LINE, items=4096),
          "password": Field("str", length=TEXT),
          "intercepted": Field("bool"),
-         "list_user": Field("str", length=64)}, access=ROOT),
+         "list_user": Field("str", length=64),
+         "list_argv": Field("strlist", length=MAX_LINE, items=4096)}, access=ROOT),
     _op("sudo.wait", "wait for the approval of a paused sudo command (the sudo plugin)",
         {"id": ID}, access=ROOT, kind=WAIT),
 )}

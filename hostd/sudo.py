@@ -81,7 +81,8 @@ class Sudo:
         return name, self.core.accounts.groups_of(name)
 
     def list_text(self, args: dict) -> str:
-        """`sudo -l [-U USER]`: what the user (or, for root, USER) may run."""
+        """`sudo -l [-U USER] [COMMAND]`: what the user (or, for root, USER) may run; with
+        a command, its full path if allowed (as sudoers prints it), else a refusal."""
         info = parse_kv(args["user_info"])
         uid = int(info.get("uid", "-1")) if info.get("uid", "").isdigit() else -1
         user, _ = self._who(uid, info.get("user", ""))
@@ -91,6 +92,13 @@ class Sudo:
         target_uid = self.core.accounts.uid_of(target)
         if target_uid is None:
             raise JitError("not_found", f"no such user {target!r}")
+        if args.get("list_argv"):
+            info = {**info, "user": target, "uid": str(target_uid)}
+            asked = self.ask({**args, "argv": args["list_argv"],
+                              "user_info": [f"{k}={v}" for k, v in info.items()]})
+            if asked.decision.result == "deny":
+                raise JitError(asked.decision.code, asked.decision.message)
+            return asked.decision.command
         return "\n".join(listing(self.core.config, self.core.list_grants(target_uid), target,
                                  self.core.accounts.groups_of(target), self.core.now(),
                                  self.core.host.hostname))

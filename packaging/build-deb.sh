@@ -59,6 +59,7 @@ elif ! (cd "$src" && dpkg-buildpackage -us -uc -b) >"$repo/dist/build.log" 2>&1;
 fi
 
 deb="jitaccess_${pkg_version}_$(dpkg-architecture -qDEB_HOST_ARCH).deb"
+rm -f "$repo"/dist/jitaccess_*.deb  # one package in dist/: the one just built
 cp "$scratch/$deb" "$repo/dist/$deb"
 echo "build-deb: dist/$deb"
 
