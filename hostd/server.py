@@ -167,7 +167,7 @@ class Server:
         self.side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-notices")
         # PAM authentication may sleep seconds (pam_faildelay) on a wrong password
         self.auth = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jit-auth")
-        self.sudo = Sudo(core, self.requests)
+        self.sudo = Sudo(core, self.requests, reader=self.reader)
         self._changed = asyncio.Event()
 
     def close(self) -> None:
@@ -370,7 +370,7 @@ class Server:
                 pid = parse_kv(args["user_info"]).get("pid", "")
                 await self._password(args, key, pid, user)
             return {"ok": True, "code": "ok", "decision": mode, "message": ""}
-        asked = await self.run(self.sudo.ask, args)
+        asked = self.sudo.ask(args)  # reads only (grants through self.reader): on the loop
         d = asked.decision
         if d.result == "deny":
             return self._sudo_refused(asked, d.code, d.message)

@@ -47,8 +47,9 @@ class Asked:
 
 class Sudo:
     def __init__(self, core: Core, requests: Requests, authenticate=pam_authenticate,
-                 which=shutil.which) -> None:
+                 which=shutil.which, reader=None) -> None:
         self.core = core
+        self.reader = reader  # the server's read-only store: decisions need no worker
         self.requests = requests
         self.authenticate_password = authenticate
         self.which = which
@@ -66,12 +67,15 @@ class Sudo:
                                                                               False))
         settings, info = parse_kv(args["settings"]), parse_kv(args["user_info"])
         _, groups = self._who(req.uid, req.user)
-        decision = decide(req, self.core.config, self.core.list_grants(req.uid), groups,
+        decision = decide(req, self.core.config, self._grants(req.uid), groups,
                           self._runas(req.runas_user), self.core.now(),
                           self.core.host.hostname, self.which)
         key = (req.uid, req.tty or f"ppid:{info.get('ppid', '')}")
         return Asked(req, decision, settings.get("noninteractive", "") == "true",
                      info.get("pid", ""), key)
+
+    def _grants(self, uid: int) -> list[dict]:
+        return self.core.list_grants(uid, store=self.reader)
 
     def _who(self, uid: int, claimed: str) -> tuple[str, set[str]]:
         name = self.core.accounts.user_by_uid(uid)
