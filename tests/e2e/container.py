@@ -405,6 +405,18 @@ class Container:
             raise CommandFailed(proc, argv)
         return proc
 
+    def popen(self, cmd: Sequence[str], user: str | None = None) -> subprocess.Popen[str]:
+        """Start a command in the container without waiting (run() waits); stdout and
+        stderr are pipes."""
+        if self.pid is None:
+            raise RuntimeError(f"{self.name} is not running")
+        argv = ["runuser", "-u", user, "--", *cmd] if user is not None else list(cmd)
+        envargs = [f"{k}={v}" for k, v in {**CONTAINER_ENV, "HOME": "/root"}.items()]
+        return subprocess.Popen(
+            ["nsenter", "-t", str(self.pid), "-a", "--", "/usr/bin/env", "-i", *envargs,
+             *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=CONTAINER_ENV)
+
     def write(self, path: str, data: str | bytes, mode: int = 0o644) -> None:
         """Put a file into the container (written into its root directly)."""
         target = self.path(path)

@@ -3,7 +3,8 @@
 Boots a container (tests/e2e/container.py), installs the built .deb, and walks through
 the whole flow with real commands and their real output: an issuer key, the host
 policy, a short grant issued and activated, the expiry timer, the revocation at expiry,
-the journal events, then the access-request flow (alice asks, bob approves). The
+the journal events, the access-request flow (alice asks, bob approves), then sudo by
+grant through jit_sudo.so (a granted command, a refused one, an approval). The
 container is always torn down. The transcript goes to stdout; progress to stderr.
 Any step that fails ends the demo with a message and exit status 1.
 
@@ -117,7 +118,8 @@ def events_summary(n: Narrator, kinds: Sequence[str], since: float) -> None:
         stamp = time.strftime("%H:%M:%S", time.gmtime(when)) + f".{int(when % 1 * 1000):03d}"
         fields = " ".join(f"{k[4:].lower()}={e[k]}" for k in
                           ("JIT_USER", "JIT_ROLE", "JIT_GROUPS", "JIT_GRANT_ID",
-                           "JIT_REQUEST_ID", "JIT_APPROVER", "JIT_ISSUER")
+                           "JIT_REQUEST_ID", "JIT_APPROVER", "JIT_ISSUER", "JIT_COMMAND",
+                           "JIT_CODE")
                           if e.get(k))
         print(f"  {stamp}Z {e['JIT_EVENT']:<18} {fields}", flush=True)
     print(flush=True)
@@ -215,6 +217,77 @@ def request_flow(n: Narrator) -> None:
                    since=since)
 
 
+SUDO_POLICY = DEMO_POLICY + """
+[roles.ops]
+groups = []
+max_ttl = "1h"
+issuers = ["corp"]
+approvers = ["bob"]
+authenticate = false
+sudo = [ { runas = "root", commands = ["/usr/bin/id -u", "/usr/bin/touch /srv/*"] } ]
+
+[[guardrails]]
+action = "deny"
+match = '^/usr/bin/rm '
+message = "rm is not run through sudo on this host"
+
+[[guardrails]]
+action = "approve"
+match = '^/usr/bin/touch /srv/'
+message = "changing /srv needs a second pair of eyes"
+
+[[standing]]
+members = ["root"]
+sudo = [ { runas = "root", commands = ["ALL"] } ]
+"""
+
+
+def sudo_flow(n: Narrator) -> None:
+    box = n.box
+    n.section("6. sudo by grant: jit_sudo.so")
+    n.say("""The same grants can carry sudo rights. The policy names, per role, which
+        commands may run as whom; guardrails refuse dangerous commands outright or pause
+        risky ones for an approver; a standing rule keeps root able to administer.""")
+    n.file("/etc/jit/jit.toml", SUDO_POLICY)
+    n.run(["systemctl", "reload", "jit-hostd.service"])
+    n.say("""Enabling the plugin is an explicit step (never done by apt). It refuses if
+        nobody could administer the host afterwards, and keeps a backup of sudo.conf:""")
+    n.run(["jit", "setup", "sudo", "--enable"])
+    since = time.time()
+    n.say("Without a grant, sudo says why:")
+    n.run(["sudo", "-n", "id", "-u"], user="alice", check=False)
+    token = box.run(["jit", "issue", "--key", CORP_KEY, "--issuer", "corp", "--user",
+                     "alice", "--role", "ops", "--for", "30m", "--reason",
+                     "restart the app"]).stdout.strip()
+    n.run(["jit", "activate", token], user="alice", shown='jit activate "$OPS_TOKEN"')
+    n.say("With the ops grant, exactly what it names runs, and nothing else:")
+    if n.run(["sudo", "-n", "id", "-u"], user="alice").strip() != "0":
+        raise StepFailed("sudo id -u did not run as root")
+    n.run(["sudo", "-n", "id", "-g"], user="alice", check=False)
+    n.run(["sudo", "-n", "-l"], user="alice")
+    n.say("A deny guardrail holds whatever the grant says:")
+    n.run(["sudo", "-n", "rm", "-f", "/srv/data"], user="alice", check=False)
+    n.say("""An approve guardrail pauses sudo: alice's command waits (it prints the
+        request id) until bob approves it; it then runs once.""")
+    print("alice$ sudo touch /srv/release-ready    # waits", flush=True)
+    waiting = box.popen(["sudo", "touch", "/srv/release-ready"], user="alice")
+    pending = wait_for("the command approval", lambda: [
+        r for r in json.loads(box.run(["jit", "requests", "--json"], user="bob").stdout)
+        ["requests"] if r["kind"] == "command" and r["state"] == "pending"], timeout=20)
+    n.run(["jit", "requests"], user="bob")
+    n.run(["jit", "approve", pending[0]["id"]], user="bob")
+    _, err = waiting.communicate(timeout=30)
+    for line in err.strip().splitlines():
+        print(f"  (alice's terminal) {line}", flush=True)
+    if waiting.returncode != 0:
+        raise StepFailed(f"the approved command did not run: {err.strip()[:200]}")
+    n.run(["ls", "-l", "/srv/release-ready"])
+    n.say("`jit setup sudo --disable` gives sudo back to sudoers, byte for byte:")
+    n.run(["jit", "setup", "sudo", "--disable"])
+    events_summary(n, ("sudo_allowed", "sudo_denied", "sudo_pending", "request_approved"),
+                   since=since)
+
+
 def pending_request(box: Container, listed: str) -> str:
     """The id of the request alice just made, as bob sees it; StepFailed if none."""
     proc = box.run(["jit", "requests", "--json"], user="bob", check=False)
@@ -283,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         grant_flow(n, args.grant_seconds)
         if not args.skip_request:
             request_flow(n)
+        sudo_flow(n)
         n.section("Done")
         n.say(f"The container is powered off and deleted now (demo took "
               f"{time.monotonic() - started:.0f} s).")
