@@ -213,9 +213,10 @@ def _request_text(r: dict) -> str:
         exp = parse_time(r["expires"], time.time())
         left = f", answer within {format_duration(exp - time.time())}"
     votes = f"{len(r['approvals'])}/{r['needed']} approvals" if r["needed"] else "self-service"
-    lines = [f"{r['id']}  {shown(r['user'], 32)}  role {shown(r['role'], 32)} for "
-             f"{format_duration(r['duration'])}  [{r['state']}, {votes}{left}]",
-             framed("reason", r["reason"])]
+    what = (f"a sudo command (role {shown(r['role'], 32)})" if r.get("kind") == "command"
+            else f"role {shown(r['role'], 32)} for {format_duration(r['duration'])}")
+    lines = [f"{r['id']}  {shown(r['user'], 32)}  {what}  [{r['state']}, {votes}{left}]",
+             framed("command" if r.get("kind") == "command" else "reason", r["reason"])]
     if r.get("ticket"):
         lines.append(framed("ticket", r["ticket"]))
     if r.get("grant_id"):
@@ -275,9 +276,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
     fields = {"comment": args.comment} if args.comment else {}
     answer = _call("access.approve", id=args.request_id, **fields)
     r = answer["request"]
-    text = (f"request {r['id']} approved; grant {r['grant_id']} is active for {r['user']}"
-            if r["state"] == "approved" else
-            f"approval recorded: {len(r['approvals'])}/{r['needed']}")
+    if r["state"] != "approved":
+        text = f"approval recorded: {len(r['approvals'])}/{r['needed']}"
+    elif r.get("kind") == "command":
+        text = f"request {r['id']} approved: {r['user']}'s waiting sudo command runs once"
+    else:
+        text = f"request {r['id']} approved; grant {r['grant_id']} is active for {r['user']}"
     return _out(args, answer, text)
 
 
