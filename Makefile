@@ -61,6 +61,8 @@ bench:
 	$(PYTHON) benchmarks/daemon_scale.py
 	$(PYTHON) benchmarks/loop_latency.py
 	$(PYTHON) benchmarks/store_sync.py
+	$(PYTHON) benchmarks/sudo_check.py
+	$(PYTHON) benchmarks/sudo_overhead.py
 
 clean:
 	rm -rf dist build *.egg-info
