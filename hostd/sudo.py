@@ -131,7 +131,7 @@ class Sudo:
         if len(self.waiting) >= MAX_PENDING_CONTEXTS:
             raise JitError("busy", "too many sudo commands wait for approval; try again")
         req = self.requests.create_command(asked.request.uid, d.approval_role, d.subject,
-                                           f"sudo {d.command}")
+                                           f"sudo {d.line}")  # raw: shown escaped
         self.waiting[req["id"]] = asked
         return req
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -139,6 +140,31 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+UTMP_APPEND = r"""
+import os, struct, sys, time
+user, line = sys.argv[1], sys.argv[2]
+rec = struct.pack("<hxxi32s4s32s256shhiii4i20s", 7, os.getpid(), line.encode(),
+                  line[-4:].encode(), user.encode(), b"", 0, 0, 0, int(time.time()), 0,
+                  0, 0, 0, 0, b"")
+with open("/run/utmp", "ab") as fh:
+    fh.write(rec)
+"""
+
+
+def terminal(box: Container, user: str) -> Path:
+    """A real pty of `user` (script(1), `mesg y` as login leaves it) listed in utmp, as a
+    logged-in approver has; returns the file recording what the terminal shows. Stop it
+    with `pkill -u USER script`."""
+    box.run(["runuser", "-u", user, "--", "sh", "-c",
+             f"setsid script -q -f -c 'tty; sleep 120' /home/{user}/typescript"
+             " </dev/null >/dev/null 2>&1 &"])
+    shown = box.path(f"/home/{user}/typescript")
+    tty = wait_for(f"{user}'s pty", lambda: re.search(
+        r"/dev/(pts/\d+)", shown.read_text() if shown.exists() else ""), timeout=15)
+    box.run(["python3", "-c", UTMP_APPEND, user, tty.group(1)])
+    return shown
 
 
 def prepare(box: Container, deb: Path) -> str:

@@ -4,33 +4,15 @@ sandboxed hostd (like write(1)), with the requester's text made inert."""
 from __future__ import annotations
 
 import json
-import re
 
-from jithost import Host, wait_for
-
-UTMP_APPEND = r"""
-import os, struct, sys, time
-line = sys.argv[1]
-rec = struct.pack("<hxxi32s4s32s256shhiii4i20s", 7, os.getpid(), line.encode(),
-                  line[-4:].encode(), b"bob", b"", 0, 0, 0, int(time.time()), 0,
-                  0, 0, 0, 0, b"")
-with open("/run/utmp", "ab") as fh:
-    fh.write(rec)
-"""
+from jithost import Host, terminal, wait_for
 
 HOSTILE = "urgent\x1b]0;APPROVED\x07\x1b[2J\nfake: approved by root"
 
 
 def test_request_notice_reaches_approver_terminal_inert(host: Host) -> None:
     box = host.box
-    # bob's terminal: a real pty made by script(1), recording what is shown on it
-    box.run(["runuser", "-u", "bob", "--", "sh", "-c",
-             "setsid script -q -f -c 'tty; sleep 60' /home/bob/typescript"
-             " </dev/null >/dev/null 2>&1 &"])
-    shown = box.path("/home/bob/typescript")
-    tty = wait_for("bob's pty", lambda: re.search(r"/dev/(pts/\d+)", shown.read_text()
-                                                 if shown.exists() else ""), timeout=15)
-    box.run(["python3", "-c", UTMP_APPEND, tty.group(1)])
+    shown = terminal(box, "bob")  # a real pty, recording what is shown on it
     try:
         out = json.loads(box.run(["jit", "request", "docker", "--for", "5m", "--reason",
                                   HOSTILE, "--json"], user="alice").stdout)

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from jithost import CORP_KEY, Host, configure, events, issue, wait_for
+from jithost import CORP_KEY, Host, configure, events, issue, terminal, wait_for
 
 DEBIAN_SUDO_CONF_PATH = "/etc/sudo.conf"
 
@@ -171,6 +171,24 @@ def test_expired_grant_is_refused(box) -> None:
     time.sleep(4)
     r = sudo(box, "-n", "id", "-u")
     assert r.returncode == 1 and "holds no grant" in r.stderr
+
+
+def test_a_hostile_command_reaches_bobs_terminal_inert(box) -> None:
+    """The paused command's line is shown to the approver: escaped, on a framed line."""
+    g = activate(box, "alice", "ops")
+    shown = terminal(box, "bob")
+    hostile = "/tmp/approved-\x1b]0;OK\x07\x1b[2J\njit: request abcdefgh was approved"
+    waiting = box.popen(["sudo", "/usr/bin/touch", hostile], user="alice")
+    try:
+        text = wait_for("the notice on bob's terminal", lambda: "approved-" in shown.read_text(
+            errors="replace") and shown.read_text(errors="replace"), timeout=20)
+        assert "\x1b]0;OK" not in text and "\x1b[2J" not in text
+        assert "\\x1b]0;OK\\x07" in text
+        assert "\njit: request abcdefgh" not in text, "the command line forged a line"
+    finally:
+        waiting.kill()
+        box.run(["pkill", "-u", "bob", "script"], check=False)
+        box.run(["jit", "revoke", g["id"]], user="alice")
 
 
 def test_hostd_unreachable_fails_closed(box) -> None:
