@@ -33,7 +33,6 @@ HOST_ISSUER = "host"
 # file sets it (Config.unenforced). Remove a feature here when it is implemented.
 UNENFORCED = {
     "login": "login gating is not implemented in this version",
-    "sudoedit": "sudoedit is refused in this version (edits were not written back)",
     "recording": "session recording is not in this version",
     "masking": "masking applies to session recordings, not in this version",
     "terminate-sessions": "sessions are not terminated at expiry in this version "
@@ -300,9 +299,6 @@ def unenforced(path: Path, data: dict) -> tuple[str, ...]:
         for key, feature in (("record", "recording"), ("record_failure", "recording")):
             if key in body:
                 found.append((f"roles.{name}.{key}", feature))
-        if any(str(c).startswith("sudoedit ") for rule in body.get("sudo", [])
-               for c in rule.get("commands", [])):
-            found.append((f"roles.{name}.sudo (sudoedit)", "sudoedit"))
         if body.get("on_expiry") == "terminate-sessions":
             found.append((f'roles.{name}.on_expiry = "terminate-sessions"',
                           "terminate-sessions"))

@@ -451,18 +451,15 @@ static int jit_open(unsigned int version, sudo_conv_t conversation,
     return 1;
 }
 
+/*
+ * The vectors of our answers stay allocated until sudo exits: sudo calls close() from
+ * run_command(), and sudoedit then still copies the edited files back to the paths in
+ * our argv (measured: freeing them here made sudoedit write to a freed path).
+ */
 static void jit_close(int exit_status, int error)
 {
     (void)exit_status;
     (void)error;
-    free_vector(st.command_info);
-    free_vector(st.argv_out);
-    free_vector(st.env_out);
-    free_vector(st.i_command_info);
-    free_vector(st.i_argv_out);
-    free_vector(st.i_env_out);
-    st.command_info = st.argv_out = st.env_out = NULL;
-    st.i_command_info = st.i_argv_out = st.i_env_out = NULL;
 }
 
 static int jit_show_version(int verbose)

@@ -196,7 +196,10 @@ int main(int argc, char **argv)
     }
     p->close(0, 0);
 done:
-    dlclose(so);
+    /* No dlclose(): sudo never unloads its policy plugin, whose answers must outlive
+     * close() (sudoedit copies files back to paths in them); valgrind still sees that
+     * memory as reachable, and reports anything really lost. */
+    (void)so;
     if (failures != 0)
         fprintf(stderr, "output was:\n%s\n", output);
     return failures == 0 ? 0 : 1;

@@ -22,7 +22,7 @@ approvers = ["bob"]
 authenticate = false
 sudo = [ { runas = "root", commands = ["/usr/bin/id -u", "/usr/bin/bash",
                                        "/usr/bin/touch /tmp/approved-*",
-                                       "/usr/bin/printf *"] } ]
+                                       "/usr/bin/printf *", "sudoedit /etc/motd"] } ]
 
 [roles.secure]
 groups = []
@@ -148,6 +148,21 @@ def test_password_asked_when_the_role_says_so_and_cached(box) -> None:
                                     "sudo -n /usr/bin/whoami"], user="alice", check=False)
         assert both.returncode == 0 and both.stdout.split() == ["root", "root"], both.stderr
         assert "[jit] password for alice" in both.stderr
+    finally:
+        box.run(["jit", "revoke", g["id"]], user="alice")
+
+
+def test_sudoedit_of_the_named_file_only(box) -> None:
+    g = activate(box, "alice", "ops")
+    editor = "/usr/local/bin/append-line"
+    box.write(editor, "#!/bin/sh\necho 'edited by alice' >> \"$1\"\n", 0o755)
+    try:
+        env = ["env", f"SUDO_EDITOR={editor}"]
+        ok = box.run([*env, "sudoedit", "-n", "/etc/motd"], user="alice", check=False)
+        assert ok.returncode == 0, ok.stderr
+        assert "edited by alice" in box.run(["cat", "/etc/motd"]).stdout, "written back"
+        other = box.run([*env, "sudoedit", "-n", "/etc/issue"], user="alice", check=False)
+        assert other.returncode == 1 and "may not" in other.stderr, other.stderr
     finally:
         box.run(["jit", "revoke", g["id"]], user="alice")
 

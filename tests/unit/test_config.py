@@ -494,8 +494,6 @@ UNENFORCED = [
      "jit.toml: [login] has no effect yet: login gating is not implemented"),
     ("masking", {"masking": {"rules": []}},
      "jit.toml: [masking] has no effect yet: masking applies to session recordings"),
-    ("role-sudoedit", db_sudo(commands=["sudoedit /etc/motd"]),
-     "jit.toml: roles.db.sudo (sudoedit) has no effect yet: sudoedit is refused"),
     ("role-record", role(record="always"),
      "jit.toml: roles.docker.record has no effect yet: session recording is not"),
     ("role-record-failure", role(record_failure="continue"),

@@ -114,11 +114,3 @@ def test_denied_approval_is_never_used(w):
         w.sudo.approved(req["id"])
     assert info.value.code == "denied"
 
-
-def test_sudoedit_is_refused_until_edits_are_written_back(w):
-    """Measured in the container: sudo ran the editor on the temporary copy and never
-    wrote the edit back; refusing says so instead of losing the user's edit."""
-    grant(w)
-    with pytest.raises(JitError) as info:
-        w.sudo.ask(args(["/etc/motd"], sudoedit="true"))
-    assert info.value.code == "option_not_allowed" and "sudoedit" in info.value.message
