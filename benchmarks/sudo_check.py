@@ -1,8 +1,14 @@
 #!/usr/bin/python3
 """sudo.check under load (issue 8): 50 concurrent clients asking as the sudo plugin
 asks (root, sudo's vectors, an active grant, no password) against a real jit-hostd in a
-sandbox root. Goal: >= 1,000 checks/s and p99 <= 10 ms. Prints throughput, p50/p99 and
-their ratios to the goals.
+sandbox root. Goal: >= 1,000 checks/s with p99 <= 10 ms. Two phases, one run:
+
+- paced: the 50 clients together offer the goal's 1,000 checks/s (each one every
+  50 ms): the p99 a busy host sees at that rate;
+- saturated: each client asks again as soon as answered: the most hostd serves, and
+  the latency of a queue of 50 (Little's law: 50 / throughput).
+
+Prints both with their ratios to the goals.
 """
 
 from __future__ import annotations
@@ -40,17 +46,37 @@ VECTORS = {"settings": ["runas_user=root", "noninteractive=true"],
            "argv": ["/usr/bin/true"], "env": ["TERM=xterm", "PATH=/usr/bin:/bin"]}
 
 
-def client(path: Path, until: float, results) -> None:
+def client(path: Path, until: float, interval: float, results) -> None:
     """One client process (not a thread: the benchmark's GIL must not be what it
-    measures), asking in turn until `until`; its latencies in ms go to `results`."""
+    measures), asking every `interval` seconds (0: at once again) until `until`; its
+    latencies in ms go to `results`."""
     out = []
     with Client(path, trusted=True) as c:
+        due = time.monotonic()
         while time.time() < until:
+            if interval:
+                time.sleep(max(0.0, due - time.monotonic()))
+                due += interval
             t = time.perf_counter()
             answer = c.call(request("sudo.check", mode="run", **VECTORS))
             out.append((time.perf_counter() - t) * 1000)
             assert answer.get("decision") == "allow", answer
     results.put(out)
+
+
+def phase(box: Sandbox, interval: float) -> tuple[float, list[float]]:
+    """(checks per second, latencies in ms) of CLIENTS clients for SECONDS."""
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    started = time.time()
+    procs = [ctx.Process(target=client, args=(box.socket_path, started + SECONDS, interval,
+                                              results)) for _ in range(CLIENTS)]
+    for p in procs:
+        p.start()
+    every = [x for _ in procs for x in results.get(timeout=60)]
+    for p in procs:
+        p.join()
+    return len(every) / SECONDS, every  # the clients ask for SECONDS, from `started`
 
 
 def main() -> None:
@@ -61,23 +87,13 @@ def main() -> None:
         box.start()
         rc, out = box.jit_json("activate", box.issue("alice", role="sudo-ops"), user="alice")
         assert rc == 0, out
-        ctx = multiprocessing.get_context("fork")
-        results = ctx.Queue()
-        started = time.time()
-        procs = [ctx.Process(target=client, args=(box.socket_path, started + SECONDS, results))
-                 for _ in range(CLIENTS)]
-        for p in procs:
-            p.start()
-        every = [x for _ in procs for x in results.get(timeout=60)]
-        elapsed = time.time() - started
-        for p in procs:
-            p.join()
-        q = statistics.quantiles(every, n=100, method="inclusive")
-        rate = len(every) / elapsed
-        print(f"sudo.check, {CLIENTS} concurrent clients, {elapsed:.1f} s: {rate:,.0f}/s "
-              f"(goal >= {GOAL_RATE:,}: ratio {rate / GOAL_RATE:.2f}); p50 {q[49]:.2f} ms, "
-              f"p99 {q[98]:.2f} ms (goal <= {GOAL_P99_MS:.0f} ms: ratio "
-              f"{q[98] / GOAL_P99_MS:.2f})")
+        for name, interval in (("paced", CLIENTS / GOAL_RATE), ("saturated", 0.0)):
+            rate, every = phase(box, interval)
+            q = statistics.quantiles(every, n=100, method="inclusive")
+            print(f"sudo.check {name:<9} {CLIENTS} clients: {rate:7,.0f}/s (goal >= "
+                  f"{GOAL_RATE:,}: ratio {rate / GOAL_RATE:.2f}); p50 {q[49]:6.2f} ms, "
+                  f"p99 {q[98]:6.2f} ms (goal <= {GOAL_P99_MS:.0f} ms: ratio "
+                  f"{q[98] / GOAL_P99_MS:.2f})")
     finally:
         box.cleanup()
 
