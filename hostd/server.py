@@ -46,8 +46,7 @@ from .protocol import (
     parse_line,
 )
 from .store import Store
-from .sudo import MAX_TRIES, Sudo
-from .sudo_policy import parse_kv
+from .sudo import MAX_TRIES, Sudo, stamp_key
 from .timers import ExpiryTimers
 
 log = logging.getLogger("jit-hostd")
@@ -139,6 +138,14 @@ class Limits:
             del counts[uid]
 
 
+def _sudo_fields(req, d) -> dict:
+    """The JIT_* fields every sudo event carries."""
+    return {"uid": req.uid, "user": req.user, "command": d.line, "runas": req.runas_user,
+            "tty": req.tty, "grant_id": d.source.grant_id if d.source else None,
+            "role": d.source.role if d.source else None,
+            "guardrail": str(d.guardrail) if d.guardrail >= 0 else None}
+
+
 async def _send(writer: asyncio.StreamWriter, obj: dict) -> bool:
     try:
         writer.write(encode(obj))
@@ -218,11 +225,9 @@ class Server:
             if not await _send(writer, answer) or (op is not None and op.kind == STREAM):
                 return
 
-    async def dispatch(self, line: bytes, caller: Caller | int,
+    async def dispatch(self, line: bytes, caller: Caller,
                        channel: Channel | None = None) -> tuple[Op | None, dict]:
         """Decode, check centrally, call; every failure becomes a named error answer."""
-        if isinstance(caller, int):
-            caller = Caller(0, caller)
         op = None
         try:
             name, args = decode(line)
@@ -363,24 +368,23 @@ class Server:
             text = await self.run(self.sudo.list_text, args)
             return {"ok": True, "code": "ok", "decision": "list", "message": text}
         if mode in ("validate", "invalidate"):
-            needs, key, user = await self.run(self.sudo.needs_password_to_validate, args)
+            needs, req = await self.run(self.sudo.needs_password_to_validate, args)
             if mode == "invalidate":
-                self.sudo.forget(key)
-            elif needs and not self.sudo.fresh(key):
-                pid = parse_kv(args["user_info"]).get("pid", "")
-                await self._password(args, key, pid, user)
+                self.sudo.forget(stamp_key(req))
+            elif needs and not self.sudo.fresh(stamp_key(req)):
+                await self._password(args, req)
             return {"ok": True, "code": "ok", "decision": mode, "message": ""}
         asked = self.sudo.ask(args)  # reads only (grants through self.reader): on the loop
         d = asked.decision
         if d.result == "deny":
             return self._sudo_refused(asked, d.code, d.message)
         if d.needs_password and not self.sudo.fresh(asked.stamp_key):
-            if asked.noninteractive and "password" not in args:  # sudo -n: never prompt
+            if asked.request.noninteractive and "password" not in args:  # sudo -n
                 return self._sudo_refused(asked, "auth_required_noninteractive",
                                           "a password is required")
-            await self._password(args, asked.stamp_key, asked.pid, asked.request.user)
+            await self._password(args, asked.request)
         if d.result == "pending":
-            if asked.noninteractive:
+            if asked.request.noninteractive:
                 return self._sudo_refused(asked, "needs_approval", f"{d.command} needs an "
                                           "approval; run sudo without -n to ask for one")
             req = await self.run(self.sudo.request_approval, asked)
@@ -427,20 +431,21 @@ class Server:
         return self._sudo_refused(asked, "denied", f"request {rid} was {state}: "
                                   f"{asked.decision.command} does not run")
 
-    async def _password(self, args: dict, key: tuple[int, str], pid: str, user: str) -> None:
+    async def _password(self, args: dict, req) -> None:
         """The password check, off the loop and off the worker (PAM may sleep seconds on
         a failure); JitError auth_required (ask again) or auth_failed (3 wrong)."""
-        prompt = f"[jit] password for {user}: "
+        prompt = f"[jit] password for {req.user}: "
         if "password" not in args:
             raise JitError("auth_required", prompt)
         loop = asyncio.get_running_loop()
-        if await loop.run_in_executor(self.auth, self.sudo.check_password, key, pid, user,
-                                      args["password"]):
+        if await loop.run_in_executor(self.auth, self.sudo.check_password, stamp_key(req),
+                                      req.pid, req.user, args["password"]):
             return
-        if self.sudo.tries_left(key[0], pid) <= 0:
-            self.core.events.refusal("sudo_denied", f"sudo refused to {user}: "
-                                     f"{MAX_TRIES} incorrect password attempts", uid=key[0],
-                                     user=user, decision="denied", code="auth_failed")
+        if self.sudo.tries_left(req.uid, req.pid) <= 0:
+            self.core.events.refusal("sudo_denied", f"sudo refused to {req.user}: "
+                                     f"{MAX_TRIES} incorrect password attempts", uid=req.uid,
+                                     user=req.user, decision="denied", code="auth_failed",
+                                     tty=req.tty)
             raise JitError("auth_failed", f"{MAX_TRIES} incorrect password attempts")
         raise JitError("auth_required", "Sorry, try again.\n" + prompt)
 
@@ -450,24 +455,17 @@ class Server:
                 "env": list(d.env)}
 
     def _sudo_refused(self, asked, code: str, message: str) -> dict:
-        d = asked.decision
         self.core.events.refusal(
             "sudo_denied", f"sudo refused to {asked.request.user}: {code}",
-            uid=asked.request.uid, user=asked.request.user, command=d.line,
-            runas=asked.request.runas_user, decision="denied", code=code, reason=message,
-            tty=asked.request.tty, grant_id=d.source.grant_id if d.source else None,
-            guardrail=str(d.guardrail) if d.guardrail >= 0 else None)
+            **_sudo_fields(asked.request, asked.decision), decision="denied", code=code,
+            reason=message)
         return {"ok": False, "code": code, "message": message}
 
     def _sudo_event(self, event: str, asked, d, request_id: str | None = None) -> None:
         verb = {"sudo_allowed": "allowed", "sudo_pending": "paused for approval"}[event]
         self.core.events.emit(
             event, f"sudo {verb} for {asked.request.user} as {asked.request.runas_user}",
-            uid=asked.request.uid, user=asked.request.user, command=d.line,
-            runas=asked.request.runas_user, decision=verb, tty=asked.request.tty,
-            grant_id=d.source.grant_id if d.source else None,
-            role=d.source.role if d.source else None, request_id=request_id,
-            guardrail=str(d.guardrail) if d.guardrail >= 0 else None)
+            **_sudo_fields(asked.request, d), decision=verb, request_id=request_id)
 
     def sweep(self) -> None:
         """Backstop: expire due grants and unanswered requests (in the worker)."""

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .approvals import Requests
 from .core import Core
 from .errors import JitError
-from .sudo_policy import Decision, RunasUser, SudoRequest, decide, listing, parse_kv, sources
+from .sudo_policy import Decision, RunasUser, SudoRequest, decide, listing, sources
 
 PAM_SERVICE = "jit-sudo"
 TIMESTAMP_SECONDS = 300  # sudoers' timestamp_timeout: 5 minutes
@@ -40,9 +40,15 @@ class Asked:
 
     request: SudoRequest
     decision: Decision
-    noninteractive: bool
-    pid: str  # sudo's pid: wrong passwords are counted per invocation
-    stamp_key: tuple[int, str]  # (uid, tty or parent pid): sudoers' timestamp_type=tty
+
+    @property
+    def stamp_key(self) -> tuple[int, str]:
+        return stamp_key(self.request)
+
+
+def stamp_key(req: SudoRequest) -> tuple[int, str]:
+    """(uid, tty or parent pid): sudoers' timestamp_type=tty."""
+    return req.uid, req.tty or f"ppid:{req.ppid}"
 
 
 class Sudo:
@@ -62,63 +68,56 @@ class Sudo:
 
     def ask(self, args: dict) -> Asked:
         """Parse, identify, gather, decide."""
-        req = SudoRequest.from_wire(args["settings"], args["user_info"], args.get("argv", []),
-                                    args.get("env", []), intercepted=args.get("intercepted",
-                                                                              False))
-        settings, info = parse_kv(args["settings"]), parse_kv(args["user_info"])
-        _, groups = self._who(req.uid, req.user)
-        decision = decide(req, self.core.config, self._grants(req.uid), groups,
-                          self._runas(req.runas_user), self.core.now(),
-                          self.core.host.hostname, self.which)
-        key = (req.uid, req.tty or f"ppid:{info.get('ppid', '')}")
-        return Asked(req, decision, settings.get("noninteractive", "") == "true",
-                     info.get("pid", ""), key)
+        req = self._request(args, args.get("argv", []))
+        return Asked(req, self._decide(req, self.reader))
 
-    def _grants(self, uid: int) -> list[dict]:
-        return self.core.list_grants(uid, store=self.reader)
-
-    def _who(self, uid: int, claimed: str) -> tuple[str, set[str]]:
-        name = self.core.accounts.user_by_uid(uid)
-        if name is None or name != claimed:
-            raise JitError("bad_request", f"user_info names {claimed!r}, uid {uid} is "
+    def _request(self, args: dict, argv: list[str]) -> SudoRequest:
+        """sudo's vectors, parsed once, with user_info's user checked against its uid."""
+        req = SudoRequest.from_wire(args["settings"], args["user_info"], argv,
+                                    args.get("env", []),
+                                    intercepted=args.get("intercepted", False))
+        name = self.core.accounts.user_by_uid(req.uid)
+        if name is None or name != req.user:
+            raise JitError("bad_request", f"user_info names {req.user!r}, uid {req.uid} is "
                                           f"{name!r}")
-        return name, self.core.accounts.groups_of(name)
+        return req
+
+    def _decide(self, req: SudoRequest, store=None, approved: bool = False) -> Decision:
+        """`store`: the loop's read-only connection, or None for the worker's own (a
+        SQLite connection belongs to the thread that made it)."""
+        return decide(req, self.core.config, self.core.list_grants(req.uid, store=store),
+                      self.core.accounts.groups_of(req.user), self._runas(req.runas_user),
+                      self.core.now(), self.core.host.hostname, self.which, approved=approved)
 
     def list_text(self, args: dict) -> str:
         """`sudo -l [-U USER] [COMMAND]`: what the user (or, for root, USER) may run; with
         a command, its full path if allowed (as sudoers prints it), else a refusal."""
-        info = parse_kv(args["user_info"])
-        uid = int(info.get("uid", "-1")) if info.get("uid", "").isdigit() else -1
-        user, _ = self._who(uid, info.get("user", ""))
-        target = args.get("list_user") or user
-        if target != user and uid != 0:
+        req = self._request(args, [])
+        target = args.get("list_user") or req.user
+        if target != req.user and req.uid != 0:
             raise JitError("permission_denied", "only root may list another user's commands")
         target_uid = self.core.accounts.uid_of(target)
         if target_uid is None:
             raise JitError("not_found", f"no such user {target!r}")
+        req = replace(req, user=target, uid=target_uid)
         if args.get("list_argv"):
-            info = {**info, "user": target, "uid": str(target_uid)}
-            asked = self.ask({**args, "argv": args["list_argv"],
-                              "user_info": [f"{k}={v}" for k, v in info.items()]})
-            if asked.decision.result == "deny":
-                raise JitError(asked.decision.code, asked.decision.message)
-            return asked.decision.command
+            d = self._decide(replace(req, argv=tuple(args["list_argv"])))
+            if d.result == "deny":
+                raise JitError(d.code, d.message)
+            return d.command
         return "\n".join(listing(self.core.config, self.core.list_grants(target_uid), target,
                                  self.core.accounts.groups_of(target), self.core.now(),
                                  self.core.host.hostname))
 
-    def needs_password_to_validate(self, args: dict) -> tuple[bool, tuple[int, str], str]:
+    def needs_password_to_validate(self, args: dict) -> tuple[bool, SudoRequest]:
         """`sudo -v`: the user must hold some rule; a password if any of them asks."""
-        info = parse_kv(args["user_info"])
-        uid = int(info["uid"]) if info.get("uid", "").isdigit() else -1
-        user, groups = self._who(uid, info.get("user", ""))
-        held = sources(self.core.config, self.core.list_grants(uid), user, groups,
-                       self.core.now())
+        req = self._request(args, [])
+        held = sources(self.core.config, self.core.list_grants(req.uid), req.user,
+                       self.core.accounts.groups_of(req.user), self.core.now())
         if not held:
-            raise JitError("no_grant", f"{user} holds no grant allowing sudo on "
+            raise JitError("no_grant", f"{req.user} holds no grant allowing sudo on "
                                        f"{self.core.host.hostname}")
-        key = (uid, info.get("tty", "") or f"ppid:{info.get('ppid', '')}")
-        return uid != 0 and any(auth for _, _, auth in held), key, user
+        return req.uid != 0 and any(auth for _, _, auth in held), req
 
     # approvals (in the ordered worker) ------------------------------------------------------
 
@@ -143,11 +142,7 @@ class Sudo:
             raise JitError("not_found", f"no sudo command waits on request {request_id}")
         if not self.requests.consume_command(request_id, asked.decision.subject):
             raise JitError("denied", f"request {request_id} is no longer approved")
-        return decide(asked.request, self.core.config,
-                      self.core.list_grants(asked.request.uid),
-                      self.core.accounts.groups_of(asked.request.user),
-                      self._runas(asked.request.runas_user), self.core.now(),
-                      self.core.host.hostname, self.which, approved=True)
+        return self._decide(asked.request, approved=True)
 
     def _runas(self, spec: str) -> RunasUser | None:
         """The runas account (a name, or #UID), looked up here so decide() stays pure."""

@@ -135,6 +135,9 @@ class SudoRequest:
     sudoedit: bool = False
     refused: tuple[str, ...] = ()  # options given that sudoers would need a tag for
     intercepted: bool = False  # a program the sudo session started (intercept=true)
+    pid: str = ""  # sudo's own pid and its parent's: wrong passwords count per sudo,
+    ppid: str = ""  # timestamps fall back to the parent without a tty (as sudoers)
+    noninteractive: bool = False  # sudo -n: never prompt, never wait
 
     @classmethod
     def from_wire(cls, settings: object, user_info: object, argv: object, env: object,
@@ -164,7 +167,9 @@ class SudoRequest:
             tty=info.get("tty", ""), host=info.get("host", ""),
             umask=_int(info, "umask", 8, 0o777) if "umask" in info else DEFAULT_UMASK,
             runas_user=s.get("runas_user") or "root", runas_group=s.get("runas_group", ""),
-            refused=() if intercepted else tuple(refused), intercepted=intercepted, **flags,
+            refused=() if intercepted else tuple(refused), intercepted=intercepted,
+            pid=info.get("pid", ""), ppid=info.get("ppid", ""),
+            noninteractive=_bool(s, "noninteractive"), **flags,
         )
 
 

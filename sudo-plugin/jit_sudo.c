@@ -38,7 +38,7 @@ static struct {
     sudo_conv_t conv;
     sudo_printf_t printf;
     char * const *settings, * const *user_info, * const *user_env;
-    char **command_info, **argv_out, **env_out; /* freed in close() */
+    char **command_info, **argv_out, **env_out; /* kept until sudo exits: see close() */
     /* intercept=true: sudo asks again for every program the command starts, and may
      * still use the first answer's vectors; later answers go in slot 1, replaced. */
     char **i_command_info, **i_argv_out, **i_env_out;

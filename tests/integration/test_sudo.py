@@ -118,7 +118,8 @@ def test_approval_pauses_then_runs_once(box):
         rid = paused["request_id"]
         assert box.jit("approve", rid, user="bob").returncode == 0
         answer = client.call(request("sudo.wait", id=rid))
-    assert answer["decision"] == "allow" and "command=/usr/bin/touch" in answer["command_info"]
+    assert answer.get("decision") == "allow", answer
+    assert "command=/usr/bin/touch" in answer["command_info"]
     again = check(box, ["/usr/bin/touch", "/tmp/ok-1"])
     assert again["decision"] == "pending", "an approval runs its command once"
     assert check(box, ["/usr/bin/touch", "/tmp/ok-1"], noninteractive="true")[
@@ -137,3 +138,19 @@ def test_giving_up_the_wait_cancels_the_request(box):
     cancelled = box.wait_for(lambda: [e for e in box.events("request_expired")
                                       if e.get("JIT_REQUEST_ID") == rid], timeout=5)
     assert cancelled and cancelled[0]["JIT_DECISION"] == "cancelled"
+
+
+def test_list_validate_and_invalidate(box):
+    """sudo -l [COMMAND], -v and -k: answered in the worker, from the user's grants."""
+    activate(box, "sudo-ops")
+    with Client(box.socket_path, trusted=True) as client:
+        def ask(mode, **extra):
+            return client.call(request("sudo.check", mode=mode, **vectors([]), **extra))
+
+        listed = ask("list")
+        assert listed["decision"] == "list" and "(root) NOPASSWD: /usr/bin/id -u" in listed[
+            "message"], listed
+        assert ask("list", list_argv=["id", "-u"])["message"] == "/usr/bin/id -u"
+        assert ask("list", list_argv=["/usr/bin/id", "-g"])["code"] == "no_rule"
+        assert ask("validate")["decision"] == "validate"
+        assert ask("invalidate")["decision"] == "invalidate"

@@ -40,7 +40,7 @@ def line(op: str, **fields: object) -> bytes:
 
 def ask(srv: Server, uid: int, op: str, **fields: object) -> dict:
     async def go() -> dict:
-        return (await srv.dispatch(line(op, **fields), uid))[1]
+        return (await srv.dispatch(line(op, **fields), Caller(1, uid)))[1]
     return asyncio.run(go())
 
 
@@ -84,14 +84,14 @@ def test_revoke_works_while_the_policy_is_broken(w):
         "nan"])
 def test_hostile_frames_are_bad_requests_not_internal(w, raw):
     """Hardening findings 5 and 6 at the wire: surrogates, nesting, huge numbers."""
-    answer = asyncio.run(w.server.dispatch(raw, 1000))[1]
+    answer = asyncio.run(w.server.dispatch(raw, Caller(1, 1000)))[1]
     assert answer["code"] in ("bad_request", "too_large"), answer
 
 
 def test_a_lone_surrogate_reason_never_blocks_the_revoke(w):
     g = w.activate()
     bad = b'{"v":1,"op":"grant.revoke","id":"%s","reason":"\\udce9"}\n' % g["id"].encode()
-    assert asyncio.run(w.server.dispatch(bad, 1000))[1]["code"] == "bad_request"
+    assert asyncio.run(w.server.dispatch(bad, Caller(1, 1000)))[1]["code"] == "bad_request"
     assert ask(w.server, 1000, "grant.revoke", id=g["id"], reason="caf\u00e9")["ok"]
 
 
@@ -146,10 +146,10 @@ def test_status_and_listing_answer_while_a_change_is_stuck(w):
 
     async def go() -> tuple[dict, dict, bool]:
         change = asyncio.create_task(w.server.dispatch(line("grant.activate",
-                                                            token=w.token()), 1000))
+                                                            token=w.token()), Caller(1, 1000)))
         await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
-        status = (await w.server.dispatch(line("status"), 1000))[1]
-        listing = (await w.server.dispatch(line("grant.list"), 1000))[1]
+        status = (await w.server.dispatch(line("status"), Caller(1, 1000)))[1]
+        listing = (await w.server.dispatch(line("grant.list"), Caller(1, 1000)))[1]
         still_stuck = not change.done()
         release.set()
         await change
@@ -172,7 +172,7 @@ def test_wait_is_woken_by_the_decision_without_polling(tmp_path):
                                                        timeout=60), Caller(1, 1000)))
         await asyncio.sleep(0.5)  # a poller at 0.25 s would have read twice by now
         assert len(reads) == 1 and srv.limits.long[1000] == 1
-        await srv.dispatch(line("access.approve", id=r["id"]), 1001)
+        await srv.dispatch(line("access.approve", id=r["id"]), Caller(2, 1001))
         return (await asyncio.wait_for(waiter, 5))[1]
 
     answer = asyncio.run(go())

@@ -64,7 +64,7 @@ def test_allowed_with_a_grant_and_a_password_is_needed(w):
     grant(w)
     asked = w.sudo.ask(args(["/usr/bin/id", "-u"]))
     assert asked.decision.allowed and asked.decision.needs_password
-    assert asked.stamp_key == (1000, "/dev/pts/3") and asked.pid == "77"
+    assert asked.stamp_key == (1000, "/dev/pts/3") and asked.request.pid == "77"
 
 
 def test_timestamp_five_minutes_per_tty_and_sudo_k(w):
