@@ -25,6 +25,7 @@ PAM_SERVICE = "jit-sudo"
 TIMESTAMP_SECONDS = 300  # sudoers' timestamp_timeout: 5 minutes
 MAX_TRIES = 3  # sudoers' passwd_tries
 MAX_PENDING_CONTEXTS = 1024
+MAX_REMEMBERED = 4096  # timestamps and try counts held before stale ones are dropped
 
 
 def pam_authenticate(user: str, password: str) -> bool:
@@ -61,7 +62,7 @@ class Sudo:
         self.which = which
         self._lock = threading.Lock()  # timestamps and tries: auth threads and the worker
         self._stamps: dict[tuple[int, str], float] = {}
-        self._tries: dict[tuple[int, str], int] = {}
+        self._tries: dict[tuple[int, str], tuple[int, float]] = {}  # (count, last try)
         self.waiting: dict[str, Asked] = {}  # request id -> the invocation that waits
 
     # gathering and deciding (in the ordered worker) ----------------------------------------
@@ -167,17 +168,28 @@ class Sudo:
         """PAM's verdict; a success starts the timestamp, a failure counts against the
         invocation's tries. Runs in an auth thread: pam_faildelay may sleep seconds."""
         ok = self.authenticate_password(user, password)
+        now = self.core.clock()
         with self._lock:
+            if len(self._stamps) + len(self._tries) > MAX_REMEMBERED:
+                self._forget_stale(now)
             if ok:
-                self._stamps[key] = self.core.clock() + TIMESTAMP_SECONDS
+                self._stamps[key] = now + TIMESTAMP_SECONDS
                 self._tries.pop((key[0], pid), None)
             else:
-                self._tries[(key[0], pid)] = self._tries.get((key[0], pid), 0) + 1
+                count, _ = self._tries.get((key[0], pid), (0, now))
+                self._tries[(key[0], pid)] = (count + 1, now)
         return ok
+
+    def _forget_stale(self, now: float) -> None:
+        """Expired timestamps, and tries of sudo invocations long over: memory stays
+        bounded however many terminals and sudo processes come and go."""
+        self._stamps = {k: t for k, t in self._stamps.items() if t > now}
+        self._tries = {k: v for k, v in self._tries.items()
+                       if v[1] > now - TIMESTAMP_SECONDS}
 
     def tries_left(self, uid: int, pid: str) -> int:
         with self._lock:
-            return MAX_TRIES - self._tries.get((uid, pid), 0)
+            return MAX_TRIES - self._tries.get((uid, pid), (0, 0.0))[0]
 
     def forget(self, key: tuple[int, str]) -> None:
         """`sudo -k`."""

@@ -114,3 +114,15 @@ def test_denied_approval_is_never_used(w):
         w.sudo.approved(req["id"])
     assert info.value.code == "denied"
 
+
+
+def test_remembered_passwords_and_tries_stay_bounded(w, monkeypatch):
+    import hostd.sudo as sudo_mod
+
+    monkeypatch.setattr(sudo_mod, "MAX_REMEMBERED", 10)
+    for n in range(30):
+        w.sudo.check_password((1000, f"/dev/pts/{n}"), str(n), "alice", "wrong")
+    w.clock.t += TIMESTAMP_SECONDS + 1
+    w.sudo.check_password((1000, "/dev/pts/99"), "99", "alice", "right")
+    assert len(w.sudo._tries) == 0 and len(w.sudo._stamps) == 1
+    assert w.sudo.fresh((1000, "/dev/pts/99"))
