@@ -13,6 +13,7 @@ PACKAGES=(
     build-essential debhelper dh-python python3-all python3-setuptools lintian fakeroot
     libjson-c-dev valgrind
     shellcheck
+    libpam-wrapper python3-pypamtest python3-hypothesis asciinema tmux hyperfine chromium
 )
 TOOLS=/var/cache/jitaccess-tools
 

@@ -49,6 +49,9 @@ PACKAGES: tuple[str, ...] = (
     "python3-cffi-backend",
     # Recommended by jitaccess: Debian 12's python3-pampy imports six without depending on it.
     "python3-six",
+    # Sessions, recordings and shipping: tmux drives full-screen programs, rsyslog and
+    # systemd-journal-remote carry events to a SIEM sink.
+    "tmux", "rsyslog", "systemd-journal-remote",
 )
 
 # Inside the container the host's environment (pyenv's PATH, locale) would mislead.
