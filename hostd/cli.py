@@ -326,6 +326,12 @@ def cmd_setup(args: argparse.Namespace) -> int:
                 if changed else f"jit_sudo.so was already enabled in {conf}")
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from . import audit  # hostd/audit.py: reading, filters, --held-at, formats
+
+    return audit.run(args)
+
+
 # parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -394,6 +400,20 @@ def build_parser() -> argparse.ArgumentParser:
     switch.add_argument("--enable", action="store_true")
     switch.add_argument("--disable", action="store_true")
     c.add_argument("--force", action="store_true", help="enable despite the lockout guard")
+
+    c = command("audit", cmd_audit, "read jitaccess events back from the journal (root, adm, "
+                "systemd-journal)")
+    c.add_argument("--since", metavar="TIME", help="RFC 3339, @EPOCH, -DURATION (ago)")
+    c.add_argument("--until", metavar="TIME")
+    c.add_argument("--user", action="append", metavar="USER[,USER]")
+    c.add_argument("--role", action="append", metavar="ROLE[,ROLE]")
+    c.add_argument("--grant", action="append", metavar="GRANT_ID[,GRANT_ID]")
+    c.add_argument("--event", action="append", metavar="TYPE[,TYPE]")
+    c.add_argument("--held-at", metavar="TIME", help="who held which role at TIME")
+    c.add_argument("--format", choices=("text", "json", "ocsf", "ecs"), default="text")
+    c.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    c.add_argument("--journal-dir", help=argparse.SUPPRESS)  # tests and benchmarks/audit.py
+    c.add_argument("--journal-file", action="append", help=argparse.SUPPRESS)
     return p
 
 

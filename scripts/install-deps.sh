@@ -14,6 +14,7 @@ PACKAGES=(
     libjson-c-dev valgrind
     shellcheck
     libpam-wrapper python3-pypamtest python3-hypothesis asciinema tmux hyperfine chromium
+    systemd-journal-remote
 )
 TOOLS=/var/cache/jitaccess-tools
 
@@ -40,4 +41,25 @@ if [ ! -x "$TOOLS/venv/bin/ruff" ]; then
     mkdir -p "$TOOLS"
     /usr/bin/python3 -m venv "$TOOLS/venv"
     "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "ruff==0.17.6"
+fi
+# `jit audit` export tests (tests/unit/test_audit_schemas.py): the OCSF schema as the
+# ocsf-json-schema package ships it (JSON Schema per class) and jsonschema to apply it;
+# the ECS field definitions as Elastic's @elastic/ecs npm package ships them (EcsFlat,
+# generated from ecs_flat.yml). Test-only: the runtime never imports them.
+if [ ! -d "$TOOLS/venv/lib/python3.11/site-packages/ocsf_json_schema" ] \
+        || [ ! -d "$TOOLS/venv/lib/python3.11/site-packages/jsonschema" ]; then
+    echo "install-deps: installing ocsf-json-schema and jsonschema into $TOOLS/venv"
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
+        "ocsf-json-schema==1.2.0" "jsonschema==4.23.0"
+fi
+if [ ! -f "$TOOLS/npm/node_modules/@elastic/ecs/package.json" ]; then
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+        echo "install-deps: installing nodejs and npm (for the ECS field definitions)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    echo "install-deps: installing @elastic/ecs into $TOOLS/npm"
+    mkdir -p "$TOOLS/npm"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" "@elastic/ecs@9.4.0"
 fi
