@@ -234,10 +234,11 @@ def to_ocsf(e: dict[str, str]) -> dict:
         metadata["profiles"] = ["host"]
     out["metadata"] = metadata
     user = {k: v for k, v in (("name", e.get("JIT_USER")), ("uid", e.get("JIT_UID"))) if v}
-    if user:
+    iam = category_uid == 3  # only IAM classes have a `user`; elsewhere it stays unmapped
+    if user and iam:
         out["user"] = user
     approver = e.get("JIT_APPROVER")
-    if approver:
+    if approver and iam:
         out["actor"] = {"user": {"name": approver}}
     count = _int(e.get("JIT_COUNT"))
     if count is not None:

@@ -109,9 +109,10 @@ def lifecycle(n: int, start_usec: int, users: int = 50) -> Iterator[dict[str, st
     """`n` events of a busy host: grants activated, sudo used under them, then expired
     or revoked, with requests and refusals in between; a second apart."""
     at = start_usec
-    i = 0
+    i = number = 0
     while i < n:
-        user = f"user{i % users}"
+        user = f"user{number % users}"
+        number += 1
         gid = f"g-{i}"
         g = dict(GRANT, user=user, uid=2000 + i % users, grant_id=gid, reason="deploy",
                  not_after=rfc3339(at / 1e6 + 3600))
