@@ -101,6 +101,8 @@ def parse_when(text: str, now: float) -> float:
             return now - parse_duration(text[1:])
         if text == "now":
             return now
+        if text.startswith("@") and text[1:].replace(".", "", 1).isdigit():
+            return float(text[1:])  # @EPOCH with a fraction: the journal has microseconds
         return float(parse_time(text, now))
     except ValueError as exc:
         raise AuditError(f"{exc} (or -DURATION for that long ago)") from None

@@ -167,6 +167,7 @@ def test_query_filters() -> None:
 
 def test_parse_when() -> None:
     assert audit.parse_when("@100", 5000) == 100
+    assert audit.parse_when("@100.25", 5000) == 100.25
     assert audit.parse_when("-1h", 5000) == 1400
     assert audit.parse_when("now", 5000) == 5000
     assert audit.parse_when("2026-11-30T00:53:20Z", 0) == T0
