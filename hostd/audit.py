@@ -149,10 +149,17 @@ def read_journal(query: Query, directory: str | None = None,
         reader.add_match(_UID="0")  # trusted (set by journald): no user can forge our events
         for ident in IDENTIFIERS:
             reader.add_match(SYSLOG_IDENTIFIER=ident)
-        for mid in query.message_ids():
-            reader.add_match(MESSAGE_ID=mid)
-        for key, wanted in query.matches.items():
-            for value in wanted:
+        # MESSAGE_ID: journald matches a few (--event) fast, but a disjunction of the whole
+        # catalog made its walk 5x slower (0.17 s -> 1.0 s for 100,000 entries), so then
+        # the catalog is checked here, on the entry already read.
+        wanted = None
+        if query.events:
+            for mid in query.message_ids():
+                reader.add_match(MESSAGE_ID=mid)
+        else:
+            wanted = frozenset(mid.encode() for mid in query.message_ids())  # as read: bytes
+        for key, values in query.matches.items():
+            for value in values:
                 reader.add_match(**{key: value})
         if query.since is not None:
             journal._Reader.seek_realtime(reader, int(query.since * 1_000_000))
@@ -165,8 +172,12 @@ def read_journal(query: Query, directory: str | None = None,
             if until is not None and at > until:
                 break
             raw = get_all()
-            out = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else _decode(v))
-                   for k, v in raw.items() if k.startswith("JIT_") or k in KEPT}
+            if wanted is not None and raw.get("MESSAGE_ID") not in wanted:
+                continue
+            try:
+                out = {k: v.decode() for k, v in raw.items() if k in KEPT or k[:4] == "JIT_"}
+            except (UnicodeDecodeError, AttributeError):  # bad UTF-8, or a repeated field
+                out = {k: _decode(v) for k, v in raw.items() if k in KEPT or k[:4] == "JIT_"}
             out["__REALTIME_TIMESTAMP"] = str(at)
             yield out
     finally:

@@ -265,3 +265,20 @@ def test_held_at_refuses_export_formats(journal_file: Path) -> None:
     code, _ = run_cli("--journal-file", str(journal_file), "--held-at", "now",
                       "--format", "ocsf")
     assert code == 2
+
+
+def test_docs_mapping_table_is_the_code() -> None:
+    """docs/AUDIT.md's table has one row per mapped event, saying what the code does."""
+    from hostd.audit_export import OCSF_ACTIVITIES, OCSF_CLASSES, STATUS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "AUDIT.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
+            for line in doc.splitlines() if line.startswith("| `")}
+    assert set(rows) >= set(OCSF_MAP)
+    for name, o in OCSF_MAP.items():
+        c = ECS_MAP[name]
+        act = OCSF_ACTIVITIES.get((o.class_uid, o.activity_id)) or o.activity
+        status = STATUS.get(o.status, (99, o.status))
+        assert rows[name] == [f"{OCSF_CLASSES[o.class_uid][0]} {o.class_uid}",
+                              f"{act} ({o.activity_id})", f"{status[1]} ({status[0]})",
+                              ", ".join(c.category), ", ".join(c.type), c.outcome], name
