@@ -282,3 +282,21 @@ def test_docs_mapping_table_is_the_code() -> None:
         assert rows[name] == [f"{OCSF_CLASSES[o.class_uid][0]} {o.class_uid}",
                               f"{act} ({o.activity_id})", f"{status[1]} ({status[0]})",
                               ", ".join(c.category), ", ".join(c.type), c.outcome], name
+
+
+def test_html_report_is_written_private_or_refused_by_name(journal_file: Path,
+                                                          tmp_path: Path) -> None:
+    """With hostd/audit_html.py the page is written 0600 (it holds reasons and commands);
+    a build without it says so (usage, exit 2) and writes nothing."""
+    import importlib.util
+    import os
+
+    target = tmp_path / "report.html"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code, _ = run_cli("--journal-file", str(journal_file), "--html", str(target))
+    if importlib.util.find_spec("hostd.audit_html") is None:
+        assert code == 2 and "not available" in err.getvalue() and not target.exists()
+    else:
+        assert code == 0 and os.stat(target).st_mode & 0o777 == 0o600
+        assert "g-0" in target.read_text()
