@@ -321,7 +321,7 @@ def _cell(value: str, width: int) -> str:
 
 def table_lines(events: Iterable[dict[str, str]]) -> Iterator[str]:
     """One line per event; every value escaped, long ones cut (MESSAGE last, longest)."""
-    widths = (23, 18, 12, 12, 24, 200)
+    widths = (24, 18, 12, 12, 14, 200)
     yield "  ".join(h.ljust(w) for (h, _), w in zip(TABLE_COLUMNS, widths, strict=True)).rstrip()
     for e in events:
         at = _iso(int(e.get("__REALTIME_TIMESTAMP", "0")) / 1e6).replace("T", " ")
