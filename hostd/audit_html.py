@@ -13,6 +13,7 @@ an event. Event types this module does not know render as generic marks.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import time
@@ -118,6 +119,8 @@ def visible(value: object) -> str:
     hostd logged is already escaped and passes unchanged; one from elsewhere cannot hide
     text (bidi overrides) or break the document (NUL)."""
     text = value if isinstance(value, str) else str(value)
+    if text.isprintable():  # false for every character of those categories (and Zs)
+        return text
     out = []
     for ch in text:
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
@@ -129,8 +132,15 @@ def visible(value: object) -> str:
     return "".join(out)
 
 
+def lines(parts: list[str]) -> str:
+    """Hover text: each line escaped on its own, so the line breaks stay line breaks."""
+    return "\n".join(esc(part) for part in parts)
+
+
 def esc(value: object) -> str:
     """The only way event data enters the page: made visible, then HTML-escaped."""
+    if value is None or value == "":
+        return ""
     return html.escape(visible(value), quote=True)
 
 
@@ -144,9 +154,12 @@ def clip(value: str, limit: int) -> str:
 
 
 def stamp(t: float | None) -> str:
-    if t is None:
-        return "?"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return "?" if t is None else _stamp(int(t))
+
+
+@functools.lru_cache(maxsize=4096)
+def _stamp(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def parse_rfc3339(text: str | None) -> float | None:
@@ -160,18 +173,19 @@ def parse_rfc3339(text: str | None) -> float | None:
 
 # ---- the model -------------------------------------------------------------------------
 
-@dataclass
 class Event:
-    idx: int
-    t: float | None
-    f: dict[str, str]
+    """One journal entry: its place in the input, its time, its fields; `get("user")`
+    is JIT_USER."""
 
-    @property
-    def kind(self) -> str:
-        return self.f.get("JIT_EVENT", "") or "?"
+    __slots__ = ("f", "idx", "jit", "kind", "t")
+
+    def __init__(self, idx: int, t: float | None, f: dict[str, str]) -> None:
+        self.idx, self.t, self.f = idx, t, f
+        self.jit = {k[4:].lower(): v for k, v in f.items() if k.startswith("JIT_")}
+        self.kind = self.jit.get("event") or "?"
 
     def get(self, name: str) -> str:
-        return self.f.get("JIT_" + name.upper(), "")
+        return self.jit.get(name, "")
 
 
 @dataclass
@@ -341,7 +355,7 @@ class Timeline:
                             f'{esc(_tick_label(t, step, first))}</text>')
             first, t = False, t + step
 
-    def mark(self, ev: Event, shape: str, cls: str, track: str, title: str) -> None:
+    def mark(self, ev: Event, shape: str, cls: str, track: str, title: list[str]) -> None:
         if ev.t is None or not self.t0 <= ev.t <= self.t1:
             return
         x, y = self.x(ev.t), self.track_y(track)
@@ -352,7 +366,7 @@ class Timeline:
             "dot": f'<circle class="mark {cls}" cx="{x:.1f}" cy="{y:.1f}" r="3.5"/>',
             "cross": f'<path class="mark m-term" d="M{x - 4:.1f} {y - 4:.1f}l8 8m0-8l-8 8"/>',
         }[shape]
-        self.out.append(f'<a href="#e{ev.idx}"><title>{esc(title)}</title>{body}</a>')
+        self.out.append(f'<a href="#e{ev.idx}"><title>{lines(title)}</title>{body}</a>')
 
     def track_y(self, track: str) -> float:
         return self._tracks_top + TRACKS.index(track) * TRACK_H + TRACK_H / 2
@@ -399,7 +413,7 @@ class Timeline:
         if g.reason:
             parts.append(f"reason: {g.reason}")
         anchor = min(g.events, key=lambda e: e.idx).idx
-        self.out.append(f'<a href="#e{anchor}"><title>{esc(chr(10).join(parts))}</title>'
+        self.out.append(f'<a href="#e{anchor}"><title>{lines(parts)}</title>'
                         f'<rect class="bg {cls}{extra}" x="{x0:.1f}" y="{y:.1f}" '
                         f'width="{width:.1f}" height="{BAR_H:.0f}" rx="4"/>')
         if g.ending == "live" and (g.end is None):
@@ -426,8 +440,8 @@ class Timeline:
         if ends:
             self.out.append(f'<line class="req" x1="{self.x(r.created):.1f}" '
                             f'x2="{self.x(max(ends)):.1f}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        title = (f"request {r.id}: {r.user} asked for {r.role} at {stamp(r.created)}"
-                 f"\noutcome: {r.outcome}" + (f"\nreason: {r.reason}" if r.reason else ""))
+        title = [f"request {r.id}: {r.user} asked for {r.role} at {stamp(r.created)}",
+                 f"outcome: {r.outcome}"] + ([f"reason: {r.reason}"] if r.reason else [])
         self.mark(r.first, "diamond", "m-req", "requests", title)
         for d in r.decisions:
             self._decision(r, d)
@@ -438,9 +452,9 @@ class Timeline:
             "request_denied": ("circle", "m-deny", "denied"),
         }.get(d.kind, ("dot", "m-expire", d.get("decision") or "expired"))
         who = d.get("approver")
-        title = (f"request {r.id} {verb}" + (f" by {who}" if who else "")
-                 + f" at {stamp(d.t)}" + (f"\ncomment: {d.get('reason')}"
-                                          if d.get("reason") else ""))
+        title = [f"request {r.id} {verb}" + (f" by {who}" if who else "") + f" at {stamp(d.t)}"]
+        if d.get("reason"):
+            title.append(f"comment: {d.get('reason')}")
         self.mark(d, shape, cls, "requests", title)
 
     def _marks(self, evs: list[Event]) -> None:
@@ -501,18 +515,18 @@ def _pack(grants: list[Grant]) -> int:
     return len(ends)
 
 
-def _describe(ev: Event) -> str:
+def _describe(ev: Event) -> list[str]:
     """A mark's hover text: what happened, with the ids an auditor looks up."""
-    lines = [f"{ev.kind} at {stamp(ev.t)}"]
+    out = [f"{ev.kind} at {stamp(ev.t)}"]
     for label, name in (("command", "command"), ("as", "runas"), ("grant", "grant_id"),
                         ("request", "request_id"), ("session", "session_id"),
                         ("recording", "recording"), ("sha256", "recording_sha256"),
                         ("tty", "tty"), ("code", "code"), ("reason", "reason")):
         if ev.get(name):
-            lines.append(f"{label}: {ev.get(name)}")
-    if len(lines) == 1 and ev.f.get("MESSAGE"):
-        lines.append(ev.f["MESSAGE"])
-    return "\n".join(lines)
+            out.append(f"{label}: {ev.get(name)}")
+    if len(out) == 1 and ev.f.get("MESSAGE"):
+        out.append(ev.f["MESSAGE"])
+    return out
 
 
 # ---- the page --------------------------------------------------------------------------
@@ -670,13 +684,15 @@ def render_html(events: list[dict], *, host: str, since: float | None,
                    {g.user for g in grants.values() if g.user})
     tl = Timeline(t0, t1)
     tl.axis()
-    hostwide = [e for e in evs if not e.get("user")]
-    if hostwide:
-        tl.user("(host)", [], hostwide, [], band=True)
+    by_user: dict[str, list[Event]] = {}
+    for e in evs:
+        by_user.setdefault(e.get("user"), []).append(e)
+    if by_user.get(""):
+        tl.user("(host)", [], by_user[""], [], band=True)
     for i, user in enumerate(users):
-        tl.user(user, [g for g in grants.values() if g.user == user],
-                [e for e in evs if e.get("user") == user],
-                [r for r in reqs.values() if r.user == user], band=(i + len(hostwide)) % 2 == 0)
+        tl.user(user, [g for g in grants.values() if g.user == user], by_user.get(user, []),
+                [r for r in reqs.values() if r.user == user],
+                band=(i + bool(by_user.get(""))) % 2 == 0)
     grant_list = sorted(grants.values(), key=lambda g: (g.start or 0, g.id))
     req_list = sorted(reqs.values(), key=lambda r: (r.created or 0, r.id))
     period = (f"{stamp(since) if since is not None else 'the first event'} to "
