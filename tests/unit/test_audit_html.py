@@ -1,25 +1,18 @@
-"""hostd/audit_html.py's model: how a grant ended, which request caused it, lanes, text.
-(The page itself, as text and in chromium: tests/integration/test_audit_html.py.)"""
+"""The audit report's parts (hostd/audit_model.py, audit_html.py): how a grant ended,
+which request caused it, lanes, text. The page itself, as text and in chromium:
+tests/integration/test_audit_html.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import re
+from datetime import UTC, datetime
 
 import pytest
 
-from hostd import audit_html
-from hostd.audit_html import (
-    CSS,
-    Event,
-    _nice_step,
-    _pack,
-    build_grants,
-    build_requests,
-    render_html,
-    visible,
-)
+from hostd.audit_html import CSS, _nice_step, _pack, render_html, visible
+from hostd.audit_model import Event, build_grants, build_requests, parse_rfc3339
 from hostd.events import escape
 
 T0 = 1_800_000_000.0
@@ -38,8 +31,7 @@ def raw(seconds: float, kind: str, **fields: str) -> dict[str, str]:
 
 
 def rfc(seconds: float) -> str:
-    return audit_html.datetime.fromtimestamp(T0 + seconds, audit_html.UTC).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(T0 + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_each_way_a_grant_ends() -> None:
@@ -146,3 +138,9 @@ def test_odd_entries_render_without_failing() -> None:
     assert page.count('<tr id="e') == len(entries)
     assert "privilege_residue" in page and "login_refused" in page
     assert "[&#x27;x&#x27;, &#x27;y&#x27;]" in page
+
+
+def test_not_after_is_read_as_utc() -> None:
+    assert parse_rfc3339("2027-01-15T08:00:00Z") == 1800000000.0
+    assert parse_rfc3339("2027-01-15T08:00:00") == 1800000000.0
+    assert parse_rfc3339("tomorrow") is None and parse_rfc3339("") is None
