@@ -66,6 +66,7 @@ svg.tl{width:100%;height:auto;display:block}
 .tl .tick{stroke:var(--line)}
 .tl .band{fill:rgba(40,60,120,.035)}
 .tl .sep{stroke:var(--line)}
+.tl .stat{font-size:10px;fill:#7a8398}
 .tl .track{font-size:9px;fill:#a0a8ba}
 .g-expired{fill:var(--expired)}.g-revoked{fill:var(--revoked)}
 .g-failed{fill:url(#hatch-failed)}.g-live{fill:var(--live)}.g-open{fill:url(#hatch-open)}
@@ -236,6 +237,13 @@ class Timeline:
                         f'y2="{top:.1f}"/>')
         self.out.append(f'<text class="user" x="10" y="{top + 24:.1f}"><title>{esc(name)}'
                         f'</title>{esc(clip(visible(name), 18))}</text>')
+        sudo = sum(1 for e in evs if e.kind.startswith("sudo_"))
+        stats = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in
+                 ((len(grants), "grant"), (len(reqs), "request"), (sudo, "command"))
+                 if n]
+        for i, stat in enumerate(stats):
+            self.out.append(f'<text class="stat" x="10" y="{top + 40 + 12 * i:.1f}">'
+                            f'{esc(stat)}</text>')
         self._tracks_top = top + 10 + max(lanes, 1) * (BAR_H + BAR_GAP)
         for track in TRACKS:
             self.out.append(f'<text class="track" x="{LABEL - 8:.1f}" text-anchor="end" '
