@@ -4,17 +4,21 @@ hostd's events to a JSON file, with no parsing of our own on either side.
 
 The file is read back with json.loads only and compared with `journalctl -o json` of the
 same events: same events in the same order, every JIT_* field (and every other journal
-field but the `__` metadata) with the same value.
+field but the `__` metadata) with the same value. The same real entries also feed the
+HTML report once (its browser tests run on synthetic streams, tests/integration).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 from jithost import Host, grants, issue, journal, wait_for
+
+from hostd.audit_html import render_html
 
 EXAMPLE = "/usr/share/doc/jitaccess/examples/rsyslog-jit.conf"
 SINK = "/var/log/jit-events.json"
@@ -100,3 +104,18 @@ def test_sink_is_private_and_syslog_gets_no_duplicates(shipped: tuple[Host, str]
     assert box.run(["stat", "-c", "%a %U %G", SINK]).stdout.split() == ["640", "root", "adm"]
     syslog = box.run(["cat", "/var/log/syslog"]).stdout
     assert syslog.count(f"grant {grant_id} activated") == 1
+
+
+def test_report_of_the_real_journal(shipped: tuple[Host, str]) -> None:
+    """The HTML report (hostd/audit_html.py) drawn from these real entries: the grant's
+    bar is there, coloured as revoked, with who revoked it; the reason stays text."""
+    host, grant_id = shipped
+    entries = _hostd_events(host)
+    page = render_html(entries, host="e2e", since=None, until=None)
+    bar = re.search(r'<a href="#e\d+"><title>grant ' + grant_id + r'\n(.*?)</title>'
+                    r'<rect class="bg ([\w-]+)', page, re.S)
+    assert bar, f"no bar for {grant_id}"
+    assert bar.group(2) == "g-revoked"
+    assert "ended: revoked by root" in bar.group(1)
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script" not in page
+    assert page.count('<tr id="e') == len(entries)
