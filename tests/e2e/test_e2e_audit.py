@@ -163,5 +163,16 @@ def test_only_journal_readers_may_audit(host: Host, story: dict) -> None:
     assert {e["JIT_EVENT"] for e in got} >= {"grant_activated", "grant_revoked"}
 
 
+def test_html_report_names_every_grant(host: Host, story: dict) -> None:
+    box = host.box
+    proc = audit(box, "--since", f"@{story['since']:.0f}", "--html", "/root/audit.html")
+    assert proc.returncode == 0, proc.stderr
+    page = box.path("/root/audit.html")
+    assert page.stat().st_mode & 0o777 == 0o600
+    text = page.read_text()
+    for gid in (story["revoked"], story["live"], story["expired"]):
+        assert gid in text
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
