@@ -22,8 +22,9 @@ HOST = "audit-test"
 
 # Events other helpers are adding (sudo/PAM/recording) and one nobody knows: the
 # exporters map them by name or fall back, and the output must still validate.
-EXTRA_TYPES = ("privilege_residue", "login_refused", "recording_started", "recording_ended",
-               "session_resumed", "totally_new_event")
+EXTRA_TYPES = ("privilege_residue", "login_refused", "login_denied", "recording_started",
+               "recording_failed", "recording_removed", "recording_ended", "session_resumed",
+               "totally_new_event")
 
 HOSTILE = "rm -rf / \x1b[2J\x1b]0;owned\x07\n2026-01-01 fake line \u202e<script>alert(1)</script>"
 
@@ -94,6 +95,10 @@ def one_of_each(at_usec: int = 1_796_000_000_000_000) -> list[dict[str, str]]:
         "recording_started": {"user": "alice", "session_id": "s-9",
                               "recording": "/var/log/jit/sessions/s-9.cast"},
         "recording_ended": {"user": "alice", "session_id": "s-9", "recording": "s-9"},
+        "recording_failed": {"user": "alice", "session_id": "s-9", "code": "disk_full",
+                             "recording": "/var/log/jit/sessions/s-9.cast"},
+        "recording_removed": {"session_id": "s-8",
+                              "recording": "/var/log/jit/sessions/s-8.cast"},
         "session_resumed": {"user": "alice"},
         "totally_new_event": {"reason": HOSTILE},
     }
