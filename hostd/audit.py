@@ -1,13 +1,14 @@
 """`jit audit`: hostd's events read back from journald, filtered, and who held what when.
 
 Events are found by journald's own indexes (python-systemd's journal.Reader matched on
-SYSLOG_IDENTIFIER, the catalog's MESSAGE_IDs and the JIT_* filter fields), never by
-parsing text. Each event comes out as one dict shaped like a line of `journalctl -o
-json` restricted to our fields (JIT_*, MESSAGE, MESSAGE_ID, PRIORITY, SYSLOG_IDENTIFIER,
-_HOSTNAME, __REALTIME_TIMESTAMP in microseconds as a decimal string), which is what
-`--json` prints and what the exporters (audit_export.py) and the HTML report take.
+_UID=0, SYSLOG_IDENTIFIER and the JIT_* filter fields; the catalog's MESSAGE_IDs by
+journald for --event, else on each entry read), never by parsing text. Each event comes
+out as one dict shaped like a line of `journalctl -o json` restricted to our fields
+(JIT_*, MESSAGE, MESSAGE_ID, PRIORITY, SYSLOG_IDENTIFIER, _HOSTNAME, __REALTIME_TIMESTAMP
+in microseconds as a decimal string), which is what `--json` prints and what the
+exporters (audit_export.py) and the HTML report take.
 
-The reading loop is the hot path (100,000 events in well under 2 s, benchmarks/audit.py):
+The reading loop is the hot path (goal: 100,000 events in 2 s, benchmarks/audit.py):
 it calls the Reader's C methods (`_next`, `_get_all`, `_get_realtime`) directly instead
 of `get_next()`, whose per-field Python converters cost more than the journal itself.
 """

@@ -300,3 +300,22 @@ def test_html_report_is_written_private_or_refused_by_name(journal_file: Path,
     else:
         assert code == 0 and os.stat(target).st_mode & 0o777 == 0o600
         assert "g-0" in target.read_text()
+
+
+def test_a_sandbox_root_reads_its_mirror(tmp_path: Path, monkeypatch) -> None:
+    """Under JIT_ROOT (tests, demos) the events come from DIR/var/log/jit/events.jsonl,
+    filtered the same way."""
+    from hostd.events import Events
+
+    mirror = tmp_path / "var" / "log" / "jit" / "events.jsonl"
+    mirror.parent.mkdir(parents=True)
+    ev = Events(mirror=mirror, journal=False)
+    ev.emit("grant_activated", "on", user="alice", grant_id="g-a", role="docker")
+    ev.emit("grant_activated", "on", user="bob", grant_id="g-b", role="docker")
+    ev.emit("sudo_allowed", "ran", user="alice", command="/bin/true")
+    monkeypatch.setenv("JIT_ROOT", str(tmp_path))
+    code, out = run_cli("--json", "--user", "alice")
+    got = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [e["JIT_EVENT"] for e in got] == ["grant_activated", "sudo_allowed"]
+    code, out = run_cli("--held-at", "now", "--json")
+    assert sorted(h["grant_id"] for h in json.loads(out)["held"]) == ["g-a", "g-b"]
