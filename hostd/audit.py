@@ -166,12 +166,15 @@ def read_journal(query: Query, directory: str | None = None,
             journal._Reader.seek_realtime(reader, int(query.since * 1_000_000))
         else:
             reader.seek_head()
+        since = None if query.since is None else int(query.since * 1_000_000)
         until = None if query.until is None else int(query.until * 1_000_000)
         step, get_all, get_time = reader._next, reader._get_all, reader._get_realtime
         while step():
             at = get_time()
             if until is not None and at > until:
                 break
+            if since is not None and at < since:  # the seek lands near, not always past
+                continue
             raw = get_all()
             if wanted is not None and raw.get("MESSAGE_ID") not in wanted:
                 continue
