@@ -387,9 +387,16 @@ def _sources(args) -> dict:
     return {}
 
 
-def _many(values: list[str] | None) -> tuple[str, ...]:
-    """Repeated options and comma lists: --user a --user b, --user a,b."""
-    return tuple(v for value in values or () for v in value.split(",") if v)
+def _many(values: list[str] | None, label: str) -> tuple[str, ...]:
+    """Repeated options and comma lists: --user a --user b, --user a,b. (The CLI checks
+    single string arguments for valid UTF-8; these are lists, so here.)"""
+    out = tuple(v for value in values or () for v in value.split(",") if v)
+    for v in out:
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise AuditError(f"{label} is not valid UTF-8") from None
+    return out
 
 
 def write_html(path: str, events: list[dict[str, str]], host: str, since: float | None,
@@ -413,8 +420,9 @@ def run(args) -> int:
     fmt = "json" if args.json else args.format
     since = parse_when(args.since, current) if args.since else None
     until = parse_when(args.until, current) if args.until else None
-    query = Query(since=since, until=until, users=_many(args.user), roles=_many(args.role),
-                  grants=_many(args.grant), events=_many(args.event))
+    query = Query(since=since, until=until, users=_many(args.user, "--user"),
+                  roles=_many(args.role, "--role"), grants=_many(args.grant, "--grant"),
+                  events=_many(args.event, "--event"))
     sources = _sources(args)
     if args.held_at:
         if fmt not in ("text", "json") or args.html:

@@ -319,3 +319,14 @@ def test_a_sandbox_root_reads_its_mirror(tmp_path: Path, monkeypatch) -> None:
     assert code == 0 and [e["JIT_EVENT"] for e in got] == ["grant_activated", "sudo_allowed"]
     code, out = run_cli("--held-at", "now", "--json")
     assert sorted(h["grant_id"] for h in json.loads(out)["held"]) == ["g-a", "g-b"]
+
+
+def test_bad_arguments_are_named_usage_errors(journal_file: Path) -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert run_cli("--journal-file", str(journal_file), "--user", "al\udcffice")[0] == 2
+        assert run_cli("--journal-file", str(journal_file), "--since", "soon")[0] == 2
+        assert run_cli("--journal-file", str(journal_file), "--event", "grant_x")[0] == 2
+    text = err.getvalue()
+    assert "--user is not valid UTF-8" in text and "bad time" in text
+    assert "unknown event type 'grant_x'" in text
