@@ -295,6 +295,8 @@ def held_query(query: Query) -> Query:
 
 TABLE_COLUMNS = (("TIME (UTC)", None), ("EVENT", "JIT_EVENT"), ("USER", "JIT_USER"),
                  ("ROLE", "JIT_ROLE"), ("GRANT", "JIT_GRANT_ID"), ("MESSAGE", "MESSAGE"))
+# shown after the message, so the table says what was run and why
+DETAILS = (("command", "JIT_COMMAND"), ("reason", "JIT_REASON"))
 
 
 _UNSAFE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
@@ -324,12 +326,17 @@ def _cell(value: str, width: int) -> str:
 
 
 def table_lines(events: Iterable[dict[str, str]]) -> Iterator[str]:
-    """One line per event; every value escaped, long ones cut (MESSAGE last, longest)."""
+    """One line per event; every value inert, long ones cut (MESSAGE last, longest, with
+    the command line or reason after it)."""
     widths = (24, 18, 12, 12, 14, 200)
     yield "  ".join(h.ljust(w) for (h, _), w in zip(TABLE_COLUMNS, widths, strict=True)).rstrip()
     for e in events:
         at = _iso(int(e.get("__REALTIME_TIMESTAMP", "0")) / 1e6).replace("T", " ")
-        cells = [at] + [_cell(e.get(key) or "-", w)
+        row = dict(e)
+        extra = [f"{label}: {e[key]}" for label, key in DETAILS if e.get(key)]
+        if extra:
+            row["MESSAGE"] = f"{e.get('MESSAGE', '')} [{'; '.join(extra)}]"
+        cells = [at] + [_cell(row.get(key) or "-", w)
                         for (_, key), w in zip(TABLE_COLUMNS[1:], widths[1:], strict=True)]
         yield "  ".join(c + " " * max(0, w - sum(columns(ch) for ch in c))
                         for c, w in zip(cells, widths, strict=True)).rstrip()

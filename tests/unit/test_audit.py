@@ -185,12 +185,14 @@ def test_only_root_adm_and_systemd_journal_may_read() -> None:
 
 
 def test_table_shows_no_control_character() -> None:
-    e = dict(by_name("sudo_allowed"), JIT_USER="eve\x1b[31m", MESSAGE="a\u202eb\nc")
+    e = dict(by_name("sudo_allowed"), JIT_USER="eve\x1b[31m", MESSAGE="a\u202eb\nc",
+             JIT_COMMAND="/bin/echo \x07\u2028x")
     lines = list(audit.table_lines([e]))
     assert len(lines) == 2
     for ch in "".join(lines):
         assert unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"), repr(ch)
     assert "eve\\x1b[31m" in lines[1] and "a\\u202eb\\nc" in lines[1]
+    assert "[command: /bin/echo \\x07\\u2028x" in lines[1]
 
 
 # a real journal file --------------------------------------------------------------------------
