@@ -16,6 +16,7 @@ import base64
 import functools
 import hashlib
 import html
+import re
 import time
 import unicodedata
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ SESSION_EVENTS = ("session_opened", "session_closed", "session_terminated")
 
 W, LABEL, PAD = 1200.0, 150.0, 16.0  # the timeline's viewBox width, user column, margin
 BAR_H, BAR_GAP, TRACK_H = 18.0, 4.0, 11.0
+BIN = 4.0  # marks of one kind closer than this (of W) on one track are drawn as one
+MAX_ROWS = 5000  # the event table's length: a browser lays out 100,000 rows in minutes
 TRACKS = ("requests", "commands", "sessions", "other")
 
 CSS = """\
@@ -98,6 +101,7 @@ tr:target{background:#fff6d6}
 .ev{display:inline-block;border-radius:4px;padding:0 6px;background:#eef0f6;
 font-size:11.5px;white-space:nowrap}
 .empty{color:var(--muted);font-style:italic}
+.note{background:#fff6d6;border-radius:6px;padding:8px 12px;margin:0 0 12px}
 svg.defs{position:absolute}
 footer{color:var(--muted);font-size:12px;padding:0 32px 30px}
 @media print{body{background:#fff}section{box-shadow:none;break-inside:avoid}}
@@ -186,8 +190,10 @@ def _tick_label(t: float, step: float, first: bool) -> str:
 class Timeline:
     """One SVG: a time axis, then per user a band of grant lanes and mark tracks."""
 
-    def __init__(self, t0: float, t1: float) -> None:
+    def __init__(self, t0: float, t1: float, rows: set[int]) -> None:
         self.t0, self.t1 = t0, max(t1, t0 + 1.0)
+        self.rows = rows  # events listed in the table: marks link to their rows
+        self._queued: dict[tuple[str, str, int], list] = {}
         self.out: list[str] = []
         self.ticks: list[float] = []
         self.y = 34.0
@@ -210,8 +216,29 @@ class Timeline:
             first, t = False, t + step
 
     def mark(self, ev: Event, shape: str, cls: str, track: str, title: list[str]) -> None:
+        """Queue a mark; marks of one kind closer than BIN on a track become one."""
         if ev.t is None or not self.t0 <= ev.t <= self.t1:
             return
+        key = (track, cls, int(self.x(ev.t) // BIN))
+        queued = self._queued.get(key)
+        if queued is None:
+            self._queued[key] = [ev, shape, title, 0, ev]
+        else:
+            queued[3] += 1
+            queued[4] = ev
+
+    def _flush(self) -> None:
+        for (track, cls, _), (ev, shape, title, more, last) in self._queued.items():
+            if more:
+                title = [*title, f"and {more} more {last.kind} until {stamp(last.t)}"]
+            self._draw(ev, shape, cls, track, title)
+        self._queued.clear()
+
+    def link(self, idx: int) -> str:
+        """An anchor to the event's table row, if the table has it."""
+        return f'<a href="#e{idx}">' if idx in self.rows else "<a>"
+
+    def _draw(self, ev: Event, shape: str, cls: str, track: str, title: list[str]) -> None:
         x, y = self.x(ev.t), self.track_y(track)
         body = {
             "diamond": f'<path class="mark {cls}" d="M{x:.1f} {y - 5:.1f}l5 5-5 5-5-5z"/>',
@@ -220,7 +247,7 @@ class Timeline:
             "dot": f'<circle class="mark {cls}" cx="{x:.1f}" cy="{y:.1f}" r="3.5"/>',
             "cross": f'<path class="mark m-term" d="M{x - 4:.1f} {y - 4:.1f}l8 8m0-8l-8 8"/>',
         }[shape]
-        self.out.append(f'<a href="#e{ev.idx}"><title>{lines(title)}</title>{body}</a>')
+        self.out.append(f'{self.link(ev.idx)}<title>{lines(title)}</title>{body}</a>')
 
     def track_y(self, track: str) -> float:
         return self._tracks_top + TRACKS.index(track) * TRACK_H + TRACK_H / 2
@@ -238,7 +265,7 @@ class Timeline:
         self.out.append(f'<text class="user" x="10" y="{top + 24:.1f}"><title>{esc(name)}'
                         f'</title>{esc(clip(visible(name), 18))}</text>')
         sudo = sum(1 for e in evs if e.kind.startswith("sudo_"))
-        stats = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in
+        stats = [f"{n:,} {word}{'s' if n != 1 else ''}" for n, word in
                  ((len(grants), "grant"), (len(reqs), "request"), (sudo, "command"))
                  if n]
         for i, stat in enumerate(stats):
@@ -253,6 +280,7 @@ class Timeline:
         for r in reqs:
             self._request(r)
         self._marks(evs)
+        self._flush()
         self.y = top + height
 
     def _bar(self, g: Grant, y: float) -> None:
@@ -273,8 +301,7 @@ class Timeline:
             parts.append(f"request {g.request.id} approved by {who}")
         if g.reason:
             parts.append(f"reason: {g.reason}")
-        anchor = min(g.events, key=lambda e: e.idx).idx
-        self.out.append(f'<a href="#e{anchor}"><title>{lines(parts)}</title>'
+        self.out.append(f'{self.link(g.events[0].idx)}<title>{lines(parts)}</title>'
                         f'<rect class="bg {cls}{extra}" x="{x0:.1f}" y="{y:.1f}" '
                         f'width="{width:.1f}" height="{BAR_H:.0f}" rx="4"/>')
         if g.ending == "live" and (g.end is None):
@@ -361,6 +388,12 @@ class Timeline:
                 f'aria-label="timeline of grants per user">{grid}{"".join(self.out)}</svg>')
 
 
+def _natural(name: str) -> list:
+    """user2 before user10."""
+    return [(0, int(part), "") if part.isascii() and part.isdigit() else (1, 0, part)
+            for part in re.split(r"([0-9]+)", name)]
+
+
 def _pack(grants: list[Grant]) -> int:
     """Put overlapping grants on lanes of their own (first fit by start); returns lanes."""
     ends: list[float] = []
@@ -438,11 +471,11 @@ def _cards(grants: dict[str, Grant], reqs: dict[str, Request], evs: list[Event],
         (len(evs), "events"),
     ]
     return '<div class="cards">' + "".join(
-        f'<div class="card"><b>{n}</b><span>{esc(label)}</span></div>'
+        f'<div class="card"><b>{n:,}</b><span>{esc(label)}</span></div>'
         for n, label in cards) + "</div>"
 
 
-def _grant_table(grants: list[Grant]) -> str:
+def _grant_table(grants: list[Grant], listed: set[int]) -> str:
     if not grants:
         return '<p class="empty">No grants in this period.</p>'
     rows = []
@@ -454,9 +487,10 @@ def _grant_table(grants: list[Grant]) -> str:
                                  for d in g.request.decisions
                                  if d.kind == "request_approved")
             approved = f"{g.request.id}: {approved}" if approved else g.request.id
-        anchor = min(g.events, key=lambda e: e.idx).idx
+        first = g.events[0].idx
+        grant = f'<a href="#e{first}">{code(g.id)}</a>' if first in listed else code(g.id)
         rows.append(
-            f'<tr><td><a href="#e{anchor}">{code(g.id)}</a></td>'
+            f"<tr><td>{grant}</td>"
             f"<td>{esc(g.user)}</td><td>{esc(g.role)}</td>"
             f'<td class="t">{esc(stamp(g.start) if g.start else "before the period")}</td>'
             f'<td class="t">{esc(stamp(g.end) if g.end else "")}</td>'
@@ -488,9 +522,15 @@ def _request_table(reqs: list[Request]) -> str:
             "<tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def _event_table(evs: list[Event]) -> str:
+def _event_table(evs: list[Event], total: int) -> str:
     if not evs:
         return '<p class="empty">No events in this period.</p>'
+    note = ""
+    if total > len(evs):
+        note = (f'<p class="note">The table lists the first {len(evs):,} of {total:,} events; '
+                "the timeline, grants and requests above cover them all. For the rest, "
+                "narrow the period (<code>--since</code>, <code>--until</code>) or read "
+                "<code>jit audit --json</code>.</p>")
     rows = []
     for ev in evs:
         detail = []
@@ -508,7 +548,7 @@ def _event_table(evs: list[Event]) -> str:
             f'<td>{code(ev.get("request_id"))}</td>'
             f'<td>{esc(ev.get("approver"))}</td><td>{esc(ev.get("decision"))}</td>'
             f'<td class="x">{" ".join(detail)}</td></tr>')
-    return ("<table><thead><tr><th>time (UTC)</th><th>event</th><th>user</th><th>role</th>"
+    return (note + "<table><thead><tr><th>time (UTC)</th><th>event</th><th>user</th><th>role</th>"
             "<th>grant</th><th>request</th><th>approver</th><th>decision</th>"
             "<th>details</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
@@ -542,8 +582,10 @@ def render_html(events: list[dict], *, host: str, since: float | None,
     if until is None:
         t1 += span * 0.02
     users = sorted({e.get("user") for e in evs if e.get("user")} |
-                   {g.user for g in grants.values() if g.user})
-    tl = Timeline(t0, t1)
+                   {g.user for g in grants.values() if g.user}, key=_natural)
+    listed = evs[:MAX_ROWS]
+    rows = {e.idx for e in listed}
+    tl = Timeline(t0, t1, rows)
     tl.axis()
     by_user: dict[str, list[Event]] = {}
     for e in evs:
@@ -573,9 +615,9 @@ def render_html(events: list[dict], *, host: str, since: float | None,
         '<section><h2>Timeline</h2>', _legend(),
         tl.svg() if evs else '<p class="empty">No events in this period.</p>',
         "</section>",
-        f"<section><h2>Grants ({len(grant_list)})</h2>{_grant_table(grant_list)}</section>",
-        f"<section><h2>Requests ({len(req_list)})</h2>{_request_table(req_list)}</section>",
-        f"<section><h2>Events ({len(evs)})</h2>{_event_table(evs)}</section>",
+        f"<section><h2>Grants ({len(grant_list):,})</h2>{_grant_table(grant_list, rows)}</section>",
+        f"<section><h2>Requests ({len(req_list):,})</h2>{_request_table(req_list)}</section>",
+        f"<section><h2>Events ({len(evs):,})</h2>{_event_table(listed, len(evs))}</section>",
         "</main><footer>Generated by <code>jit audit --html</code> from the journal of "
         f"{esc(host)}. Self-contained: this page loads nothing.</footer></body></html>\n",
     ])

@@ -125,6 +125,7 @@ def stream() -> list[dict[str, str]]:
         ev(200, "privilege_residue", user="dave", grant_id="555555555555",
            reason="still in group db"),
         ev(210, "login_refused", user="bob", reason=XSS_SCRIPT),
+        ev(212, "login_refused", user=XSS_SVG, reason="a user name from elsewhere"),
         ev(215, "config_error", reason="bad " + XSS_ATTR),
         ev(220, "recording_started", user="carol", recording="fedcba9876543210"),
     ]

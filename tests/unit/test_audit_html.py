@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hostd import audit_html
 from hostd.audit_html import CSS, _nice_step, _pack, render_html, visible
 from hostd.audit_model import Event, build_grants, build_requests, parse_rfc3339
 from hostd.events import escape
@@ -144,3 +145,22 @@ def test_not_after_is_read_as_utc() -> None:
     assert parse_rfc3339("2027-01-15T08:00:00Z") == 1800000000.0
     assert parse_rfc3339("2027-01-15T08:00:00") == 1800000000.0
     assert parse_rfc3339("tomorrow") is None and parse_rfc3339("") is None
+
+
+def test_a_long_period_stays_light(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dense marks are drawn as one; the event table stops at MAX_ROWS and says so; no
+    mark or grant links to a row the table does not have."""
+    monkeypatch.setattr(audit_html, "MAX_ROWS", 50)
+    entries = [raw(0, "grant_activated", grant_id="g1", user="user10", not_after=rfc(9999))]
+    entries += [raw(i, "sudo_allowed", grant_id="g1", user="user10", command=f"/bin/c {i}")
+                for i in range(1, 1001)]
+    entries.append(raw(1, "sudo_denied", user="user2", command="/bin/x"))
+    page = render_html(entries, host="h", since=T0, until=T0 + 10_000)
+    assert page.count('<tr id="e') == 50
+    assert "The table lists the first 50 of 1,002 events" in page
+    ids = set(re.findall(r'<tr id="(e\d+)"', page))
+    assert set(re.findall(r'href="#(e\d+)"', page)) <= ids
+    marks = page.count('class="mark m-sudo"')
+    assert 0 < marks <= 0.1 * 1200 / audit_html.BIN + 2  # 1,000 commands in 10 % of it
+    assert "more sudo_allowed until" in page
+    assert page.index(">user2<") < page.index(">user10<")  # natural order
