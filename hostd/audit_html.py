@@ -83,6 +83,7 @@ a:hover .bg,a:hover .mark{stroke:#111;stroke-width:2}
 .m-sudo{fill:#1d2433}.m-sudo-denied{fill:#c8312b}.m-sudo-pending{fill:#e08a00}
 .sess{stroke:#7c5cbf;stroke-width:3;stroke-linecap:round}
 .m-rec{fill:#c8312b;stroke:#fff;stroke-width:1.5}
+.rec{stroke:#c8312b;stroke-width:1.5;stroke-dasharray:4 2}
 .m-refused{fill:#c8312b}.m-other{fill:#8a93a8}.m-term{stroke:#c8312b;stroke-width:2}
 .link{stroke:#7c5cbf;stroke-width:1;stroke-dasharray:2 2}
 table{border-collapse:collapse;width:100%;font-size:12.5px}
@@ -346,17 +347,21 @@ class Timeline:
         self.mark(d, shape, cls, "requests", title)
 
     def _marks(self, evs: list[Event]) -> None:
-        sessions: dict[str, list[Event]] = {}
+        spans: dict[tuple[str, str], list[Event]] = {}  # a session or a recording's events
         for ev in evs:
             if ev.kind in SESSION_EVENTS and ev.get("session_id"):
-                sessions.setdefault(ev.get("session_id"), []).append(ev)
+                spans.setdefault(("sess", ev.get("session_id")), []).append(ev)
+            if ev.get("recording"):
+                spans.setdefault(("rec", ev.get("recording")), []).append(ev)
         y = self.track_y("sessions")
-        for sid, group in sessions.items():
+        for (cls, ident), group in spans.items():
             times = [e.t for e in group if e.t is not None]
-            if times:
-                self.out.append(f'<line class="sess" x1="{self.x(min(times)):.1f}" '
+            if len(times) > 1:
+                title = [f"{'session' if cls == 'sess' else 'recording'} {ident}",
+                         f"{stamp(min(times))} to {stamp(max(times))}"]
+                self.out.append(f'<line class="{cls}" x1="{self.x(min(times)):.1f}" '
                                 f'x2="{self.x(max(times)):.1f}" y1="{y:.1f}" y2="{y:.1f}">'
-                                f'<title>{esc("session " + sid)}</title></line>')
+                                f'<title>{lines(title)}</title></line>')
         for ev in evs:
             kind = ev.kind
             what = _describe(ev)
@@ -448,6 +453,8 @@ def _legend() -> str:
                      f'{label}</span>')
     items.append('<span><svg width="26" height="12"><line class="sess" x1="3" x2="23" '
                  'y1="6" y2="6"/></svg>session</span>')
+    items.append('<span><svg width="26" height="12"><line class="rec" x1="3" x2="23" '
+                 'y1="6" y2="6"/></svg>recorded</span>')
     return '<div class="legend">' + "".join(items) + "</div>"
 
 

@@ -249,6 +249,9 @@ def test_requests_approvers_and_marks(document: str) -> None:
     assert "recording: fedcba9876543210" in text  # an event type not known here
     assert "privilege_residue at 2026-11-30 11:20:00" in text
     assert "command: /usr/bin/systemctl restart nginx" in text
+    # the session and its recording as spans, from the first event to the last
+    assert "session s-42\n2026-11-30 08:25:00 to 2026-11-30 08:50:00" in text
+    assert "recording 0123456789abcdef\n2026-11-30 08:25:00 to 2026-11-30 08:51:00" in text
 
 
 def test_host_name_and_empty_period_are_escaped() -> None:
