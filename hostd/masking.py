@@ -249,6 +249,8 @@ class Masker:
         """Take a chunk; return the masked bytes that are now decided."""
         if not data:
             return b""
+        if not self._patterns:
+            return bytes(data)
         buf = self._buf + data if self._buf else bytes(data)
         n = len(buf)
         self._search(buf, n, final=False)
