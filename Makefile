@@ -63,6 +63,7 @@ bench:
 	$(PYTHON) benchmarks/store_sync.py
 	$(PYTHON) benchmarks/sudo_check.py
 	$(PYTHON) benchmarks/sudo_overhead.py
+	$(PYTHON) benchmarks/masking.py
 
 clean:
 	rm -rf dist build *.egg-info
