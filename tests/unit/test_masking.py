@@ -177,7 +177,7 @@ pieces = st.one_of(st.sampled_from(FRAGMENTS).map(str.encode),
                    st.text(max_size=20).map(str.encode))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.lists(pieces, max_size=30), st.lists(st.integers(min_value=0), max_size=12))
 def test_chunked_equals_whole(parts, cuts):
     data = b"".join(parts)
@@ -185,7 +185,7 @@ def test_chunked_equals_whole(parts, cuts):
     assert chunked(Masker(), data, cuts) == mask(data)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(st.lists(pieces, max_size=30), st.lists(st.integers(min_value=0), max_size=12))
 def test_chunked_equals_whole_with_configured_rules(parts, cuts):
     rules = [("x", r"x{2,5}=[^ ]{1,8}"), ("pw", r"(?i)secret(?P<secret>[0-9]{1,6})"),
@@ -195,7 +195,7 @@ def test_chunked_equals_whole_with_configured_rules(parts, cuts):
     assert chunked(Masker(rules), data, cuts) == mask(data, rules)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(st.text(max_size=200), st.lists(st.integers(min_value=0), max_size=8))
 def test_masked_text_is_still_utf8_and_the_same_length(text, cuts):
     data = text.encode()
