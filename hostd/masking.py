@@ -17,16 +17,19 @@ Streaming guarantee (exact): for any split of a stream into chunks,
 ``Masker(...).feed(whole) + flush()`` — provided flush() is called only at the end.
 This holds because every rule has a bounded reach (its longest match plus what it looks
 at around it, computed from the regex and checked when the rule is made): the masker
-holds back the last `hold_back` bytes of the stream (plus at most 3 so a UTF-8 character
-is not split between two outputs), and a byte is emitted only once every match that could
-cover it has been decided.
+holds back the last `hold_back` bytes of the stream, and a byte is emitted only once
+every match that could cover it has been decided. At most `max_holding` bytes are held:
+`hold_back`, a batch of up to BATCH bytes gathered before searching, and 3 more so that
+no output ends inside a UTF-8 character.
 
-An idle flush in the middle (so a prompt appears) cuts the stream there: everything held
-is emitted, masked as if the stream ended at the cut (so a rule that matches what has
-arrived — `password=hun` — still masks it), and searching continues after the cut with
-some context kept for look-behind. The cost: a secret that straddles the cut is masked on
-each side only as far as a rule matches that side alone; the part before the cut was
-already emitted. Output that arrives in one burst (`cat id_rsa`) is not affected.
+An idle flush in the middle (so a prompt appears) emits everything held, masked as if
+the stream ended there (so a rule that matches what has arrived — `password=hun` —
+masks it), and searching then goes on as if there had been no flush: a match that began
+before the cut still masks its later part, and every byte emitted after the cut is
+masked exactly as in whole-stream masking. The cost is only in the bytes emitted by the
+flush itself: part of a secret that no rule matches until more of it arrives (`AKIA`
+of an AWS key id cut after four characters) goes out unmasked. Text typed with echo
+(`password=hunter2`, one flush per key) is masked character by character.
 """
 
 from __future__ import annotations
@@ -275,7 +278,8 @@ class Masker:
             if self._rules else 0
         self.max_holding = self.hold_back + BATCH + 3 if self._rules else 0
         self._behind = max((r.behind for r in self._rules), default=1) + _UTF8_SLACK
-        self.counts = [0] * len(self._rules)  # matches masked per rule (order of names)
+        # matches masked per rule (order of names); one cut by an idle flush counts twice
+        self.counts = [0] * len(self._rules)
         self._buf = b""        # context (already emitted) + held bytes, searched
         self._pending: list[bytes] = []  # fed, not searched yet
         self._npending = 0
@@ -319,16 +323,17 @@ class Masker:
         return self._emit(buf, end)
 
     def flush(self) -> bytes:
-        """Return everything held, masked as if the stream ended here."""
+        """Return everything held, masked as if the stream ended here; searching goes on
+        as if it had not (a match that began before the flush still masks the rest)."""
         if not self.holding:
             return b""
         buf = self._take()
         n = len(buf)
-        self._search(buf, n, final=True)
-        out = self._emit(buf, n)
-        end = self._off + len(self._buf)
-        self._resume = [max(r, end) for r in self._resume]
-        return out
+        self._search(buf, n, final=False)  # where undecided matches may start: kept
+        resume = list(self._resume)
+        self._search(buf, n, final=True)   # everything that matches if the stream ended
+        self._resume = resume
+        return self._emit(buf, n)
 
     def _search(self, buf: bytes, n: int, final: bool) -> None:
         off = self._off
@@ -385,7 +390,8 @@ class Masker:
             result = bytes(out)
         else:
             result = buf[start:end]
-        cut = max(0, end - self._behind)
+        # keep look-behind context, and after a flush what undecided matches may need
+        cut = max(0, min(end, min(self._resume, default=off + end) - off) - self._behind)
         self._buf = buf[cut:]
         self._off = off + cut
         self._emitted = off + end

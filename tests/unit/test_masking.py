@@ -151,12 +151,26 @@ def test_no_rules_no_hold_back():
     assert m.flush() == b""
 
 
-def test_an_idle_flush_masks_what_has_arrived():
+def test_an_idle_flush_masks_what_has_arrived_and_the_rest_later():
     m = Masker()
     out = m.feed(b"password=hun") + m.flush()
     assert out == b"password=***"
-    # documented cost: after the cut, the rest is masked only if a rule matches it alone
-    assert m.feed(b"ter2 AKIAIOSFODNN7EXAMPLE\n") + m.flush() == b"ter2 " + b"*" * 20 + b"\n"
+    # the match that began before the flush goes on masking after it
+    assert m.feed(b"ter2 AKIAIOSFODNN7EXAMPLE\n") + m.flush() == b"**** " + b"*" * 20 + b"\n"
+
+
+def test_a_secret_typed_with_echo_is_masked_key_by_key():
+    m = Masker()
+    typed = b"export TOKEN=s3cr3tvalue; ls\r\n"
+    out = b"".join(m.feed(typed[i:i + 1]) + m.flush() for i in range(len(typed)))
+    assert out == b"export TOKEN=***********; ls\r\n"
+
+
+def test_the_documented_cost_of_an_idle_flush():
+    m = Masker()
+    key = b"AKIAIOSFODNN7EXAMPLE"
+    out = b"".join(m.feed(key[i:i + 1]) + m.flush() for i in range(len(key)))
+    assert out == key[:-1] + b"*"  # no rule matches a key id until its last character
 
 
 def test_counts_say_what_was_masked():
@@ -203,6 +217,27 @@ def test_masked_text_is_still_utf8_and_the_same_length(text, cuts):
     assert len(out) == len(data)
     out.decode("utf-8")
 
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.lists(pieces, max_size=30),
+       st.lists(st.tuples(st.integers(min_value=0), st.booleans()), max_size=12))
+def test_after_an_idle_flush_output_is_masked_as_the_whole_stream(parts, cuts):
+    """Bytes that feed() returns equal whole-stream masking even with flushes between;
+    bytes a flush returns are masked as the stream up to that flush masks them."""
+    data = b"".join(parts)
+    whole = mask(data)
+    m = Masker()
+    prev, at = 0, 0
+    for cut, flush in [*sorted((c % (len(data) + 1), f) for c, f in cuts), (len(data), True)]:
+        out = m.feed(data[prev:cut])
+        assert out == whole[at:at + len(out)]
+        at += len(out)
+        prev = cut
+        if flush:
+            out = m.flush()
+            assert out == mask(data[:cut])[at:]
+            at += len(out)
+    assert at == len(data)
 
 # refused rules ----------------------------------------------------------------------------
 
