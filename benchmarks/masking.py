@@ -8,6 +8,10 @@ reads and in 64 KiB reads, side by side in one run with two baselines:
 * `script -q -c "cat FILE" /dev/null` over the same 256 MB (util-linux's recorder,
   through a pty): the issue's baseline. Goal: masking keeps >= 0.8x script's throughput.
 
+Also, for the record: hostd's writing of the same masked output as a recording
+(CastWriter.output per 4 KiB read: UTF-8 decoding, JSON escaping, the hash chain, the
+file), which has to keep up with the recorder.
+
 Three rounds, interleaved; the best of each is printed.
 """
 
@@ -22,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hostd.castfile import CastWriter
 from hostd.masking import Masker
 
 MIB = 1 << 20
@@ -87,6 +92,21 @@ def masked(chunks: list[bytes]) -> float:
     return time.perf_counter() - t0
 
 
+def recorded(chunks: list[bytes], directory: Path) -> float:
+    path = directory / "rec.cast"
+    t0 = time.perf_counter()
+    w = CastWriter(path, {"id": "0" * 16, "user": "bench"})
+    t = 0.0
+    for _ in range(TOTAL_MIB):
+        for c in chunks:
+            t += 0.001
+            w.output(t, c)
+    w.close(t, "exit 0")
+    elapsed = time.perf_counter() - t0
+    path.unlink()
+    return elapsed
+
+
 def script(path: Path) -> float:
     t0 = time.perf_counter()
     subprocess.run(["script", "-q", "-c", f"cat {path}", "/dev/null"],
@@ -111,7 +131,8 @@ def main() -> int:
                               ("plain copy, 64 KiB reads", lambda: copy(large)),
                               ("script -q -c cat", lambda: script(path)),
                               ("masked, 4 KiB reads", lambda: masked(small)),
-                              ("masked, 64 KiB reads", lambda: masked(large))):
+                              ("masked, 64 KiB reads", lambda: masked(large)),
+                              ("CastWriter, 4 KiB reads", lambda: recorded(small, Path(tmp)))):
                 best[name] = min(best.get(name, float("inf")), run())
     rate = {name: TOTAL_MIB * MIB / 1e6 / t for name, t in best.items()}
     print(f"{TOTAL_MIB} MiB of text, best of {ROUNDS} rounds; built-in rules")
@@ -122,6 +143,8 @@ def main() -> int:
         print(f"  masked / plain copy ({size}):  {m / rate[f'plain copy, {size} reads']:.3f}")
         print(f"  masked / script ({size}):      {m / rate['script -q -c cat']:.2f}"
               f"   (goal >= 0.8)")
+    writer = rate["CastWriter, 4 KiB reads"] / rate["script -q -c cat"]
+    print(f"  CastWriter / script:         {writer:.2f}")
     return 0
 
 

@@ -66,9 +66,18 @@ def new_id() -> str:
 
 
 def _dumps(value: Any) -> bytes:
-    # ensure_ascii=False keeps the text readable; JSON escapes every control character,
-    # so a line never holds a raw CR or LF (asciinema reads the file in text mode).
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    # ASCII-only JSON: every control character and every non-ASCII one is escaped, so a
+    # line never holds a raw CR or LF (asciinema reads the file in text mode), and
+    # CPython's ASCII escaper is the fast one (~3x the other on terminal text).
+    return json.dumps(value).encode("ascii")
+
+
+_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def _event_line(t: float, code: str, text: str) -> bytes:
+    """json.dumps([t, code, text]), byte for byte, without the encoder's machinery."""
+    return f'[{t!r}, "{code}", {_escape(text)}]'.encode("ascii")
 
 
 def build_header(header: dict) -> dict:
@@ -137,23 +146,25 @@ class CastWriter:
         self._t = max(self._t, round(float(t), 6))
         return self._t
 
-    def _line(self, value: list) -> None:
+    def _line(self, t: float, code: str, text: str) -> None:
         if self._closed:
             raise ValueError("recording is closed")
-        line = _dumps(value)
-        self._h = hashlib.sha256(self._h + line).digest()
+        line = _event_line(t, code, text)
+        h = hashlib.sha256(self._h)
+        h.update(line)
+        self._h = h.digest()
         self._fh.write(line + b"\n")
         self.lines += 1
         self._since_mark += 1
         self._bytes_since_mark += len(line) + 1
 
     def _event(self, t: float, code: str, text: str) -> None:
-        self._line([self._time(t), code, text])
+        self._line(self._time(t), code, text)
         if self._since_mark >= MARK_EVERY or self._bytes_since_mark >= MARK_BYTES:
             self._mark()
 
     def _mark(self) -> None:
-        self._line([self._t, "m", CHAIN_PREFIX + self.digest])
+        self._line(self._t, "m", CHAIN_PREFIX + self.digest)
         self._since_mark = self._bytes_since_mark = 0
         self._fh.flush()  # what is chained is on disk up to here if hostd dies
 
@@ -182,8 +193,8 @@ class CastWriter:
         for decoder, code in ((self._out, "o"), (self._in, "i")):
             text = decoder.decode(b"", final=True)
             if text:
-                self._line([self._t, code, text])
-        self._line([self._t, "m", f"{END_PREFIX}{self.digest} {status}"])
+                self._line(self._t, code, text)
+        self._line(self._t, "m", f"{END_PREFIX}{self.digest} {status}")
         self._closed = True
         self._fh.flush()
         os.fsync(self._fh.fileno())
