@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from . import castfile
@@ -182,50 +183,59 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.idle_limit is not None and not (0 <= args.idle_limit <= 1e6):
         raise JitError("usage", "--idle-limit must be 0 or more seconds")
     path = _recording(args)
-    cast = _read(path)
+    header, events = _open(path)
     if args.export_script is not None:
         try:
-            log, timing = castfile.export_script(cast, args.export_script)
+            log, timing = castfile.export_events(path, header, events, args.export_script)
         except FileExistsError as exc:
             raise JitError("denied", f"{escape(exc.filename)} exists already") from None
+        except castfile.CastError as exc:
+            raise JitError("malformed", f"{escape(path.name)}: {escape(exc)}") from None
         except OSError as exc:
             raise JitError("denied", f"cannot write there: {escape(exc.strerror)}") from None
         return _say(args, {"ok": True, "code": "ok", "message": "exported",
                            "log": str(log), "timing": str(timing)},
                     f"{escape(log)}\n{escape(timing)}\n"
                     f"play it with: scriptreplay -t {escape(timing)} {escape(log)}")
-    meta = cast.meta
+    meta = header["jit"]
     tty = sys.stdout.isatty()
     print(f"jit: replaying {args.recording_id}: {shown(meta.get('user') or '?', 32)} as "
           f"{shown(meta.get('runas') or '?', 32)}, started "
-          f"{shown(meta.get('started') or _time(cast.header.get('timestamp')) or '?', 32)}"
-          f", {cast.header.get('width')}x{cast.header.get('height')}", file=sys.stderr)
+          f"{shown(meta.get('started') or _time(header.get('timestamp')) or '?', 32)}"
+          f", {shown(header.get('width'), 6)}x{shown(header.get('height'), 6)}",
+          file=sys.stderr)
     print(f"jit: command: {shown(_command_text(meta.get('command')), 70)}", file=sys.stderr)
     out = sys.stdout.buffer
-    interrupted = False
+    end = "the recording has no end (running, or cut short)"
+    code = EXIT_OK
     try:
-        play(cast, out, speed=args.speed, idle_limit=args.idle_limit)
+        last = play(events, out, speed=args.speed, idle_limit=args.idle_limit)
+        if last is not None and last[1] == "m" and last[2].startswith(castfile.END_PREFIX):
+            end = f"status: {shown(last[2][len(castfile.END_PREFIX) + 65:], 40)}"
     except KeyboardInterrupt:
-        interrupted = True
+        end, code = "interrupted", 130
+    except castfile.CastError as exc:
+        end, code = f"stopped: {shown(exc, 60)}", EXIT_REFUSED
     finally:
         if tty:
             out.write(TERMINAL_RESET.encode())
         out.flush()
-    end = "interrupted" if interrupted else (
-        f"status: {shown(cast.status, 40)}" if cast.status is not None
-        else "the recording has no end (running, or cut short)")
     print(f"jit: end of replay of {args.recording_id} ({end})", file=sys.stderr)
-    return 130 if interrupted else EXIT_OK
+    return code
 
 
-def play(cast: castfile.Cast, out, *, speed: float = 1.0, idle_limit: float | None = None,
-         sleep=time.sleep, clock=time.monotonic) -> None:
+def play(events: Iterable[tuple[float, str, str]], out, *, speed: float = 1.0,
+         idle_limit: float | None = None, sleep=time.sleep,
+         clock=time.monotonic) -> tuple[float, str, str] | None:
     """Write the output events to `out` at their recorded pace (divided by `speed`,
-    pauses capped at `idle_limit`), on a schedule so delays do not add up."""
+    pauses capped at `idle_limit`), on a schedule so delays do not add up. Returns the
+    last event (the end line, in a complete recording)."""
     start = clock()
     virtual = 0.0
     last = 0.0
-    for t, code, text in cast.events:
+    event = None
+    for event in events:
+        t, code, text = event
         if code != "o":
             continue
         gap = max(0.0, t - last)
@@ -239,11 +249,12 @@ def play(cast: castfile.Cast, out, *, speed: float = 1.0, idle_limit: float | No
             sleep(delay)
         out.write(text.encode("utf-8", "replace"))
     out.flush()
+    return event
 
 
-def _read(path: Path) -> castfile.Cast:
+def _open(path: Path) -> tuple[dict, Iterator[tuple[float, str, str]]]:
     try:
-        return castfile.read_cast(path)
+        return castfile.iter_cast(path)
     except FileNotFoundError:
         raise JitError("not_found", f"no recording {path.name.removesuffix('.cast')} "
                        f"in {escape(path.parent)}") from None

@@ -132,12 +132,12 @@ def test_play_keeps_the_pace_divided_by_speed_and_caps_pauses():
         slept.append(round(seconds, 6))
         now[0] += seconds
 
-    cast = castfile.Cast(Path("x"), {}, [(0.0, "o", "a"), (2.0, "o", "b"), (2.0, "r", "1x1"),
-                                        (12.0, "o", "c"), (12.5, "i", "x"), (13.0, "o", "d")])
+    events = [(0.0, "o", "a"), (2.0, "o", "b"), (2.0, "r", "1x1"), (12.0, "o", "c"),
+              (12.5, "i", "x"), (13.0, "o", "d"), (13.0, "m", "end")]
     out = io.BytesIO()
-    cli_recordings.play(cast, out, speed=2.0, idle_limit=3.0, sleep=sleep,
-                        clock=lambda: now[0])
-    assert out.getvalue() == b"abcd"
+    last = cli_recordings.play(iter(events), out, speed=2.0, idle_limit=3.0, sleep=sleep,
+                               clock=lambda: now[0])
+    assert out.getvalue() == b"abcd" and last == (13.0, "m", "end")
     assert slept == [1.0, 1.5, 0.5]  # 2/2, min(10, 3)/2, 1/2
 
 
@@ -238,3 +238,27 @@ def test_verify_of_a_missing_recording_exits_2(root, capsys):
     assert code == 2 and json.loads(out)["code"] == "not_found"
     code, _, err = run(capsys, "verify-recording", B)
     assert code == 2 and err.startswith(f"jit: not_found: no recording {B}")
+
+
+def test_replay_stops_at_a_malformed_line_and_says_so(root, capfdbinary):
+    make(sessions_dir(root), A)
+    path = sessions_dir(root) / f"{A}.cast"
+    lines = path.read_bytes().split(b"\n")
+    i = next(i for i, raw in enumerate(lines) if b"uid=0(root)" in raw)
+    lines[i] = b"[1.0, broken"
+    path.write_bytes(b"\n".join(lines))
+    code = main(["replay", A, "--speed", "1000", "--idle-limit", "0"])
+    out, err = capfdbinary.readouterr()
+    assert code == 1 and out == b"$ id\r\n"
+    assert err.decode().splitlines()[-1].startswith(f"jit: end of replay of {A} (stopped: ")
+
+
+def test_export_of_a_malformed_recording_leaves_nothing(root, capsys, tmp_path):
+    make(sessions_dir(root), A)
+    path = sessions_dir(root) / f"{A}.cast"
+    path.write_bytes(path.read_bytes().replace(b'"id\\r\\n"]', b'"id\\r\\n"'))
+    target = tmp_path / "out"
+    target.mkdir()
+    code, out, _ = run(capsys, "replay", A, "--export-script", str(target), "--json")
+    assert code == 1 and json.loads(out)["code"] == "malformed"
+    assert list(target.iterdir()) == []
