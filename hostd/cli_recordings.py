@@ -3,8 +3,10 @@ read straight from /var/log/jit/sessions (no daemon needed), for root and group 
 
 Everything from a recording that is shown as text (user, command, status) is escaped;
 replayed output (already masked when it was recorded) goes to stdout as the terminal
-showed it, and every message of ours goes to stderr, after a reset of the terminal's
-attributes and on a line of its own, so replayed bytes cannot pass for our verdicts.
+showed it, less the escape sequences that make a terminal answer or act (termsafe.py:
+the recorded user chose those bytes, an administrator's terminal shows them), and every
+message of ours goes to stderr, after a reset of the terminal's state and on a line of
+its own, so replayed bytes cannot pass for our verdicts.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from . import castfile
+from . import castfile, termsafe
 from .durations import rfc3339
 from .errors import EXIT_OK, EXIT_REFUSED, JitError, exit_code_for
 from .events import escape, read_mirror, shown
 from .paths import client_paths
 
 EXIT_NOT_FOUND = 2  # verify-recording: no such recording (DESIGN.md §13)
-# What we write to a terminal before a message of ours: attributes off, leave the
-# alternate screen, show the cursor, start a new line.
-TERMINAL_RESET = "\x1b[0m\x1b[?1049l\x1b[?25h\r\n"
+# What we write to a terminal before a message of ours, so the recording cannot hide
+# or disguise it.
+TERMINAL_RESET = ("\x18\x1b\\"       # cancel a sequence in progress, end a string
+                  "\x0f\x1b(B"        # the ASCII character set
+                  "\x1b[0m\x1b[4l"    # attributes off, insert mode off
+                  "\x1b[?1049l\x1b[?25h\r\n")  # main screen, cursor shown, new line
 
 
 def add_arguments(sub: argparse._SubParsersAction, command) -> None:
@@ -186,7 +191,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     header, events = _open(path)
     if args.export_script is not None:
         try:
-            log, timing = castfile.export_events(path, header, events, args.export_script)
+            log, timing = castfile.export_events(path, header, _safe(events),
+                                                 args.export_script)
         except FileExistsError as exc:
             raise JitError("denied", f"{escape(exc.filename)} exists already") from None
         except castfile.CastError as exc:
@@ -224,17 +230,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return code
 
 
+def _safe(events: Iterable[tuple[float, str, str]]) -> Iterator[tuple[float, str, str]]:
+    """The events with output passed through termsafe (no sequence that makes the
+    viewer's terminal answer or act: the recorded user chose those bytes)."""
+    flt = termsafe.TerminalFilter()
+    for t, code, text in events:
+        yield (t, code, flt.feed(text)) if code == "o" else (t, code, text)
+
+
 def play(events: Iterable[tuple[float, str, str]], out, *, speed: float = 1.0,
          idle_limit: float | None = None, sleep=time.sleep,
          clock=time.monotonic) -> tuple[float, str, str] | None:
     """Write the output events to `out` at their recorded pace (divided by `speed`,
-    pauses capped at `idle_limit`), on a schedule so delays do not add up. Returns the
-    last event (the end line, in a complete recording)."""
+    pauses capped at `idle_limit`), on a schedule so delays do not add up, without the
+    escape sequences termsafe drops. Returns the last event (the end line, in a
+    complete recording)."""
     start = clock()
     virtual = 0.0
     last = 0.0
     event = None
-    for event in events:
+    for event in _safe(events):
         t, code, text = event
         if code != "o":
             continue
