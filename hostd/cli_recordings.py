@@ -98,7 +98,12 @@ def _say(args: argparse.Namespace, answer: dict, text: str | None = None) -> int
 
 
 def _time(value: object) -> str | None:
-    return rfc3339(int(value)) if isinstance(value, int | float) and value > 0 else None
+    """RFC 3339 of an epoch from a header (any JSON value: None unless a sane number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not (0 < value < 253402300800):  # before year 10000
+        return None
+    return rfc3339(int(value))
 
 
 def _human_size(n: int) -> str:
@@ -149,12 +154,16 @@ def list_sessions(directory: Path) -> list[dict]:
         row["id"] = rid
         started = row.get("started") if isinstance(row.get("started"), str) else _time(
             row.get("timestamp"))
-        start_epoch = row.get("timestamp")
+        start = _time(row.get("timestamp")) and row["timestamp"]
         row.update(path=str(path), started=started,
-                   ended=_time(start_epoch + row["duration"]) if row["ended"]
-                   and isinstance(start_epoch, int | float) else None)
+                   ended=_time(start + row["duration"]) if row["ended"] and start else None)
         rows.append(row)
-    rows.sort(key=lambda r: (r.get("timestamp") is None, r.get("timestamp") or 0, r["id"]))
+    def order(row: dict) -> tuple:
+        stamp = row.get("timestamp")
+        number = isinstance(stamp, int | float) and not isinstance(stamp, bool)
+        return (not number, stamp if number else 0, row["id"])
+
+    rows.sort(key=order)
     return rows
 
 
@@ -174,7 +183,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
             continue
         status = "" if r["ended"] else " (running or cut short)"
         print(f"{r['id']:16}  {shown(r.get('user') or '?', 12):12} "
-              f"{shown(r.get('runas') or '?', 10):10} {(r.get('started') or '?'):20} "
+              f"{shown(r.get('runas') or '?', 10):10} {shown(r.get('started') or '?', 20):20} "
               f"{_human_duration(r['duration']):>8} {_human_size(r['size']):>7}  "
               f"{shown(_command_text(r.get('command')), 60)}{status}")
     return EXIT_OK

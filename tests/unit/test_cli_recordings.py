@@ -262,3 +262,21 @@ def test_export_of_a_malformed_recording_leaves_nothing(root, capsys, tmp_path):
     code, out, _ = run(capsys, "replay", A, "--export-script", str(target), "--json")
     assert code == 1 and json.loads(out)["code"] == "malformed"
     assert list(target.iterdir()) == []
+
+
+def test_sessions_survives_hostile_headers(tmp_path, capsys):
+    """A file in a directory given with --dir can say anything in its header."""
+    header = {"version": 2, "width": 80, "height": 24, "timestamp": 1e300,
+              "jit": {"format": "jit-cast/1", "id": ["x"], "user": {"a": 1},
+                      "runas": "\x1b[2Jroot", "command": 7, "started": "\x1b]52;c;eA==\x07"}}
+    (tmp_path / f"{A}.cast").write_text(json.dumps(header) + '\n[1.5, "o", "x"]\n')
+    header2 = dict(header, timestamp="yesterday", jit=dict(header["jit"], started=None))
+    (tmp_path / f"{B}.cast").write_text(json.dumps(header2) + "\n")
+    code, out, _ = run(capsys, "sessions", "--dir", str(tmp_path))
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    assert len(out.splitlines()) == 3
+    code, out, _ = run(capsys, "sessions", "--dir", str(tmp_path), "--json")
+    rows = json.loads(out)["sessions"]
+    assert code == 0 and [r["id"] for r in rows] == [A, B]
+    assert rows[0]["error"] == "id in the header differs from the file name"
+    assert rows[0]["ended"] is None and rows[1]["started"] is None
