@@ -34,6 +34,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -277,16 +278,30 @@ def _parse_event(path: Path | str, number: int, raw: bytes) -> tuple[float, str,
     return float(event[0]), event[1], event[2]
 
 
-def _raw_lines(path: Path) -> Iterator[tuple[bytes, bool]]:
-    """(line without its newline, whether it had one), one at a time; a line longer than
-    MAX_LINE comes as its first MAX_LINE + 1 bytes, incomplete."""
+def _open(path: Path):
+    """A recording opened for reading: never through a symlink, never a FIFO or a device
+    (opening a FIFO planted under --dir would hang). FileNotFoundError and
+    PermissionError as they are; anything else is a CastError."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, PermissionError):
         raise
     except OSError as exc:
         raise CastError(path, None, f"cannot open: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CastError(path, None, "not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[bytes, bool]]:
+    """(line without its newline, whether it had one), one at a time; a line longer than
+    MAX_LINE comes as its first MAX_LINE + 1 bytes, incomplete."""
+    with _open(path) as fh:
         while True:
             raw = fh.readline(MAX_LINE + 1)
             if not raw:
@@ -308,15 +323,7 @@ def read_cast(path: Path) -> Cast:
 def iter_cast(path: Path) -> tuple[dict, Iterator[tuple[float, str, str]]]:
     """The header, and the events one at a time (for recordings too big to hold): the
     iterator raises CastError when it reaches a malformed line."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        if isinstance(exc, PermissionError):
-            raise
-        raise CastError(path, None, f"cannot open: {exc.strerror}") from None
-    fh = os.fdopen(fd, "rb")
+    fh = _open(path)
     try:
         first = fh.readline(MAX_LINE + 1)
         if not first:
@@ -434,9 +441,8 @@ def verify(path: Path, expected_digest: str | None) -> Verdict:
 def summary(path: Path) -> dict:
     """A listing row from the header and the last line only (recordings can be large):
     id, user, runas, command, grant_id, host, started, duration, size, ended (status)."""
-    st = os.stat(path, follow_symlinks=False)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as fh:
+    with _open(path) as fh:
+        st = os.fstat(fh.fileno())
         first = fh.readline(MAX_LINE + 1)
         if not first.endswith(b"\n"):
             raise CastError(path, 1, "header line is cut short")

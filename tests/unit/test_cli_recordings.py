@@ -280,3 +280,18 @@ def test_sessions_survives_hostile_headers(tmp_path, capsys):
     assert code == 0 and [r["id"] for r in rows] == [A, B]
     assert rows[0]["error"] == "id in the header differs from the file name"
     assert rows[0]["ended"] is None and rows[1]["started"] is None
+
+
+def test_a_fifo_or_a_symlink_named_like_a_recording_is_not_opened(tmp_path, capsys):
+    os.mkfifo(tmp_path / f"{A}.cast")  # opening it for reading would wait for a writer
+    make(tmp_path / "real", B)
+    (tmp_path / f"{B}.cast").symlink_to(tmp_path / "real" / f"{B}.cast")
+    code, out, _ = run(capsys, "sessions", "--dir", str(tmp_path), "--json")
+    rows = {r["id"]: r for r in json.loads(out)["sessions"]}
+    assert code == 0 and rows[A]["error"] == "not a regular file"
+    assert rows[B]["error"].startswith("cannot open")
+    code, out, _ = run(capsys, "replay", A, "--dir", str(tmp_path), "--json")
+    assert code == 1 and json.loads(out)["code"] == "malformed"
+    code, out, _ = run(capsys, "verify-recording", A, "--dir", str(tmp_path), "--digest",
+                       "0" * 64, "--json")
+    assert code == 1 and json.loads(out)["message"].startswith("not a regular file")
