@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 
 import pytest
 from jithost import Host, wait_for
@@ -41,7 +42,7 @@ def logged(box, rid: str, digest: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def recorded(host: Host) -> tuple[Host, str]:
+def recorded(host: Host) -> Iterator[tuple[Host, str]]:
     box = host.box
     box.run(["mkdir", "-p", SESSIONS])
     box.run(["rm", "-f", PATH])
@@ -51,7 +52,8 @@ def recorded(host: Host) -> tuple[Host, str]:
     box.run(["python3", "-c", LOG, RID, "0" * 64], user="alice")
     wait_for("the digests in the journal", lambda: logged(box, RID, digest)
              and logged(box, RID, "0" * 64), timeout=20)
-    return host, digest
+    yield host, digest
+    box.run(["rm", "-rf", PATH, "/root/export", "/root/saved.cast"])  # a shared host
 
 
 def test_verify_reads_roots_digest_from_the_journal(recorded):
