@@ -71,10 +71,11 @@ def builtin_rules() -> list[tuple[str, str]]:
     Each starts with a rare literal (or has anchors, above) so text that holds no secret
     is searched at C speed, and each has bounded repeats (see Masker). A named group
     `secret` (or `secret2`, ...) marks the part to mask; without one the whole match is."""
+    sgr = r"(?:\x1b\[[0-9;]{0,12}[mK]){0,4}"  # colours around a match (grep --color)
     value = r"""(?:"(?P<secret>[^"\r\n]{1,512})"|'(?P<secret2>[^'\r\n]{1,512})'""" \
-            r"""|(?P<secret3>[^\s"',;&<>]{1,512}))"""
+            r"""|(?P<secret3>(?:[^\s"',;&<>\x1b]|\x1b\[[0-9;]{0,12}[mK]){1,512}))"""
     key = r"(?i:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|pwd)" \
-          r"(?:[_.-][A-Za-z0-9_.-]{0,32})?"
+          r"(?:[_.-][A-Za-z0-9_.-]{0,32})?" + sgr
     return [
         ("private_key",
          r"-----BEGIN[ A-Z0-9]{0,32} PRIVATE KEY(?: BLOCK)?-----"
@@ -90,8 +91,8 @@ def builtin_rules() -> list[tuple[str, str]]:
         ("assignment",  # password=..., DB_PASSWORD: ..., "apiKey": "...", --token=...,
          # --password VALUE, aws_secret_access_key = ... (found at "secret")
          r"(?:(?<=--)" + key + r"[ \t]{1,4}(?P<secret4>[^\s\"'-][^\s\"']{0,511})"
-         r"|(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z]))" + key
-         + r"[\"']?[ \t]{0,4}[=:][ \t]{0,4}" + value + ")"),
+         r"|(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z])|(?<=\x1b\[[mK])|(?<=[0-9;]m))" + key
+         + r"[\"']?[ \t]{0,4}[=:][ \t]{0,4}" + sgr + value + ")"),
         ("url_credentials", r"://[^\s/:@]{1,128}:(?P<secret>[^\s/@]{1,256})@"),
         ("github_token", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
         ("slack_token", r"xox[abposr]-[A-Za-z0-9-]{10,255}"),

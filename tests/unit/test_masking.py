@@ -80,6 +80,15 @@ def test_ordinary_text_is_left_alone(text):
     assert mask(text.encode()) == text.encode()
 
 
+def test_grep_colours_around_an_assignment_do_not_hide_it():
+    # grep --color=always -E 'PASSWORD' and -E 'hunter'
+    assert mask(b"DB_\x1b[01;31m\x1b[KPASSWORD\x1b[m\x1b[K=hunter2\n") == \
+        b"DB_\x1b[01;31m\x1b[KPASSWORD\x1b[m\x1b[K=*******\n"
+    out = mask(b"DB_PASSWORD=\x1b[01;31m\x1b[Khunter\x1b[m\x1b[K2\n")
+    assert out.startswith(b"DB_PASSWORD=\x1b[01;31m\x1b[K") and b"hunter" not in out
+    assert out.endswith(b"*\n") and b"2" not in out
+
+
 def test_a_private_key_keeps_its_line_structure():
     text, _ = SECRETS["private_key"]
     out = mask(text.encode()).decode()
