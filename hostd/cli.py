@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import cli_recordings
 from . import config as config_mod
 from . import grants as grants_mod
 from .client import Client
@@ -414,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     c.add_argument("--journal-dir", help=argparse.SUPPRESS)  # tests and benchmarks/audit.py
     c.add_argument("--journal-file", action="append", help=argparse.SUPPRESS)
+    cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
     return p
 
 
