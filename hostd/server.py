@@ -168,6 +168,7 @@ class Server(SudoOps):
         self.auth = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jit-auth")
         self.sudo = Sudo(core, self.requests, reader=self.reader)
         self._changed = asyncio.Event()
+        self.logind = None  # hostd.logind.Logind, set by service.serve; None: no logind
 
     def close(self) -> None:
         self.changes.shutdown(wait=True)
