@@ -60,14 +60,11 @@ class PamOps:
         if self.logind is None:
             return None
         try:
-            sid = await self.logind.session_of_pid(pid)
-            if sid is None:
-                return None
-            info = await self.logind.session(sid)
+            info = await self.logind.session_by_pid(pid)
         except Exception as exc:  # registering by pid still lets expiry find the processes
             log.warning("logind: no session for pid %d: %s", pid, exc)
             return None
-        return sid if info is not None and info["uid"] == uid else None
+        return info["id"] if info is not None and info["uid"] == uid else None
 
     async def op_pam_open_session(self, args: dict, uid: int) -> dict:
         """Register the session against the user's live grants; say what they hold."""

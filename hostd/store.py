@@ -330,9 +330,20 @@ class Store:
 
     # login sessions (pam.open_session / pam.close_session) ------------------------------
 
+    @contextmanager
+    def _relaxed(self) -> Iterator[None]:
+        """Commits without an fsync each (synchronous=NORMAL; WAL stays consistent): a
+        login session ends with the machine, so a power cut can only lose rows about
+        sessions that no longer exist. Saves an fsync (~5 ms) per login and logout."""
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
+
     def open_login_session(self, row: dict, grant_ids: list[str]) -> int:
         """Register a session and the grants live as it opened, atomically; its key."""
-        with self.transaction() as db:
+        with self._relaxed(), self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO login_sessions (sid, uid, user, pid, tty, service, rhost, opened) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -351,7 +362,9 @@ class Store:
             "ORDER BY key DESC LIMIT 1", (user, pid)).fetchone()
         if row is None:
             return None
-        self.db.execute("UPDATE login_sessions SET closed = ? WHERE key = ?", (now, row["key"]))
+        with self._relaxed():
+            self.db.execute("UPDATE login_sessions SET closed = ? WHERE key = ?",
+                            (now, row["key"]))
         return dict(row, closed=now)
 
     @staticmethod
