@@ -30,16 +30,17 @@ class PamOps:
     """pam.account, pam.open_session, pam.close_session, login.list; needs Server's
     core, reader, logind and run()."""
 
-    def _pam_user(self, args: dict) -> tuple[str, int, set[str]]:
+    def _pam_user(self, args: dict) -> tuple[str, int]:
         user = args["user"]
         uid = self.core.accounts.uid_of(user)
         if uid is None:
             raise JitError("not_found", f"no such user: {escape(user)[:64]}")
-        return user, uid, self.core.accounts.groups_of(user)
+        return user, uid
 
     async def op_pam_account(self, args: dict, uid: int) -> dict:
         """Admit or refuse one login; a refusal says why and how to ask."""
-        user, user_uid, groups = self._pam_user(args)
+        user, user_uid = self._pam_user(args)
+        groups = self.core.accounts.groups_of(user)
         cfg = self.core.config
         grants = self.reader.grants("active", user=user)
         d = logins.decide(cfg, grants, user, groups, self.core.now(), self.core.host.hostname)
@@ -68,7 +69,7 @@ class PamOps:
 
     async def op_pam_open_session(self, args: dict, uid: int) -> dict:
         """Register the session against the user's live grants; say what they hold."""
-        user, user_uid, _ = self._pam_user(args)
+        user, user_uid = self._pam_user(args)
         pid = _caller_pid()
         sid = await self._logind_session(pid, user_uid)
         now = self.core.now()
@@ -87,7 +88,7 @@ class PamOps:
 
     async def op_pam_close_session(self, args: dict, uid: int) -> dict:
         """Mark the caller's session closed; closing one never registered is not an error."""
-        user, user_uid, _ = self._pam_user(args)
+        user, user_uid = self._pam_user(args)
         pid = _caller_pid()
         row = await self.run(self.core.store.close_login_session, user, pid, self.core.now())
         if row is not None:
