@@ -12,6 +12,7 @@ registry changes go through the ordered worker.
 from __future__ import annotations
 
 import logging
+import os
 
 from . import logins
 from .errors import JitError
@@ -24,6 +25,10 @@ def _caller_pid() -> int:
     from .server import CALLER  # server imports this module: look it up when called
 
     return CALLER.get().pid
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
 
 
 class PamOps:
@@ -78,13 +83,24 @@ class PamOps:
                "tty": args.get("tty", ""), "service": args.get("service", ""),
                "rhost": args.get("rhost", ""), "opened": now}
         ids = [g["id"] for g in grants]
-        await self.run(self.core.store.open_login_session, row, ids)
+        await self.run(self._register, row, ids)
         self.core.events.emit(
             "session_opened", f"login session of {user} registered "
             f"({args.get('service') or 'pam'}, pid {pid}, {len(ids)} live grants)",
             user=user, uid=user_uid, session_id=sid, tty=row["tty"], grant_id=ids)
         return {"ok": True, "code": "ok", "session_id": sid, "grants": ids,
                 "message": logins.session_text(grants, now)}
+
+    def _register(self, row: dict, grant_ids: list[str]) -> None:
+        """In the worker: close what was left open by processes that are gone (their
+        pid may be reused), then register the new session."""
+        store = self.core.store
+        for gone in store.close_gone_sessions(_alive, row["opened"]):
+            self.core.events.emit(
+                "session_closed", f"login session of {gone['user']} closed: its process "
+                f"{gone['pid']} is gone", user=gone["user"], uid=gone["uid"],
+                session_id=gone["sid"], tty=gone["tty"], reason="process gone")
+        store.open_login_session(row, grant_ids)
 
     async def op_pam_close_session(self, args: dict, uid: int) -> dict:
         """Mark the caller's session closed; closing one never registered is not an error."""

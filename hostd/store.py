@@ -367,6 +367,18 @@ class Store:
                             (now, row["key"]))
         return dict(row, closed=now)
 
+    def close_gone_sessions(self, alive, now: int) -> list[dict]:
+        """Close open sessions whose PAM process is gone without a close (a crash, a
+        power cut): `alive(pid)` says whether it still runs. The closed rows."""
+        gone = [dict(r) for r in self.db.execute(
+            "SELECT * FROM login_sessions WHERE closed IS NULL ORDER BY key")
+            if not alive(r["pid"])]
+        if gone:
+            with self._relaxed(), self.transaction() as db:
+                db.executemany("UPDATE login_sessions SET closed = ? WHERE key = ?",
+                               [(now, r["key"]) for r in gone])
+        return [dict(r, closed=now) for r in gone]
+
     @staticmethod
     def _session(row: sqlite3.Row) -> dict:
         return {"id": row["sid"], "uid": row["uid"], "user": row["user"], "pid": row["pid"],
