@@ -20,6 +20,7 @@ refused for a per-uid cap, and part of the global limit is kept for it, so expir
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 import struct
@@ -44,6 +45,7 @@ from .protocol import (
     encode,
     parse_line,
 )
+from .server_pam import PamOps
 from .server_sudo import SudoOps
 from .store import Store
 from .sudo import Sudo
@@ -72,6 +74,12 @@ class Caller:
     pid: int
     uid: int
     long: bool = False  # in a wait or stream op: counted against the long-lived caps
+
+
+# The caller of the request being handled, for the few ops that need its pid (the PAM
+# ops find the login session from it). Set by dispatch; each connection is a task of its
+# own, so concurrent requests never see each other's caller.
+CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("jit_caller")
 
 
 class Channel:
@@ -147,7 +155,7 @@ async def _send(writer: asyncio.StreamWriter, obj: dict) -> bool:
         return False
 
 
-class Server(SudoOps):
+class Server(SudoOps, PamOps):
     def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "",
                  requests: Requests | None = None,
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
@@ -168,6 +176,7 @@ class Server(SudoOps):
         self.auth = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jit-auth")
         self.sudo = Sudo(core, self.requests, reader=self.reader)
         self._changed = asyncio.Event()
+        self.logind = None  # hostd.logind.Logind, set by service.serve; None: no logind
 
     def close(self) -> None:
         self.changes.shutdown(wait=True)
@@ -221,6 +230,7 @@ class Server(SudoOps):
                        channel: Channel | None = None) -> tuple[Op | None, dict]:
         """Decode, check centrally, call; every failure becomes a named error answer."""
         op = None
+        CALLER.set(caller)
         try:
             name, args = decode(line)
             op = OPS[name]

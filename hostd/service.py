@@ -58,14 +58,27 @@ def build_core(paths: Paths) -> tuple[Core, str]:
         events.emit("config_error", f"configuration error, serving no roles: {error}",
                     reason=error)
     warn_unenforced(cfg)
+    if not error:
+        write_login_gate(paths, cfg)
     host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
     core = Core(cfg, Store(paths.state_db), accounts_for(paths), events, host)
     return core, error
 
 
+def write_login_gate(paths: Paths, cfg: config_mod.Config) -> None:
+    """The [login] rules pam_jit applies when hostd cannot answer (hostd/logins.py),
+    written whenever a policy loads; a broken policy keeps the last good file."""
+    from .logins import write_gate
+
+    try:
+        write_gate(paths.login_gate, cfg)
+    except OSError as exc:
+        log.warning("could not write %s: %s", paths.login_gate, exc)
+
+
 def warn_unenforced(cfg: config_mod.Config) -> None:
     """Settings this version parses but does not enforce, by name, in hostd's log: an
-    administrator must not believe `[login] require_grant` gates anyone yet."""
+    administrator must not believe a setting takes effect when it does not yet."""
     for warning in cfg.unenforced:
         log.warning("warning: %s", warning)
 
@@ -123,6 +136,20 @@ async def _timers(paths: Paths, core: Core, on_due: Callable[[str], None]):
         return InProcessTimers(on_due)
 
 
+async def _logind(paths: Paths, core: Core):
+    """Server.logind: logind on a system-bus connection of its own (hostd/logind.py);
+    None in a sandbox or without a bus: sessions are then registered by pid only."""
+    if paths.sandboxed:
+        return None
+    try:
+        from .logind import Logind
+
+        return await Logind.connect()
+    except Exception as exc:
+        log.warning("logind unavailable, login sessions are registered by pid only: %s", exc)
+        return None
+
+
 # The worker thread holds the GIL while it parses group files; by default a waiting
 # thread gets it back only after 5 ms, which is the whole latency budget of a quick
 # call. 0.1 ms lets the loop answer promptly (benchmarks/loop_latency.py: p99 under
@@ -141,6 +168,7 @@ async def serve(paths: Paths) -> int:
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
     server = Server(core, timers, error, build_requests(paths, core),
                     build_notifier(paths, core), Store.reader(paths.state_db))
+    server.logind = await _logind(paths, core)
     if not error:
         core.end_unsupported()
     live = core.reconcile()
@@ -178,6 +206,8 @@ async def serve(paths: Paths) -> int:
     sweep_task.cancel()
     _notify("STOPPING=1")
     server.close()
+    if server.logind is not None:
+        server.logind.close()
     server.reader.close()
     core.store.close()
     return 0
@@ -204,6 +234,7 @@ def _apply_reload(paths: Paths, server: Server) -> None:
     (a removed role or issuer), as revocations with reason "policy changed"."""
     server.core.config = config_mod.load(paths)
     server.config_error = ""
+    write_login_gate(paths, server.core.config)
     warn_unenforced(server.core.config)
     server.core.end_unsupported()
 

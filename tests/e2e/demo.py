@@ -318,6 +318,49 @@ def audit_flow(n: Narrator) -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_bytes(box.path("/root/audit.html").read_bytes())
     print(f"  (copied to {out})\n", flush=True)
+LOGIN_POLICY = DEMO_POLICY + """
+[roles.console]
+groups = ["docker"]
+max_ttl = "1h"
+issuers = ["corp"]
+login = true                          # this role admits its holder where [login] gates
+
+[login]
+require_grant = ["carol"]             # carol may log in only while holding such a grant
+"""
+
+
+def login_flow(n: Narrator) -> None:
+    """pam_jit: a gated login refused, then admitted by a login grant (issue 9)."""
+    box = n.box
+    n.section("7. Logins by grant: pam_jit")
+    n.say("""The package's PAM profile (pam-auth-update, on by default) registers login
+        sessions and gates nobody until [login] names someone. Here carol may log in only
+        while she holds a grant whose role says login = true:""")
+    n.file("/etc/jit/jit.toml", LOGIN_POLICY)
+    n.run(["systemctl", "reload", "jit-hostd.service"])
+    since = time.time()
+    n.say("Without such a grant, the account check refuses her and says how to ask:")
+    n.run(["pamtester", "login", "carol", "acct_mgmt"], check=False)
+    try:
+        wait_for("login_refused", lambda: [e for e in events(box, "login_refused")
+                                           if e.get("JIT_USER") == "carol"], timeout=10)
+    except AssertionError:
+        raise StepFailed("carol's login was not refused") from None
+    token = box.run(["jit", "issue", "--key", CORP_KEY, "--issuer", "corp", "--user", "carol",
+                     "--role", "console", "--for", "30m", "--reason",
+                     "on-call console"]).stdout.strip()
+    n.run(["jit", "activate", token], shown='jit activate "$CONSOLE_TOKEN"')
+    n.say("""With it she is admitted, and a login shell tells her what she holds and for
+        how long:""")
+    n.run(["pamtester", "login", "carol", "acct_mgmt"])
+    shown = n.run("echo exit | script -qec 'su -l carol' /dev/null",
+                  shown="su -l carol        # a login on a terminal")
+    if "left (grant" not in shown:
+        raise StepFailed("the login did not show the time left")
+    n.say("Root is never refused, even with hostd stopped; `jit setup pam --disable` undoes "
+          "the profile.")
+    events_summary(n, ("login_refused", "session_opened", "session_closed"), since=since)
 
 
 def pending_request(box: Container, listed: str) -> str:
@@ -389,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_request:
             request_flow(n)
         sudo_flow(n)
+        login_flow(n)
         audit_flow(n)
         n.section("Done")
         n.say(f"The container is powered off and deleted now (demo took "
