@@ -1,0 +1,151 @@
+"""Processes that still hold a group a grant took away.
+
+gpasswd -d changes /etc/group, not the credentials of running processes: a shell
+started while the grant was live keeps the group in its supplementary groups until it
+exits. This module finds such processes by reading `/proc/PID/status` (`Uid:` and
+`Groups:`) under a proc root, so tests run it over a fake tree, and signals one only
+after checking again, through a pidfd, that it is still what was found.
+
+Only processes whose four uids (real, effective, saved, filesystem) are all the user's
+are candidates: root's processes, a set-uid program the user started and other users'
+processes are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_COMMAND = 256  # characters of a command line kept for the event
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    uids: tuple[int, ...]  # real, effective, saved, filesystem
+    groups: tuple[int, ...]  # supplementary groups
+    command: str  # the command line, arguments joined by spaces, cut; "[comm]" if none
+
+
+def parse_status(text: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(uids, groups) from a status file's text; None if either line is missing or bad."""
+    uids: tuple[int, ...] | None = None
+    groups: tuple[int, ...] | None = None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        try:
+            if key == "Uid":
+                uids = tuple(int(v) for v in value.split())
+            elif key == "Groups":
+                groups = tuple(int(v) for v in value.split())
+        except ValueError:
+            return None
+    if uids is None or len(uids) != 4 or groups is None:
+        return None
+    return uids, groups
+
+
+def _read(path: Path, limit: int = 65536) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit)
+    except OSError:  # gone, or not ours to read: either way not a candidate
+        return None
+
+
+def command_of(proc_root: Path, pid: int) -> str:
+    raw = _read(proc_root / str(pid) / "cmdline", 4096) or b""
+    text = b" ".join(part for part in raw.split(b"\0") if part).decode("utf-8", "replace")
+    if not text:
+        comm = (_read(proc_root / str(pid) / "comm", 64) or b"?").decode("utf-8", "replace")
+        text = f"[{comm.strip()}]"
+    return text[:MAX_COMMAND]
+
+
+def read_proc(proc_root: Path, pid: int) -> Proc | None:
+    raw = _read(proc_root / str(pid) / "status")
+    parsed = parse_status(raw.decode("utf-8", "replace")) if raw is not None else None
+    if parsed is None:
+        return None
+    return Proc(pid, parsed[0], parsed[1], command_of(proc_root, pid))
+
+
+def holds(p: Proc, uid: int, gids: frozenset[int] | set[int]) -> bool:
+    """The choice of what to end: a process of `uid` alone (every uid the user's, and
+    never root) that still holds one of `gids`."""
+    return uid != 0 and all(u == uid for u in p.uids) and bool(gids.intersection(p.groups))
+
+
+def scan(proc_root: Path, uid: int, gids: frozenset[int] | set[int],
+         skip: frozenset[int] = frozenset()) -> list[Proc]:
+    """Every process under `proc_root` that `holds` one of `gids`, lowest pid first."""
+    if uid == 0 or not gids:
+        return []
+    try:
+        names = os.listdir(proc_root)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.isdigit() or int(name) in skip:
+            continue
+        p = read_proc(proc_root, int(name))
+        if p is not None and holds(p, uid, gids):
+            found.append(p)
+    return sorted(found, key=lambda p: p.pid)
+
+
+def signal_checked(proc_root: Path, pid: int, uid: int, gids: frozenset[int] | set[int],
+                   signo: int) -> bool:
+    """Send `signo` to `pid` if it still `holds` one of `gids`. The pidfd is opened
+    first and the status read after: if the pid was reused in between, the pidfd names
+    the old, dead process and the signal goes nowhere. True if a signal was sent."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (OSError, AttributeError):  # no pidfd (old kernel): check and kill, closely
+        p = read_proc(proc_root, pid)
+        if p is None or not holds(p, uid, gids):
+            return False
+        try:
+            os.kill(pid, signo)
+            return True
+        except ProcessLookupError:
+            return False
+    try:
+        p = read_proc(proc_root, pid)
+        if p is None or not holds(p, uid, gids):
+            return False
+        try:
+            signal.pidfd_send_signal(fd, signo)
+            return True
+        except ProcessLookupError:
+            return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def alive(proc_root: Path, procs: list[Proc], uid: int,
+          gids: frozenset[int] | set[int]) -> list[Proc]:
+    """Those of `procs` that are still there and still hold a group (zombies count as
+    gone: they hold nothing and run nothing)."""
+    out = []
+    for p in procs:
+        now = read_proc(proc_root, p.pid)
+        state = _read(proc_root / str(p.pid) / "stat", 512) or b""
+        zombie = b") Z " in state
+        if now is not None and holds(now, uid, gids) and not zombie:
+            out.append(p)
+    return out
+
+
+def describe(p: Proc, names: dict[int, str]) -> str:
+    """`PID [group,...] command` for an event: group names where known. Raw: the event
+    escapes it (events.escape), once, as every user-controlled value."""
+    groups = ",".join(names.get(g, str(g)) for g in p.groups)
+    return f"{p.pid} [{groups}] {p.command}"
