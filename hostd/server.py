@@ -169,6 +169,7 @@ class Server(SudoOps, SessionEnding):
         self.auth = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jit-auth")
         self.sudo = Sudo(core, self.requests, reader=self.reader)
         self._changed = asyncio.Event()
+        self.logind = None  # hostd.logind.Logind, set by service.serve; None: no logind
         self.init_ending()
 
     def close(self) -> None:

@@ -123,6 +123,20 @@ async def _timers(paths: Paths, core: Core, on_due: Callable[[str], None]):
         return InProcessTimers(on_due)
 
 
+async def _logind(paths: Paths, core: Core):
+    """Server.logind: logind on a system-bus connection of its own (hostd/logind.py);
+    None in a sandbox or without a bus: sessions are then registered by pid only."""
+    if paths.sandboxed:
+        return None
+    try:
+        from .logind import Logind
+
+        return await Logind.connect()
+    except Exception as exc:
+        log.warning("logind unavailable, login sessions are registered by pid only: %s", exc)
+        return None
+
+
 # The worker thread holds the GIL while it parses group files; by default a waiting
 # thread gets it back only after 5 ms, which is the whole latency budget of a quick
 # call. 0.1 ms lets the loop answer promptly (benchmarks/loop_latency.py: p99 under
@@ -142,6 +156,7 @@ async def serve(paths: Paths) -> int:
     server = Server(core, timers, error, build_requests(paths, core),
                     build_notifier(paths, core), Store.reader(paths.state_db))
     server.proc_root, server.dev_root = paths.proc, paths.dev  # sandbox: DIR/proc, DIR/dev
+    server.logind = await _logind(paths, core)
     if not error:
         core.end_unsupported()
     live = core.reconcile()
