@@ -87,7 +87,10 @@ class SessionEnding:
             if procs:
                 self._residue_event(e, gids, procs)
             return
-        await self._end_logind_sessions(e, gids)
+        try:
+            await self._end_logind_sessions(e, gids)
+        except Exception:  # the /proc pass still takes the groups away
+            log.exception("ending the logind sessions of grant %s failed", e.grant_id)
         await self._end_processes(e, gids)
 
     def _taken(self, e: EndSessions) -> dict[int, str]:
@@ -101,7 +104,7 @@ class SessionEnding:
                 "groups": sorted(gids.values()), "reason": e.reason}
 
     async def _end_logind_sessions(self, e: EndSessions, gids: dict[int, str]) -> None:
-        logind = getattr(self, "logind", None)
+        logind = self.logind
         if logind is None:
             return
         sessions = [s for s in self.reader.sessions_of_grant(e.grant_id)
@@ -215,7 +218,7 @@ class SessionEnding:
     async def tell(self, uid: int, line: str) -> None:
         """Write one line to the user's terminals (side thread, bounded wait)."""
         ttys: list[str] = []
-        logind = getattr(self, "logind", None)
+        logind = self.logind
         if logind is not None:
             try:
                 ttys = [s["tty"] for s in await logind.user_sessions(uid) if s.get("tty")]
