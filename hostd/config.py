@@ -32,7 +32,6 @@ HOST_ISSUER = "host"
 # Parsed but not enforced in this version, by feature: each becomes a warning when the
 # file sets it (Config.unenforced). Remove a feature here when it is implemented.
 UNENFORCED = {
-    "login": "login gating is not implemented in this version",
     "recording": "session recording is not in this version",
     "masking": "masking applies to session recordings, not in this version",
 }
@@ -287,13 +286,11 @@ def unenforced(path: Path, data: dict) -> tuple[str, ...]:
     """One warning per setting the file gives that this version parses but does not
     enforce (UNENFORCED); defaults never warn. `data` has already been checked."""
     found: list[tuple[str, str]] = []
-    for section, feature in (("login", "login"), ("masking", "masking")):
+    for section, feature in (("masking", "masking"),):
         if section in data:
             brackets = "[[{}]]" if isinstance(data[section], list) else "[{}]"
             found.append((brackets.format(section), feature))
     for name, body in data.get("roles", {}).items():
-        if body.get("login") is True:  # false is what happens anyway
-            found.append((f"roles.{name}.login", "login"))
         for key, feature in (("record", "recording"), ("record_failure", "recording")):
             if key in body:
                 found.append((f"roles.{name}.{key}", feature))

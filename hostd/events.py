@@ -44,7 +44,7 @@ EVENT_TYPES: dict[str, tuple[str, int, str]] = {
     "sudo_allowed": ("522d89f209324a34a41c7b69b4f4b974", 5, "sudo allowed a command"),
     "sudo_denied": ("e992777deb0e4195bb4aa4e214c4f628", 4, "sudo denied a command"),
     "sudo_pending": ("11e70d0f024846bfb564c42ee8e0f93a", 5, "sudo paused a command for approval"),
-    "login_denied": ("661ebdc1a5344f91863fb7f80cfe0c85", 4, "A login was denied"),
+    "login_refused": ("661ebdc1a5344f91863fb7f80cfe0c85", 4, "A login was refused"),
     "session_opened": ("9f0336d389ef46ca94d4fc76185d1b4c", 6, "A login session was registered"),
     "session_closed": ("e03b8fc2ec354b33aa83f3029b1f230a", 6, "A login session ended"),
     "session_terminated": ("a601c2c42c7842d9a006608e03f31ee7", 5,
@@ -154,7 +154,7 @@ OTHER_UIDS = -1  # the shared bucket of uids that found the table full
 
 class RefusalLimiter:
     """Per-uid token bucket for refusal events (grant_refused; later sudo_denied,
-    login_denied): `burst` at once, then `rate` a second. Whatever is held back is counted
+    login_refused): `burst` at once, then `rate` a second. Whatever is held back is counted
     and summed up in one `refusals_suppressed` event per uid once `interval` has passed,
     so one user hammering hostd cannot push its real events (expiries, activations) past
     journald's rate limit, and nothing goes uncounted.

@@ -45,6 +45,11 @@ class Paths:
         return self._p("var/lib/jit/state.db")
 
     @property
+    def login_gate(self) -> Path:
+        """[login] gating rules for pam_jit when hostd cannot answer (hostd/logins.py)."""
+        return self._p("var/lib/jit/login-gate.json")
+
+    @property
     def socket(self) -> Path:
         return self._p("run/jit/hostd.sock")
 

@@ -66,6 +66,9 @@ ID = Field("str", required=True, length=64)
 TEXT = 1024
 VECTOR = Field("strlist", required=True, length=MAX_LINE, items=256)  # sudo's key=value lists
 SUDO_MODES = ("run", "list", "validate", "invalidate")
+PAM_FIELDS = {"user": Field("str", required=True, length=256),
+              "service": Field("str", length=64), "tty": Field("str", length=256),
+              "rhost": Field("str", length=256)}
 
 OPS: dict[str, Op] = {op.name: op for op in (
     _op("status", "daemon version, uptime, live grants, configuration state",
@@ -102,10 +105,20 @@ OPS: dict[str, Op] = {op.name: op for op in (
          "list_argv": Field("strlist", length=MAX_LINE, items=4096)}, access=ROOT),
     _op("sudo.wait", "wait for the approval of a paused sudo command (the sudo plugin)",
         {"id": ID}, access=ROOT, kind=WAIT),
+    # The PAM module (pam_jit.py, as root inside login, sshd, su...): the user is the
+    # one PAM names; the process is the caller's (SO_PEERCRED).
+    _op("pam.account", "may this user log in here now ([login] require_grant)",
+        PAM_FIELDS, access=ROOT),
+    _op("pam.open_session", "register the caller's login session against the user's grants",
+        PAM_FIELDS, access=ROOT, without_policy=True),
+    _op("pam.close_session", "mark the caller's login session closed",
+        PAM_FIELDS, access=ROOT, without_policy=True),
+    _op("login.list", "registered login sessions: the caller's own, or every user's for root",
+        {"all": Field("bool"), "closed": Field("bool")}, without_policy=True),
 )}
 
 # Named in DESIGN.md §5, built by later issues; refused by name until then.
-PLANNED = ("pam.account", "pam.open_session", "pam.close_session", "record.open")
+PLANNED = ("record.open",)
 
 
 def _text_ok(value: str) -> bool:

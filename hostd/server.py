@@ -20,6 +20,7 @@ refused for a per-uid cap, and part of the global limit is kept for it, so expir
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 import struct
@@ -44,7 +45,11 @@ from .protocol import (
     encode,
     parse_line,
 )
+<<<<<<< HEAD
 from .server_sessions import SessionEnding
+=======
+from .server_pam import PamOps
+>>>>>>> pam
 from .server_sudo import SudoOps
 from .store import Store
 from .sudo import Sudo
@@ -73,6 +78,12 @@ class Caller:
     pid: int
     uid: int
     long: bool = False  # in a wait or stream op: counted against the long-lived caps
+
+
+# The caller of the request being handled, for the few ops that need its pid (the PAM
+# ops find the login session from it). Set by dispatch; each connection is a task of its
+# own, so concurrent requests never see each other's caller.
+CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("jit_caller")
 
 
 class Channel:
@@ -148,7 +159,11 @@ async def _send(writer: asyncio.StreamWriter, obj: dict) -> bool:
         return False
 
 
+<<<<<<< HEAD
 class Server(SudoOps, SessionEnding):
+=======
+class Server(SudoOps, PamOps):
+>>>>>>> pam
     def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "",
                  requests: Requests | None = None,
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
@@ -225,6 +240,7 @@ class Server(SudoOps, SessionEnding):
                        channel: Channel | None = None) -> tuple[Op | None, dict]:
         """Decode, check centrally, call; every failure becomes a named error answer."""
         op = None
+        CALLER.set(caller)
         try:
             name, args = decode(line)
             op = OPS[name]

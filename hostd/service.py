@@ -58,9 +58,22 @@ def build_core(paths: Paths) -> tuple[Core, str]:
         events.emit("config_error", f"configuration error, serving no roles: {error}",
                     reason=error)
     warn_unenforced(cfg)
+    if not error:
+        write_login_gate(paths, cfg)
     host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
     core = Core(cfg, Store(paths.state_db), accounts_for(paths), events, host)
     return core, error
+
+
+def write_login_gate(paths: Paths, cfg: config_mod.Config) -> None:
+    """The [login] rules pam_jit applies when hostd cannot answer (hostd/logins.py),
+    written whenever a policy loads; a broken policy keeps the last good file."""
+    from .logins import write_gate
+
+    try:
+        write_gate(paths.login_gate, cfg)
+    except OSError as exc:
+        log.warning("could not write %s: %s", paths.login_gate, exc)
 
 
 def warn_unenforced(cfg: config_mod.Config) -> None:
@@ -194,6 +207,8 @@ async def serve(paths: Paths) -> int:
     sweep_task.cancel()
     _notify("STOPPING=1")
     server.close()
+    if server.logind is not None:
+        server.logind.close()
     server.reader.close()
     core.store.close()
     return 0
@@ -220,6 +235,7 @@ def _apply_reload(paths: Paths, server: Server) -> None:
     (a removed role or issuer), as revocations with reason "policy changed"."""
     server.core.config = config_mod.load(paths)
     server.config_error = ""
+    write_login_gate(paths, server.core.config)
     warn_unenforced(server.core.config)
     server.core.end_unsupported()
 

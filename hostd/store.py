@@ -88,6 +88,27 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (request_id, approver)
     );
     """,
+    # 3: login sessions the PAM module registered, and the grants live when each opened
+    """
+    CREATE TABLE login_sessions (
+        key INTEGER PRIMARY KEY AUTOINCREMENT,
+        sid TEXT,
+        uid INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        tty TEXT NOT NULL DEFAULT '',
+        service TEXT NOT NULL DEFAULT '',
+        rhost TEXT NOT NULL DEFAULT '',
+        opened INTEGER NOT NULL,
+        closed INTEGER
+    );
+    CREATE INDEX login_sessions_open ON login_sessions (closed, pid);
+    CREATE TABLE login_session_grants (
+        session_key INTEGER NOT NULL REFERENCES login_sessions (key),
+        grant_id TEXT NOT NULL REFERENCES grants (id),
+        PRIMARY KEY (grant_id, session_key)
+    );
+    """,
 ]
 
 GRANT_COLUMNS = (
@@ -306,3 +327,58 @@ class Store:
             "UPDATE requests SET state = ?, decided_at = ?, grant_id = ?, outcome = ? "
             "WHERE id = ? AND state = ?", (state, now, grant_id, outcome, request_id, expect))
         return cur.rowcount == 1
+
+    # login sessions (pam.open_session / pam.close_session) ------------------------------
+
+    def open_login_session(self, row: dict, grant_ids: list[str]) -> int:
+        """Register a session and the grants live as it opened, atomically; its key."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO login_sessions (sid, uid, user, pid, tty, service, rhost, opened) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.get("sid"), row["uid"], row["user"], row["pid"], row.get("tty", ""),
+                 row.get("service", ""), row.get("rhost", ""), row["opened"]))
+            key = int(cur.lastrowid)
+            db.executemany("INSERT INTO login_session_grants (session_key, grant_id) "
+                           "VALUES (?, ?)", [(key, g) for g in grant_ids])
+        return key
+
+    def close_login_session(self, user: str, pid: int, now: int) -> dict | None:
+        """Mark the newest open session of `user` opened by `pid` closed; None if none.
+        PAM opens and closes a session in the same process (login, sshd, su)."""
+        row = self.db.execute(
+            "SELECT * FROM login_sessions WHERE user = ? AND pid = ? AND closed IS NULL "
+            "ORDER BY key DESC LIMIT 1", (user, pid)).fetchone()
+        if row is None:
+            return None
+        self.db.execute("UPDATE login_sessions SET closed = ? WHERE key = ?", (now, row["key"]))
+        return dict(row, closed=now)
+
+    @staticmethod
+    def _session(row: sqlite3.Row) -> dict:
+        return {"id": row["sid"], "uid": row["uid"], "user": row["user"], "pid": row["pid"],
+                "tty": row["tty"], "opened": row["opened"], "closed": row["closed"]}
+
+    def sessions_of_grant(self, grant_id: str) -> list[dict]:
+        """Sessions registered while the grant was live (id, uid, user, pid, tty, opened,
+        closed); `id` is the logind session id, None when the session had none."""
+        return [self._session(r) for r in self.db.execute(
+            "SELECT s.* FROM login_sessions s JOIN login_session_grants l "
+            "ON l.session_key = s.key WHERE l.grant_id = ? ORDER BY s.key", (grant_id,))]
+
+    def login_sessions(self, user: str | None = None, open_only: bool = True) -> list[dict]:
+        """Registered sessions, newest last, each with service, rhost and its grant ids."""
+        sql, args = "SELECT * FROM login_sessions WHERE 1=1", []
+        if open_only:
+            sql += " AND closed IS NULL"
+        if user is not None:
+            sql += " AND user = ?"
+            args.append(user)
+        out = []
+        for r in self.db.execute(sql + " ORDER BY key", args).fetchall():
+            grants = [g[0] for g in self.db.execute(
+                "SELECT grant_id FROM login_session_grants WHERE session_key = ? "
+                "ORDER BY grant_id", (r["key"],))]
+            out.append(dict(self._session(r), service=r["service"], rhost=r["rhost"],
+                            grants=grants))
+        return out

@@ -92,17 +92,17 @@ def test_hostd_refuses_an_issuer_key_owned_by_a_user(box):
 
 def test_check_config_warns_of_unenforced_settings(box):
     policy = box.root / "etc/jit/jit.toml"
-    policy.write_text(POLICY + '\n[login]\nwhen_unreachable = "allow"\n'
+    policy.write_text(POLICY + '\n[masking]\nrules = []\n'
                       '[roles.db]\nrecord = "always"\n')
     r = box.jit("check-config")
     assert r.returncode == 0, r.stderr
-    assert ("jit: warning: jit.toml: [login] has no effect yet: login gating is not "
-            "implemented in this version") in r.stderr.splitlines()
+    assert any(line.startswith("jit: warning: jit.toml: [masking] has no effect yet: ")
+               for line in r.stderr.splitlines())
     assert any(line.startswith("jit: warning: jit.toml: roles.db.record has no effect yet: ")
                for line in r.stderr.splitlines())
     rc, out = box.jit_json("check-config")
     assert rc == 0 and out["ok"]
-    assert [w.split(" has no")[0] for w in out["warnings"]] == ["jit.toml: [login]",
+    assert [w.split(" has no")[0] for w in out["warnings"]] == ["jit.toml: [masking]",
                                                                 "jit.toml: roles.db.record"]
 
 
@@ -115,10 +115,10 @@ def test_check_config_without_unenforced_settings_warns_of_nothing(box):
 def test_hostd_logs_unenforced_settings_at_start_and_reload(box):
     """Issue 7: hostd's own log names what has no effect yet, like check-config."""
     policy = box.root / "etc/jit/jit.toml"
-    policy.write_text(POLICY + '\n[login]\nrequire_grant = ["%sre"]\n')
+    policy.write_text(POLICY + '\n[roles.db]\nrecord = "always"\n')
     box.stop()
     box.start()
-    assert box.wait_for(lambda: "warning: jit.toml: [login] has no effect yet"
+    assert box.wait_for(lambda: "warning: jit.toml: roles.db.record has no effect yet"
                         in box.hostd_log(), timeout=5)
     policy.write_text(POLICY + '\n[masking]\nrules = []\n')
     box.proc.send_signal(signal.SIGHUP)

@@ -490,16 +490,12 @@ def test_no_pattern_is_matched_without_its_end():
 # --- unenforced settings are named, one warning each ------------------------------------------
 
 UNENFORCED = [
-    ("login-section", {"login": {"when_unreachable": "allow"}},
-     "jit.toml: [login] has no effect yet: login gating is not implemented"),
     ("masking", {"masking": {"rules": []}},
      "jit.toml: [masking] has no effect yet: masking applies to session recordings"),
     ("role-record", role(record="always"),
      "jit.toml: roles.docker.record has no effect yet: session recording is not"),
     ("role-record-failure", role(record_failure="continue"),
      "jit.toml: roles.docker.record_failure has no effect yet: session recording"),
-    ("role-login-true", role(login=True), "jit.toml: roles.docker.login has no effect yet: "
-                                          "login gating"),
 ]
 
 
@@ -516,10 +512,10 @@ def test_unenforced_setting_is_named_once(data, warning):
     {"requests": {"ttl": "1h"}}, {"notify": {"webhook": "https://x"}},
     {"daemon": {"leeway": "10s"}}, {"guardrails": [{"match": "x"}]},
     {"standing": [{"members": ["root"]}]}, {"sudo": {"approval_timeout": "5m"}}, db_sudo(),
-    role(authenticate=True),
+    role(authenticate=True), role(login=True), {"login": {"require_grant": ["%sre"]}},
 ], ids=["empty", "plain-role", "keep-sessions", "terminate-sessions", "login-false",
         "requests", "notify", "daemon", "guardrails", "standing", "sudo-section", "role-sudo",
-        "role-authenticate"])
+        "role-authenticate", "login-true", "login-section"])
 def test_enforced_or_default_settings_give_no_warning(data):
     assert cfg.Config(**cfg.parse_policy(POLICY, data)).unenforced == ()
 
@@ -527,7 +523,7 @@ def test_enforced_or_default_settings_give_no_warning(data):
 def test_design_example_names_each_unenforced_setting():
     found = cfg.parse_policy(POLICY, tomllib.loads(DESIGN_EXAMPLE))["unenforced"]
     wheres = [w.split(" has no effect yet")[0].removeprefix("jit.toml: ") for w in found]
-    assert wheres == ["[login]", "[masking]", "roles.db-admin.record",
+    assert wheres == ["[masking]", "roles.db-admin.record",
                       "roles.db-admin.record_failure"]
     assert all(w.count(" has no effect yet: ") == 1 for w in found)
     assert len({w.split(": ", 2)[2] for w in found}) > 1  # reasons differ by feature
