@@ -45,11 +45,8 @@ from .protocol import (
     encode,
     parse_line,
 )
-<<<<<<< HEAD
-from .server_sessions import SessionEnding
-=======
 from .server_pam import PamOps
->>>>>>> pam
+from .server_sessions import SessionEnding
 from .server_sudo import SudoOps
 from .store import Store
 from .sudo import Sudo
@@ -159,11 +156,7 @@ async def _send(writer: asyncio.StreamWriter, obj: dict) -> bool:
         return False
 
 
-<<<<<<< HEAD
-class Server(SudoOps, SessionEnding):
-=======
-class Server(SudoOps, PamOps):
->>>>>>> pam
+class Server(SudoOps, PamOps, SessionEnding):
     def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "",
                  requests: Requests | None = None,
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
