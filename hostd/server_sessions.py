@@ -108,7 +108,7 @@ class SessionEnding:
         if logind is None:
             return
         sessions = [s for s in self.reader.sessions_of_grant(e.grant_id)
-                    if not s.get("closed") and s.get("uid") == e.uid]
+                    if s.get("id") and not s.get("closed") and s.get("uid") == e.uid]
         if not gids:  # the grant took nothing away: a session another live grant
             held = set()  # of the user also covers stays
             for g in self.reader.grants("active", user=e.user):
