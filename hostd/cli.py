@@ -176,6 +176,10 @@ def _grants_table(grants: list[dict], all_users: bool) -> str:
 
 
 def cmd_grants(args: argparse.Namespace) -> int:
+    if args.sessions:  # registered login sessions (hostd/pamconf.py)
+        from . import pamconf
+
+        return pamconf.list_sessions(args, _out, _call)
     answer = _call("grant.list", all=bool(args.all))
     return _out(args, answer, _grants_table(answer["grants"], args.all))
 
@@ -294,8 +298,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
     """Switch sudo's policy to jit_sudo.so and back; never done by installing."""
     from . import sudoconf
 
-    if args.part == "pam":
-        raise UsageError("jit setup pam is not available in this version")
+    if args.part == "pam":  # pam-auth-update's jitaccess profile (hostd/pamconf.py)
+        from . import pamconf
+
+        return pamconf.setup(args, _out, client_paths().root)
     if os.geteuid() != 0:
         raise JitError("permission_denied", "jit setup changes /etc/sudo.conf: run it as root")
     conf = client_paths().sudo_conf
@@ -364,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = command("grants", cmd_grants, "list active grants")
     c.add_argument("--all", action="store_true", help="every user's (root only)")
+    c.add_argument("--sessions", action="store_true",
+                   help="login sessions registered by pam_jit, with the grants they hold")
 
     c = command("revoke", cmd_revoke, "end a grant now")
     c.add_argument("grant_id", metavar="GRANT_ID")
@@ -388,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("check-config", cmd_check_config, "check /etc/jit without a daemon")
 
-    c = command("setup", cmd_setup, "switch the sudo plugin on or off (root)")
+    c = command("setup", cmd_setup, "switch the sudo plugin or pam_jit on or off (root)")
     c.add_argument("part", choices=("sudo", "pam"))
     switch = c.add_mutually_exclusive_group(required=True)
     switch.add_argument("--enable", action="store_true")
