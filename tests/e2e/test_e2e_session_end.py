@@ -89,7 +89,10 @@ def test_expiry_ends_the_login_session_and_the_detached_process(box: Container) 
     assert docker in groups_of_pid(box, shell), "the session's shell holds the group"
     assert docker in groups_of_pid(box, detached)
     sessions = box.run(["loginctl", "list-sessions", "--no-legend"]).stdout
-    assert "alice" in sessions, sessions
+    (sid,) = [line.split()[0] for line in sessions.splitlines() if "alice" in line.split()]
+    registered = json.loads(box.run(["jit", "grants", "--sessions", "--json"],
+                                    user="alice").stdout)
+    assert sid in json.dumps(registered), f"pam_jit registered session {sid}: {registered}"
     assert exp - time.time() > 62, "the grant must still be live for the checks above"
 
     typescript = box.path("/root/ending.typescript")
@@ -106,6 +109,10 @@ def test_expiry_ends_the_login_session_and_the_detached_process(box: Container) 
         timeout=10)
     pids = {int(p) for e in ended for p in e["JIT_PIDS"].split(",")}
     assert detached in pids, ended
+    (by_logind,) = [e for e in events(box, "session_terminated", g["id"])
+                    if e.get("JIT_SESSION_ID") == sid]
+    assert by_logind["JIT_DECISION"] in ("terminated", "killed")
+    assert by_logind["JIT_GROUPS"] == "docker"
     for e in events(box, "session_terminated", g["id"]):
         at = int(e["__REALTIME_TIMESTAMP"]) / 1e6
         log(f"session_terminated ({e.get('JIT_SESSION_ID') or e.get('JIT_PIDS')}, "
