@@ -203,10 +203,45 @@ def _args(argv):
     return opts
 
 
+SU_SERVICES = ("su", "su-l", "runuser", "runuser-l")
+
+
+def su_quiet(service, cmdline=None):
+    """True when this process is su or runuser without a login shell or with a command:
+    util-linux then answers a lone PAM_TEXT_INFO with success but no response array,
+    which crashes pam_python (a NULL dereference). Mirrors su's rule
+    (`if (!simulate_login || command) suppress_pam_info = 1`); unsure means quiet."""
+    if service not in SU_SERVICES:
+        return False
+    try:
+        if cmdline is None:
+            with open("/proc/self/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        args = cmdline.split(b"\0")[1:]
+    except OSError:
+        return True
+    login = False
+    for arg in args:
+        if arg == b"--":
+            break
+        if arg in (b"-", b"-l", b"--login"):
+            login = True
+        elif arg.startswith((b"--command", b"--session-command")):
+            return True
+        elif arg.startswith(b"-") and not arg.startswith(b"--"):
+            flags = arg[1:]
+            if b"c" in flags or b"C" in flags:
+                return True
+            login = login or b"l" in flags
+    return not login
+
+
 def _say(pamh, flags, text, error=False):
     """Show hostd's words (already escaped by hostd) through the application's
     conversation; a missing conversation function never fails the login."""
     if not text or (flags & pamh.PAM_SILENT and not error):
+        return
+    if not error and su_quiet(pamh.service):
         return
     style = pamh.PAM_ERROR_MSG if error else pamh.PAM_TEXT_INFO
     try:
