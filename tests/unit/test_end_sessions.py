@@ -150,55 +150,59 @@ class FakeLogind:
         return sid not in self.sessions
 
 
-class Registry:
-    """The read side the server uses, with the session registry of the PAM module."""
-
-    def __init__(self, store, sessions: dict[str, list[dict]]) -> None:
-        self.store = store
-        self.by_grant = sessions
-
-    def sessions_of_grant(self, grant_id: str) -> list[dict]:
-        return self.by_grant.get(grant_id, [])
-
-    def __getattr__(self, name: str):
-        return getattr(self.store, name)
-
-
 def session(sid: str, uid: int = 1000, leader: int = 500, tty: str = "pts/3") -> dict:
     return {"id": sid, "uid": uid, "user": "alice", "tty": tty, "state": "active",
             "leader": leader, "remote": False}
 
 
-def registered(sid: str, pid: int = 500, closed: int | None = None) -> dict:
-    return {"id": sid, "uid": 1000, "user": "alice", "pid": pid, "tty": "pts/3",
-            "opened": 1, "closed": closed}
+def register(w, sid: str | None, grant_ids: list[str], pid: int = 500,
+             uid: int = 1000, closed: bool = False) -> None:
+    """What pam.open_session records (and pam.close_session marks)."""
+    user = w.accounts.user_by_uid(uid)
+    w.store.open_login_session({"sid": sid, "uid": uid, "user": user, "pid": pid,
+                                "tty": "pts/3", "opened": int(w.clock.t)}, grant_ids)
+    if closed:
+        w.store.close_login_session(user, pid, int(w.clock.t))
+
+
+def expire_and_carry(w, grant_id: str) -> None:
+    async def go() -> None:
+        assert await w.server.run(w.core.expire, grant_id)
+        await asyncio.gather(*w.server._ending_tasks)
+    w.clock.t += HOUR
+    asyncio.run(go())
 
 
 def test_terminate_ends_registered_sessions_then_kills_the_stubborn(w):
+    g = w.activate(exp=w.mint.now + HOUR)
+    register(w, "3", [g["id"]])
+    register(w, "4", [g["id"]], pid=600)
+    register(w, "5", [g["id"]], pid=701)  # logind's "5" has another leader now: left alone
+    register(w, "6", [g["id"]], pid=900, uid=1001)  # another user's: left alone
+    register(w, "7", [g["id"]], pid=800, closed=True)  # closed already
+    register(w, None, [g["id"]], pid=801)  # no logind session: the /proc pass covers it
+    register(w, "9", [], pid=802)  # opened without the grant
     logind = FakeLogind({"3": session("3"), "4": session("4", leader=600),
-                         "5": session("5", leader=700), "6": session("6", uid=1001)},
+                         "5": session("5", leader=700), "6": session("6", uid=1001),
+                         "7": session("7", leader=800), "9": session("9", leader=802)},
                         stubborn={"4"})
     w.server.logind = logind
-    w.server.reader = Registry(w.store, {"0123456789ab": [
-        registered("3"), registered("4", pid=600),
-        registered("5", pid=701),  # the id now names another session: left alone
-        registered("6"),  # another user's
-        registered("7", closed=5)]})  # closed already
-    carry(w, effect("terminate-sessions"))
+    expire_and_carry(w, g["id"])
     assert sorted(logind.calls) == [("kill", "4", "all", 9), ("terminate", "3"),
                                     ("terminate", "4")]
     got = {e["JIT_SESSION_ID"]: e["JIT_DECISION"] for e in w.events("session_terminated")}
     assert got == {"3": "terminated", "4": "killed"}
+    assert {e["JIT_REASON"] for e in w.events("session_terminated")} == {"expired"}
 
 
 def test_a_session_another_live_grant_covers_stays_when_nothing_was_taken(w):
-    other = w.activate(role="docker", exp=w.mint.now + HOUR)
+    first = w.activate(exp=w.mint.now + HOUR)
+    other = w.activate(exp=w.mint.now + 2 * HOUR)  # docker again: nothing is taken
+    register(w, "3", [first["id"], other["id"]])
+    register(w, "8", [first["id"]], pid=800)
     logind = FakeLogind({"3": session("3"), "8": session("8", leader=800)})
     w.server.logind = logind
-    w.server.reader = Registry(w.store, {"0123456789ab": [registered("3"),
-                                                          registered("8", pid=800)],
-                                         other["id"]: [registered("3")]})
-    carry(w, effect("terminate-sessions", gids=()))
+    expire_and_carry(w, first["id"])
     assert logind.calls == [("terminate", "8")]
 
 
