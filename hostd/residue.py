@@ -137,11 +137,17 @@ def alive(proc_root: Path, procs: list[Proc], uid: int,
     out = []
     for p in procs:
         now = read_proc(proc_root, p.pid)
-        state = _read(proc_root / str(p.pid) / "stat", 512) or b""
-        zombie = b") Z " in state
-        if now is not None and holds(now, uid, gids) and not zombie:
+        if now is not None and holds(now, uid, gids) and not zombie(proc_root, p.pid):
             out.append(p)
     return out
+
+
+def zombie(proc_root: Path, pid: int) -> bool:
+    """State Z in /proc/PID/stat, read after the last `)`: the command name before it
+    is the process's own choice and may itself contain `) Z `."""
+    raw = _read(proc_root / str(pid) / "stat", 1024) or b""
+    fields = raw.rpartition(b")")[2].split()
+    return bool(fields) and fields[0] == b"Z"
 
 
 def describe(p: Proc, names: dict[int, str]) -> str:

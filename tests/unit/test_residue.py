@@ -102,6 +102,13 @@ def test_alive_counts_zombies_and_vanished_processes_as_gone(proc):
     assert [p.pid for p in residue.alive(proc, found, ALICE, {DOCKER})] == [100]
 
 
+def test_a_command_name_cannot_pass_for_a_zombie(proc):
+    """A process ignoring SIGTERM that names itself `x) Z y` still gets SIGKILL."""
+    put(proc, 100, status(ALICE, (DOCKER,)), comm="x) Z y")
+    found = residue.scan(proc, ALICE, {DOCKER})
+    assert 100 in [p.pid for p in residue.alive(proc, found, ALICE, {DOCKER})]
+
+
 def test_describe_names_taken_groups_and_numbers_the_rest(proc):
     p = residue.read_proc(proc, 106)
     assert residue.describe(p, {DOCKER: "docker"}) == \
