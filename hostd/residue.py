@@ -25,8 +25,8 @@ MAX_COMMAND = 256  # characters of a command line kept for the event
 @dataclass(frozen=True)
 class Proc:
     pid: int
-    uids: tuple[int, ...]  # real, effective, saved, filesystem
-    groups: tuple[int, ...]  # supplementary groups
+    uids: tuple[int, ...]  # real, effective, saved, filesystem; then other threads' own
+    groups: tuple[int, ...]  # supplementary groups, of every thread
     command: str  # the command line, arguments joined by spaces, cut; "[comm]" if none
 
 
@@ -65,12 +65,31 @@ def command_of(proc_root: Path, pid: int) -> str:
     return text[:MAX_COMMAND]
 
 
-def read_proc(proc_root: Path, pid: int) -> Proc | None:
-    raw = _read(proc_root / str(pid) / "status")
-    parsed = parse_status(raw.decode("utf-8", "replace")) if raw is not None else None
-    if parsed is None:
+def _status(path: Path) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    raw = _read(path)
+    return parse_status(raw.decode("utf-8", "replace")) if raw is not None else None
+
+
+def read_proc(proc_root: Path, pid: int, uid: int | None = None) -> Proc | None:
+    """The process as its leader's status gives it; for a process of `uid`, with every
+    uid and group of its other threads too: credentials are per thread, and a raw
+    setgroups(2) in one thread would otherwise hide a group the others keep."""
+    leader = _status(proc_root / str(pid) / "status")
+    if leader is None:
         return None
-    return Proc(pid, parsed[0], parsed[1], command_of(proc_root, pid))
+    uids, groups = list(leader[0]), list(leader[1])
+    if uid is not None and set(uids) == {uid}:
+        try:
+            tids = [t for t in os.listdir(proc_root / str(pid) / "task")
+                    if t.isdigit() and t != str(pid)]
+        except OSError:
+            tids = []
+        for tid in tids:
+            thread = _status(proc_root / str(pid) / "task" / tid / "status")
+            if thread is not None:  # None: the thread is gone
+                uids += [u for u in thread[0] if u not in uids]
+                groups += [g for g in thread[1] if g not in groups]
+    return Proc(pid, tuple(uids), tuple(groups), command_of(proc_root, pid))
 
 
 def holds(p: Proc, uid: int, gids: frozenset[int] | set[int]) -> bool:
@@ -92,7 +111,7 @@ def scan(proc_root: Path, uid: int, gids: frozenset[int] | set[int],
     for name in names:
         if not name.isdigit() or int(name) in skip:
             continue
-        p = read_proc(proc_root, int(name))
+        p = read_proc(proc_root, int(name), uid)
         if p is not None and holds(p, uid, gids):
             found.append(p)
     return sorted(found, key=lambda p: p.pid)
@@ -108,7 +127,7 @@ def signal_checked(proc_root: Path, pid: int, uid: int, gids: frozenset[int] | s
     except ProcessLookupError:
         return False
     except (OSError, AttributeError):  # no pidfd (old kernel): check and kill, closely
-        p = read_proc(proc_root, pid)
+        p = read_proc(proc_root, pid, uid)
         if p is None or not holds(p, uid, gids):
             return False
         try:
@@ -117,7 +136,7 @@ def signal_checked(proc_root: Path, pid: int, uid: int, gids: frozenset[int] | s
         except ProcessLookupError:
             return False
     try:
-        p = read_proc(proc_root, pid)
+        p = read_proc(proc_root, pid, uid)
         if p is None or not holds(p, uid, gids):
             return False
         try:
@@ -136,7 +155,7 @@ def alive(proc_root: Path, procs: list[Proc], uid: int,
     gone: they hold nothing and run nothing)."""
     out = []
     for p in procs:
-        now = read_proc(proc_root, p.pid)
+        now = read_proc(proc_root, p.pid, uid)
         if now is not None and holds(now, uid, gids) and not zombie(proc_root, p.pid):
             out.append(p)
     return out

@@ -102,6 +102,27 @@ def test_alive_counts_zombies_and_vanished_processes_as_gone(proc):
     assert [p.pid for p in residue.alive(proc, found, ALICE, {DOCKER})] == [100]
 
 
+def thread(root: Path, pid: int, tid: int, text: str) -> None:
+    d = root / str(pid) / "task" / str(tid)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "status").write_text(text)
+
+
+def test_a_group_kept_by_one_thread_is_found(proc):
+    """The leader dropped docker with a raw setgroups(2); another thread still has it."""
+    put(proc, 110, status(ALICE, (DEV,)), b"java\0")
+    thread(proc, 110, 110, status(ALICE, (DEV,)))
+    thread(proc, 110, 111, status(ALICE, (DEV, DOCKER)))
+    (p,) = [p for p in residue.scan(proc, ALICE, {DOCKER}) if p.pid == 110]
+    assert p.groups == (DEV, DOCKER)
+
+
+def test_a_thread_of_another_uid_makes_it_no_candidate(proc):
+    put(proc, 112, status(ALICE, (DOCKER,)), b"x\0")
+    thread(proc, 112, 113, status(0, (DOCKER,)))
+    assert 112 not in [p.pid for p in residue.scan(proc, ALICE, {DOCKER})]
+
+
 def test_a_command_name_cannot_pass_for_a_zombie(proc):
     """A process ignoring SIGTERM that names itself `x) Z y` still gets SIGKILL."""
     put(proc, 100, status(ALICE, (DOCKER,)), comm="x) Z y")
