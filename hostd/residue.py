@@ -100,7 +100,8 @@ def holds(p: Proc, uid: int, gids: frozenset[int] | set[int]) -> bool:
 
 def scan(proc_root: Path, uid: int, gids: frozenset[int] | set[int],
          skip: frozenset[int] = frozenset()) -> list[Proc]:
-    """Every process under `proc_root` that `holds` one of `gids`, lowest pid first."""
+    """Every process under `proc_root` that `holds` one of `gids`, lowest pid first;
+    zombies hold nothing and run nothing, and are left out."""
     if uid == 0 or not gids:
         return []
     try:
@@ -112,7 +113,7 @@ def scan(proc_root: Path, uid: int, gids: frozenset[int] | set[int],
         if not name.isdigit() or int(name) in skip:
             continue
         p = read_proc(proc_root, int(name), uid)
-        if p is not None and holds(p, uid, gids):
+        if p is not None and holds(p, uid, gids) and not zombie(proc_root, p.pid):
             found.append(p)
     return sorted(found, key=lambda p: p.pid)
 
@@ -147,18 +148,6 @@ def signal_checked(proc_root: Path, pid: int, uid: int, gids: frozenset[int] | s
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
-
-
-def alive(proc_root: Path, procs: list[Proc], uid: int,
-          gids: frozenset[int] | set[int]) -> list[Proc]:
-    """Those of `procs` that are still there and still hold a group (zombies count as
-    gone: they hold nothing and run nothing)."""
-    out = []
-    for p in procs:
-        now = read_proc(proc_root, p.pid, uid)
-        if now is not None and holds(now, uid, gids) and not zombie(proc_root, p.pid):
-            out.append(p)
-    return out
 
 
 def zombie(proc_root: Path, pid: int) -> bool:

@@ -33,6 +33,7 @@ log = logging.getLogger("jit-hostd")
 SESSION_WAIT = 1.0  # seconds a terminated session gets to go before SIGKILL
 TERM_WAIT = 2.0  # seconds a process gets after SIGTERM before SIGKILL
 POLL = 0.05
+KILL_ROUNDS = 20  # scans after the SIGTERM grace, each SIGKILLing what it finds
 MAX_LISTED = 100  # processes named in one event (JIT_COUNT has them all)
 TELL_TIMEOUT = 1.0
 
@@ -144,27 +145,41 @@ class SessionEnding:
 
     async def _end_processes(self, e: EndSessions, gids: dict[int, str]) -> None:
         """SIGTERM to each process still holding a taken group, SIGKILL to those left
-        after TERM_WAIT; one session_terminated event for the batch."""
+        after TERM_WAIT; then scan again and SIGKILL what appeared meanwhile (children
+        a holder forked, say on SIGTERM), until none is left or KILL_ROUNDS ran out.
+        One session_terminated event for the batch."""
         wanted = frozenset(gids)
         procs = await self._in_thread(residue.scan, self.proc_root, e.uid, wanted)
         if not procs:
             return
+        found = {p.pid: p for p in procs}
         await self._in_thread(self._signal_all, procs, e.uid, wanted, signal.SIGTERM)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TERM_WAIT
         left = procs
         while left and loop.time() < deadline:
             await asyncio.sleep(POLL)
-            left = await self._in_thread(residue.alive, self.proc_root, left, e.uid, wanted)
-        if left:
+            left = await self._in_thread(residue.scan, self.proc_root, e.uid, wanted)
+        killed = bool(left)
+        for _ in range(KILL_ROUNDS):
+            if not left:
+                break
+            found.update((p.pid, p) for p in left if p.pid not in found)
             await self._in_thread(self._signal_all, left, e.uid, wanted, signal.SIGKILL)
-        decision = "killed" if left else "terminated"
+            await asyncio.sleep(POLL)
+            left = await self._in_thread(residue.scan, self.proc_root, e.uid, wanted)
+        if left:
+            log.warning("grant %s: %d processes of uid %s still hold %s after %d rounds "
+                        "of SIGKILL", e.grant_id, len(left), e.uid, sorted(gids.values()),
+                        KILL_ROUNDS)
+        everything = sorted(found.values(), key=lambda p: p.pid)
+        decision = "killed" if killed else "terminated"
         self.core.events.emit(
-            "session_terminated", f"{len(procs)} processes of {e.user} still holding "
+            "session_terminated", f"{len(everything)} processes of {e.user} still holding "
             f"{', '.join(sorted(gids.values()))} {decision}: grant {e.grant_id} {e.reason}",
-            **self._fields(e, gids), decision=decision, count=len(procs),
-            pids=[p.pid for p in procs],
-            processes="; ".join(residue.describe(p, gids) for p in procs[:MAX_LISTED]))
+            **self._fields(e, gids), decision=decision, count=len(everything),
+            pids=[p.pid for p in everything],
+            processes="; ".join(residue.describe(p, gids) for p in everything[:MAX_LISTED]))
 
     def _signal_all(self, procs: list[residue.Proc], uid: int, gids: frozenset[int],
                     signo: int) -> int:

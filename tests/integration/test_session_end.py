@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sandbox import USERS, Sandbox
+
+from hostd import residue
 
 GID = 47123  # the role's group: a gid no other test or user holds
 ALICE = USERS["alice"]
@@ -120,3 +123,22 @@ def test_keep_sessions_names_them_and_kills_nothing(box, procs):
     assert holder.poll() is None and holds_group(holder.pid)
     assert box.events("session_terminated") == []
     assert "alice" not in box.members("jitend")
+
+
+def test_children_forked_on_sigterm_are_ended_too(box, procs):
+    """A holder that answers SIGTERM by leaving a child behind (which inherits the
+    group) does not keep the privilege: hostd scans again and SIGKILLs the child."""
+    g = grant(box, "ending", "3s")
+    script = "trap 'setsid sleep 301 & exit 0' TERM; while :; do sleep 0.1; done"
+    holder = subprocess.Popen(["setpriv", f"--reuid={ALICE}", f"--regid={ALICE}",
+                               f"--groups={GID}", "sh", "-c", script])
+    procs.append(holder)
+    box.wait_for(lambda: os.path.exists(f"/proc/{holder.pid}/status")
+                 and holds_group(holder.pid), timeout=5)
+    assert holder.wait(15) == 0, "it left on SIGTERM, leaving its child"
+    (ev,) = box.wait_for(lambda: box.events("session_terminated"), timeout=10)
+    assert ev["JIT_GRANT_ID"] == g["id"] and ev["JIT_DECISION"] == "killed"
+    pids = [int(p) for p in ev["JIT_PIDS"].split(",")]
+    assert holder.pid in pids and len(pids) >= 2, ev
+    left = residue.scan(Path("/proc"), ALICE, {GID})
+    assert left == [], f"still holding the group: {left}"

@@ -95,11 +95,10 @@ def test_the_choice_of_what_to_end(uids, groups, held):
     assert residue.holds(residue.Proc(5, uids, groups, "x"), ALICE, {DOCKER}) is held
 
 
-def test_alive_counts_zombies_and_vanished_processes_as_gone(proc):
-    found = residue.scan(proc, ALICE, {DOCKER})
+def test_zombies_and_vanished_processes_are_gone(proc):
     put(proc, 102, status(ALICE, (DOCKER,)), stat="Z")
     (proc / "106" / "status").unlink()
-    assert [p.pid for p in residue.alive(proc, found, ALICE, {DOCKER})] == [100]
+    assert [p.pid for p in residue.scan(proc, ALICE, {DOCKER})] == [100]
 
 
 def thread(root: Path, pid: int, tid: int, text: str) -> None:
@@ -126,8 +125,8 @@ def test_a_thread_of_another_uid_makes_it_no_candidate(proc):
 def test_a_command_name_cannot_pass_for_a_zombie(proc):
     """A process ignoring SIGTERM that names itself `x) Z y` still gets SIGKILL."""
     put(proc, 100, status(ALICE, (DOCKER,)), comm="x) Z y")
-    found = residue.scan(proc, ALICE, {DOCKER})
-    assert 100 in [p.pid for p in residue.alive(proc, found, ALICE, {DOCKER})]
+    assert 100 in [p.pid for p in residue.scan(proc, ALICE, {DOCKER})]
+    assert not residue.zombie(proc, 100)
 
 
 def test_describe_names_taken_groups_and_numbers_the_rest(proc):
