@@ -141,3 +141,22 @@ def test_keep_sessions_names_the_process_and_kills_nothing(box: Container) -> No
     assert gid(box, "jitkeep") in groups_of_pid(box, kept), "and the privilege outlived it"
     assert events(box, "session_terminated", g["id"]) == []
     box.run(["kill", str(kept)])
+
+
+def test_revoke_tells_the_terminal_then_ends_the_session(box: Container) -> None:
+    g = activate(box, "ending", "30m")
+    box.run("setsid e2e-session revoked </dev/null >/dev/null 2>&1 &")
+    shell = int(wait_for("alice's login shell", lambda: box.run(
+        ["pgrep", "-u", "alice", "-x", "bash"], check=False).stdout.strip(), timeout=15))
+    sessions = box.run(["loginctl", "list-sessions", "--no-legend"]).stdout
+    (sid,) = [line.split()[0] for line in sessions.splitlines() if "alice" in line.split()]
+    box.run(["jit", "revoke", g["id"]], user="alice")
+    typescript = box.path("/root/revoked.typescript")
+    wait_for("the revocation notice", lambda: "jit: your grant of role ending was revoked "
+             "by alice; sessions opened under it end now" in typescript.read_text(
+                 errors="replace"), timeout=10)
+    wait_for("the login shell to be gone", lambda: not running(box, shell), timeout=10)
+    (ev,) = wait_for(f"session_terminated for session {sid}", lambda: [
+        e for e in events(box, "session_terminated", g["id"])
+        if e.get("JIT_SESSION_ID") == sid], timeout=10)
+    assert ev["JIT_REASON"] == "revoked" and ev["JIT_GROUPS"] == "docker"
