@@ -6,7 +6,8 @@ grant was live, so at the end of a grant (an `EndSessions` effect from the core)
 1. ends the user's logind sessions registered while the grant was live:
    TerminateSession, wait for it to go, then KillSession(id, "all", 9);
 2. then every remaining process of the user that still holds a group the grant took
-   away (residue.scan over /proc): SIGTERM, SIGKILL after TERM_WAIT seconds, each
+   away (residue.scan over /proc): SIGTERM, SIGKILL after TERM_WAIT seconds, then
+   SIGKILL to whatever a new scan still finds (children forked meanwhile), each
    signal after checking the process again through a pidfd.
 With "keep-sessions" nothing is killed: one `privilege_residue` event lists the
 processes that outlive the grant's privilege.
