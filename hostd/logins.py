@@ -92,7 +92,8 @@ def session_text(grants: Iterable[dict], now: int) -> str:
         lines.append(f"jit:   {shown(g['role'], 32)} ({shown(groups, 60)}): "
                      f"{format_duration(g['exp'] - now)} left (grant {g['id']})")
     first = next((grp for g in rows for grp in g["groups"]), None)
-    hint = f"; `newgrp {first}` for a shell that is already running" if first else ""
+    hint = (f"; `newgrp {shown(first, 32)}` for a shell that is already running" if first
+            else "")
     lines.append(f"jit: a grant's groups apply to logins made after it was activated{hint}")
     return "\n".join(lines)
 

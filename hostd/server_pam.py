@@ -12,6 +12,7 @@ registry changes go through the ordered worker.
 from __future__ import annotations
 
 import logging
+import os
 
 from . import logins
 from .errors import JitError
@@ -26,20 +27,25 @@ def _caller_pid() -> int:
     return CALLER.get().pid
 
 
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
 class PamOps:
     """pam.account, pam.open_session, pam.close_session, login.list; needs Server's
     core, reader, logind and run()."""
 
-    def _pam_user(self, args: dict) -> tuple[str, int, set[str]]:
+    def _pam_user(self, args: dict) -> tuple[str, int]:
         user = args["user"]
         uid = self.core.accounts.uid_of(user)
         if uid is None:
             raise JitError("not_found", f"no such user: {escape(user)[:64]}")
-        return user, uid, self.core.accounts.groups_of(user)
+        return user, uid
 
     async def op_pam_account(self, args: dict, uid: int) -> dict:
         """Admit or refuse one login; a refusal says why and how to ask."""
-        user, user_uid, groups = self._pam_user(args)
+        user, user_uid = self._pam_user(args)
+        groups = self.core.accounts.groups_of(user)
         cfg = self.core.config
         grants = self.reader.grants("active", user=user)
         d = logins.decide(cfg, grants, user, groups, self.core.now(), self.core.host.hostname)
@@ -60,18 +66,15 @@ class PamOps:
         if self.logind is None:
             return None
         try:
-            sid = await self.logind.session_of_pid(pid)
-            if sid is None:
-                return None
-            info = await self.logind.session(sid)
+            info = await self.logind.session_by_pid(pid)
         except Exception as exc:  # registering by pid still lets expiry find the processes
             log.warning("logind: no session for pid %d: %s", pid, exc)
             return None
-        return sid if info is not None and info["uid"] == uid else None
+        return info["id"] if info is not None and info["uid"] == uid else None
 
     async def op_pam_open_session(self, args: dict, uid: int) -> dict:
         """Register the session against the user's live grants; say what they hold."""
-        user, user_uid, _ = self._pam_user(args)
+        user, user_uid = self._pam_user(args)
         pid = _caller_pid()
         sid = await self._logind_session(pid, user_uid)
         now = self.core.now()
@@ -80,7 +83,7 @@ class PamOps:
                "tty": args.get("tty", ""), "service": args.get("service", ""),
                "rhost": args.get("rhost", ""), "opened": now}
         ids = [g["id"] for g in grants]
-        await self.run(self.core.store.open_login_session, row, ids)
+        await self.run(self._register, row, ids)
         self.core.events.emit(
             "session_opened", f"login session of {user} registered "
             f"({args.get('service') or 'pam'}, pid {pid}, {len(ids)} live grants)",
@@ -88,9 +91,20 @@ class PamOps:
         return {"ok": True, "code": "ok", "session_id": sid, "grants": ids,
                 "message": logins.session_text(grants, now)}
 
+    def _register(self, row: dict, grant_ids: list[str]) -> None:
+        """In the worker: close what was left open by processes that are gone (their
+        pid may be reused), then register the new session."""
+        store = self.core.store
+        for gone in store.close_gone_sessions(_alive, row["opened"]):
+            self.core.events.emit(
+                "session_closed", f"login session of {gone['user']} closed: its process "
+                f"{gone['pid']} is gone", user=gone["user"], uid=gone["uid"],
+                session_id=gone["sid"], tty=gone["tty"], reason="process gone")
+        store.open_login_session(row, grant_ids)
+
     async def op_pam_close_session(self, args: dict, uid: int) -> dict:
         """Mark the caller's session closed; closing one never registered is not an error."""
-        user, user_uid, _ = self._pam_user(args)
+        user, user_uid = self._pam_user(args)
         pid = _caller_pid()
         row = await self.run(self.core.store.close_login_session, user, pid, self.core.now())
         if row is not None:

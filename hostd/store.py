@@ -330,9 +330,20 @@ class Store:
 
     # login sessions (pam.open_session / pam.close_session) ------------------------------
 
+    @contextmanager
+    def _relaxed(self) -> Iterator[None]:
+        """Commits without an fsync each (synchronous=NORMAL; WAL stays consistent): a
+        login session ends with the machine, so a power cut can only lose rows about
+        sessions that no longer exist. Saves an fsync (~5 ms) per login and logout."""
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
+
     def open_login_session(self, row: dict, grant_ids: list[str]) -> int:
         """Register a session and the grants live as it opened, atomically; its key."""
-        with self.transaction() as db:
+        with self._relaxed(), self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO login_sessions (sid, uid, user, pid, tty, service, rhost, opened) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -351,8 +362,22 @@ class Store:
             "ORDER BY key DESC LIMIT 1", (user, pid)).fetchone()
         if row is None:
             return None
-        self.db.execute("UPDATE login_sessions SET closed = ? WHERE key = ?", (now, row["key"]))
+        with self._relaxed():
+            self.db.execute("UPDATE login_sessions SET closed = ? WHERE key = ?",
+                            (now, row["key"]))
         return dict(row, closed=now)
+
+    def close_gone_sessions(self, alive, now: int) -> list[dict]:
+        """Close open sessions whose PAM process is gone without a close (a crash, a
+        power cut): `alive(pid)` says whether it still runs. The closed rows."""
+        gone = [dict(r) for r in self.db.execute(
+            "SELECT * FROM login_sessions WHERE closed IS NULL ORDER BY key")
+            if not alive(r["pid"])]
+        if gone:
+            with self._relaxed(), self.transaction() as db:
+                db.executemany("UPDATE login_sessions SET closed = ? WHERE key = ?",
+                               [(now, r["key"]) for r in gone])
+        return [dict(r, closed=now) for r in gone]
 
     @staticmethod
     def _session(row: sqlite3.Row) -> dict:

@@ -288,6 +288,51 @@ def sudo_flow(n: Narrator) -> None:
                    since=since)
 
 
+LOGIN_POLICY = DEMO_POLICY + """
+[roles.console]
+groups = ["docker"]
+max_ttl = "1h"
+issuers = ["corp"]
+login = true                          # this role admits its holder where [login] gates
+
+[login]
+require_grant = ["carol"]             # carol may log in only while holding such a grant
+"""
+
+
+def login_flow(n: Narrator) -> None:
+    """pam_jit: a gated login refused, then admitted by a login grant (issue 9)."""
+    box = n.box
+    n.section("7. Logins by grant: pam_jit")
+    n.say("""The package's PAM profile (pam-auth-update, on by default) registers login
+        sessions and gates nobody until [login] names someone. Here carol may log in only
+        while she holds a grant whose role says login = true:""")
+    n.file("/etc/jit/jit.toml", LOGIN_POLICY)
+    n.run(["systemctl", "reload", "jit-hostd.service"])
+    since = time.time()
+    n.say("Without such a grant, the account check refuses her and says how to ask:")
+    n.run(["pamtester", "login", "carol", "acct_mgmt"], check=False)
+    try:
+        wait_for("login_refused", lambda: [e for e in events(box, "login_refused")
+                                           if e.get("JIT_USER") == "carol"], timeout=10)
+    except AssertionError:
+        raise StepFailed("carol's login was not refused") from None
+    token = box.run(["jit", "issue", "--key", CORP_KEY, "--issuer", "corp", "--user", "carol",
+                     "--role", "console", "--for", "30m", "--reason",
+                     "on-call console"]).stdout.strip()
+    n.run(["jit", "activate", token], shown='jit activate "$CONSOLE_TOKEN"')
+    n.say("""With it she is admitted, and a login shell tells her what she holds and for
+        how long:""")
+    n.run(["pamtester", "login", "carol", "acct_mgmt"])
+    shown = n.run("echo exit | script -qec 'su -l carol' /dev/null",
+                  shown="su -l carol        # a login on a terminal")
+    if "left (grant" not in shown:
+        raise StepFailed("the login did not show the time left")
+    n.say("Root is never refused, even with hostd stopped; `jit setup pam --disable` undoes "
+          "the profile.")
+    events_summary(n, ("login_refused", "session_opened", "session_closed"), since=since)
+
+
 SESSION_END_POLICY = """\
 [roles.docker]
 groups = ["docker"]
@@ -301,7 +346,7 @@ def session_end_flow(n: Narrator, seconds: int = 20) -> None:
     """A process started under a grant still holds its group after gpasswd -d: at
     expiry hostd ends it (on_expiry = "terminate-sessions")."""
     box = n.box
-    n.section("Expiry ends what the grant opened")
+    n.section("8. Expiry ends what the grant opened")
     n.say("""Removing alice from a group does not change the credentials of processes
         already running: a shell started under the grant would keep docker. With
         on_expiry = "terminate-sessions" (the default) hostd ends, at expiry, her login
@@ -402,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_request:
             request_flow(n)
         sudo_flow(n)
+        login_flow(n)
         session_end_flow(n)
         n.section("Done")
         n.say(f"The container is powered off and deleted now (demo took "

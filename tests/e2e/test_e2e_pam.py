@@ -183,3 +183,16 @@ def test_setup_pam_disable_leaves_pam_d_as_it_was(pam_host):
     box.run(["jit", "setup", "pam", "--disable"])
     assert pam_d(pam_host) == off
     box.run(["jit", "setup", "pam", "--enable"])
+
+
+def test_removing_the_package_takes_pam_jit_out_first(pam_host):
+    """Last: prerm runs pam-auth-update --remove before the module file goes, so no
+    stack names a missing pam_jit.py (a required account line would refuse everyone)."""
+    box = pam_host.box
+    box.run(["apt-get", "remove", "-y", "jitaccess"], timeout=300)
+    for stack in ("common-account", "common-session"):
+        assert "pam_jit" not in box.path(f"/etc/pam.d/{stack}").read_text()
+    assert not box.path("/usr/lib/jitaccess/pam_jit.py").exists()
+    for user in ("root", "alice", "bob"):
+        r = pamtester(pam_host, user, "acct_mgmt", "open_session", "close_session")
+        assert r.returncode == 0, r.stdout + r.stderr

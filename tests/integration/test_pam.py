@@ -143,6 +143,16 @@ def test_open_sessions_are_listed_by_jit_grants_sessions(box, pam):
     assert "alice" in text and grant_id in text
 
 
+def test_sessions_left_open_by_a_gone_process_are_closed_at_the_next_open(box, pam):
+    first = pam.run("alice", ("open_session", SUCCESS))  # exits without closing
+    second = pam.run("bob", ("open_session", SUCCESS))
+    rc, listed = box.jit_json("grants", "--sessions", "--all")
+    assert rc == 0 and [s["pid"] for s in listed["sessions"]] == [second["pid"]]
+    closed = box.events("session_closed")
+    assert [(e["JIT_USER"], e["JIT_REASON"]) for e in closed] == [("alice", "process gone")]
+    assert first["pid"] != second["pid"]
+
+
 def test_sessions_of_a_grant_are_those_opened_while_it_was_live(box, pam):
     before = pam.run("alice", ("open_session", SUCCESS))
     grant_id = activate(box, "alice", "console")

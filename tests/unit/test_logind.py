@@ -120,6 +120,13 @@ def test_session_of_pid(fake):
         run(lo.session_of_pid(0))
 
 
+def test_session_by_pid(fake):
+    lo = Logind(fake)
+    assert run(lo.session_by_pid(600))["user"] == "bob"
+    assert len(fake.calls) == 2
+    assert run(lo.session_by_pid(999)) is None
+
+
 def test_session_and_user_sessions(fake):
     lo = Logind(fake)
     assert run(lo.session("3")) == {"id": "3", "uid": 1001, "user": "alice", "tty": "tty1",

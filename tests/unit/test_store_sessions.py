@@ -1,0 +1,44 @@
+"""The login-session registry in the store (migration 3)."""
+
+from __future__ import annotations
+
+from hostd.store import Store
+
+GRANT = {"id": "0123456789ab", "jti": "j1", "issuer": "corp", "user": "alice", "uid": 1001,
+         "role": "console", "groups": ["docker"], "not_before": 0, "exp": 2_000_000_000,
+         "state": "active", "activated_at": 1, "approved_by": [], "hosts": []}
+
+
+def row(pid: int, user: str = "alice", sid: str | None = "3", opened: int = 100) -> dict:
+    return {"sid": sid, "uid": 1001, "user": user, "pid": pid, "tty": "tty1",
+            "service": "login", "opened": opened}
+
+
+def test_sessions_of_grant_open_close_and_listing(tmp_path):
+    store = Store(tmp_path / "state.db")
+    store.insert_grant(GRANT, [("docker", False)])
+    store.open_login_session(row(10), [GRANT["id"]])
+    store.open_login_session(row(11, sid=None), [])
+    assert [s["pid"] for s in store.sessions_of_grant(GRANT["id"])] == [10]
+    assert store.sessions_of_grant(GRANT["id"])[0] == {
+        "id": "3", "uid": 1001, "user": "alice", "pid": 10, "tty": "tty1", "opened": 100,
+        "closed": None}
+    assert store.close_login_session("bob", 10, 150) is None  # another user's pid
+    assert store.close_login_session("alice", 10, 150)["closed"] == 150
+    assert store.close_login_session("alice", 10, 160) is None  # already closed
+    assert store.sessions_of_grant(GRANT["id"])[0]["closed"] == 150
+    listed = store.login_sessions()
+    assert [(s["pid"], s["id"], s["grants"]) for s in listed] == [(11, None, [])]
+    assert [s["pid"] for s in store.login_sessions(open_only=False)] == [10, 11]
+    assert store.login_sessions(user="bob") == []
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+
+
+def test_sessions_of_gone_processes_are_closed(tmp_path):
+    store = Store(tmp_path / "state.db")
+    store.open_login_session(row(20), [])
+    store.open_login_session(row(21), [])
+    gone = store.close_gone_sessions(lambda pid: pid == 21, 300)
+    assert [(g["pid"], g["closed"]) for g in gone] == [(20, 300)]
+    assert [s["pid"] for s in store.login_sessions()] == [21]
+    assert store.close_gone_sessions(lambda pid: True, 400) == []
