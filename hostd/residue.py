@@ -30,25 +30,31 @@ class Proc:
     command: str  # the command line, arguments joined by spaces, cut; "[comm]" if none
 
 
+def _ints(text: str, key: str) -> tuple[int, ...] | None:
+    """The numbers on the `key:` line of a status text (starting with a newline)."""
+    start = text.find("\n" + key + ":")
+    if start < 0:
+        return None
+    start += len(key) + 2
+    end = text.find("\n", start)
+    try:
+        return tuple(int(v) for v in text[start:end if end >= 0 else None].split())
+    except ValueError:
+        return None
+
+
 def parse_status(text: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """(uids, groups) from a status file's text; None if either line is missing or bad."""
-    uids: tuple[int, ...] | None = None
-    groups: tuple[int, ...] | None = None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        try:
-            if key == "Uid":
-                uids = tuple(int(v) for v in value.split())
-            elif key == "Groups":
-                groups = tuple(int(v) for v in value.split())
-        except ValueError:
-            return None
+    """(uids, groups) from a status file's text; None if either line is missing or bad.
+    Only these two lines are looked at (the kernel escapes newlines in `Name:`, the one
+    value a process chooses, so no line can be forged)."""
+    text = "\n" + text
+    uids, groups = _ints(text, "Uid"), _ints(text, "Groups")
     if uids is None or len(uids) != 4 or groups is None:
         return None
     return uids, groups
 
 
-def _read(path: Path, limit: int = 65536) -> bytes | None:
+def _read(path: Path | str, limit: int = 65536) -> bytes | None:
     try:
         with open(path, "rb") as fh:
             return fh.read(limit)
@@ -65,7 +71,7 @@ def command_of(proc_root: Path, pid: int) -> str:
     return text[:MAX_COMMAND]
 
 
-def _status(path: Path) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+def _status(path: Path | str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     raw = _read(path)
     return parse_status(raw.decode("utf-8", "replace")) if raw is not None else None
 
@@ -109,8 +115,12 @@ def scan(proc_root: Path, uid: int, gids: frozenset[int] | set[int],
     except OSError:
         return []
     found = []
+    base = os.fspath(proc_root)
     for name in names:
         if not name.isdigit() or int(name) in skip:
+            continue
+        leader = _status(f"{base}/{name}/status")  # cheap first: most are not ours
+        if leader is None or any(u != uid for u in leader[0]):
             continue
         p = read_proc(proc_root, int(name), uid)
         if p is not None and holds(p, uid, gids) and not zombie(proc_root, p.pid):
@@ -148,6 +158,18 @@ def signal_checked(proc_root: Path, pid: int, uid: int, gids: frozenset[int] | s
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def still_holding(proc_root: Path, procs: list[Proc], uid: int,
+                  gids: frozenset[int] | set[int]) -> list[Proc]:
+    """Those of `procs` still there, not zombies, and still holding a group: the cheap
+    look during the SIGTERM grace (a full scan follows it)."""
+    out = []
+    for p in procs:
+        now = read_proc(proc_root, p.pid, uid)
+        if now is not None and holds(now, uid, gids) and not zombie(proc_root, p.pid):
+            out.append(p)
+    return out
 
 
 def zombie(proc_root: Path, pid: int) -> bool:

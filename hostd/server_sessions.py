@@ -158,9 +158,11 @@ class SessionEnding:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TERM_WAIT
         left = procs
-        while left and loop.time() < deadline:
+        while left and loop.time() < deadline:  # only the known ones: cheap
             await asyncio.sleep(POLL)
-            left = await self._in_thread(residue.scan, self.proc_root, e.uid, wanted)
+            left = await self._in_thread(residue.still_holding, self.proc_root, left,
+                                         e.uid, wanted)
+        left = await self._in_thread(residue.scan, self.proc_root, e.uid, wanted)
         killed = bool(left)
         for _ in range(KILL_ROUNDS):
             if not left:
