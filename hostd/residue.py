@@ -26,7 +26,7 @@ MAX_COMMAND = 256  # characters of a command line kept for the event
 class Proc:
     pid: int
     uids: tuple[int, ...]  # real, effective, saved, filesystem; then other threads' own
-    groups: tuple[int, ...]  # supplementary groups, of every thread
+    groups: tuple[int, ...]  # supplementary groups, then real/effective/saved/fs gids
     command: str  # the command line, arguments joined by spaces, cut; "[comm]" if none
 
 
@@ -44,14 +44,16 @@ def _ints(text: str, key: str) -> tuple[int, ...] | None:
 
 
 def parse_status(text: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """(uids, groups) from a status file's text; None if either line is missing or bad.
-    Only these two lines are looked at (the kernel escapes newlines in `Name:`, the one
-    value a process chooses, so no line can be forged)."""
+    """(uids, gids held) from a status file's text: the supplementary groups, then any
+    of the four gids not among them (`newgrp GROUP` and `sg` make a group the primary
+    one, which `Groups:` does not list). None if a line is missing or bad. Only these
+    lines are looked at (the kernel escapes newlines in `Name:`, the one value a
+    process chooses, so no line can be forged)."""
     text = "\n" + text
-    uids, groups = _ints(text, "Uid"), _ints(text, "Groups")
-    if uids is None or len(uids) != 4 or groups is None:
+    uids, gids, groups = _ints(text, "Uid"), _ints(text, "Gid"), _ints(text, "Groups")
+    if uids is None or len(uids) != 4 or gids is None or len(gids) != 4 or groups is None:
         return None
-    return uids, groups
+    return uids, groups + tuple(sorted(set(gids) - set(groups)))
 
 
 def _read(path: Path | str, limit: int = 65536) -> bytes | None:

@@ -142,3 +142,14 @@ def test_children_forked_on_sigterm_are_ended_too(box, procs):
     assert holder.pid in pids and len(pids) >= 2, ev
     left = residue.scan(Path("/proc"), ALICE, {GID})
     assert left == [], f"still holding the group: {left}"
+
+
+def test_a_primary_group_from_newgrp_is_taken_too(box, procs):
+    """`newgrp jitend` makes the group the process's gid, which `Groups:` omits."""
+    grant(box, "ending", "3s")
+    holder = subprocess.Popen(["setpriv", f"--reuid={ALICE}", f"--regid={GID}",
+                               f"--groups={ALICE}", "setsid", "sleep", "300"])
+    procs.append(holder)
+    assert holder.wait(15) == -15
+    (ev,) = box.wait_for(lambda: box.events("session_terminated"), timeout=5)
+    assert ev["JIT_PROCESSES"] == f"{holder.pid} [{ALICE},jitend] sleep 300"

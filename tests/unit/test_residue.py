@@ -15,10 +15,15 @@ ALICE, BOB = 1001, 1002
 DOCKER, ADM, DEV = 999, 4, 2000
 
 
-def status(uid: int | tuple[int, ...], groups: tuple[int, ...], name: str = "bash") -> str:
+def status(uid: int | tuple[int, ...], groups: tuple[int, ...], name: str = "bash",
+           gid: int | None = None) -> str:
     uids = (uid,) * 4 if isinstance(uid, int) else uid
+    tab = "\t"
+    if gid is None:  # as initgroups leaves it: the primary group among the groups
+        gid = groups[0] if groups else uids[0]
+    gids = tab.join([str(gid)] * 4)
     return (f"Name:\t{name}\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t1\n"
-            f"Uid:\t{' '.join(map(str, uids))}\nGid:\t{ALICE}\t{ALICE}\t{ALICE}\t{ALICE}\n"
+            f"Uid:\t{tab.join(map(str, uids))}\nGid:\t{gids}\n"
             f"FDSize:\t64\nGroups:\t{' '.join(map(str, groups))} \nNStgid:\t1\n")
 
 
@@ -52,10 +57,12 @@ def proc(tmp_path: Path) -> Path:
 
 def test_parse_status_reads_the_four_uids_and_groups():
     assert residue.parse_status(status(ALICE, (DEV, DOCKER))) == ((ALICE,) * 4, (DEV, DOCKER))
-    assert residue.parse_status("Uid:\t1 1 1 1\nGroups:\t\n") == ((1, 1, 1, 1), ())
-    assert residue.parse_status("Uid:\t1 1 1\nGroups:\t2\n") is None
-    assert residue.parse_status("Uid:\t1 1 1 1\n") is None
-    assert residue.parse_status("Uid:\t1 1 1 1\nGroups:\tx\n") is None
+    assert residue.parse_status("Uid:\t1 1 1 1\nGid:\t1 1 1 1\nGroups:\t\n") == \
+        ((1, 1, 1, 1), (1,))
+    assert residue.parse_status("Uid:\t1 1 1\nGid:\t1 1 1 1\nGroups:\t2\n") is None
+    assert residue.parse_status("Uid:\t1 1 1 1\nGid:\t1 1 1 1\n") is None
+    assert residue.parse_status("Uid:\t1 1 1 1\nGroups:\t2\n") is None
+    assert residue.parse_status("Uid:\t1 1 1 1\nGid:\t1 1 1 1\nGroups:\tx\n") is None
 
 
 def test_scan_finds_the_users_processes_holding_a_taken_group(proc):
@@ -105,6 +112,15 @@ def thread(root: Path, pid: int, tid: int, text: str) -> None:
     d = root / str(pid) / "task" / str(tid)
     d.mkdir(parents=True, exist_ok=True)
     (d / "status").write_text(text)
+
+
+def test_a_primary_group_from_newgrp_counts(proc):
+    """`newgrp docker` / `sg docker`: docker is the gid, not in `Groups:`."""
+    put(proc, 120, status(ALICE, (ALICE, DEV), gid=DOCKER), b"sh\0")
+    (p,) = [p for p in residue.scan(proc, ALICE, {DOCKER}) if p.pid == 120]
+    assert p.groups == (ALICE, DEV, DOCKER)
+    assert residue.parse_status(status(ALICE, (DEV,), gid=DOCKER)) == ((ALICE,) * 4,
+                                                                       (DEV, DOCKER))
 
 
 def test_a_group_kept_by_one_thread_is_found(proc):
