@@ -1,5 +1,5 @@
 #!/bin/bash
-# What pam_jit costs a login (issue 9): `pamtester SERVICE USER acct_mgmt open_session
+# What pam_jit costs a login (issue 9): `pamtester login USER acct_mgmt open_session
 # close_session` through Debian's login stack with and without the pam_jit lines, side by
 # side in one hyperfine run in a booted Debian 12 container with the built .deb installed.
 # Goal: at most 20 ms added. Prints hyperfine's table and the added milliseconds.
@@ -19,23 +19,25 @@ runs=${RUNS:-200}
 
 inside() {
     cd /etc/pam.d
-    # the same stack twice: Debian's login (common-account, common-session), and a copy
-    # whose common-* includes have the pam_jit lines (and root's skip) taken out
-    grep -v -e pam_jit.py -e 'uid eq 0' common-account > jit-bench-common-account
-    grep -v -e pam_jit.py common-session > jit-bench-common-session
-    printf 'def pam_sm_acct_mgmt(pamh, flags, argv):\n    return pamh.PAM_SUCCESS\n%s\n%s\n' \
-        'pam_sm_open_session = pam_sm_close_session = pam_sm_acct_mgmt' '' > /root/pam_noop.py
+    # Debian's login stack as it is (with pam_jit), and two copies of it whose
+    # common-account/common-session includes are copies too: without the pam_jit lines
+    # (and root's skip), and with a no-op pam_python module in pam_jit's place
+    grep -v -e pam_jit.py -e 'uid eq 0' common-account > jit-bench-without-account
+    grep -v -e pam_jit.py common-session > jit-bench-without-session
+    printf 'def pam_sm_acct_mgmt(pamh, flags, argv):\n    return pamh.PAM_SUCCESS\n%s\n' \
+        'pam_sm_open_session = pam_sm_close_session = pam_sm_acct_mgmt' > /root/pam_noop.py
     sed 's#/usr/lib/jitaccess/pam_jit.py#/root/pam_noop.py#' common-account \
         > jit-bench-noop-account
     sed 's#/usr/lib/jitaccess/pam_jit.py#/root/pam_noop.py#' common-session \
         > jit-bench-noop-session
-    printf '@include jit-bench-noop-account\n@include jit-bench-noop-session\n' \
-        > jit-bench-noop
-    printf '@include common-account\n@include common-session\n' > jit-bench-with
-    printf '@include jit-bench-common-account\n@include jit-bench-common-session\n' \
-        > jit-bench-without
+    for variant in without noop; do
+        sed -e "s/^@include common-account\$/@include jit-bench-$variant-account/" \
+            -e "s/^@include common-session\$/@include jit-bench-$variant-session/" \
+            login > "jit-bench-$variant"
+    done
     grep -q pam_jit.py common-account common-session
-    if grep -q pam_jit.py jit-bench-without jit-bench-common-account jit-bench-common-session; then
+    if grep -q -e pam_jit.py -e 'include common-account' -e 'include common-session' \
+            jit-bench-without jit-bench-without-account jit-bench-without-session; then
         echo "pam_overhead: the baseline stack still calls pam_jit" >&2
         exit 1
     fi
@@ -43,8 +45,8 @@ inside() {
     hyperfine --warmup 20 --runs "$runs" -N --export-json "$out" \
         -n without-pam_jit "pamtester jit-bench-without alice acct_mgmt open_session close_session" \
         -n noop-pam_python "pamtester jit-bench-noop alice acct_mgmt open_session close_session" \
-        -n with-pam_jit-ungated "pamtester jit-bench-with bob acct_mgmt open_session close_session" \
-        -n with-pam_jit-gated "pamtester jit-bench-with alice acct_mgmt open_session close_session"
+        -n with-pam_jit-ungated "pamtester login bob acct_mgmt open_session close_session" \
+        -n with-pam_jit-gated "pamtester login alice acct_mgmt open_session close_session"
     python3 - "$out" <<'EOF'
 import json, sys
 results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
