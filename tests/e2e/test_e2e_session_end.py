@@ -3,9 +3,10 @@
 alice holds a role with a group, opens a real login session (`su -l alice` in a pty,
 so logind has a session with a TTY), and a process started with `setsid` from outside
 any session (setpriv with her groups, as a job left behind would be) holds the group
-too. At expiry both are gone, and the session's terminal was warned a minute before.
-With on_expiry = "keep-sessions" nothing is killed and the privilege_residue event in
-the journal names the process. One host for the module: it changes the policy.
+too. At expiry both are gone, and the session's terminal was warned a minute before;
+a revocation writes its notice there first, then ends the session. With on_expiry =
+"keep-sessions" nothing is killed and the privilege_residue event in the journal names
+the process. One host for the module: it changes the policy.
 """
 
 from __future__ import annotations
