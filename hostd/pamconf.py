@@ -9,7 +9,10 @@ by pam-auth-update; enabling then fails and says so.
 
 Enabling refuses when the module could not run (pam_python.so or pam_jit.py missing, or
 the module does not compile) and checks afterwards that root skips pam_jit in
-common-account: root can never be locked out by it. The text checks are pure.
+common-account: root can never be locked out by it. The profile also skips the module
+under jit-sudo, sudo and sudo-i: hostd's own PAM check (python-pam inside hostd) must
+never load pam_python.so into hostd's interpreter, and sudo is not a login. The text
+checks are pure.
 """
 
 from __future__ import annotations
@@ -45,16 +48,23 @@ def stack_has_module(text: str) -> bool:
     return any(_is_ours(line) for line in text.splitlines())
 
 
+def _skip(words: list[str]) -> int:
+    """N of a `[success=N default=ignore] pam_succeed_if.so quiet uid eq 0` line, else 0."""
+    text = " ".join(words)
+    if len(words) < 4 or not words[1].startswith("[success=") or not text.endswith(ROOT_SKIP):
+        return 0
+    n = words[1].removeprefix("[success=")
+    return int(n) if n.isdigit() and "default=ignore]" in words else 0
+
+
 def root_skips(account_text: str) -> bool:
-    """In common-account, every pam_jit line is directly preceded by the root skip
-    (`[success=1 default=ignore] pam_succeed_if.so quiet uid eq 0`): root never
-    reaches the module, whatever it or hostd does."""
+    """In common-account, every pam_jit line is among the lines a root skip
+    (`[success=N default=ignore] pam_succeed_if.so quiet uid eq 0`) jumps over: root
+    never reaches the module, whatever it or hostd does."""
     lines = [w for w in (_words(line) for line in account_text.splitlines()) if w]
     for i, words in enumerate(lines):
         if words[0] == "account" and _is_ours(" ".join(words)):
-            prev = lines[i - 1] if i else []
-            if not (len(prev) >= 3 and prev[1] == "[success=1" and "default=ignore]" in prev
-                    and " ".join(prev).endswith(ROOT_SKIP)):
+            if not any(0 < i - j <= _skip(lines[j]) for j in range(i)):
                 return False
     return True
 

@@ -78,7 +78,7 @@ def write_login_gate(paths: Paths, cfg: config_mod.Config) -> None:
 
 def warn_unenforced(cfg: config_mod.Config) -> None:
     """Settings this version parses but does not enforce, by name, in hostd's log: an
-    administrator must not believe `[login] require_grant` gates anyone yet."""
+    administrator must not believe a setting takes effect when it does not yet."""
     for warning in cfg.unenforced:
         log.warning("warning: %s", warning)
 

@@ -59,10 +59,12 @@ def test_the_package_enables_the_profile_with_root_skipping_the_module(pam_host)
     account = pam_host.box.path("/etc/pam.d/common-account").read_text()
     lines = [line.split() for line in account.splitlines() if "pam_jit.py" in line
              or "uid eq 0" in line]
-    assert lines == [["account", "[success=1", "default=ignore]", "pam_succeed_if.so", "quiet",
+    assert lines == [["account", "[success=2", "default=ignore]", "pam_succeed_if.so", "quiet",
                       "uid", "eq", "0"],
                      ["account", "required", "pam_python.so",
                       "/usr/lib/jitaccess/pam_jit.py"]]
+    assert "[success=1 default=ignore]\tpam_succeed_if.so quiet service in jit-sudo:sudo:sudo-i" \
+        in account
     session = pam_host.box.path("/etc/pam.d/common-session").read_text()
     modules = [line.split()[2] for line in session.splitlines()
                if line.startswith("session")]
@@ -92,6 +94,30 @@ def test_a_login_grant_admits_a_grant_without_login_does_not(pam_host):
     finally:
         revoke(pam_host, docker)
     assert pamtester(pam_host, "alice", "acct_mgmt").returncode != 0
+
+
+HOSTD_PAM = """
+import threading, pam
+res = []
+def check():  # as hostd checks a sudo password: python-pam in a thread, service jit-sudo
+    res.append(pam.pam().authenticate("alice", "s3cret-pw", service="jit-sudo",
+                                      resetcreds=False))
+t = threading.Thread(target=check); t.start(); t.join(); print(res)
+"""
+
+
+def test_hostd_own_pam_and_sudo_never_load_the_module(pam_host):
+    """pam_python.so loaded into a Python process (hostd's password check) would run
+    pam_jit in that interpreter without the GIL: it crashed with SIGSEGV. The profile
+    skips jit-sudo (and sudo: not a login) before pam_python is loaded."""
+    box = pam_host.box
+    box.run(["chpasswd"], input="alice:s3cret-pw\n")
+    r = box.run(["python3", "-c", HOSTD_PAM], check=False, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "[True]\n"), r.stderr
+    assert pamtester(pam_host, "alice", "acct_mgmt").returncode != 0  # gated for login
+    for service in ("sudo", "jit-sudo"):
+        r = box.run(["pamtester", service, "alice", "acct_mgmt"], check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_an_ungated_user_passes(pam_host):

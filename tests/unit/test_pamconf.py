@@ -6,6 +6,7 @@ from hostd import pamconf
 
 SKIP = "account\t[success=1 default=ignore]\tpam_succeed_if.so quiet uid eq 0"
 OURS = "account\trequired\tpam_python.so /usr/lib/jitaccess/pam_jit.py"
+SERVICE = "account\t[success=1 default=ignore]\tpam_succeed_if.so quiet service in jit-sudo"
 UNIX = "account\t[success=1 new_authtok_reqd=done default=ignore]\tpam_unix.so"
 
 
@@ -20,7 +21,9 @@ def test_root_skips_only_when_the_skip_is_right_before_the_module():
     assert pamconf.root_skips(f"{UNIX}\n")  # no module, nothing to skip
     assert not pamconf.root_skips(f"{UNIX}\n{OURS}\n")
     assert not pamconf.root_skips(f"{SKIP}\n{UNIX}\n{OURS}\n")
-    assert not pamconf.root_skips(f"{SKIP.replace('success=1', 'success=2')}\n{OURS}\n")
+    assert pamconf.root_skips(f"{SKIP.replace('success=1', 'success=2')}\n{SERVICE}\n{OURS}\n")
+    assert not pamconf.root_skips(f"{SKIP}\n{SERVICE}\n{OURS}\n")  # jumps short of it
+    assert not pamconf.root_skips(f"{SKIP.replace('success=1', 'success=x')}\n{OURS}\n")
 
 
 def test_the_shipped_profile_puts_the_skip_first():
@@ -31,6 +34,11 @@ def test_the_shipped_profile_puts_the_skip_first():
     lines = ["account\t" + line.strip() for line in account.splitlines() if line.strip()]
     assert pamconf.root_skips("\n".join(lines)) and pamconf.stack_has_module("\n".join(lines))
     assert "Default: yes" in profile and "Session-Interactive-Only: yes" in profile
+    # hostd's own PAM service never loads pam_python.so (it would run in hostd's
+    # interpreter without the GIL), in either stack
+    for section in ("Account:", "Session:"):
+        block = profile.split(section, 1)[1].split(":\n", 1)[0]
+        assert "service in jit-sudo:sudo:sudo-i" in block
 
 
 def test_preflight_names_what_is_missing(tmp_path):
