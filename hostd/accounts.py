@@ -93,6 +93,10 @@ class Accounts(ABC):
     def groups_of(self, user: str) -> set[str]:
         """Groups the user belongs to now (for %group members in the policy)."""
 
+    def gid_of(self, group: str) -> int | None:
+        """The group's gid: what running processes hold in their credentials."""
+        return next((gid for name, gid, _ in self._groups() if name == group), None)
+
     def membership_map(self) -> dict[str, set[str]]:
         """Every group's members (listed or by primary group), read once. Enumerates every
         user and group: directory groups (sssd without enumerate) are missing from it."""
@@ -202,6 +206,12 @@ class NssAccounts(Accounts):
             return True
         except KeyError:
             return False
+
+    def gid_of(self, group: str) -> int | None:
+        try:
+            return grp.getgrnam(group).gr_gid
+        except KeyError:
+            return None
 
     def is_member(self, user: str, group: str) -> bool:
         try:

@@ -35,8 +35,6 @@ HOST_ISSUER = "host"
 UNENFORCED = {
     "recording": "session recording is not in this version",
     "masking": "masking applies to session recordings, not in this version",
-    "terminate-sessions": "sessions are not terminated at expiry in this version "
-                          "(the groups are removed; running processes keep them)",
 }
 
 
@@ -302,9 +300,6 @@ def unenforced(path: Path, data: dict) -> tuple[str, ...]:
         for key, feature in (("record", "recording"), ("record_failure", "recording")):
             if key in body:
                 found.append((f"roles.{name}.{key}", feature))
-        if body.get("on_expiry") == "terminate-sessions":
-            found.append((f'roles.{name}.on_expiry = "terminate-sessions"',
-                          "terminate-sessions"))
     return tuple(f"{path.name}: {where} has no effect yet: {UNENFORCED[feature]}"
                  for where, feature in found)
 

@@ -19,7 +19,7 @@ from . import grants as grants_mod
 from .accounts import Accounts, disagreements
 from .config import HOST_ISSUER, Config
 from .durations import rfc3339
-from .effects import ArmTimer, CancelTimer, Outbox
+from .effects import ArmTimer, CancelTimer, EndSessions, Outbox
 from .errors import JitError
 from .events import Events
 from .hostmatch import HostFacts
@@ -166,6 +166,25 @@ class Core:
         self.events.emit("grant_revoked", message, **{**self._fields(g), "reason": logged_reason},
                          decision="revoked", approver=by)
         self.outbox.add(CancelTimer(g["id"]))
+        self._end_sessions(g, "policy changed" if reason == "policy changed" else "revoked", by)
+
+    def _end_sessions(self, g: dict, reason: str, by: str) -> None:
+        """What the grant opened must end too: a removed group stays in the credentials
+        of every process started while it was held. The groups named are those this
+        grant took away, not one kept for a standing membership or another live grant
+        (a failed removal counts: the grant is over either way). A role gone from the
+        policy ends its sessions: the default, and the side that fails closed."""
+        role = self.config.roles.get(g["role"])
+        mode = role.on_expiry if role is not None else "terminate-sessions"
+        gids = []
+        for m in self.store.memberships(g["id"]):
+            if m["standing"] or m["state"] == "kept":
+                continue
+            gid = self.accounts.gid_of(m["grp"])
+            if gid is not None and gid != 0:  # gid 0 is root's, never a grant's to end
+                gids.append((m["grp"], gid))
+        self.outbox.add(EndSessions(g["id"], g["uid"], g["user"], g["role"], tuple(gids),
+                                    mode, reason, by))
 
     def end_unsupported(self) -> list[str]:
         """After the policy changed: end live grants whose role is gone, or whose issuer
@@ -193,6 +212,7 @@ class Core:
         self._end(g, "expired", "expired", "hostd")
         self.events.emit("grant_expired", f"grant {grant_id} expired: {g['user']} no longer "
                          f"holds {g['role']}", **self._fields(g), decision="expired")
+        self._end_sessions(g, "expired", "hostd")
         return True
 
     def sweep(self) -> list[str]:

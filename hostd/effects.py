@@ -36,7 +36,24 @@ class Notify:
     recipients: tuple[str, ...]
 
 
-Effect = ArmTimer | CancelTimer | Notify
+@dataclass(frozen=True)
+class EndSessions:
+    """A grant ended: end what it opened (`mode` "terminate-sessions"), or report the
+    processes that still hold its groups ("keep-sessions"). `gids` are the groups this
+    grant took away (not kept for a standing membership or another live grant), as
+    (name, gid); `reason` is "expired", "revoked" or "policy changed"."""
+
+    grant_id: str
+    uid: int
+    user: str
+    role: str
+    gids: tuple[tuple[str, int], ...]
+    mode: str
+    reason: str
+    by: str = "hostd"
+
+
+Effect = ArmTimer | CancelTimer | Notify | EndSessions
 
 
 class Outbox:

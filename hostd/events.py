@@ -49,6 +49,8 @@ EVENT_TYPES: dict[str, tuple[str, int, str]] = {
     "session_closed": ("e03b8fc2ec354b33aa83f3029b1f230a", 6, "A login session ended"),
     "session_terminated": ("a601c2c42c7842d9a006608e03f31ee7", 5,
                            "A session was ended at grant expiry"),
+    "privilege_residue": ("e0981b68452e472b9e8190cc445531da", 4,
+                          "Processes kept a group after the grant that gave it ended"),
     "recording_closed": ("2172f8a1707f4e31ad3c1cffefbcdb6e", 5, "A session recording was closed"),
     "refusals_suppressed": ("88745e31de5946f6889e5db6a3fe3443", 4,
                             "Repeated refusals of one user were not logged one by one"),
@@ -59,6 +61,7 @@ FIELDS = (
     "user", "uid", "role", "grant_id", "issuer", "not_after", "groups", "command", "runas",
     "decision", "reason", "request_id", "approver", "session_id", "recording",
     "recording_sha256", "code", "ticket", "count", "tty", "guardrail",
+    "pids", "processes",
 )
 
 MAX_VALUE = 4096

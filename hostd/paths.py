@@ -85,6 +85,17 @@ class Paths:
     def machine_id(self) -> Path:
         return self._p("etc/machine-id")
 
+    @property
+    def proc(self) -> Path:
+        """Where processes are read (residue scans). A sandbox has none unless a test
+        links DIR/proc to /proc: no sandbox signals the host's processes by accident."""
+        return self._p("proc")
+
+    @property
+    def dev(self) -> Path:
+        """Terminals warned before expiry (DIR/dev in a sandbox, normally absent)."""
+        return self._p("dev")
+
 
 def client_paths() -> Paths:
     """What the CLI uses: JIT_ROOT for a sandbox (tests, demos), else `/`."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from . import __version__
 from .approvals import Requests
 from .core import Core
-from .effects import ArmTimer, CancelTimer, Effect, Notify
+from .effects import ArmTimer, CancelTimer, Effect, EndSessions, Notify
 from .errors import JitError
 from .protocol import (
     CALL,
@@ -46,6 +46,7 @@ from .protocol import (
     parse_line,
 )
 from .server_pam import PamOps
+from .server_sessions import SessionEnding
 from .server_sudo import SudoOps
 from .store import Store
 from .sudo import Sudo
@@ -155,7 +156,7 @@ async def _send(writer: asyncio.StreamWriter, obj: dict) -> bool:
         return False
 
 
-class Server(SudoOps, PamOps):
+class Server(SudoOps, PamOps, SessionEnding):
     def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "",
                  requests: Requests | None = None,
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
@@ -177,9 +178,11 @@ class Server(SudoOps, PamOps):
         self.sudo = Sudo(core, self.requests, reader=self.reader)
         self._changed = asyncio.Event()
         self.logind = None  # hostd.logind.Logind, set by service.serve; None: no logind
+        self.init_ending()
 
     def close(self) -> None:
         self.changes.shutdown(wait=True)
+        self.close_ending()
         self.side.shutdown(wait=False, cancel_futures=True)
         self.auth.shutdown(wait=False, cancel_futures=True)
 
@@ -284,9 +287,13 @@ class Server(SudoOps, PamOps):
     async def carry_out(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, ArmTimer):
+                self.schedule_warnings(effect.grant_id, effect.exp)
                 await self._arm(effect.grant_id, effect.exp)
             elif isinstance(effect, CancelTimer):
+                self.cancel_warnings(effect.grant_id)
                 await self._cancel(effect.grant_id)
+            elif isinstance(effect, EndSessions):
+                self.end_sessions(effect)
             elif isinstance(effect, Notify) and self.notifier is not None:
                 asyncio.get_running_loop().run_in_executor(
                     self.side, self.notifier, effect.kind, effect.request,
@@ -379,6 +386,8 @@ class Server(SudoOps, PamOps):
             log.warning("could not cancel the expiry timer of %s: %s", grant_id, exc)
 
     async def arm_missing(self, live: list[tuple[str, int]]) -> None:
+        for grant_id, exp in live:  # warnings live in this process: every start sets them
+            self.schedule_warnings(grant_id, exp)
         armed = await self.timers.armed()
         for grant_id, exp in live:
             if grant_id not in armed:

@@ -168,6 +168,7 @@ async def serve(paths: Paths) -> int:
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
     server = Server(core, timers, error, build_requests(paths, core),
                     build_notifier(paths, core), Store.reader(paths.state_db))
+    server.proc_root, server.dev_root = paths.proc, paths.dev  # sandbox: DIR/proc, DIR/dev
     server.logind = await _logind(paths, core)
     if not error:
         core.end_unsupported()

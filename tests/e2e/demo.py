@@ -363,6 +363,53 @@ def login_flow(n: Narrator) -> None:
     events_summary(n, ("login_refused", "session_opened", "session_closed"), since=since)
 
 
+SESSION_END_POLICY = """\
+[roles.docker]
+groups = ["docker"]
+max_ttl = "4h"
+issuers = ["corp"]
+on_expiry = "terminate-sessions"    # the default, said out loud
+"""
+
+
+def session_end_flow(n: Narrator, seconds: int = 20) -> None:
+    """A process started under a grant still holds its group after gpasswd -d: at
+    expiry hostd ends it (on_expiry = "terminate-sessions")."""
+    box = n.box
+    n.section("8. Expiry ends what the grant opened")
+    n.say("""Removing alice from a group does not change the credentials of processes
+        already running: a shell started under the grant would keep docker. With
+        on_expiry = "terminate-sessions" (the default) hostd ends, at expiry, her login
+        sessions registered while the grant was live, then every process of hers that
+        still holds a group the grant took away.""")
+    n.file("/etc/jit/jit.toml", SESSION_END_POLICY)
+    n.run(["systemctl", "reload", "jit-hostd.service"])
+    token = box.run(["jit", "issue", "--key", CORP_KEY, "--issuer", "corp", "--user",
+                     "alice", "--role", "docker", "--for", f"{seconds}s", "--reason",
+                     "one more look"]).stdout.strip()
+    since = time.time()  # after the reload: grants it ended are not this step's story
+    n.run(["jit", "activate", token], user="alice", shown='jit activate "$TOKEN"')
+    exp = int(grants(box, user="alice")[0]["exp"])
+    n.say("alice leaves a job running in the background, detached from any terminal:")
+    pid = n.run("setpriv --reuid=alice --regid=alice --init-groups setsid sleep 600 "
+                "</dev/null >/dev/null 2>&1 & echo $!",
+                shown="setsid sleep 600 & echo $!    # as alice, with her groups").strip()
+    n.run(["ps", "-o", "pid,user,supgrp,args", "-p", pid])
+    left = exp - time.time()
+    n.say(f"The grant ends in about {max(0, round(left))} s.")
+    wait_for("alice's job to be gone", lambda: box.run(
+        ["ps", "-p", pid], check=False).returncode == 1, timeout=left + 30, interval=0.5)
+    n.run(["ps", "-o", "pid,user,supgrp,args", "-p", pid], check=False)
+    ended = [e for e in events(box, "session_terminated")
+             if int(e["__REALTIME_TIMESTAMP"]) / 1e6 >= since]
+    if not ended:
+        raise StepFailed("no session_terminated event")
+    late = max(int(e["__REALTIME_TIMESTAMP"]) / 1e6 for e in ended) - exp
+    n.say(f"Her job was ended {late:.2f} s after the grant's end, and the journal says so:")
+    events_summary(n, ("grant_expired", "membership_removed", "session_terminated"),
+                   since=since)
+
+
 def pending_request(box: Container, listed: str) -> str:
     """The id of the request alice just made, as bob sees it; StepFailed if none."""
     proc = box.run(["jit", "requests", "--json"], user="bob", check=False)
@@ -433,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             request_flow(n)
         sudo_flow(n)
         login_flow(n)
+        session_end_flow(n)
         audit_flow(n)
         n.section("Done")
         n.say(f"The container is powered off and deleted now (demo took "

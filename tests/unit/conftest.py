@@ -165,6 +165,12 @@ class FakeAccounts:
     def group_exists(self, group: str) -> bool:
         return group in self.members
 
+    def gid_of(self, group: str) -> int | None:
+        """root 0, the others 2000 + their place in name order (stable per test)."""
+        if group not in self.members:
+            return None
+        return 0 if group == "root" else 2000 + sorted(self.members).index(group)
+
     def is_member(self, user: str, group: str) -> bool:
         return user in self.members.get(group, set()) or self.primary.get(user) == group
 

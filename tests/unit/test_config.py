@@ -500,9 +500,6 @@ UNENFORCED = [
      "jit.toml: roles.docker.record has no effect yet: session recording is not"),
     ("role-record-failure", role(record_failure="continue"),
      "jit.toml: roles.docker.record_failure has no effect yet: session recording"),
-    ("role-terminate-sessions", role(on_expiry="terminate-sessions"),
-     'jit.toml: roles.docker.on_expiry = "terminate-sessions" has no effect yet: sessions '
-     "are not terminated at expiry"),
 ]
 
 
@@ -514,14 +511,15 @@ def test_unenforced_setting_is_named_once(data, warning):
 
 
 @pytest.mark.parametrize("data", [
-    {}, role(), role(on_expiry="keep-sessions"), role(login=False),
+    {}, role(), role(on_expiry="keep-sessions"), role(on_expiry="terminate-sessions"),
+    role(login=False),
     {"requests": {"ttl": "1h"}}, {"notify": {"webhook": "https://x"}},
     {"daemon": {"leeway": "10s"}}, {"guardrails": [{"match": "x"}]},
     {"standing": [{"members": ["root"]}]}, {"sudo": {"approval_timeout": "5m"}}, db_sudo(),
     role(authenticate=True), role(login=True), {"login": {"require_grant": ["%sre"]}},
-], ids=["empty", "plain-role", "keep-sessions", "login-false", "requests", "notify", "daemon",
-        "guardrails", "standing", "sudo-section", "role-sudo", "role-authenticate",
-        "login-true", "login-section"])
+], ids=["empty", "plain-role", "keep-sessions", "terminate-sessions", "login-false",
+        "requests", "notify", "daemon", "guardrails", "standing", "sudo-section", "role-sudo",
+        "role-authenticate", "login-true", "login-section"])
 def test_enforced_or_default_settings_give_no_warning(data):
     assert cfg.Config(**cfg.parse_policy(POLICY, data)).unenforced == ()
 
@@ -529,8 +527,7 @@ def test_enforced_or_default_settings_give_no_warning(data):
 def test_design_example_names_each_unenforced_setting():
     found = cfg.parse_policy(POLICY, tomllib.loads(DESIGN_EXAMPLE))["unenforced"]
     wheres = [w.split(" has no effect yet")[0].removeprefix("jit.toml: ") for w in found]
-    assert wheres == ["[masking]",
-                      'roles.docker.on_expiry = "terminate-sessions"', "roles.db-admin.record",
+    assert wheres == ["[masking]", "roles.db-admin.record",
                       "roles.db-admin.record_failure"]
     assert all(w.count(" has no effect yet: ") == 1 for w in found)
     assert len({w.split(": ", 2)[2] for w in found}) > 1  # reasons differ by feature

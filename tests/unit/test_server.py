@@ -127,7 +127,8 @@ def test_policy_change_ends_grants_of_removed_roles_and_issuers(w, make_config):
     w.core.config = cfg2
     assert w.core.end_unsupported() == [kept["id"]]
     assert not w.accounts.listed("alice", "docker") and not w.accounts.listed("alice", "adm")
-    assert [type(e).__name__ for e in w.core.take_effects()] == ["CancelTimer"] * 2
+    assert [type(e).__name__ for e in w.core.take_effects()] == ["CancelTimer",
+                                                                 "EndSessions"] * 2
 
 
 # --- nothing slow on the loop -------------------------------------------------------------
