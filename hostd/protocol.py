@@ -102,10 +102,16 @@ OPS: dict[str, Op] = {op.name: op for op in (
          "list_argv": Field("strlist", length=MAX_LINE, items=4096)}, access=ROOT),
     _op("sudo.wait", "wait for the approval of a paused sudo command (the sudo plugin)",
         {"id": ID}, access=ROOT, kind=WAIT),
+    _op("record.open", "stream a recorded sudo session to hostd (jit-record, as root)",
+        {"token": Field("str", required=True, length=64),
+         "width": Field("int", low=1, high=10000),
+         "height": Field("int", low=1, high=10000),
+         "term": Field("str", length=64),
+         "pty": Field("bool")}, access=ROOT, kind=STREAM),
 )}
 
 # Named in DESIGN.md §5, built by later issues; refused by name until then.
-PLANNED = ("pam.account", "pam.open_session", "pam.close_session", "record.open")
+PLANNED = ("pam.account", "pam.open_session", "pam.close_session")
 
 
 def _text_ok(value: str) -> bool:

@@ -1,14 +1,855 @@
-"""`jit-record`: the session recorder (DESIGN.md §9). Built by a later issue; this
-entry point exists so the packaging and the console scripts are stable from the start."""
+"""`jit-record`: the session recorder (DESIGN.md §9), a pty proxy in the manner of tlog.
+
+    jit-record --token T [--uid U --gid G --groups G,...] [--record-failure MODE]
+               [--command PATH] -- ARGV...          (as sudo runs it, for hostd)
+    jit-record --file PATH [--no-mask] -- ARGV...   (a local recording, no hostd)
+
+With a terminal on stdin and stdout the command runs on a pty of its own: the user's
+terminal goes to raw mode, keys go to the pty, the pty's output is masked and then
+shown and recorded; window-size changes (SIGWINCH) follow, a stopped command stops the
+recorder, signals are passed on, and the command's exit status (or the signal that
+killed it) becomes the recorder's. Without a terminal (pipes, redirects) there is no
+pty: stdout and stderr come through pipes, masked each on its own, and stdin is passed
+through untouched unless input is recorded.
+
+With `--token` hostd alone writes the recording: `record.open` answers with the masking
+rules, `record_input` and `record_failure`, then takes frames (output, input, resize,
+end). If hostd goes away mid-session, `record_failure` decides: `terminate` hangs the
+command up, `continue` carries on unrecorded; either way the recorder says so on
+stderr. sudo runs the recorder as root with the argv hostd built; the recorder drops to
+the runas uid, gid and groups (`--uid/--gid/--groups`) for the command, as sudo would.
+
+Starts fast: standard library and hostd's stdlib client only, no asyncio; the masking
+and asciicast modules are imported only when needed. Output moves in 64 KiB reads; with
+no masking rules nothing looks at the bytes in Python.
+"""
 
 from __future__ import annotations
 
+import base64
+import errno
+import fcntl
+import os
+import select
+import signal
+import struct
 import sys
+import termios
+import time
+import tty
+
+RECORDER = "/usr/bin/jit-record"
+SOCKET = "/run/jit/hostd.sock"
+CHUNK = 64 * 1024
+FRAME = 32 * 1024  # raw bytes per frame: its base64 fits hostd's 64 KiB line
+IDLE_FLUSH = 0.05  # masked text held back this long is shown (prompts must appear)
+HANGUP_GRACE = 10.0  # after a hangup, SIGKILL if the command is still there
+SEND_TIMEOUT = 10.0
+FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGCONT, signal.SIGTSTP, signal.SIGWINCH, signal.SIGCHLD,
+             signal.SIGALRM)
+USAGE = ("usage: jit-record [--token T] [--uid U --gid G --groups G,...] "
+         "[--record-failure terminate|continue] [--command PATH] [--file PATH] "
+         "[--no-mask] [--socket PATH] -- COMMAND [ARG...]")
+
+
+class Usage(Exception):
+    pass
+
+
+def say(text: str) -> None:
+    """A line from the recorder itself, on stderr: `\\r\\n` since the terminal may be raw."""
+    try:
+        os.write(2, f"\r\njit-record: {text}\r\n".encode())
+    except OSError:
+        pass
+
+
+# options -----------------------------------------------------------------------------------
+
+class Options:
+    def __init__(self) -> None:
+        self.token = ""
+        self.socket = SOCKET
+        self.uid: int | None = None
+        self.gid: int | None = None
+        self.groups: list[int] | None = None
+        self.record_failure = "terminate"
+        self.command = ""
+        self.file = ""
+        self.mask = True
+        self.argv: list[str] = []
+
+
+def parse_args(argv: list[str]) -> Options:
+    """By hand, not argparse: the recorder starts on every recorded sudo."""
+    opts = Options()
+    i = 0
+    valued = {"--token", "--socket", "--uid", "--gid", "--groups", "--record-failure",
+              "--command", "--file"}
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            opts.argv = argv[i + 1:]
+            break
+        if arg == "--no-mask":
+            opts.mask = False
+            i += 1
+            continue
+        if arg not in valued or i + 1 >= len(argv):
+            raise Usage(f"unknown option {arg!r}" if arg not in valued else f"{arg} needs a value")
+        value = argv[i + 1]
+        i += 2
+        try:
+            if arg == "--uid":
+                opts.uid = int(value)
+            elif arg == "--gid":
+                opts.gid = int(value)
+            elif arg == "--groups":
+                opts.groups = [int(g) for g in value.split(",") if g]
+            else:
+                setattr(opts, arg[2:].replace("-", "_"), value)
+        except ValueError:
+            raise Usage(f"{arg} must be a number") from None
+    if not opts.argv:
+        raise Usage("no command given")
+    if opts.record_failure not in ("terminate", "continue"):
+        raise Usage("--record-failure is terminate or continue")
+    if bool(opts.token) == bool(opts.file):
+        raise Usage("give --token (recorded by hostd) or --file (a local recording)")
+    if opts.file and not opts.mask and opts.token:
+        raise Usage("--no-mask is for local recordings only")
+    return opts
+
+
+# where the session goes ----------------------------------------------------------------------
+
+class SinkFailed(Exception):
+    """The recording cannot go on (hostd gone, disk full)."""
+
+
+class FileSink:
+    """A local asciicast file (`--file`): no hostd, the user's own recording."""
+
+    def __init__(self, path: str, width: int, height: int, argv: list[str]) -> None:
+        from pathlib import Path
+
+        from .castfile import CastWriter
+
+        header = {"version": 2, "width": width, "height": height,
+                  "timestamp": int(time.time()), "command": " ".join(argv),
+                  "env": {"TERM": os.environ.get("TERM", ""),
+                          "SHELL": os.environ.get("SHELL", "")}}
+        self.writer = CastWriter(Path(path), header)
+        self.id = os.path.basename(path)
+
+    def fileno(self) -> int | None:
+        return None
+
+    def output(self, t: float, data: bytes) -> None:
+        self.writer.output(t, data)
+
+    def input(self, t: float, data: bytes) -> None:
+        self.writer.input(t, data)
+
+    def resize(self, t: float, cols: int, rows: int) -> None:
+        self.writer.resize(t, cols, rows)
+
+    def frames(self) -> list[dict]:
+        return []
+
+    def close(self, t: float, status: str) -> str:
+        return self.writer.close(t, status)
+
+
+class HostdSink:
+    """Frames to hostd over the `record.open` stream, built as bytes (no json.dumps on
+    the data path): `{"t":T,"o":"BASE64"}`, at most FRAME raw bytes each."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.sock = stream.client._sock
+        self.sock.settimeout(SEND_TIMEOUT)
+        self.id = stream.opened.get("id", "")
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def _send(self, line: bytes) -> None:
+        try:
+            self.sock.sendall(line)
+        except OSError as exc:
+            raise SinkFailed(f"lost the connection to jit-hostd ({exc.strerror or exc})") \
+                from None
+
+    def _data(self, key: bytes, t: float, data: bytes) -> None:
+        for start in range(0, len(data), FRAME):
+            self._send(b'{"t":%.6f,"%s":"%s"}\n' % (t, key,
+                                                  base64.b64encode(data[start:start + FRAME])))
+
+    def output(self, t: float, data: bytes) -> None:
+        self._data(b"o", t, data)
+
+    def input(self, t: float, data: bytes) -> None:
+        self._data(b"i", t, data)
+
+    def resize(self, t: float, cols: int, rows: int) -> None:
+        self._send(b'{"t":%.6f,"r":[%d,%d]}\n' % (t, cols, rows))
+
+    def frames(self) -> list[dict]:
+        """What hostd sent (a hangup); SinkFailed when it closed the stream."""
+        from .errors import JitError
+
+        try:
+            frame = self.stream.recv(timeout=SEND_TIMEOUT)
+        except JitError as exc:
+            raise SinkFailed(exc.message) from None
+        if frame is None:
+            raise SinkFailed("jit-hostd closed the recording stream")
+        return [frame]
+
+    def close(self, t: float, status: str) -> str:
+        import json
+
+        from .errors import JitError
+
+        self._send(json.dumps({"t": round(t, 6), "end": status[:64]}).encode() + b"\n")
+        try:
+            while True:
+                frame = self.stream.recv(timeout=SEND_TIMEOUT)
+                if frame is None:
+                    raise SinkFailed("jit-hostd closed the stream before the recording's end")
+                if "ok" in frame:
+                    break
+        except JitError as exc:
+            raise SinkFailed(exc.message) from None
+        finally:
+            self.stream.close()
+        if not frame.get("ok"):
+            raise SinkFailed(str(frame.get("message", "the recording could not be closed")))
+        return str(frame.get("sha256", ""))
+
+
+def open_hostd(opts: Options, width: int, height: int, pty_mode: bool):
+    """record.open with the one-time token: (sink, the answer)."""
+    from .client import Client
+
+    client = Client(opts.socket, timeout=SEND_TIMEOUT, trusted=True)
+    stream = client.stream("record.open", token=opts.token, width=width, height=height,
+                           term=os.environ.get("TERM", "")[:64], pty=pty_mode)
+    return HostdSink(stream), stream.opened
+
+
+def make_masker(rules: list, builtins: bool):
+    """A Masker, or None when there is nothing to mask (the fast path)."""
+    if not rules and not builtins:
+        return None
+    from .masking import Masker
+
+    return Masker([(str(n), str(r)) for n, r in rules], builtins=builtins)
+
+
+# the terminal ------------------------------------------------------------------------------
+
+def window_size(fd: int) -> tuple[int, int]:
+    """(cols, rows) of a terminal, (80, 24) if it has none."""
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+        if cols and rows:
+            return cols, rows
+    except OSError:
+        pass
+    return 80, 24
+
+
+def set_window_size(fd: int, cols: int, rows: int) -> None:
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    except OSError:
+        pass
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
+def exit_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit {os.waitstatus_to_exitcode(status)}"
+
+
+# the command -------------------------------------------------------------------------------
+
+def child_env(opts: Options) -> dict[str, str]:
+    """The environment sudo gave, with SHELL naming a real shell, never the recorder:
+    a shell the command starts must not start another recorder (tlog's rule)."""
+    env = dict(os.environ)
+    shell = env.get("SHELL", "")
+    if not shell or os.path.basename(shell) == "jit-record":
+        import pwd
+
+        try:
+            env["SHELL"] = pwd.getpwuid(os.getuid() if opts.uid is None else opts.uid).pw_shell \
+                or "/bin/sh"
+        except KeyError:
+            env["SHELL"] = "/bin/sh"
+    return env
+
+
+def exec_command(opts: Options, env: dict[str, str]) -> None:
+    """In the forked child: drop to the runas account as sudo would (groups, then gid,
+    then uid, all three ids of each), put back default signal dispositions (Python
+    ignores SIGPIPE and SIGXFSZ, and exec keeps what is ignored), exec. Never returns."""
+    try:
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if opts.gid is not None:
+            os.setgroups(opts.groups if opts.groups is not None else [opts.gid])
+            os.setresgid(opts.gid, opts.gid, opts.gid)
+        if opts.uid is not None:
+            os.setresuid(opts.uid, opts.uid, opts.uid)
+            if opts.uid != 0 and os.geteuid() == 0:  # never run on as root by mistake
+                os._exit(126)
+        if opts.command:
+            os.execve(opts.command, opts.argv, env)  # noqa: S606 - argv as sudo would run it
+        os.execvpe(opts.argv[0], opts.argv, env)  # noqa: S606
+    except OSError as exc:
+        os.write(2, f"jit-record: {opts.command or opts.argv[0]}: {exc.strerror}\n".encode())
+        os._exit(127 if exc.errno == errno.ENOENT else 126)
+    finally:
+        os._exit(126)
+
+
+# the proxy ---------------------------------------------------------------------------------
+
+class Recorder:
+    """One session: the command, its streams, the sink, and the signals in between."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.start = time.monotonic()
+        self.sink = None
+        self.record_input = False
+        self.record_failure = opts.record_failure
+        self.out_masker = None
+        self.err_masker = None
+        self.in_masker = None
+        self.pid = 0
+        self.status: int | None = None
+        self.saved_tty = None
+        self.hangup_at: float | None = None
+        self.sig_r, self.sig_w = os.pipe()
+        os.set_blocking(self.sig_w, False)
+        os.set_blocking(self.sig_r, False)
+        self.pty = os.isatty(0) and os.isatty(1)
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+    # set-up ----------------------------------------------------------------------------
+
+    def open_sink(self, cols: int, rows: int) -> None:
+        opts = self.opts
+        if opts.file:
+            self.sink = FileSink(opts.file, cols, rows, opts.argv)
+            builtins = opts.mask
+            self.out_masker = make_masker([], builtins)
+            self.err_masker = make_masker([], builtins)
+            return
+        from .errors import JitError
+
+        try:
+            self.sink, answer = open_hostd(opts, cols, rows, self.pty)
+        except JitError as exc:
+            if self.record_failure != "continue":
+                raise SinkFailed(f"cannot start the recording: {exc.message}; the command "
+                                 "does not run (record_failure = terminate)") from None
+            say(f"cannot start the recording: {exc.message}; the command runs unrecorded "
+                "(record_failure = continue)")
+            return
+        rules = answer.get("masking") or []
+        builtins = bool(answer.get("builtins", True))
+        self.record_input = bool(answer.get("record_input"))
+        self.record_failure = str(answer.get("record_failure", opts.record_failure))
+        self.out_masker = make_masker(rules, builtins)
+        self.err_masker = make_masker(rules, builtins)
+        self.in_masker = make_masker(rules, builtins) if self.record_input else None
+        if os.isatty(2):
+            say(f"this session is recorded ({self.sink.id})")
+
+    def install_signals(self) -> None:
+        signal.set_wakeup_fd(self.sig_w, warn_on_full_buffer=False)
+        for sig in FORWARDED:
+            signal.signal(sig, lambda *_: None)
+        for sig in (signal.SIGTTOU, signal.SIGTTIN):  # restoring the tty from the background
+            signal.signal(sig, signal.SIG_IGN)
+
+    def pending_signals(self) -> list[int]:
+        try:
+            return list(os.read(self.sig_r, 256))
+        except BlockingIOError:
+            return []
+
+    # recording, with failure as the role says ------------------------------------------
+
+    def record(self, method: str, *args) -> None:
+        if self.sink is None:
+            return
+        try:
+            getattr(self.sink, method)(self.now(), *args)
+        except (SinkFailed, OSError) as exc:
+            self.sink_failed(str(exc))
+
+    def sink_failed(self, why: str) -> None:
+        self.sink = None
+        if self.record_failure == "continue":
+            say(f"{why}: the session is no longer recorded and goes on "
+                "(record_failure = continue)")
+        else:
+            say(f"{why}: ending the session (record_failure = terminate)")
+            self.hang_up()
+
+    def hang_up(self) -> None:
+        """SIGHUP to the command's process group (and the pty's foreground group)."""
+        if self.pid and self.status is None:
+            for target in {self.pid, getattr(self, "fg_pgrp", lambda: 0)()}:
+                if target > 0:
+                    try:
+                        os.killpg(target, signal.SIGHUP)
+                    except OSError:
+                        pass
+            if self.hangup_at is None:
+                self.hangup_at = time.monotonic() + HANGUP_GRACE
+
+    def from_hostd(self) -> None:
+        try:
+            frames = self.sink.frames()
+        except SinkFailed as exc:
+            self.sink_failed(str(exc))
+            return
+        for frame in frames:
+            if "hangup" in frame:
+                from .events import escape
+
+                say(f"hostd ends this session: {escape(frame['hangup'])}")
+                self.hang_up()
+
+    def emit(self, fd: int, masker, data: bytes) -> bool:
+        """Mask, show, record. False when the reader of `fd` went away."""
+        if masker is not None:
+            data = masker.feed(data)
+        if not data:
+            return True
+        self.record("output", data)
+        try:
+            write_all(fd, data)
+        except OSError:
+            return False
+        return True
+
+    def flush_maskers(self) -> None:
+        for fd, masker in ((1, self.out_masker), (2, self.err_masker)):
+            if masker is not None and masker.holding:
+                data = masker.flush()
+                if data:
+                    self.record("output", data)
+                    try:
+                        write_all(fd, data)
+                    except OSError:
+                        pass
+
+    def holding(self) -> bool:
+        return any(m is not None and m.holding for m in (self.out_masker, self.err_masker))
+
+    def reap(self) -> None:
+        if self.status is not None:
+            return
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG | os.WUNTRACED)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if os.WIFSTOPPED(status):
+            self.suspend()
+        else:
+            self.status = status
+
+    def suspend(self) -> None:
+        """The command stopped (Ctrl-Z in a program without job control of its own):
+        stop too, so the shell (or sudo) above sees it; on SIGCONT take over again."""
+        self.restore_tty()
+        os.kill(os.getpid(), signal.SIGSTOP)
+        self.raw_tty()
+        if self.pty:
+            self.resize()
+        try:
+            os.killpg(self.pid, signal.SIGCONT)
+        except OSError:
+            pass
+
+    def raw_tty(self) -> None:
+        pass
+
+    def restore_tty(self) -> None:
+        pass
+
+    def resize(self) -> None:
+        pass
+
+    def finish(self) -> int:
+        """Close the recording with the command's status and pass the status on."""
+        self.flush_maskers()
+        for masker in (self.in_masker,):
+            if masker is not None and masker.holding:
+                data = masker.flush()
+                if data:
+                    self.record("input", data)
+        status = self.status if self.status is not None else 0
+        if self.sink is not None:
+            try:
+                self.sink.close(self.now(), exit_status(status))
+            except (SinkFailed, OSError) as exc:
+                say(f"the recording could not be closed: {exc}")
+        self.restore_tty()
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            signal.set_wakeup_fd(-1)
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+            os.kill(os.getpid(), sig)
+            return 128 + sig
+        return os.waitstatus_to_exitcode(status)
+
+    def check_grace(self) -> None:
+        if self.hangup_at is not None and time.monotonic() > self.hangup_at and \
+                self.status is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.hangup_at = None
+
+    def timeout(self) -> float | None:
+        waits = []
+        if self.holding():
+            waits.append(IDLE_FLUSH)
+        if self.hangup_at is not None:
+            waits.append(max(0.0, self.hangup_at - time.monotonic()))
+        return min(waits) if waits else None
+
+
+class PtyRecorder(Recorder):
+    """Terminal on both ends: the command gets a pty of its own."""
+
+    def raw_tty(self) -> None:
+        if self.saved_tty is not None:
+            tty.setraw(0, termios.TCSAFLUSH)
+
+    def restore_tty(self) -> None:
+        if self.saved_tty is not None:
+            try:
+                termios.tcsetattr(0, termios.TCSAFLUSH, self.saved_tty)
+            except termios.error:
+                pass
+
+    def fg_pgrp(self) -> int:
+        try:
+            return os.tcgetpgrp(self.master)
+        except OSError:
+            return 0
+
+    def resize(self) -> None:
+        cols, rows = window_size(0)
+        set_window_size(self.master, cols, rows)
+        self.record("resize", cols, rows)
+
+    def run(self) -> int:
+        cols, rows = window_size(0)
+        self.open_sink(cols, rows)
+        env = child_env(self.opts)
+        self.master, slave = os.openpty()
+        try:
+            termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(0))
+        except termios.error:
+            pass
+        set_window_size(slave, cols, rows)
+        self.install_signals()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.master)
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            if slave > 2:
+                os.close(slave)
+            exec_command(self.opts, env)
+        os.close(slave)
+        self.saved_tty = termios.tcgetattr(0)
+        self.raw_tty()
+        try:
+            self.loop()
+        finally:
+            self.restore_tty()
+        return self.finish()
+
+    def loop(self) -> None:
+        master = self.master
+        poller = select.poll()
+        poller.register(master, select.POLLIN)
+        poller.register(0, select.POLLIN)
+        poller.register(self.sig_r, select.POLLIN)
+        sink_fd = self.sink.fileno() if self.sink is not None else None
+        if sink_fd is not None:
+            poller.register(sink_fd, select.POLLIN)
+        while True:
+            timeout = self.timeout()
+            if self.status is not None:
+                timeout = 0.05 if timeout is None else min(timeout, 0.05)
+            try:
+                events = poller.poll(None if timeout is None else timeout * 1000)
+            except InterruptedError:
+                events = []
+            if not events:
+                self.flush_maskers()
+                self.check_grace()
+                if self.status is not None:
+                    return  # the command is gone and the pty is quiet
+                continue
+            for fd, _ev in events:
+                if fd == master:
+                    try:
+                        data = os.read(master, CHUNK)
+                    except OSError:  # EIO: every holder of the slave closed it
+                        data = b""
+                    if not data:
+                        self.reap_blocking()
+                        return
+                    self.emit(1, self.out_masker, data)
+                elif fd == 0:
+                    try:
+                        data = os.read(0, CHUNK)
+                    except OSError:
+                        data = b""
+                    if not data:  # the user's terminal went away
+                        poller.unregister(0)
+                        self.hang_up()
+                        continue
+                    if self.record_input:
+                        masked = self.in_masker.feed(data) if self.in_masker else data
+                        if masked:
+                            self.record("input", masked)
+                    write_all(master, data)
+                elif fd == self.sig_r:
+                    self.on_signals(self.pending_signals())
+                elif fd == sink_fd:
+                    self.from_hostd()
+                    if self.sink is None:
+                        poller.unregister(sink_fd)
+                        sink_fd = None
+
+    def reap_blocking(self) -> None:
+        if self.status is None:
+            _, self.status = os.waitpid(self.pid, 0)
+
+    def on_signals(self, sigs: list[int]) -> None:
+        for sig in sigs:
+            if sig == signal.SIGCHLD:
+                self.reap()
+            elif sig == signal.SIGWINCH:
+                self.resize()
+            elif sig == signal.SIGCONT:
+                self.raw_tty()
+                self.resize()
+            elif sig in (signal.SIGALRM,):
+                continue
+            elif sig == signal.SIGTSTP:
+                self.forward(signal.SIGTSTP)
+            else:
+                self.forward(sig)
+
+    def forward(self, sig: int) -> None:
+        if self.status is None:
+            try:
+                os.killpg(self.pid, sig)
+            except OSError:
+                pass
+
+
+class PipeRecorder(Recorder):
+    """No terminal on stdin or stdout: no pty; stdout and stderr come through pipes,
+    stdin too when input is recorded. The command stays in the recorder's process
+    group, so a terminal's Ctrl-C reaches it directly (and is not sent twice)."""
+
+    def run(self) -> int:
+        cols, rows = window_size(1 if os.isatty(1) else 0)
+        self.open_sink(cols, rows)
+        env = child_env(self.opts)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        in_r = in_w = -1
+        if self.record_input:
+            in_r, in_w = os.pipe()
+        self.install_signals()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            if in_r >= 0:
+                os.dup2(in_r, 0)
+            exec_command(self.opts, env)
+        os.close(out_w)
+        os.close(err_w)
+        if in_r >= 0:
+            os.close(in_r)
+        self.loop(out_r, err_r, in_w)
+        return self.finish()
+
+    def loop(self, out_r: int, err_r: int, in_w: int) -> None:
+        poller = select.poll()
+        streams = {out_r: (1, self.out_masker), err_r: (2, self.err_masker)}
+        for fd in streams:
+            poller.register(fd, select.POLLIN)
+        poller.register(self.sig_r, select.POLLIN)
+        if in_w >= 0:
+            poller.register(0, select.POLLIN)
+        sink_fd = self.sink.fileno() if self.sink is not None else None
+        if sink_fd is not None:
+            poller.register(sink_fd, select.POLLIN)
+        while streams or self.status is None:
+            timeout = self.timeout()
+            try:
+                events = poller.poll(None if timeout is None else timeout * 1000)
+            except InterruptedError:
+                events = []
+            if not events:
+                self.flush_maskers()
+                self.check_grace()
+                continue
+            for fd, _ev in events:
+                if fd in streams:
+                    try:
+                        data = os.read(fd, CHUNK)
+                    except OSError:
+                        data = b""
+                    out, masker = streams[fd]
+                    if not data or not self.emit(out, masker, data):
+                        if masker is not None and masker.holding:
+                            self.emit_tail(out, masker)
+                        poller.unregister(fd)
+                        os.close(fd)  # a reader gone: the command gets EPIPE/SIGPIPE
+                        del streams[fd]
+                elif fd == 0:
+                    in_w = self.pass_input(poller, in_w)
+                elif fd == self.sig_r:
+                    self.on_signals(self.pending_signals())
+                elif fd == sink_fd:
+                    self.from_hostd()
+                    if self.sink is None:
+                        poller.unregister(sink_fd)
+                        sink_fd = None
+            if not streams and self.status is None:
+                _, self.status = os.waitpid(self.pid, 0)
+
+    def emit_tail(self, fd: int, masker) -> None:
+        data = masker.flush()
+        if data:
+            self.record("output", data)
+            try:
+                write_all(fd, data)
+            except OSError:
+                pass
+
+    def pass_input(self, poller, in_w: int) -> int:
+        """stdin to the command's pipe, recorded (masked); EOF closes the pipe."""
+        try:
+            data = os.read(0, CHUNK)
+        except OSError:
+            data = b""
+        if data and in_w >= 0:
+            masked = self.in_masker.feed(data) if self.in_masker else data
+            if masked:
+                self.record("input", masked)
+            try:
+                write_all(in_w, data)
+                return in_w
+            except OSError:
+                pass
+        poller.unregister(0)
+        if in_w >= 0:
+            os.close(in_w)
+        return -1
+
+    def on_signals(self, sigs: list[int]) -> None:
+        for sig in sigs:
+            if sig == signal.SIGCHLD:
+                self.reap()
+            elif sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
+                if not self.from_terminal():
+                    self.forward(sig)
+            elif sig in (signal.SIGWINCH, signal.SIGALRM):
+                if sig == signal.SIGWINCH and os.isatty(1):
+                    self.record("resize", *window_size(1))
+            else:
+                self.forward(sig)
+
+    def from_terminal(self) -> bool:
+        """A keyboard signal reached the whole foreground process group, the command
+        included: passing it on would deliver it twice."""
+        for fd in (0, 1, 2):
+            try:
+                if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def forward(self, sig: int) -> None:
+        if self.status is None:
+            try:
+                os.kill(self.pid, sig)
+            except OSError:
+                pass
+
+    def suspend(self) -> None:
+        """The command stopped: stop too, then continue it when continued."""
+        os.kill(os.getpid(), signal.SIGSTOP)
+        try:
+            os.kill(self.pid, signal.SIGCONT)
+        except OSError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("jit-record: session recording is not available in this version", file=sys.stderr)
-    return 2
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else argv)
+    except Usage as exc:
+        print(f"jit-record: {exc}\n{USAGE}", file=sys.stderr)
+        return 2
+    recorder = PtyRecorder(opts) if os.isatty(0) and os.isatty(1) else PipeRecorder(opts)
+    from .errors import JitError
+
+    try:
+        return recorder.run()
+    except SinkFailed as exc:
+        print(f"jit-record: {exc}", file=sys.stderr)
+        return 1
+    except JitError as exc:
+        print(f"jit-record: cannot start the recording: {exc.message}", file=sys.stderr)
+        return 1
+    except (OSError, ImportError) as exc:
+        print(f"jit-record: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

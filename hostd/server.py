@@ -44,6 +44,7 @@ from .protocol import (
     encode,
     parse_line,
 )
+from .server_record import RecordOps
 from .server_sudo import SudoOps
 from .store import Store
 from .sudo import Sudo
@@ -147,7 +148,7 @@ async def _send(writer: asyncio.StreamWriter, obj: dict) -> bool:
         return False
 
 
-class Server(SudoOps):
+class Server(SudoOps, RecordOps):
     def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "",
                  requests: Requests | None = None,
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
@@ -167,12 +168,14 @@ class Server(SudoOps):
         # PAM authentication may sleep seconds (pam_faildelay) on a wrong password
         self.auth = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jit-auth")
         self.sudo = Sudo(core, self.requests, reader=self.reader)
+        self.init_recording()  # recordings are written in a pool of their own
         self._changed = asyncio.Event()
 
     def close(self) -> None:
         self.changes.shutdown(wait=True)
         self.side.shutdown(wait=False, cancel_futures=True)
         self.auth.shutdown(wait=False, cancel_futures=True)
+        self.recording_pool.shutdown(wait=False)
 
     # connection handling ----------------------------------------------------------------
 

@@ -141,6 +141,7 @@ async def serve(paths: Paths) -> int:
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
     server = Server(core, timers, error, build_requests(paths, core),
                     build_notifier(paths, core), Store.reader(paths.state_db))
+    server.sessions_dir = paths.sessions_dir
     if not error:
         core.end_unsupported()
     live = core.reconcile()
@@ -165,6 +166,10 @@ async def serve(paths: Paths) -> int:
                 await server.run(server.sweep)
             except Exception:
                 log.exception("sweep failed")
+            try:  # retention of recordings: file I/O in the recording pool, not the worker
+                await server.sweep_recordings()
+            except Exception:
+                log.exception("recording retention failed")
 
     # Timers are re-armed while hostd already serves, soonest expiry first: after a
     # reboot with thousands of live grants this takes seconds of D-Bus calls, and nobody

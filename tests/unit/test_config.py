@@ -492,12 +492,6 @@ def test_no_pattern_is_matched_without_its_end():
 UNENFORCED = [
     ("login-section", {"login": {"when_unreachable": "allow"}},
      "jit.toml: [login] has no effect yet: login gating is not implemented"),
-    ("masking", {"masking": {"rules": []}},
-     "jit.toml: [masking] has no effect yet: masking applies to session recordings"),
-    ("role-record", role(record="always"),
-     "jit.toml: roles.docker.record has no effect yet: session recording is not"),
-    ("role-record-failure", role(record_failure="continue"),
-     "jit.toml: roles.docker.record_failure has no effect yet: session recording"),
     ("role-terminate-sessions", role(on_expiry="terminate-sessions"),
      'jit.toml: roles.docker.on_expiry = "terminate-sessions" has no effect yet: sessions '
      "are not terminated at expiry"),
@@ -518,9 +512,12 @@ def test_unenforced_setting_is_named_once(data, warning):
     {"requests": {"ttl": "1h"}}, {"notify": {"webhook": "https://x"}},
     {"daemon": {"leeway": "10s"}}, {"guardrails": [{"match": "x"}]},
     {"standing": [{"members": ["root"]}]}, {"sudo": {"approval_timeout": "5m"}}, db_sudo(),
-    role(authenticate=True),
+    role(authenticate=True), {"masking": {"rules": []}}, role(record="always"),
+    role(record_failure="continue"), role(record_input=True),
+    {"recording": {"max_age": "30d", "max_total_size": "5G"}},
 ], ids=["empty", "plain-role", "keep-sessions", "login-false", "requests", "notify", "daemon",
-        "guardrails", "standing", "sudo-section", "role-sudo", "role-authenticate"])
+        "guardrails", "standing", "sudo-section", "role-sudo", "role-authenticate", "masking",
+        "role-record", "role-record-failure", "role-record-input", "recording"])
 def test_enforced_or_default_settings_give_no_warning(data):
     assert cfg.Config(**cfg.parse_policy(POLICY, data)).unenforced == ()
 
@@ -528,11 +525,31 @@ def test_enforced_or_default_settings_give_no_warning(data):
 def test_design_example_names_each_unenforced_setting():
     found = cfg.parse_policy(POLICY, tomllib.loads(DESIGN_EXAMPLE))["unenforced"]
     wheres = [w.split(" has no effect yet")[0].removeprefix("jit.toml: ") for w in found]
-    assert wheres == ["[login]", "[masking]",
-                      'roles.docker.on_expiry = "terminate-sessions"', "roles.db-admin.record",
-                      "roles.db-admin.record_failure"]
+    assert wheres == ["[login]", 'roles.docker.on_expiry = "terminate-sessions"']
     assert all(w.count(" has no effect yet: ") == 1 for w in found)
     assert len({w.split(": ", 2)[2] for w in found}) > 1  # reasons differ by feature
+
+
+@pytest.mark.parametrize("data,key", [
+    ({"recording": {"max_total_size": "lots"}}, "recording.max_total_size"),
+    ({"recording": {"max_age": "forever"}}, "recording.max_age"),
+    ({"recording": {"keep": "1d"}}, "recording.keep"),
+    (role(record_input="yes"), "roles.docker.record_input"),
+], ids=["size", "age", "unknown", "record-input-type"])
+def test_recording_settings_are_checked(data, key):
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.parse_policy(POLICY, data)
+    assert err.value.key == key
+
+
+def test_recording_settings_parse():
+    c = cfg.Config(**cfg.parse_policy(POLICY, {"recording": {"max_age": "30d",
+                                                             "max_total_size": "512M"}}))
+    assert (c.recording_max_age, c.recording_max_total_size) == (30 * 86400, 512 * 1024**2)
+    assert cfg.Config(**cfg.parse_policy(POLICY, {})).recording_max_total_size == 10 * 1024**3
+    unlimited = cfg.parse_policy(POLICY, {"recording": {"max_total_size": 0}})
+    assert unlimited["recording_max_total_size"] == 0
+    assert cfg.parse_policy(POLICY, role(record_input=True))["roles"]["docker"].record_input
 
 
 def test_every_unenforced_feature_has_a_reason():

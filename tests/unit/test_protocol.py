@@ -42,7 +42,7 @@ def test_encode_round_trip():
 
 BAD = [
     ("unknown-op", {"v": 1, "op": "grant.steal"}, "unknown_op", "unknown operation"),
-    ("planned-op", {"v": 1, "op": "record.open"}, "unknown_op", "not available"),
+    ("planned-op", {"v": 1, "op": "pam.account"}, "unknown_op", "not available"),
     ("planned-op-pam", {"v": 1, "op": "pam.account"}, "unknown_op", "not available"),
     ("unknown-field", {"v": 1, "op": "status", "user": "root"}, "bad_request", "unknown field"),
     ("identity-field-refused", {"v": 1, "op": "grant.activate", "token": "t", "uid": 0},

@@ -1,0 +1,219 @@
+"""The recording ops of the server: `record.open`, the wrapping of recorded sudo
+commands in `jit-record`, hang-ups when a grant ends, retention. A mixin of Server.
+
+Where the writing happens: frames are read and checked on the loop (each at most
+64 KiB), and written to the file in `self.recording_pool`, a pool of its own (four
+threads), never in the ordered worker: a session that prints 100 MB must not hold up
+grants and sudo decisions queued behind it, and a slow disk must not stall the loop.
+Each recording awaits its own write before it reads the next frame, so its frames are
+written in order and a fast recorder is slowed down by TCP-like backpressure (the
+socket buffer fills) rather than by hostd's memory growing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .errors import JitError
+from .recordings import Recording, Session, Tokens, enforce_retention, should_record, wrap
+
+log = logging.getLogger("jit-hostd")
+
+SESSIONS_DIR = Path("/var/log/jit/sessions")
+MAX_STATUS = 64
+
+
+def _frame_items(frame: dict) -> tuple[list, str | None]:
+    """A recorder frame as write items, or the end status; bad_request otherwise."""
+    t = frame.get("t")
+    if not isinstance(t, int | float) or isinstance(t, bool) or not 0 <= t < 10**9:
+        raise JitError("bad_request", "a frame needs t, seconds since the start")
+    keys = set(frame) - {"t"}
+    if len(keys) != 1:
+        raise JitError("bad_request", "a frame has exactly one of o, i, r, end")
+    key = keys.pop()
+    value = frame[key]
+    if key in ("o", "i"):
+        if not isinstance(value, str):
+            raise JitError("bad_request", f"frame {key} must be base64 text")
+        try:
+            data = binascii.a2b_base64(value, strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise JitError("bad_request", f"frame {key} is not base64") from None
+        return [(key, float(t), data)], None
+    if key == "r":
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 10000
+                           for v in value)):
+            raise JitError("bad_request", "frame r is [cols, rows]")
+        return [("r", float(t), (value[0], value[1]))], None
+    if key == "end":
+        if not isinstance(value, str) or len(value) > MAX_STATUS:
+            raise JitError("bad_request", "frame end is the command's status")
+        return [], value
+    raise JitError("bad_request", f"unknown frame {key[:16]!r}")
+
+
+class RecordOps:
+    """record.open; needs Server's core, reader, _changed and init_recording()."""
+
+    def init_recording(self, sessions_dir: Path = SESSIONS_DIR) -> None:
+        self.sessions_dir = sessions_dir
+        self.record_tokens = Tokens()
+        self.recording_pool = ThreadPoolExecutor(max_workers=4,
+                                                 thread_name_prefix="jit-recording")
+        self.live_recordings: dict[str, Recording] = {}
+
+    # sudo.check: which allowed command is recorded, and how ---------------------------------
+
+    def record_wrap(self, asked, d, allow: dict) -> dict:
+        """Wrap an allowed sudo command in jit-record when the role says so; standing
+        rules (no role) follow a role's defaults (`interactive`, `terminate`)."""
+        role = self.core.config.roles.get(d.source.role) if d.source and d.source.role \
+            else None
+        record = role.record if role else "interactive"
+        req = asked.request
+        if not should_record(record, req.tty, req.intercepted, req.sudoedit):
+            return allow
+        failure = role.record_failure if role else "terminate"
+        session = Session(user=req.user, uid=req.uid, runas=req.runas_user, command=d.line,
+                          tty=req.tty, host=self.core.host.hostname,
+                          grant_id=d.source.grant_id or None if d.source else None,
+                          role=role.name if role else None,
+                          record_input=role.record_input if role else False,
+                          record_failure=failure)
+        token = self.record_tokens.issue(session)
+        info, argv = wrap(tuple(allow["command_info"]), tuple(allow["argv"]), token, failure)
+        return {**allow, "command_info": list(info), "argv": list(argv)}
+
+    # record.open -------------------------------------------------------------------------
+
+    async def op_record_open(self, args: dict, uid: int, channel) -> dict:
+        session = self.record_tokens.take(args["token"])
+        if session is None:
+            raise JitError("not_found", "unknown, used or expired recording token")
+        loop = asyncio.get_running_loop()
+        try:
+            rec = await loop.run_in_executor(
+                self.recording_pool, Recording.create, self.sessions_dir, session,
+                args.get("width", 80), args.get("height", 24), args.get("term", ""),
+                self.core.clock())
+        except OSError as exc:
+            self._record_event("recording_failed", None, session,
+                               f"recording of {session.user}'s sudo could not start: "
+                               f"{exc.strerror or exc}", reason=str(exc))
+            raise JitError("internal", "the recording could not be started") from None
+        self.live_recordings[rec.id] = rec
+        self._record_event("recording_started", rec, session,
+                           f"recording {rec.id} started: {session.user} as {session.runas}")
+        watcher = None
+        try:
+            config = self.core.config
+            opened = {"ok": True, "code": "ok", "message": f"recording {rec.id}", "id": rec.id,
+                      "masking": [[name, rx.pattern] for name, rx in config.masking],
+                      "builtins": getattr(config, "masking_builtins", True),
+                      "record_input": session.record_input,
+                      "record_failure": session.record_failure}
+            if not await channel.send(opened):
+                return await self._record_failed(rec, "the recorder went away at the start")
+            if session.grant_id:
+                watcher = asyncio.ensure_future(self._watch_grant(rec, channel))
+            return await self._record_frames(rec, channel)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            self.live_recordings.pop(rec.id, None)
+
+    async def _record_frames(self, rec: Recording, channel) -> dict:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                frame = await channel.recv()
+                if frame is None:
+                    return await self._record_failed(rec, "the recorder went away without "
+                                                          "an end frame")
+                items, status = _frame_items(frame)
+            except JitError as exc:
+                await self._record_failed(rec, f"bad frame: {exc.message}")
+                raise
+            try:
+                if items:
+                    await loop.run_in_executor(self.recording_pool, rec.write, items)
+                if status is not None:
+                    digest = await loop.run_in_executor(self.recording_pool, rec.close,
+                                                        float(frame["t"]), status)
+                    self._record_event("recording_closed", rec, rec.session,
+                                       f"recording {rec.id} closed: {rec.session.command} "
+                                       f"({status})", decision=status,
+                                       recording_sha256=digest)
+                    return {"ok": True, "code": "ok", "message": f"recording {rec.id} closed",
+                            "id": rec.id, "sha256": digest}
+            except OSError as exc:
+                await self._record_failed(rec, f"cannot write: {exc.strerror or exc}")
+                raise JitError("internal", "the recording could not be written") from None
+
+    async def _record_failed(self, rec: Recording, why: str) -> dict:
+        """Close what was written (so its chain can be checked) and say why."""
+        loop = asyncio.get_running_loop()
+        digest = ""
+        try:
+            digest = await loop.run_in_executor(self.recording_pool, rec.close, 0.0,
+                                                "interrupted")
+        except Exception as exc:  # the file itself is the problem (disk full)
+            why = f"{why}; closing failed: {exc}"
+        self._record_event("recording_failed", rec, rec.session,
+                           f"recording {rec.id} ended abnormally: {why}", reason=why,
+                           recording_sha256=digest or None)
+        return {"ok": False, "code": "bad_request", "message": why}
+
+    async def _watch_grant(self, rec: Recording, channel) -> None:
+        """Hang the session up when the grant that allowed it ends: woken by every
+        change hostd makes (expiry, revocation) and at the grant's exp."""
+        grant_id = rec.session.grant_id
+        while True:
+            changed = self._changed  # taken before reading: no wake-up is lost
+            g = self.reader.get_grant(grant_id)
+            now = self.core.clock()
+            if g is None or g["state"] != "active" or g["exp"] <= now:
+                state = "expired" if g is None or g["state"] == "active" else g["state"]
+                reason = f"grant {grant_id} {state}"
+                self.core.events.emit("session_terminated", f"recorded sudo session {rec.id} "
+                                      f"of {rec.session.user} hung up: {reason}",
+                                      **self._fields(rec, rec.session), reason=reason)
+                await channel.send({"hangup": reason})
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), max(0.05, g["exp"] - now + 0.05))
+            except TimeoutError:
+                pass
+
+    @staticmethod
+    def _fields(rec: Recording | None, session: Session) -> dict:
+        return {"user": session.user, "uid": session.uid, "runas": session.runas,
+                "command": session.command, "tty": session.tty, "grant_id": session.grant_id,
+                "role": session.role, "recording": rec.id if rec else None,
+                "session_id": rec.id if rec else None}
+
+    def _record_event(self, event: str, rec: Recording | None, session: Session, message: str,
+                      **extra: object) -> None:
+        self.core.events.emit(event, message, **{**self._fields(rec, session), **extra})
+
+    # retention (the sweep) ------------------------------------------------------------------
+
+    async def sweep_recordings(self) -> list[tuple[str, int, str]]:
+        """`[recording] max_age` and `max_total_size`, in the recording pool; one
+        `recording_removed` event per file."""
+        config = self.core.config
+        loop = asyncio.get_running_loop()
+        removed = await loop.run_in_executor(
+            self.recording_pool, enforce_retention, self.sessions_dir, self.core.clock(),
+            config.recording_max_age, config.recording_max_total_size,
+            set(self.live_recordings))
+        for rid, size, reason in removed:
+            self.core.events.emit("recording_removed", f"recording {rid} removed: {reason}",
+                                  recording=rid, reason=f"{reason} ({size} bytes)")
+        return removed
