@@ -351,6 +351,7 @@ class Recorder:
         os.set_blocking(self.sig_w, False)
         os.set_blocking(self.sig_r, False)
         self.pty = os.isatty(0) and os.isatty(1)
+        self.own_group = True  # the command leads a process group of its own
 
     def now(self) -> float:
         return time.monotonic() - self.start
@@ -419,16 +420,28 @@ class Recorder:
             self.hang_up()
 
     def hang_up(self) -> None:
-        """SIGHUP to the command's process group (and the pty's foreground group)."""
+        """SIGHUP to the command (its process group when it has one of its own, and the
+        pty's foreground group); SIGKILL follows after HANGUP_GRACE."""
         if self.pid and self.status is None:
-            for target in {self.pid, getattr(self, "fg_pgrp", lambda: 0)()}:
-                if target > 0:
-                    try:
-                        os.killpg(target, signal.SIGHUP)
-                    except OSError:
-                        pass
+            self.signal_command(signal.SIGHUP)
             if self.hangup_at is None:
                 self.hangup_at = time.monotonic() + HANGUP_GRACE
+
+    def signal_command(self, sig: int) -> None:
+        targets = {self.pid, self.fg_pgrp()} if self.own_group else {self.pid}
+        for target in targets:
+            if target <= 0:
+                continue
+            try:
+                if self.own_group:
+                    os.killpg(target, sig)
+                else:
+                    os.kill(target, sig)
+            except OSError:
+                pass
+
+    def fg_pgrp(self) -> int:
+        return 0
 
     def from_hostd(self) -> None:
         try:
@@ -533,10 +546,7 @@ class Recorder:
     def check_grace(self) -> None:
         if self.hangup_at is not None and time.monotonic() > self.hangup_at and \
                 self.status is None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            self.signal_command(signal.SIGKILL)
             self.hangup_at = None
 
     def timeout(self) -> float | None:
@@ -701,13 +711,24 @@ class PipeRecorder(Recorder):
         if self.record_input:
             in_r, in_w = os.pipe()
         self.install_signals()
+        # A process group of its own lets a hang-up reach everything the command
+        # started; not when stdin is a terminal, where the command must stay in the
+        # foreground group to read it (and gets the terminal's signals directly).
+        self.own_group = not os.isatty(0)
         self.pid = os.fork()
         if self.pid == 0:
+            if self.own_group:
+                os.setpgid(0, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
             if in_r >= 0:
                 os.dup2(in_r, 0)
             exec_command(self.opts, env)
+        if self.own_group:
+            try:
+                os.setpgid(self.pid, self.pid)  # both sides: no race with the exec
+            except OSError:
+                pass
         os.close(out_w)
         os.close(err_w)
         if in_r >= 0:
@@ -728,13 +749,19 @@ class PipeRecorder(Recorder):
             poller.register(sink_fd, select.POLLIN)
         while streams or self.status is None:
             timeout = self.timeout()
-            try:
+            if self.status is not None:  # what the command left in the pipes, then stop:
+                timeout = 0.05 if timeout is None else min(timeout, 0.05)  # not what
+            try:                                                # it left running writes
                 events = poller.poll(None if timeout is None else timeout * 1000)
             except InterruptedError:
                 events = []
             if not events:
                 self.flush_maskers()
                 self.check_grace()
+                if self.status is not None:
+                    for fd in streams:
+                        os.close(fd)
+                    return
                 continue
             for fd, _ev in events:
                 if fd in streams:
@@ -795,7 +822,7 @@ class PipeRecorder(Recorder):
             if sig == signal.SIGCHLD:
                 self.reap()
             elif sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
-                if not self.from_terminal():
+                if self.own_group or not self.from_terminal():
                     self.forward(sig)
             elif sig in (signal.SIGWINCH, signal.SIGALRM):
                 if sig == signal.SIGWINCH and os.isatty(1):
@@ -816,18 +843,12 @@ class PipeRecorder(Recorder):
 
     def forward(self, sig: int) -> None:
         if self.status is None:
-            try:
-                os.kill(self.pid, sig)
-            except OSError:
-                pass
+            self.signal_command(sig)
 
     def suspend(self) -> None:
         """The command stopped: stop too, then continue it when continued."""
         os.kill(os.getpid(), signal.SIGSTOP)
-        try:
-            os.kill(self.pid, signal.SIGCONT)
-        except OSError:
-            pass
+        self.signal_command(signal.SIGCONT)
 
 
 def main(argv: list[str] | None = None) -> int:

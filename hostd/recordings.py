@@ -14,7 +14,7 @@ import secrets
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 RECORDER = "/usr/bin/jit-record"
@@ -134,10 +134,21 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
+def mask_text(text: str, rules: list[tuple[str, str]]) -> str:
+    """A command line masked as the session's output is (a secret passed as an argument
+    must not reach the recording through its header)."""
+    from .masking import Masker
+
+    masker = Masker(rules)
+    data = masker.feed(text.encode("utf-8", "surrogateescape")) + masker.flush()
+    return data.decode("utf-8", "replace")
+
+
 def header(rid: str, session: Session, width: int, height: int, term: str,
            now: float) -> dict:
     """The asciicast v2 header: asciinema reads version, size, timestamp, env, title;
-    `jit` holds who ran what (the `jit sessions` listing)."""
+    `jit` holds who ran what (the `jit sessions` listing). `session.command` is
+    already masked (Recording.create)."""
     return {"version": 2, "width": width, "height": height, "timestamp": int(now),
             "env": {"TERM": term}, "title": f"{session.user} as {session.runas}: "
                                            f"{session.command}"[:256],
@@ -175,13 +186,14 @@ class Recording:
 
     @classmethod
     def create(cls, directory: Path, session: Session, width: int, height: int,
-               term: str, now: float) -> Recording:
+               term: str, now: float, rules: list[tuple[str, str]]) -> Recording:
         from .castfile import CastWriter
 
         open_dir(directory)
         rid = new_id()
         path = directory / f"{rid}.cast"
-        writer = CastWriter(path, header(rid, session, width, height, term, now))
+        shown = replace(session, command=mask_text(session.command, rules))
+        writer = CastWriter(path, header(rid, shown, width, height, term, now))
         return cls(rid, session, writer, path)
 
     def write(self, items: list[tuple[str, float, object]]) -> None:

@@ -97,11 +97,13 @@ class RecordOps:
         if session is None:
             raise JitError("not_found", "unknown, used or expired recording token")
         loop = asyncio.get_running_loop()
+        config = self.core.config
+        rules = [(name, rx.pattern) for name, rx in config.masking]
         try:
             rec = await loop.run_in_executor(
                 self.recording_pool, Recording.create, self.sessions_dir, session,
                 args.get("width", 80), args.get("height", 24), args.get("term", ""),
-                self.core.clock())
+                self.core.clock(), rules)
         except OSError as exc:
             self._record_event("recording_failed", None, session,
                                f"recording of {session.user}'s sudo could not start: "
@@ -112,9 +114,8 @@ class RecordOps:
                            f"recording {rec.id} started: {session.user} as {session.runas}")
         watcher = None
         try:
-            config = self.core.config
             opened = {"ok": True, "code": "ok", "message": f"recording {rec.id}", "id": rec.id,
-                      "masking": [[name, rx.pattern] for name, rx in config.masking],
+                      "masking": [list(rule) for rule in rules],
                       "builtins": getattr(config, "masking_builtins", True),
                       "record_input": session.record_input,
                       "record_failure": session.record_failure}
