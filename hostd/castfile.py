@@ -1,0 +1,457 @@
+"""Session recordings: asciicast v2 files with a hash chain (DESIGN.md §9, §13).
+
+A recording is `/var/log/jit/sessions/ID.cast` (ID: 16 lowercase hex characters), written
+by hostd alone. The file is plain asciicast v2, so `asciinema cat FILE` and `asciinema
+play FILE` (Debian's asciinema 2.2, which unpacks every event line as exactly `[time,
+code, data]`) show it; the chain lives in marker events (`"m"`), which asciinema skips.
+
+Format `jit-cast/1` (a major.minor discipline as in tlog: a new major is incompatible,
+a new minor only adds fields):
+
+* line 1, the header: `{"version": 2, "width", "height", "timestamp", "env", "jit":
+  {"format": "jit-cast/1", "id", "user", "runas", "command", "grant_id", "host",
+  "started", "session_id", ...}}`;
+* then event lines `[t, "o"|"i"|"r"|"m", data]`, t in seconds since the start (6
+  decimals, never decreasing), text decoded from UTF-8 (invalid bytes become U+FFFD);
+* the chain: h1 = SHA-256(line 1), hN = SHA-256(hN-1 || line N), over each line's bytes
+  without its newline. A marker `[t, "m", "jit-chain sha256:HEX"]` carries the chain
+  value of every line before it: one right after the header, then at least every 64
+  events or 64 KiB; the last line is `[t, "m", "jit-end sha256:HEX STATUS"]` (HEX: the
+  chain up to the line before). The digest of the recording is the chain value after
+  that last line: close() returns it and hostd logs it (JIT_RECORDING_SHA256).
+
+The chain alone catches damage and naive edits (an edited, deleted, moved or added line
+breaks the next marker; a missing end line is a truncation); someone who can rewrite the
+file can also recompute the chain, which the digest in the journal (written by hostd,
+beyond the recorded user's reach) catches: verify() takes it as `expected_digest`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "jit-cast/1"
+RECORDING_ID = re.compile(r"[0-9a-f]{16}")
+MARK_EVERY = 64                # events between chain markers
+MARK_BYTES = 64 * 1024         # or bytes of event lines, whichever comes first
+MAX_LINE = 16 * 1024 * 1024    # a longer line is malformed (the writer never makes one)
+CHAIN_PREFIX = "jit-chain sha256:"
+END_PREFIX = "jit-end sha256:"
+_ASCIICAST_KEYS = ("width", "height", "timestamp", "env", "title", "idle_time_limit")
+_CODES = ("o", "i", "r", "m")
+
+
+class CastError(ValueError):
+    """A recording that cannot be read: says which file, which line and why."""
+
+    def __init__(self, path: Path | str, line: int | None, reason: str) -> None:
+        where = f"{path}" + (f" line {line}" if line else "")
+        super().__init__(f"{where}: {reason}")
+        self.path, self.line, self.reason = str(path), line, reason
+
+
+def new_id() -> str:
+    """A recording id: 16 lowercase hex characters."""
+    import secrets
+    return secrets.token_hex(8)
+
+
+def _dumps(value: Any) -> bytes:
+    # ensure_ascii=False keeps the text readable; JSON escapes every control character,
+    # so a line never holds a raw CR or LF (asciinema reads the file in text mode).
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def build_header(header: dict) -> dict:
+    """The header line's object: asciicast keys at the top, the rest under "jit"."""
+    out: dict[str, Any] = {"version": 2, "width": 80, "height": 24,
+                           "timestamp": int(time.time())}
+    meta: dict[str, Any] = {}
+    for key, value in header.items():
+        if key in _ASCIICAST_KEYS:
+            out[key] = value
+        elif key == "jit" and isinstance(value, dict):
+            meta.update(value)
+        elif key != "version":
+            meta[key] = value
+    for key in ("width", "height"):
+        if not isinstance(out[key], int) or isinstance(out[key], bool) or not (
+                0 < out[key] < 100000):
+            raise ValueError(f"header {key} must be a positive integer")
+    meta["format"] = FORMAT
+    out["jit"] = meta
+    return out
+
+
+class CastWriter:
+    """Writes one recording. Not thread-safe: one writer, one thread at a time (hostd
+    calls it from its worker, off the event loop)."""
+
+    def __init__(self, path: Path, header: dict, *, mode: int = 0o600,
+                 group: int | None = None) -> None:
+        """Create `path` (O_EXCL|O_NOFOLLOW: never an existing file or a symlink) with
+        `mode` (0600; 0640 with `group`, e.g. adm, lets that group read it) and write the
+        header line and the first chain marker."""
+        self.path = Path(path)
+        self.header = build_header(header)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, mode & 0o640)
+        try:
+            if group is not None:
+                os.fchown(fd, -1, group)
+            os.fchmod(fd, mode & 0o640)  # whatever the umask
+        except BaseException:
+            os.close(fd)
+            os.unlink(self.path)
+            raise
+        self._fh = os.fdopen(fd, "wb", buffering=256 * 1024)
+        self._out = codecs.getincrementaldecoder("utf-8")("replace")
+        self._in = codecs.getincrementaldecoder("utf-8")("replace")
+        self._t = 0.0
+        self._since_mark = 0
+        self._bytes_since_mark = 0
+        self._closed = False
+        line = _dumps(self.header)
+        self._h = hashlib.sha256(line).digest()
+        self.lines = 1
+        self._fh.write(line + b"\n")
+        self._mark()
+
+    @property
+    def digest(self) -> str:
+        """The chain value after the last line written (sha256 hex)."""
+        return self._h.hex()
+
+    def _time(self, t: float) -> float:
+        if not isinstance(t, int | float) or not math.isfinite(t):
+            raise ValueError("event time must be a finite number")
+        self._t = max(self._t, round(float(t), 6))
+        return self._t
+
+    def _line(self, value: list) -> None:
+        if self._closed:
+            raise ValueError("recording is closed")
+        line = _dumps(value)
+        self._h = hashlib.sha256(self._h + line).digest()
+        self._fh.write(line + b"\n")
+        self.lines += 1
+        self._since_mark += 1
+        self._bytes_since_mark += len(line) + 1
+
+    def _event(self, t: float, code: str, text: str) -> None:
+        self._line([self._time(t), code, text])
+        if self._since_mark >= MARK_EVERY or self._bytes_since_mark >= MARK_BYTES:
+            self._mark()
+
+    def _mark(self) -> None:
+        self._line([self._t, "m", CHAIN_PREFIX + self.digest])
+        self._since_mark = self._bytes_since_mark = 0
+        self._fh.flush()  # what is chained is on disk up to here if hostd dies
+
+    def output(self, t: float, data: bytes) -> None:
+        """Terminal output at t seconds; a UTF-8 sequence split between calls is kept."""
+        text = self._out.decode(data)
+        if text:
+            self._event(t, "o", text)
+
+    def input(self, t: float, data: bytes) -> None:
+        """Keyboard input (recorded only when the role asks for it, masked by then)."""
+        text = self._in.decode(data)
+        if text:
+            self._event(t, "i", text)
+
+    def resize(self, t: float, cols: int, rows: int) -> None:
+        if not all(isinstance(v, int) and 0 < v < 100000 for v in (cols, rows)):
+            raise ValueError("terminal size must be positive integers")
+        self._event(t, "r", f"{cols}x{rows}")
+
+    def close(self, t: float, status: str) -> str:
+        """Write what the decoders hold and the end line, fsync; return the digest."""
+        if self._closed:
+            return self.digest
+        self._time(t)
+        for decoder, code in ((self._out, "o"), (self._in, "i")):
+            text = decoder.decode(b"", final=True)
+            if text:
+                self._line([self._t, code, text])
+        self._line([self._t, "m", f"{END_PREFIX}{self.digest} {status}"])
+        self._closed = True
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        try:
+            dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return self.digest
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return self.digest
+
+    def __enter__(self) -> CastWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._closed:
+            self.close(self._t, "error")
+
+
+@dataclass
+class Cast:
+    """A recording read back: the header object and every event, markers included."""
+
+    path: Path
+    header: dict
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+
+    @property
+    def meta(self) -> dict:
+        meta = self.header.get("jit")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def duration(self) -> float:
+        return self.events[-1][0] if self.events else 0.0
+
+    @property
+    def status(self) -> str | None:
+        """The status on the end line; None if the recording has no end (truncated)."""
+        if self.events and self.events[-1][1] == "m" and \
+                self.events[-1][2].startswith(END_PREFIX):
+            rest = self.events[-1][2][len(END_PREFIX) + 64:]
+            return rest[1:] if rest.startswith(" ") else rest
+        return None
+
+    def output(self) -> str:
+        """Everything the terminal showed, in order."""
+        return "".join(d for _, c, d in self.events if c == "o")
+
+
+def _parse_header(path: Path | str, raw: bytes) -> dict:
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CastError(path, 1, "header is not JSON") from None
+    if not isinstance(header, dict) or header.get("version") != 2:
+        raise CastError(path, 1, "not an asciicast v2 header")
+    meta = header.get("jit")
+    if not isinstance(meta, dict) or not isinstance(meta.get("format"), str):
+        raise CastError(path, 1, "not a jit recording (no jit.format)")
+    if meta["format"].split(".")[0] != FORMAT:
+        raise CastError(path, 1, f"format {meta['format']!r} is not {FORMAT}")
+    return header
+
+
+def _parse_event(path: Path | str, number: int, raw: bytes) -> tuple[float, str, str]:
+    try:
+        event = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CastError(path, number, "event is not JSON") from None
+    if not (isinstance(event, list) and len(event) == 3
+            and isinstance(event[0], int | float) and not isinstance(event[0], bool)
+            and math.isfinite(event[0]) and event[0] >= 0
+            and event[1] in _CODES and isinstance(event[2], str)):
+        raise CastError(path, number, "event is not [time, code, text]")
+    return float(event[0]), event[1], event[2]
+
+
+def _lines(path: Path) -> list[bytes]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise CastError(path, None, f"cannot open: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read()
+    if not data:
+        raise CastError(path, None, "empty file")
+    return data.split(b"\n")
+
+
+def read_cast(path: Path) -> Cast:
+    """Read a recording (CastError if malformed, FileNotFoundError if absent). The chain
+    is not checked here: verify() does that."""
+    lines = _lines(path)
+    if lines[-1] != b"":
+        raise CastError(path, len(lines), "last line is cut short (no newline)")
+    lines.pop()
+    header = _parse_header(path, lines[0])
+    cast = Cast(Path(path), header)
+    last = 0.0
+    for number, raw in enumerate(lines[1:], start=2):
+        if len(raw) > MAX_LINE:
+            raise CastError(path, number, "line too long")
+        event = _parse_event(path, number, raw)
+        if event[0] < last:
+            raise CastError(path, number, "time goes backwards")
+        last = event[0]
+        cast.events.append(event)
+    return cast
+
+
+@dataclass
+class Verdict:
+    """What verify() found. `digest` is the chain value of the file as it is (after its
+    last complete line); `first_bad_line` the first line (1-based) that cannot be
+    trusted, None if all can; `reason` says why, in words."""
+
+    ok: bool
+    digest: str
+    first_bad_line: int | None
+    reason: str
+    lines: int = 0
+    complete: bool = False
+
+
+def verify(path: Path, expected_digest: str | None) -> Verdict:
+    """Check the chain line by line, the end line, and (if given) the digest the journal
+    holds. Never raises for a damaged file (FileNotFoundError if there is none)."""
+    try:
+        lines = _lines(path)
+    except CastError as exc:
+        return Verdict(False, "", 1, exc.reason)
+    cut = lines[-1] != b""
+    if not cut:
+        lines.pop()
+    h = hashlib.sha256(lines[0]).digest()
+    good = 0          # lines known good: everything up to the last matching marker
+    last_t = 0.0
+    ended = False
+
+    def bad(line: int, reason: str) -> Verdict:
+        return Verdict(False, h.hex(), line, reason, len(lines), ended)
+
+    try:
+        _parse_header(path, lines[0])
+    except CastError as exc:
+        return bad(1, exc.reason)
+    for number, raw in enumerate(lines[1:], start=2):
+        if cut and number == len(lines):
+            return bad(number, f"truncated: line {number} is cut short")
+        if ended:
+            return bad(number, f"line {number} follows the end line")
+        if len(raw) > MAX_LINE:
+            return bad(number, "line too long")
+        try:
+            t, code, text = _parse_event(path, number, raw)
+        except CastError as exc:
+            return bad(number, exc.reason)
+        if t < last_t:
+            return bad(number, "time goes backwards: lines were moved or edited")
+        last_t = t
+        if code == "m" and text.startswith((CHAIN_PREFIX, END_PREFIX)):
+            prefix = CHAIN_PREFIX if text.startswith(CHAIN_PREFIX) else END_PREFIX
+            claimed = text[len(prefix):len(prefix) + 64]
+            if claimed != h.hex():
+                first = good + 1
+                if first >= number:
+                    span = f"line {number}"
+                elif first == number - 1:
+                    span = f"line {first}"
+                else:
+                    span = f"lines {first}-{number - 1}"
+                return bad(first, f"chain broken: {span} edited, removed, moved or added "
+                                  f"(the marker on line {number} does not match)")
+            good = number
+            ended = prefix == END_PREFIX
+        h = hashlib.sha256(h + raw).digest()
+    if not ended:
+        return Verdict(False, h.hex(), good + 1,
+                       f"truncated: no end line (lines up to {good} verified)",
+                       len(lines), False)
+    if expected_digest is not None and expected_digest.lower() != h.hex():
+        return Verdict(False, h.hex(), None, "digest differs from the one hostd logged: "
+                       "the file was rewritten", len(lines), True)
+    return Verdict(True, h.hex(), None, "chain intact" + (
+        ", digest matches the one hostd logged" if expected_digest else ""),
+        len(lines), True)
+
+
+def summary(path: Path) -> dict:
+    """A listing row from the header and the last line only (recordings can be large):
+    id, user, runas, command, grant_id, host, started, duration, size, ended (status)."""
+    st = os.stat(path, follow_symlinks=False)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        first = fh.readline(MAX_LINE + 1)
+        if not first.endswith(b"\n"):
+            raise CastError(path, 1, "header line is cut short")
+        header = _parse_header(path, first[:-1])
+        tail_at = max(len(first), st.st_size - 1024 * 1024)
+        fh.seek(tail_at)
+        tail = fh.read()
+    duration, status = 0.0, None
+    pieces = tail.split(b"\n")
+    pieces.pop()  # b"" after the last newline, or a line still being written
+    if pieces and pieces[-1]:
+        try:
+            t, code, text = _parse_event(path, 0, pieces[-1])
+            duration = t
+            if code == "m" and text.startswith(END_PREFIX):
+                status = text[len(END_PREFIX) + 65:]
+        except CastError:
+            pass  # damaged: verify-recording says how; the listing shows what it can
+    meta = header["jit"]
+    row = {key: meta.get(key) for key in
+           ("id", "user", "runas", "command", "grant_id", "host", "started", "session_id")}
+    row["id"] = row["id"] or Path(path).name.removesuffix(".cast")
+    row.update(duration=duration, size=st.st_size, status=status,
+               ended=status is not None, timestamp=header.get("timestamp"))
+    return row
+
+
+def export_script(cast: Cast, directory: Path) -> tuple[Path, Path]:
+    """Write `ID.log` and `ID.timing` in util-linux `script` classic format into
+    `directory` (new files, 0600), so `scriptreplay -t ID.timing ID.log` plays the
+    session: the log holds a `Script started` line, the output bytes, a `Script done`
+    line; each timing line is `DELAY BYTES` for one output event."""
+    directory = Path(directory)
+    rid = str(cast.meta.get("id") or cast.path.name.removesuffix(".cast"))
+    if not RECORDING_ID.fullmatch(rid):
+        rid = "recording"
+    log_path, timing_path = directory / f"{rid}.log", directory / f"{rid}.timing"
+    started = time.strftime("%Y-%m-%d %H:%M:%S+00:00",
+                            time.gmtime(cast.header.get("timestamp") or 0))
+    command = cast.meta.get("command")
+    if isinstance(command, list):
+        command = " ".join(str(c) for c in command)
+    head = f"Script started on {started} [COMMAND={json.dumps(str(command or ''))} " \
+           f"COLUMNS=\"{cast.header.get('width')}\" LINES=\"{cast.header.get('height')}\"]\n"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    log_fd = os.open(log_path, flags, 0o600)
+    try:
+        timing_fd = os.open(timing_path, flags, 0o600)
+    except BaseException:
+        os.close(log_fd)
+        os.unlink(log_path)
+        raise
+    with os.fdopen(log_fd, "wb") as log, os.fdopen(timing_fd, "w") as timing:
+        log.write(head.encode("utf-8", "replace"))
+        last = 0.0
+        for t, code, text in cast.events:
+            if code != "o":
+                continue
+            data = text.encode("utf-8", "replace")
+            timing.write(f"{t - last:.6f} {len(data)}\n")
+            log.write(data)
+            last = t
+        log.write(f"\nScript done on {started} [COMMAND_EXIT_CODE=\"{_exit_code(cast)}\"]\n"
+                  .encode())
+    return log_path, timing_path
+
+
+def _exit_code(cast: Cast) -> str:
+    status = cast.status or ""
+    m = re.search(r"(?:exit|status)[ =](\d{1,3})\b", status)
+    return m.group(1) if m else "?"

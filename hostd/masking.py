@@ -1,0 +1,387 @@
+"""Inline masking of secrets in a byte stream (DESIGN.md §9, §13 "Masking").
+
+Pure and stdlib only: `jit-record` imports it and must start fast.
+
+What is masked: every byte covered by a match of any rule (the union of all rules'
+matches, each rule searched on its own, so overlapping rules never hide each other's
+secrets). A masked match that starts or ends inside a UTF-8 sequence is widened to the
+whole character, so masking never breaks UTF-8.
+
+Replacement: each masked byte becomes `*`, except CR and LF, which stay. The output has
+exactly the length of the input, so full-screen programs keep their layout and a masked
+private key keeps its line structure; the secret's length is visible, its content not.
+Escape sequences inside a match are masked too (no half sequence is left behind).
+
+Streaming guarantee (exact): for any split of a stream into chunks,
+``b"".join(m.feed(c) for c in chunks) + m.flush()`` equals
+``Masker(...).feed(whole) + flush()`` — provided flush() is called only at the end.
+This holds because every rule has a bounded reach (its longest match plus what it looks
+at around it, computed from the regex and checked when the rule is made): the masker
+holds back the last `hold_back` bytes of the stream (plus at most 3 so a UTF-8 character
+is not split between two outputs), and a byte is emitted only once every match that could
+cover it has been decided.
+
+An idle flush in the middle (so a prompt appears) cuts the stream there: everything held
+is emitted, masked as if the stream ended at the cut (so a rule that matches what has
+arrived — `password=hun` — still masks it), and searching continues after the cut with
+some context kept for look-behind. The cost: a secret that straddles the cut is masked on
+each side only as far as a rule matches that side alone; the part before the cut was
+already emitted. Output that arrives in one burst (`cat id_rsa`) is not affected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+try:  # the regex parser is private; reach and cost checks need it (3.11: re._parser)
+    from re import _constants as _c  # type: ignore[attr-defined]
+    from re import _parser as _p  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - Python < 3.11
+    import sre_constants as _c  # type: ignore[no-redef]
+    import sre_parse as _p  # type: ignore[no-redef]
+
+MAX_REACH = 32768          # longest reach a rule may have (bytes): bounds the hold-back
+MAX_COST = 1_000_000       # backtracking estimate above which a configured rule is refused
+_UTF8_SLACK = 4            # widening a match to whole UTF-8 characters looks 3 bytes away
+_MASK_TABLE = bytes(b if b in (0x0A, 0x0D) else 0x2A for b in range(256))
+_INF = float("inf")
+
+
+class MaskingRuleError(ValueError):
+    """A rule that cannot be used: bad syntax, unbounded, can match nothing, too costly."""
+
+
+# Where a built-in rule's matches can start, lower-cased: rules whose first bytes are
+# letters in either case are not searched by the regex engine (which would try them at
+# every letter, ~20 MB/s) but by bytes.find() on the lower-cased text, then matched at
+# each hit. Every match of the rule starts with one of these (case-insensitively).
+_ANCHORS: dict[str, tuple[bytes, ...]] = {
+    "assignment": (b"pass", b"secret", b"token", b"api", b"pwd"),
+    "bearer_token": (b"bearer",),
+}
+
+
+def builtin_rules() -> list[tuple[str, str]]:
+    """Rules always applied unless `builtins=False`: (name, regex), regexes on bytes.
+
+    Each starts with a rare literal (or has anchors, above) so text that holds no secret
+    is searched at C speed, and each has bounded repeats (see Masker). A named group
+    `secret` (or `secret2`, ...) marks the part to mask; without one the whole match is."""
+    value = r"""(?:"(?P<secret>[^"\r\n]{1,512})"|'(?P<secret2>[^'\r\n]{1,512})'""" \
+            r"""|(?P<secret3>[^\s"',;&<>]{1,512}))"""
+    return [
+        ("private_key",
+         r"-----BEGIN[ A-Z0-9]{0,32} PRIVATE KEY(?: BLOCK)?-----"
+         r"(?:[\s\S]{1,12288}?-----END[ A-Z0-9]{0,32} PRIVATE KEY(?: BLOCK)?-----"
+         r"|[A-Za-z0-9+/=:,. \t\r\n-]{0,12288})"),
+        ("aws_access_key_id",
+         r"(?:A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{16}"),
+        ("jwt", r"eyJ[A-Za-z0-9_-]{4,4096}\.eyJ[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{0,4096}"),
+        ("bearer_token",
+         r"(?i:bearer)[ \t]{1,4}(?P<secret>[A-Za-z0-9._~+/-]{8,2048}={0,2})"),
+        ("assignment",  # password=..., DB_PASSWORD: ..., "apiKey": "...", --token=...,
+         # aws_secret_access_key = ... (found at "secret")
+         r"(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z]))"
+         r"(?i:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|pwd)"
+         r"(?:[_.-][A-Za-z0-9_.-]{0,32})?[\"']?[ \t]{0,4}[=:][ \t]{0,4}" + value),
+        ("url_credentials", r"://[^\s/:@]{1,128}:(?P<secret>[^\s/@]{1,256})@"),
+        ("github_token", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
+        ("slack_token", r"xox[abposr]-[A-Za-z0-9-]{10,255}"),
+        ("google_api_key", r"AIza[0-9A-Za-z_-]{35}"),
+        ("stripe_key", r"_live_(?<=[rs]k_live_)[0-9A-Za-z]{16,247}"),
+    ]
+
+
+def _to_bytes_pattern(name: str, pattern: str | bytes | re.Pattern) -> re.Pattern:
+    """A str rule (from the config) is matched against UTF-8 bytes: \\w \\d \\s are ASCII."""
+    flags = 0
+    if isinstance(pattern, re.Pattern):
+        flags = pattern.flags & (re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE)
+        pattern = pattern.pattern
+    if isinstance(pattern, str):
+        try:
+            pattern = pattern.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MaskingRuleError(f"rule {name!r}: not valid UTF-8") from None
+    try:
+        return re.compile(pattern, flags)
+    except re.error as exc:
+        raise MaskingRuleError(f"rule {name!r}: bad regular expression: {exc}") from None
+    except (TypeError, ValueError) as exc:  # e.g. (?u) or (?L) on bytes
+        raise MaskingRuleError(f"rule {name!r}: {exc}") from None
+
+
+def _walk(items, flags: int) -> tuple[float, float, float, int]:
+    """(min width, reach, cost, look-behind) of parsed regex items. Reach counts
+    look-ahead contents as if consumed (an upper bound); cost is a rough count of the
+    ways backtracking may try (products over sequences and repeats)."""
+    lo = hi = 0.0
+    cost = 1.0
+    behind = 0
+    for op, av in items:
+        if op in (_c.LITERAL, _c.NOT_LITERAL, _c.IN, _c.ANY):
+            lo += 1
+            hi += 1
+        elif op is _c.AT:
+            hi += 1  # \b, $, \Z look at the next byte (and the previous one)
+            behind = max(behind, 1)
+        elif op is _c.BRANCH:
+            parts = [_walk(alt, flags) for alt in av[1]]
+            lo += min(p[0] for p in parts)
+            hi += max(p[1] for p in parts)
+            cost *= sum(p[2] for p in parts)
+            behind = max(behind, *(p[3] for p in parts))
+        elif op is _c.SUBPATTERN:
+            sub = _walk(av[-1], flags)
+            lo, hi, cost, behind = lo + sub[0], hi + sub[1], cost * sub[2], max(behind, sub[3])
+        elif op is getattr(_c, "ATOMIC_GROUP", None):
+            sub = _walk(av, flags)
+            lo, hi, cost, behind = lo + sub[0], hi + sub[1], cost * sub[2], max(behind, sub[3])
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, getattr(_c, "POSSESSIVE_REPEAT", None)):
+            low, high, body = av
+            sub = _walk(body, flags)
+            if high == _c.MAXREPEAT:
+                return lo, _INF, cost, behind
+            lo += sub[0] * low
+            hi += sub[1] * high
+            ways = (high - low + 1) if sub[2] <= 1 else sub[2] ** min(high, 64) * (high - low + 1)
+            cost *= ways
+            behind = max(behind, sub[3])
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            direction, body = av
+            sub = _walk(body, flags)
+            if direction < 0:
+                behind = max(behind, int(sub[1]) + 1 if sub[1] != _INF else 1 << 30)
+            else:
+                hi += sub[1]
+            cost *= sub[2]
+        elif op in (_c.GROUPREF, _c.GROUPREF_EXISTS, getattr(_c, "GROUPREF_IGNORE", None)):
+            raise MaskingRuleError("back-references are not supported")
+        elif op in (_c.FAILURE, _c.SUCCESS):
+            pass
+        else:  # pragma: no cover - an opcode this version does not know
+            raise MaskingRuleError(f"unsupported construct {op}")
+    return lo, hi, cost, behind
+
+
+def analyse(name: str, pattern: str | bytes | re.Pattern, *,
+            check_cost: bool = True) -> tuple[re.Pattern, int, int]:
+    """Compile one rule and check it can be streamed: (bytes pattern, reach, look-behind).
+
+    Refused with MaskingRuleError: bad syntax, a rule that can match the empty string (it
+    would match everywhere), an unbounded repeat (`+`, `*`, `{n,}`: write `{1,512}`), a
+    reach over MAX_REACH, back-references, and — for configured rules — nested repeats
+    whose backtracking estimate exceeds MAX_COST (`(a+)+`, `(a{1,10}){10}`)."""
+    compiled = _to_bytes_pattern(name, pattern)
+    try:
+        parsed = _p.parse(compiled.pattern, compiled.flags)
+    except (re.error, ValueError, TypeError) as exc:  # compiled already: should not happen
+        raise MaskingRuleError(f"rule {name!r}: {exc}") from None
+    try:
+        lo, hi, cost, behind = _walk(parsed.data, compiled.flags)
+    except MaskingRuleError as exc:
+        raise MaskingRuleError(f"rule {name!r}: {exc}") from None
+    except RecursionError:
+        raise MaskingRuleError(f"rule {name!r}: nested too deeply") from None
+    if hi == _INF:
+        raise MaskingRuleError(f"rule {name!r}: unbounded repeat (+, *, {{n,}}); "
+                               f"use a bounded one such as {{1,512}}")
+    if lo == 0:
+        raise MaskingRuleError(f"rule {name!r}: can match the empty string")
+    if hi > MAX_REACH or behind > MAX_REACH:
+        raise MaskingRuleError(f"rule {name!r}: can match more than {MAX_REACH} bytes")
+    if check_cost and cost > MAX_COST:
+        raise MaskingRuleError(f"rule {name!r}: nested or repeated variable repeats could "
+                               f"take exponential time (like (a+)+); simplify it")
+    return compiled, int(hi) + 1, behind + 1
+
+
+def check_rule(name: str, pattern: str | bytes | re.Pattern) -> None:
+    """Raise MaskingRuleError if a configured rule cannot be used (config.py calls this)."""
+    analyse(name, pattern)
+
+
+_Entry = tuple[str, re.Pattern, int, int, tuple[bytes, ...]]
+_BUILTINS: list[_Entry] | None = None
+
+
+def _builtins() -> list[_Entry]:
+    global _BUILTINS
+    if _BUILTINS is None:
+        _BUILTINS = [(n, *analyse(n, r, check_cost=False), _ANCHORS.get(n, ()))
+                     for n, r in builtin_rules()]
+    return _BUILTINS
+
+
+class Masker:
+    """Masks secrets in a stream: feed() chunks in, write out what it returns, flush()
+    at the end (or after a short idle time, at a cost: see the module docstring).
+
+    Rules are (name, regex) pairs, the regex a str (matched against UTF-8), bytes or a
+    compiled pattern; they are checked like configured rules (MaskingRuleError).
+    Text that holds no match costs one C-speed search per rule per chunk and a slice."""
+
+    def __init__(self, rules: Sequence[tuple[str, str | bytes | re.Pattern]] = (), *,
+                 builtins: bool = True) -> None:
+        entries = list(_builtins()) if builtins else []
+        for name, pattern in rules:
+            entries.append((name, *analyse(name, pattern), ()))
+        self.names = [e[0] for e in entries]
+        self._patterns = [e[1] for e in entries]
+        self._anchors = [e[4] for e in entries]
+        self._reach = [e[2] + _UTF8_SLACK for e in entries]
+        self.hold_back = max(self._reach, default=0) + _UTF8_SLACK
+        self._behind = max((e[3] for e in entries), default=1) + _UTF8_SLACK
+        self.counts = [0] * len(entries)  # matches masked per rule (same order as names)
+        self._buf = b""        # context (already emitted) + held bytes
+        self._off = 0          # stream offset of _buf[0]
+        self._emitted = 0      # stream offset up to which output was returned
+        self._resume = [0] * len(entries)  # per rule: where its next search starts
+        self._spans: list[tuple[int, int]] = []  # decided matches not yet fully emitted
+
+    @property
+    def holding(self) -> int:
+        """Bytes fed but not yet returned (at most hold_back + 3)."""
+        return self._off + len(self._buf) - self._emitted
+
+    def feed(self, data: bytes) -> bytes:
+        """Take a chunk; return the masked bytes that are now decided."""
+        if not data:
+            return b""
+        buf = self._buf + data if self._buf else bytes(data)
+        n = len(buf)
+        self._search(buf, n, final=False)
+        end = n - self.hold_back - 3
+        if end <= self._emitted - self._off:
+            self._buf = buf
+            return b""
+        k = 0  # never end an output inside a UTF-8 character (prettier idle flushes)
+        while k < 3 and 0x80 <= buf[end] < 0xC0:
+            end -= 1
+            k += 1
+        if end <= self._emitted - self._off:
+            self._buf = buf
+            return b""
+        return self._emit(buf, end)
+
+    def flush(self) -> bytes:
+        """Return everything held, masked as if the stream ended here."""
+        buf = self._buf
+        n = len(buf)
+        if n == self._emitted - self._off:
+            return b""
+        self._search(buf, n, final=True)
+        out = self._emit(buf, n)
+        end = self._off + len(self._buf)
+        self._resume = [max(r, end) for r in self._resume]
+        return out
+
+    def _search(self, buf: bytes, n: int, final: bool) -> None:
+        off = self._off
+        spans = self._spans
+        lowered = None
+        for i, pat in enumerate(self._patterns):
+            limit = n if final else n - self._reach[i]
+            pos = self._resume[i] - off
+            if pos >= limit:
+                continue
+            found: list[re.Match] = []
+            if self._anchors[i]:
+                if lowered is None:
+                    lowered = buf.lower()
+                pos = _anchored(pat, self._anchors[i], buf, lowered, pos, limit, found)
+            else:
+                search = pat.search
+                while True:
+                    m = search(buf, pos)
+                    if m is None or m.start() >= limit:
+                        pos = max(pos, limit)
+                        break
+                    found.append(m)
+                    pos = m.end()
+            for m in found:
+                s, e = _secret_span(m)
+                spans.append((off + _widen_start(buf, s), off + _widen_end(buf, e, n)))
+            self.counts[i] += len(found)
+            self._resume[i] = off + pos
+
+    def _emit(self, buf: bytes, end: int) -> bytes:
+        """Return buf[emitted:end] masked; keep look-behind context and what is held."""
+        off = self._off
+        start = self._emitted - off
+        if self._spans:
+            out = bytearray(buf[start:end])
+            a, b = off + start, off + end
+            keep = []
+            for s, e in self._spans:
+                lo, hi = max(s, a), min(e, b)
+                if lo < hi:
+                    out[lo - a:hi - a] = out[lo - a:hi - a].translate(_MASK_TABLE)
+                if e > b:
+                    keep.append((s, e))
+            self._spans = keep
+            result = bytes(out)
+        else:
+            result = buf[start:end]
+        cut = max(0, end - self._behind)
+        self._buf = buf[cut:]
+        self._off = off + cut
+        self._emitted = off + end
+        return result
+
+
+def _anchored(pat: re.Pattern, anchors: tuple[bytes, ...], buf: bytes, lowered: bytes,
+              pos: int, limit: int, found: list[re.Match]) -> int:
+    """search() for a rule whose matches start at an anchor: the same matches, found by
+    bytes.find over the lower-cased text and a match() at each hit. Returns the resume
+    position (after the last match, or `limit`)."""
+    hits = []
+    for a in anchors:
+        k = lowered.find(a, pos, limit + len(a) - 1)
+        while k >= 0:
+            hits.append(k)
+            k = lowered.find(a, k + 1, limit + len(a) - 1)
+    if not hits:
+        return max(pos, limit)
+    match = pat.match
+    for k in sorted(set(hits)):
+        if k < pos:
+            continue  # inside the previous match
+        m = match(buf, k)
+        if m is not None:
+            found.append(m)
+            pos = m.end()
+    return max(pos, limit)
+
+
+def _secret_span(m: re.Match) -> tuple[int, int]:
+    """The part of a match to mask: the group(s) named `secret`, `secret2`, ... that took
+    part (the first one), else the whole match."""
+    for name in m.re.groupindex:
+        if name.startswith("secret") and m.start(name) >= 0:
+            return m.span(name)
+    return m.span()
+
+
+def _widen_start(buf: bytes, s: int) -> int:
+    """Move a match start back to the lead byte of the UTF-8 character it is inside."""
+    k = s
+    while k > 0 and s - k < 3 and 0x80 <= buf[k] < 0xC0:
+        k -= 1
+    return k if k != s and buf[k] >= 0xC0 else s
+
+
+def _widen_end(buf: bytes, e: int, n: int) -> int:
+    """Move a match end past the continuation bytes of the character it cuts."""
+    k = e
+    while k < n and k - e < 3 and 0x80 <= buf[k] < 0xC0:
+        k += 1
+    return k
+
+
+def mask(data: bytes, rules: Sequence[tuple[str, str | bytes | re.Pattern]] = (), *,
+         builtins: bool = True) -> bytes:
+    """Mask a whole buffer (the reference the streaming guarantee is stated against)."""
+    m = Masker(rules, builtins=builtins)
+    return m.feed(data) + m.flush()
