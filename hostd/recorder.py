@@ -329,6 +329,58 @@ def exec_command(opts: Options, env: dict[str, str]) -> None:
         os._exit(126)
 
 
+def monitor(opts: Options, env: dict[str, str]) -> None:
+    """The pty's session leader (sudo's monitor, in small): the command runs in a
+    process group of its own, in the foreground, so it is not orphaned and Ctrl-Z
+    stops it (the kernel drops terminal stop signals to an orphaned group). When it
+    stops, the monitor stops, the recorder sees that and stops too; SIGCONT comes back
+    down the same way. Signals the recorder passes on are relayed to the command's
+    group. Exits as the command did. Never returns."""
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os.setpgid(0, 0)
+            exec_command(opts, env)
+        os.setpgid(pid, pid)  # both sides, so neither races the other
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        _foreground(pid)
+
+        def relay(sig: int, _frame) -> None:
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                pass
+
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
+                    signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGTSTP):
+            signal.signal(sig, relay)
+        for sig in (signal.SIGCHLD, signal.SIGWINCH, signal.SIGCONT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        while True:
+            _, status = os.waitpid(pid, os.WUNTRACED)
+            if os.WIFSTOPPED(status):
+                os.kill(os.getpid(), signal.SIGSTOP)  # until the recorder continues us
+                _foreground(pid)
+                relay(signal.SIGCONT, None)
+                continue
+            break
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    finally:
+        os._exit(1)
+
+
+def _foreground(pgrp: int) -> None:
+    try:
+        os.tcsetpgrp(0, pgrp)
+    except OSError:
+        pass
+
+
 # the proxy ---------------------------------------------------------------------------------
 
 class Recorder:
@@ -596,6 +648,7 @@ class PtyRecorder(Recorder):
         self.install_signals()
         self.pid = os.fork()
         if self.pid == 0:
+            signal.set_wakeup_fd(-1)
             os.close(self.master)
             os.setsid()
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
@@ -603,7 +656,7 @@ class PtyRecorder(Recorder):
                 os.dup2(slave, fd)
             if slave > 2:
                 os.close(slave)
-            exec_command(self.opts, env)
+            monitor(self.opts, env)
         os.close(slave)
         self.saved_tty = termios.tcgetattr(0)
         self.raw_tty()

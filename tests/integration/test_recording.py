@@ -14,7 +14,7 @@ import subprocess
 import time
 
 import pytest
-from sandbox import PYTHON, POLICY, Sandbox
+from sandbox import POLICY, PYTHON, Sandbox
 
 from hostd.client import Client
 from hostd.errors import JitError
@@ -74,7 +74,9 @@ def recorder(box, answer: dict, stdin: str = "", **kw) -> subprocess.Popen:
     env.update(PYTHONPATH=str(box.lib), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.Popen([PYTHON, "-m", "hostd.recorder", "--socket", str(box.socket_path),
                              *argv[1:]], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+                            start_new_session=True, **kw)
+    STARTED.append(proc)
     if stdin:
         proc.stdin.write(stdin.encode())
     proc.stdin.close()
@@ -87,11 +89,19 @@ def token_of(answer: dict) -> str:
     return argv[argv.index("--token") + 1]
 
 
+STARTED: list[subprocess.Popen] = []
+
+
 @pytest.fixture
 def box():
     b = Sandbox(RECORD_POLICY)
     b.start()
     yield b
+    for proc in STARTED:  # a failed test leaves no recorder (or its command) behind
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    STARTED.clear()
     b.cleanup()
 
 
@@ -186,7 +196,7 @@ def test_a_grant_ending_hangs_its_recorded_session_up(box):
     proc = recorder(box, answer)
     box.wait_for(lambda: box.events("recording_started"))
     assert box.jit("revoke", g["id"], user="alice").returncode == 0
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGHUP, err  # the signal passed on
     assert b"hostd ends this session: grant " in err and b"revoked" in err
     rid = box.events("recording_started")[0]["JIT_RECORDING"]
