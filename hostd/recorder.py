@@ -117,7 +117,7 @@ def parse_args(argv: list[str]) -> Options:
         raise Usage("--record-failure is terminate or continue")
     if bool(opts.token) == bool(opts.file):
         raise Usage("give --token (recorded by hostd) or --file (a local recording)")
-    if opts.file and not opts.mask and opts.token:
+    if opts.token and not opts.mask:  # hostd decides what is masked
         raise Usage("--no-mask is for local recordings only")
     return opts
 
