@@ -7,7 +7,7 @@ SHELLCHECK ?= shellcheck
 # Every shell script in the tree (grep -rl '^#!.*sh' --exclude-dir=.git .).
 SHELL_SCRIPTS = scripts/*.sh packaging/build-deb.sh .ci/run \
 	packaging/debian/jitaccess.postinst packaging/debian/jitaccess.prerm \
-	packaging/debian/jitaccess.postrm
+	packaging/debian/jitaccess.postrm benchmarks/recorder.sh
 
 .PHONY: test test-unit test-plugin test-integration test-fuzz test-crash test-e2e fuzz crash lint deb demo \
 	bench clean deps
@@ -63,6 +63,7 @@ bench:
 	$(PYTHON) benchmarks/store_sync.py
 	$(PYTHON) benchmarks/sudo_check.py
 	$(PYTHON) benchmarks/sudo_overhead.py
+	benchmarks/recorder.sh
 
 clean:
 	rm -rf dist build *.egg-info

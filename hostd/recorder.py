@@ -26,7 +26,7 @@ no masking rules nothing looks at the bytes in Python.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import errno
 import fcntl
 import os
@@ -184,8 +184,8 @@ class HostdSink:
 
     def _data(self, key: bytes, t: float, data: bytes) -> None:
         for start in range(0, len(data), FRAME):
-            self._send(b'{"t":%.6f,"%s":"%s"}\n' % (t, key,
-                                                  base64.b64encode(data[start:start + FRAME])))
+            chunk = binascii.b2a_base64(data[start:start + FRAME], newline=False)
+            self._send(b'{"t":%.6f,"%s":"%s"}\n' % (t, key, chunk))
 
     def output(self, t: float, data: bytes) -> None:
         self._data(b"o", t, data)
@@ -615,12 +615,12 @@ class PtyRecorder(Recorder):
 
     def raw_tty(self) -> None:
         if self.saved_tty is not None:
-            tty.setraw(0, termios.TCSAFLUSH)
+            tty.setraw(0, termios.TCSADRAIN)  # never TCSAFLUSH: typeahead is the user's
 
     def restore_tty(self) -> None:
         if self.saved_tty is not None:
             try:
-                termios.tcsetattr(0, termios.TCSAFLUSH, self.saved_tty)
+                termios.tcsetattr(0, termios.TCSADRAIN, self.saved_tty)
             except termios.error:
                 pass
 
