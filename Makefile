@@ -64,6 +64,7 @@ bench:
 	$(PYTHON) benchmarks/sudo_check.py
 	$(PYTHON) benchmarks/sudo_overhead.py
 	benchmarks/recorder.sh
+	$(PYTHON) benchmarks/masking.py
 
 clean:
 	rm -rf dist build *.egg-info

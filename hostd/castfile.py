@@ -453,5 +453,5 @@ def export_script(cast: Cast, directory: Path) -> tuple[Path, Path]:
 
 def _exit_code(cast: Cast) -> str:
     status = cast.status or ""
-    m = re.search(r"(?:exit|status)[ =](\d{1,3})\b", status)
+    m = re.fullmatch(r"(?:exit|status)[ =](\d{1,3})(?:\D.*)?", status, re.DOTALL)
     return m.group(1) if m else "?"

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import cli_recordings
 from . import config as config_mod
 from . import grants as grants_mod
 from .client import Client
@@ -394,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     switch.add_argument("--enable", action="store_true")
     switch.add_argument("--disable", action="store_true")
     c.add_argument("--force", action="store_true", help="enable despite the lockout guard")
+
+    cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
     return p
 
 

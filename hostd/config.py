@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import masking as masking_mod
 from .durations import parse_duration
 from .errors import ConfigError
 from .keys import SUPPORTED_ALGORITHMS, PublicKey, load_jwks, load_pem_public
@@ -269,7 +270,12 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
     rules = []
     for i, item in enumerate(masking.get("rules", list, [])):
         t = _Table(path, f"masking.rules[{i}]", item)
-        rules.append((t.get("name", str, required=True), t.regex("regex")))
+        name, regex = t.get("name", str, required=True), t.regex("regex")
+        try:  # streamable: bounded reach, no empty match, no exponential backtracking
+            masking_mod.check_rule(name, regex)
+        except masking_mod.MaskingRuleError as exc:
+            raise t.fail("regex", str(exc)) from None
+        rules.append((name, regex))
         t.finish()
     out["masking"] = tuple(rules)
     masking.finish()

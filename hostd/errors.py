@@ -49,6 +49,8 @@ REFUSALS = (
     "auth_required",
     "auth_required_noninteractive",
     "auth_failed",
+    # session recordings (jit verify-recording): the file differs from what hostd wrote
+    "tampered",
 )
 
 # Usage and configuration problems (exit code 2).

@@ -17,16 +17,19 @@ Streaming guarantee (exact): for any split of a stream into chunks,
 ``Masker(...).feed(whole) + flush()`` — provided flush() is called only at the end.
 This holds because every rule has a bounded reach (its longest match plus what it looks
 at around it, computed from the regex and checked when the rule is made): the masker
-holds back the last `hold_back` bytes of the stream (plus at most 3 so a UTF-8 character
-is not split between two outputs), and a byte is emitted only once every match that could
-cover it has been decided.
+holds back the last `hold_back` bytes of the stream, and a byte is emitted only once
+every match that could cover it has been decided. At most `max_holding` bytes are held:
+`hold_back`, a batch of up to BATCH bytes gathered before searching, and 3 more so that
+no output ends inside a UTF-8 character.
 
-An idle flush in the middle (so a prompt appears) cuts the stream there: everything held
-is emitted, masked as if the stream ended at the cut (so a rule that matches what has
-arrived — `password=hun` — still masks it), and searching continues after the cut with
-some context kept for look-behind. The cost: a secret that straddles the cut is masked on
-each side only as far as a rule matches that side alone; the part before the cut was
-already emitted. Output that arrives in one burst (`cat id_rsa`) is not affected.
+An idle flush in the middle (so a prompt appears) emits everything held, masked as if
+the stream ended there (so a rule that matches what has arrived — `password=hun` —
+masks it), and searching then goes on as if there had been no flush: a match that began
+before the cut still masks its later part, and every byte emitted after the cut is
+masked exactly as in whole-stream masking. The cost is only in the bytes emitted by the
+flush itself: part of a secret that no rule matches until more of it arrives (`AKIA`
+of an AWS key id cut after four characters) goes out unmasked. Text typed with echo
+(`password=hunter2`, one flush per key) is masked character by character.
 """
 
 from __future__ import annotations
@@ -202,16 +205,56 @@ def check_rule(name: str, pattern: str | bytes | re.Pattern) -> None:
     analyse(name, pattern)
 
 
-_Entry = tuple[str, re.Pattern, int, int, tuple[bytes, ...]]
-_BUILTINS: list[_Entry] | None = None
+class _Rule:
+    """One compiled rule and how to find its matches fast."""
+
+    __slots__ = ("anchors", "behind", "name", "pattern", "prefix", "rare", "reach")
+
+    def __init__(self, name: str, pattern: str | bytes | re.Pattern, *, trusted: bool = False,
+                 anchors: tuple[bytes, ...] = ()) -> None:
+        self.name = name
+        self.pattern, reach, self.behind = analyse(name, pattern, check_cost=not trusted)
+        self.reach = reach + _UTF8_SLACK
+        self.anchors = anchors
+        self.prefix = _literal_prefix(self.pattern)
+        # the prefix's least common byte: `in` (memchr, ~10 GB/s) rules a batch out
+        self.rare = bytes([min(self.prefix, key=_commonness)]) if self.prefix else b""
 
 
-def _builtins() -> list[_Entry]:
+# Bytes from least to most common in terminal text (a rough guess: only speed depends
+# on it). Bytes not listed count as rarest.
+_COMMON = (b"e tarionslcdhumpfgwybvkTSACIEMNxPR0D1OLF2BWHUG3j45986z7qVKYJXQZ"[::-1]
+           + b"-_.,:/=\n")
+
+
+def _commonness(byte: int) -> int:
+    return _COMMON.find(bytes([byte]))
+
+
+def _literal_prefix(pattern: re.Pattern) -> bytes:
+    """The bytes every match starts with (case-sensitive patterns only), else b""."""
+    if pattern.flags & re.IGNORECASE:
+        return b""
+    out = bytearray()
+    for op, av in _p.parse(pattern.pattern, pattern.flags).data:
+        if op is not _c.LITERAL:
+            break
+        out.append(av)
+    return bytes(out)
+
+
+_BUILTINS: list[_Rule] | None = None
+
+
+def _builtins() -> list[_Rule]:
     global _BUILTINS
     if _BUILTINS is None:
-        _BUILTINS = [(n, *analyse(n, r, check_cost=False), _ANCHORS.get(n, ()))
+        _BUILTINS = [_Rule(n, r, trusted=True, anchors=_ANCHORS.get(n, ()))
                      for n, r in builtin_rules()]
     return _BUILTINS
+
+
+BATCH = 16 * 1024  # bytes gathered before searching: a pty gives ~4 KiB per read
 
 
 class Masker:
@@ -220,44 +263,58 @@ class Masker:
 
     Rules are (name, regex) pairs, the regex a str (matched against UTF-8), bytes or a
     compiled pattern; they are checked like configured rules (MaskingRuleError).
-    Text that holds no match costs one C-speed search per rule per chunk and a slice."""
+
+    Speed: text is searched in batches of at least BATCH bytes, each rule once over the
+    new bytes (bytes.find for a literal prefix or an anchor, else the regex engine), all
+    at C speed; Python runs per batch and per match, never per byte. At most
+    `max_holding` (= hold_back + BATCH + 3) bytes are held back."""
 
     def __init__(self, rules: Sequence[tuple[str, str | bytes | re.Pattern]] = (), *,
                  builtins: bool = True) -> None:
-        entries = list(_builtins()) if builtins else []
-        for name, pattern in rules:
-            entries.append((name, *analyse(name, pattern), ()))
-        self.names = [e[0] for e in entries]
-        self._patterns = [e[1] for e in entries]
-        self._anchors = [e[4] for e in entries]
-        self._reach = [e[2] + _UTF8_SLACK for e in entries]
-        self.hold_back = max(self._reach, default=0) + _UTF8_SLACK
-        self._behind = max((e[3] for e in entries), default=1) + _UTF8_SLACK
-        self.counts = [0] * len(entries)  # matches masked per rule (same order as names)
-        self._buf = b""        # context (already emitted) + held bytes
+        self._rules = list(_builtins()) if builtins else []
+        self._rules += [_Rule(name, pattern) for name, pattern in rules]
+        self.names = [r.name for r in self._rules]
+        self.hold_back = max((r.reach for r in self._rules), default=0) + _UTF8_SLACK \
+            if self._rules else 0
+        self.max_holding = self.hold_back + BATCH + 3 if self._rules else 0
+        self._behind = max((r.behind for r in self._rules), default=1) + _UTF8_SLACK
+        # matches masked per rule (order of names); one cut by an idle flush counts twice
+        self.counts = [0] * len(self._rules)
+        self._buf = b""        # context (already emitted) + held bytes, searched
+        self._pending: list[bytes] = []  # fed, not searched yet
+        self._npending = 0
         self._off = 0          # stream offset of _buf[0]
         self._emitted = 0      # stream offset up to which output was returned
-        self._resume = [0] * len(entries)  # per rule: where its next search starts
+        self._resume = [0] * len(self._rules)  # per rule: where its next search starts
         self._spans: list[tuple[int, int]] = []  # decided matches not yet fully emitted
 
     @property
     def holding(self) -> int:
-        """Bytes fed but not yet returned (at most hold_back + 3)."""
-        return self._off + len(self._buf) - self._emitted
+        """Bytes fed but not yet returned (at most max_holding)."""
+        return self._off + len(self._buf) - self._emitted + self._npending
+
+    def _take(self) -> bytes:
+        buf = b"".join([self._buf, *self._pending])
+        self._pending.clear()
+        self._npending = 0
+        return buf
 
     def feed(self, data: bytes) -> bytes:
-        """Take a chunk; return the masked bytes that are now decided."""
+        """Take a chunk; return the masked bytes that are now decided (maybe none)."""
         if not data:
             return b""
-        buf = self._buf + data if self._buf else bytes(data)
+        if not self._rules:
+            return bytes(data)
+        self._pending.append(bytes(data))
+        self._npending += len(data)
+        if self._npending < BATCH:
+            return b""
+        buf = self._take()
         n = len(buf)
         self._search(buf, n, final=False)
         end = n - self.hold_back - 3
-        if end <= self._emitted - self._off:
-            self._buf = buf
-            return b""
         k = 0  # never end an output inside a UTF-8 character (prettier idle flushes)
-        while k < 3 and 0x80 <= buf[end] < 0xC0:
+        while k < 3 and end > 0 and 0x80 <= buf[end] < 0xC0:
             end -= 1
             k += 1
         if end <= self._emitted - self._off:
@@ -266,33 +323,42 @@ class Masker:
         return self._emit(buf, end)
 
     def flush(self) -> bytes:
-        """Return everything held, masked as if the stream ended here."""
-        buf = self._buf
-        n = len(buf)
-        if n == self._emitted - self._off:
+        """Return everything held, masked as if the stream ended here; searching goes on
+        as if it had not (a match that began before the flush still masks the rest)."""
+        if not self.holding:
             return b""
-        self._search(buf, n, final=True)
-        out = self._emit(buf, n)
-        end = self._off + len(self._buf)
-        self._resume = [max(r, end) for r in self._resume]
-        return out
+        buf = self._take()
+        n = len(buf)
+        self._search(buf, n, final=False)  # where undecided matches may start: kept
+        resume = list(self._resume)
+        self._search(buf, n, final=True)   # everything that matches if the stream ended
+        self._resume = resume
+        return self._emit(buf, n)
 
     def _search(self, buf: bytes, n: int, final: bool) -> None:
         off = self._off
         spans = self._spans
-        lowered = None
-        for i, pat in enumerate(self._patterns):
-            limit = n if final else n - self._reach[i]
+        low: list = [None, 0]  # the lower-cased tail of buf (for anchors) and its start
+        for i, rule in enumerate(self._rules):
+            limit = n if final else n - rule.reach
             pos = self._resume[i] - off
             if pos >= limit:
                 continue
             found: list[re.Match] = []
-            if self._anchors[i]:
-                if lowered is None:
-                    lowered = buf.lower()
-                pos = _anchored(pat, self._anchors[i], buf, lowered, pos, limit, found)
+            if rule.anchors:
+                if low[0] is None or low[1] > pos:
+                    start = min(r - off for r, x in zip(self._resume, self._rules, strict=True)
+                                if x.anchors)
+                    low[:] = [buf[start:].lower(), start]
+                pos = _anchored(rule.pattern, rule.anchors, buf, low[0], low[1], n, pos,
+                                limit, found)
+            elif rule.prefix:
+                if buf.find(rule.rare, pos) < 0:
+                    pos = max(pos, n - len(rule.prefix) + 1)
+                else:
+                    pos = _prefixed(rule.pattern, rule.prefix, buf, n, pos, limit, found)
             else:
-                search = pat.search
+                search = rule.pattern.search
                 while True:
                     m = search(buf, pos)
                     if m is None or m.start() >= limit:
@@ -324,26 +390,47 @@ class Masker:
             result = bytes(out)
         else:
             result = buf[start:end]
-        cut = max(0, end - self._behind)
+        # keep look-behind context, and after a flush what undecided matches may need
+        cut = max(0, min(end, min(self._resume, default=off + end) - off) - self._behind)
         self._buf = buf[cut:]
         self._off = off + cut
         self._emitted = off + end
         return result
 
 
-def _anchored(pat: re.Pattern, anchors: tuple[bytes, ...], buf: bytes, lowered: bytes,
-              pos: int, limit: int, found: list[re.Match]) -> int:
-    """search() for a rule whose matches start at an anchor: the same matches, found by
-    bytes.find over the lower-cased text and a match() at each hit. Returns the resume
-    position (after the last match, or `limit`)."""
+def _prefixed(pat: re.Pattern, prefix: bytes, buf: bytes, n: int, pos: int, limit: int,
+              found: list[re.Match]) -> int:
+    """search() for a rule whose matches all start with `prefix`: bytes.find skips to
+    each occurrence. Returns where the rule's next search starts: after its last match,
+    or the first place a match could still start (a prefix cut by the end of buf)."""
+    find, search = buf.find, pat.search
+    while True:
+        k = find(prefix, pos)
+        if k < 0:
+            return max(pos, n - len(prefix) + 1)
+        if k >= limit:
+            return k
+        m = search(buf, k)
+        if m is None or m.start() >= limit:
+            return max(k + 1, limit)
+        found.append(m)
+        pos = m.end()
+
+
+def _anchored(pat: re.Pattern, anchors: tuple[bytes, ...], buf: bytes, low: bytes,
+              low_at: int, n: int, pos: int, limit: int, found: list[re.Match]) -> int:
+    """search() for a rule whose matches start at an anchor (case-insensitively): the
+    same matches, found by bytes.find over the lower-cased text and a match() at each
+    hit. Returns where the rule's next search starts, as _prefixed does."""
     hits = []
+    nxt = n
+    find = low.find
     for a in anchors:
-        k = lowered.find(a, pos, limit + len(a) - 1)
-        while k >= 0:
-            hits.append(k)
-            k = lowered.find(a, k + 1, limit + len(a) - 1)
-    if not hits:
-        return max(pos, limit)
+        k = find(a, pos - low_at)
+        while k >= 0 and k + low_at < limit:
+            hits.append(k + low_at)
+            k = find(a, k + 1)
+        nxt = min(nxt, k + low_at if k >= 0 else max(pos, n - len(a) + 1))
     match = pat.match
     for k in sorted(set(hits)):
         if k < pos:
@@ -352,7 +439,7 @@ def _anchored(pat: re.Pattern, anchors: tuple[bytes, ...], buf: bytes, lowered: 
         if m is not None:
             found.append(m)
             pos = m.end()
-    return max(pos, limit)
+    return max(pos, nxt)
 
 
 def _secret_span(m: re.Match) -> tuple[int, int]:
