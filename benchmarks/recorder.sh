@@ -9,9 +9,9 @@
 #  2. per-command cost: `jit-record -- true` against `script -q -c true` and a bare
 #     `true`, with hyperfine (goal: at most 10 ms more than a bare `true`).
 #
-# jit-record runs in its local mode (`--file`): the same proxy, masking and asciicast
-# writer as a sudo session, without hostd (the hostd-written path adds base64 frames
-# on a socket and hostd's writer thread; see DESIGN.md §13 for why it is not here).
+# jit-record runs in its local mode (`--file`: the same proxy, masking and asciicast
+# writer as a sudo session, without hostd), and once on the sudo path through a sandbox
+# hostd (benchmarks/recorder_hostd.py: token, frames on the socket, hostd writing).
 # Output is not a terminal here, so both run their no-terminal path: script still
 # allocates its pty, jit-record uses pipes.
 #
@@ -56,6 +56,8 @@ echo "throughput: $((bytes / 1024 / 1024)) MiB of text, output to /dev/null, rec
 t_script=$(seconds run_script)
 t_plain=$(seconds run_unmasked)
 t_masked=$(seconds run_masked)
+# the sudo path: sandbox hostd, token, frames on the socket, hostd writing the file
+t_hostd=$(python3 "$repo/benchmarks/recorder_hostd.py" "$work/text")
 rate() { awk -v n="$bytes" -v t="$1" 'BEGIN { printf "%.1f", n / 1048576 / t }'; }
 ratio() { awk -v s="$t_script" -v t="$1" 'BEGIN { printf "%.2f", s / t }'; }
 printf '  %-32s %8s MiB/s\n' "script -q -c" "$(rate "$t_script")"
@@ -63,6 +65,8 @@ printf '  %-32s %8s MiB/s  %sx script (goal >= 1.0x, then 1.5x)\n' \
     "jit-record --no-mask" "$(rate "$t_plain")" "$(ratio "$t_plain")"
 printf '  %-32s %8s MiB/s  %sx script (goal >= 0.8x)\n' \
     "jit-record (built-in masking)" "$(rate "$t_masked")" "$(ratio "$t_masked")"
+printf '  %-32s %8s MiB/s  %sx script (goal >= 0.8x)\n' \
+    "jit-record via hostd (masking)" "$(rate "$t_hostd")" "$(ratio "$t_hostd")"
 
 echo "per-command cost (hyperfine, mean of runs):"
 hyperfine -N --warmup 3 --runs 30 --style none --export-json "$work/cost.json" \

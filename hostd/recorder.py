@@ -446,6 +446,22 @@ class Recorder:
         for sig in (signal.SIGTTOU, signal.SIGTTIN):  # restoring the tty from the background
             signal.signal(sig, signal.SIG_IGN)
 
+    def close_own_fds(self) -> None:
+        """In a forked child that does not exec: drop the recorder's own descriptors,
+        so hostd sees the stream end when the recorder does, not when the command
+        does (others, such as sudo's intercept socket, stay for the command)."""
+        own = [self.sig_r, self.sig_w]
+        if self.sink is not None and self.sink.fileno() is not None:
+            own.append(self.sink.fileno())
+        writer = getattr(self.sink, "writer", None)
+        if writer is not None and getattr(writer, "_fh", None) is not None:
+            own.append(writer._fh.fileno())
+        for fd in own:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def pending_signals(self) -> list[int]:
         try:
             return list(os.read(self.sig_r, 256))
@@ -656,6 +672,7 @@ class PtyRecorder(Recorder):
                 os.dup2(slave, fd)
             if slave > 2:
                 os.close(slave)
+            self.close_own_fds()  # the monitor execs nothing: CLOEXEC does not apply
             monitor(self.opts, env)
         os.close(slave)
         self.saved_tty = termios.tcgetattr(0)

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .durations import rfc3339
+
 RECORDER = "/usr/bin/jit-record"
 TOKEN_TTL = 60  # seconds between sudo's allow and the recorder's record.open
 MAX_TOKENS = 1024  # sudo commands allowed and not yet started under their recorder
@@ -145,7 +147,7 @@ def mask_text(text: str, rules: list[tuple[str, str]]) -> str:
 
 
 def header(rid: str, session: Session, width: int, height: int, term: str,
-           now: float) -> dict:
+           now: float, pty: bool = True) -> dict:
     """The asciicast v2 header: asciinema reads version, size, timestamp, env, title;
     `jit` holds who ran what (the `jit sessions` listing). `session.command` is
     already masked (Recording.create)."""
@@ -156,7 +158,8 @@ def header(rid: str, session: Session, width: int, height: int, term: str,
                     "runas": session.runas, "command": session.command,
                     "tty": session.tty, "host": session.host,
                     "grant_id": session.grant_id, "role": session.role,
-                    "record_input": session.record_input, "started": now}}
+                    "record_input": session.record_input, "pty": pty, "started": rfc3339(int(now)),
+                    "session_id": rid}}
 
 
 def open_dir(path: Path) -> None:
@@ -186,14 +189,15 @@ class Recording:
 
     @classmethod
     def create(cls, directory: Path, session: Session, width: int, height: int,
-               term: str, now: float, rules: list[tuple[str, str]]) -> Recording:
+               term: str, now: float, rules: list[tuple[str, str]],
+               pty: bool = True) -> Recording:
         from .castfile import CastWriter
 
         open_dir(directory)
         rid = new_id()
         path = directory / f"{rid}.cast"
         shown = replace(session, command=mask_text(session.command, rules))
-        writer = CastWriter(path, header(rid, shown, width, height, term, now))
+        writer = CastWriter(path, header(rid, shown, width, height, term, now, pty))
         return cls(rid, session, writer, path)
 
     def write(self, items: list[tuple[str, float, object]]) -> None:

@@ -103,7 +103,7 @@ class RecordOps:
             rec = await loop.run_in_executor(
                 self.recording_pool, Recording.create, self.sessions_dir, session,
                 args.get("width", 80), args.get("height", 24), args.get("term", ""),
-                self.core.clock(), rules)
+                self.core.clock(), rules, args.get("pty", True))
         except OSError as exc:
             self._record_event("recording_failed", None, session,
                                f"recording of {session.user}'s sudo could not start: "

@@ -144,6 +144,12 @@ def test_a_recorded_command_runs_as_the_runas_user_and_hostd_writes_it(box):
     shown = "".join(e[2] for e in map(json.loads, lines[1:]) if isinstance(e, list)
                     and e[1] == "o")
     assert shown.replace("\r", "") == "1001\n1001\n1001 2000\n"
+    # the mask helper's CLI reads what hostd wrote, and the digest hostd logged
+    assert box.jit("verify-recording", rid).returncode == 0
+    rc, listed = box.jit_json("sessions")
+    (row,) = [r for r in listed["sessions"] if r["id"] == rid]
+    assert rc == 0 and (row["user"], row["runas"], row["grant_id"]) == ("alice", "alice", g["id"])
+    assert row["started"] == head["jit"]["started"] and row["ended"]
 
 
 def test_output_is_masked_on_screen_and_in_the_file_input_recorded_masked(box):
