@@ -684,10 +684,31 @@ class PtyRecorder(Recorder):
         return self.finish()
 
     def loop(self) -> None:
+        """Input to the pty is buffered and written without blocking: a command that
+        reads no input while it prints must never leave both sides waiting."""
         master = self.master
+        os.set_blocking(master, False)
+        typed = bytearray()
+        stdin_open = True
         poller = select.poll()
         poller.register(master, select.POLLIN)
         poller.register(0, select.POLLIN)
+
+        def pump() -> None:
+            while typed:
+                try:
+                    del typed[:os.write(master, typed)]
+                except BlockingIOError:
+                    break
+                except OSError:  # the pty is going away
+                    typed.clear()
+            poller.modify(master, select.POLLIN | (select.POLLOUT if typed else 0))
+            if stdin_open:
+                if len(typed) >= CHUNK:
+                    poller.modify(0, 0)  # read no more keys until the command takes these
+                else:
+                    poller.modify(0, select.POLLIN)
+
         poller.register(self.sig_r, select.POLLIN)
         sink_fd = self.sink.fileno() if self.sink is not None else None
         if sink_fd is not None:
@@ -706,10 +727,16 @@ class PtyRecorder(Recorder):
                 if self.status is not None:
                     return  # the command is gone and the pty is quiet
                 continue
-            for fd, _ev in events:
+            for fd, ev in events:
                 if fd == master:
+                    if ev & select.POLLOUT:
+                        pump()
+                    if not ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                        continue
                     try:
                         data = os.read(master, CHUNK)
+                    except BlockingIOError:
+                        continue
                     except OSError:  # EIO: every holder of the slave closed it
                         data = b""
                     if not data:
@@ -723,13 +750,15 @@ class PtyRecorder(Recorder):
                         data = b""
                     if not data:  # the user's terminal went away
                         poller.unregister(0)
+                        stdin_open = False
                         self.hang_up()
                         continue
                     if self.record_input:
                         masked = self.in_masker.feed(data) if self.in_masker else data
                         if masked:
                             self.record("input", masked)
-                    write_all(master, data)
+                    typed += data
+                    pump()
                 elif fd == self.sig_r:
                     self.on_signals(self.pending_signals())
                 elif fd == sink_fd:

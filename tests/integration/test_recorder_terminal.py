@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import termios
 import time
@@ -192,3 +193,37 @@ def test_usage_errors_are_named(tmp_path):
     assert recorder("--file", str(tmp_path / "x"), "--bogus", "--", "true").returncode == 2
     r = recorder("--file", str(tmp_path / "x"))
     assert r.returncode == 2 and b"no command given" in r.stderr
+
+
+def test_typing_into_a_command_that_only_prints_never_stalls_it(tmp_path):
+    """Keys the command does not read pile up in the recorder, not in a blocked write:
+    its output keeps flowing (before, both sides could wait on each other)."""
+    master, slave = os.openpty()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "hostd.recorder", "--file", str(tmp_path / "flood.cast"), "--no-mask",
+         "--", "sh", "-c",  # raw mode: a full input queue blocks the writer (cooked drops)
+         "stty raw -echo; sleep 0.5; head -c 3000000 /dev/zero | tr '\\0' x; exit 3"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    os.set_blocking(master, False)
+    typed, seen, deadline = 0, 0, time.monotonic() + 60
+    keys = b"k" * 4096
+    while proc.poll() is None and time.monotonic() < deadline:
+        if typed < 400_000:
+            try:
+                typed += os.write(master, keys)
+            except BlockingIOError:
+                pass
+        try:
+            seen += os.read(master, 65536).count(b"x")
+        except (BlockingIOError, OSError):
+            time.sleep(0.001)
+    os.close(master)
+    try:
+        assert proc.wait(10) == 3, "the recorder failed"
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the recorder; the command has its own
+        raise AssertionError("the recorder stalled") from None
+    assert typed > 8192 and seen >= 2_900_000  # a little may still be on its way
