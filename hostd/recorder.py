@@ -841,8 +841,7 @@ class PipeRecorder(Recorder):
         for fd in streams:
             poller.register(fd, select.POLLIN)
         poller.register(self.sig_r, select.POLLIN)
-        if in_w >= 0:
-            poller.register(0, select.POLLIN)
+        feed = InputPipe(self, poller, in_w) if in_w >= 0 else None
         sink_fd = self.sink.fileno() if self.sink is not None else None
         if sink_fd is not None:
             poller.register(sink_fd, select.POLLIN)
@@ -875,8 +874,10 @@ class PipeRecorder(Recorder):
                         poller.unregister(fd)
                         os.close(fd)  # a reader gone: the command gets EPIPE/SIGPIPE
                         del streams[fd]
-                elif fd == 0:
-                    in_w = self.pass_input(poller, in_w)
+                elif fd == 0 and feed is not None:
+                    feed.read()
+                elif feed is not None and fd == feed.fd:
+                    feed.pump()
                 elif fd == self.sig_r:
                     self.on_signals(self.pending_signals())
                 elif fd == sink_fd:
@@ -895,26 +896,6 @@ class PipeRecorder(Recorder):
                 write_all(fd, data)
             except OSError:
                 pass
-
-    def pass_input(self, poller, in_w: int) -> int:
-        """stdin to the command's pipe, recorded (masked); EOF closes the pipe."""
-        try:
-            data = os.read(0, CHUNK)
-        except OSError:
-            data = b""
-        if data and in_w >= 0:
-            masked = self.in_masker.feed(data) if self.in_masker else data
-            if masked:
-                self.record("input", masked)
-            try:
-                write_all(in_w, data)
-                return in_w
-            except OSError:
-                pass
-        poller.unregister(0)
-        if in_w >= 0:
-            os.close(in_w)
-        return -1
 
     def on_signals(self, sigs: list[int]) -> None:
         for sig in sigs:
@@ -948,6 +929,61 @@ class PipeRecorder(Recorder):
         """The command stopped: stop too, then continue it when continued."""
         os.kill(os.getpid(), signal.SIGSTOP)
         self.signal_command(signal.SIGCONT)
+
+
+class InputPipe:
+    """stdin to the command's stdin pipe when input is recorded: recorded (masked),
+    buffered, written without blocking, so a command that prints and reads nothing
+    never stalls the session; stdin's EOF closes the pipe once it is drained."""
+
+    def __init__(self, recorder: Recorder, poller, fd: int) -> None:
+        self.recorder, self.poller, self.fd = recorder, poller, fd
+        self.buf = bytearray()
+        self.reading = True
+        os.set_blocking(fd, False)
+        poller.register(0, select.POLLIN)
+        poller.register(fd, 0)
+
+    def read(self) -> None:
+        try:
+            data = os.read(0, CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self.reading = False
+            self.poller.unregister(0)
+        else:
+            rec = self.recorder
+            masked = rec.in_masker.feed(data) if rec.in_masker else data
+            if masked:
+                rec.record("input", masked)
+            self.buf += data
+        self.pump()
+
+    def pump(self) -> None:
+        if self.fd < 0:
+            return
+        while self.buf:
+            try:
+                del self.buf[:os.write(self.fd, self.buf)]
+            except BlockingIOError:
+                break
+            except OSError:  # the command closed its stdin: what is left is dropped
+                self.buf.clear()
+                if self.reading:
+                    self.stop_reading()
+        if not self.buf and not self.reading:
+            self.poller.unregister(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+            return
+        self.poller.modify(self.fd, select.POLLOUT if self.buf else 0)
+        if self.reading:
+            self.poller.modify(0, select.POLLIN if len(self.buf) < CHUNK else 0)
+
+    def stop_reading(self) -> None:
+        self.reading = False
+        self.poller.unregister(0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,7 +65,7 @@ def activate(box, role: str) -> dict:
     return out["grant"]
 
 
-def recorder(box, answer: dict, stdin: str = "", **kw) -> subprocess.Popen:
+def recorder(box, answer: dict, stdin: str | bytes = "", **kw) -> subprocess.Popen:
     """jit-record as sudo would start it: root, the argv and env hostd answered; only the
     socket is the sandbox's."""
     argv = answer["argv"]
@@ -73,14 +73,15 @@ def recorder(box, answer: dict, stdin: str = "", **kw) -> subprocess.Popen:
     env = dict(e.split("=", 1) for e in answer["env"])
     env.update(PYTHONPATH=str(box.lib), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.Popen([PYTHON, "-m", "hostd.recorder", "--socket", str(box.socket_path),
-                             *argv[1:]], env=env, stdin=subprocess.PIPE,
+                             *argv[1:]], env=env, stdin=kw.pop("stdin_file", subprocess.PIPE),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
                             start_new_session=True, **kw)
     STARTED.append(proc)
-    if stdin:
-        proc.stdin.write(stdin.encode())
-    proc.stdin.close()
-    proc.stdin = None  # communicate() must not flush it again
+    if proc.stdin is not None:
+        if stdin:
+            proc.stdin.write(stdin.encode())
+        proc.stdin.close()
+        proc.stdin = None  # communicate() must not flush it again
     return proc
 
 
@@ -286,3 +287,15 @@ def test_retention_removes_the_oldest_beyond_the_size_and_logs_each(box):
     assert [e["JIT_RECORDING"] for e in removed] == [ids[0]]
     assert "older than max_age" in removed[0]["JIT_REASON"]
     assert sorted(p.name for p in directory.iterdir()) == sorted(f"{i}.cast" for i in ids[1:])
+
+
+def test_recorded_input_the_command_never_reads_does_not_stall_it(box, tmp_path):
+    activate(box, "rec")
+    answer = check(box, ["/usr/bin/sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x; exit 3"])
+    typed = tmp_path / "typed"
+    typed.write_bytes(b"y" * 2_000_000)
+    with open(typed, "rb") as stdin:
+        proc = recorder(box, answer, stdin_file=stdin)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert out == b"x" * 3_000_000
