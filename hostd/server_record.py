@@ -19,7 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import JitError
-from .recordings import Recording, Session, Tokens, enforce_retention, should_record, wrap
+from .recordings import (
+    MAX_TOKENS,
+    TOKEN_TTL,
+    Recording,
+    Session,
+    Tokens,
+    enforce_retention,
+    should_record,
+    wrap,
+)
 
 log = logging.getLogger("jit-hostd")
 
@@ -67,12 +76,17 @@ class RecordOps:
         self.recording_pool = ThreadPoolExecutor(max_workers=4,
                                                  thread_name_prefix="jit-recording")
         self.live_recordings: dict[str, Recording] = {}
+        # (uid, sudo's pid) -> (command line, when): approved commands whose recorder
+        # has yet to exec them (that exec comes back as an intercepted sudo.check)
+        self.approved_execs: dict[tuple[int, str], tuple[str, float]] = {}
 
     # sudo.check: which allowed command is recorded, and how ---------------------------------
 
-    def record_wrap(self, asked, d, allow: dict) -> dict:
+    def record_wrap(self, asked, d, allow: dict, approved: bool = False) -> dict:
         """Wrap an allowed sudo command in jit-record when the role says so; standing
-        rules (no role) follow a role's defaults (`interactive`, `terminate`)."""
+        rules (no role) follow a role's defaults (`interactive`, `terminate`).
+        `approved`: an approver let this command run once; the recorder's exec of it
+        comes back intercepted and must not need a second approval (approved_exec)."""
         role = self.core.config.roles.get(d.source.role) if d.source and d.source.role \
             else None
         record = role.record if role else "interactive"
@@ -87,8 +101,23 @@ class RecordOps:
                           record_input=role.record_input if role else False,
                           record_failure=failure)
         token = self.record_tokens.issue(session)
+        if approved:
+            if len(self.approved_execs) >= MAX_TOKENS:
+                self.approved_execs.pop(next(iter(self.approved_execs)))
+            self.approved_execs[(req.uid, req.pid)] = (d.line, self.core.clock())
         info, argv = wrap(tuple(allow["command_info"]), tuple(allow["argv"]), token, failure)
         return {**allow, "command_info": list(info), "argv": list(argv)}
+
+    def approved_exec(self, asked) -> bool:
+        """An intercepted check that is the recorder's exec of the command an approver
+        just let run: same user, same sudo process, same resolved command line, within
+        TOKEN_TTL, once. Anything else the session runs meets the guardrail as usual."""
+        req = asked.request
+        if not req.intercepted or asked.decision.result != "pending":
+            return False
+        entry = self.approved_execs.pop((req.uid, req.pid), None)
+        return (entry is not None and entry[0] == asked.decision.line
+                and entry[1] > self.core.clock() - TOKEN_TTL)
 
     # record.open -------------------------------------------------------------------------
 

@@ -40,6 +40,20 @@ record = "interactive"
 record_failure = "continue"
 sudo = [ { runas = "root", commands = ["/usr/bin/dash -c *"] } ]
 
+[roles.guarded]
+groups = []
+max_ttl = "1h"
+issuers = ["corp", "host"]
+requesters = ["alice"]
+approvers = ["bob"]
+authenticate = false
+record = "interactive"
+sudo = [ { runas = "root", commands = ["/usr/bin/touch *"] } ]
+
+[[guardrails]]
+action = "approve"
+match = '^/usr/bin/touch /tmp/approved-'
+
 [masking]
 rules = [ { name = "ticket", regex = 'TICKET-[0-9]{6}' } ]
 """
@@ -299,3 +313,25 @@ def test_recorded_input_the_command_never_reads_does_not_stall_it(box, tmp_path)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     assert out == b"x" * 3_000_000
+
+
+def test_an_approved_recorded_command_is_not_asked_for_again_when_the_recorder_runs_it(box):
+    activate(box, "guarded")
+    argv = ["/usr/bin/touch", "/tmp/approved-x"]
+    with Client(box.socket_path, trusted=True, timeout=30) as client:
+        paused = client.call(request("sudo.check", mode="run", **vectors(argv)))
+        assert paused["decision"] == "pending", paused
+        assert box.jit("approve", paused["request_id"], user="bob").returncode == 0
+        allowed = client.call(request("sudo.wait", id=paused["request_id"]))
+    assert "command=/usr/bin/jit-record" in allowed["command_info"], allowed
+
+    def intercepted(args: list[str]) -> dict:  # what sudo asks when the recorder execs
+        with Client(box.socket_path, trusted=True) as client:
+            return client.call(request("sudo.check", mode="run", intercepted=True,
+                                       **vectors(args)))
+
+    first = intercepted(argv)
+    assert first["decision"] == "allow", first
+    assert "command=/usr/bin/touch" in first["command_info"]  # never wrapped twice
+    assert intercepted(argv)["decision"] == "pending"  # once: the guardrail holds again
+    assert intercepted(["/usr/bin/touch", "/tmp/approved-y"])["decision"] == "pending"
