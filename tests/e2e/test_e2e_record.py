@@ -22,7 +22,9 @@ POLICY = """\
 [roles.ops]
 groups = []
 max_ttl = "1h"
-issuers = ["corp"]
+issuers = ["corp", "host"]
+requesters = ["alice"]
+approvers = ["bob"]
 authenticate = false
 record = "always"
 record_input = true
@@ -31,6 +33,10 @@ sudo = [ { runas = "root", commands = ["ALL"] } ]
 [[standing]]
 members = ["root"]
 sudo = [ { runas = "root", commands = ["ALL"] } ]
+
+[[guardrails]]
+action = "approve"
+match = '^/usr/bin/touch /tmp/approved-'
 
 [masking]
 rules = [ { name = "ticket", regex = 'TICKET-[0-9]{6}' } ]
@@ -173,6 +179,33 @@ def test_scriptreplay_plays_an_exported_session(box) -> None:
                       f"/tmp/export/{log}"], timeout=60)
     assert "got typed *" in played.stdout and "err *" in played.stdout
     assert SECRET not in played.stdout and TICKET not in played.stdout
+
+
+def test_an_approved_command_runs_once_under_the_recorder(box) -> None:
+    before = len(closed_recordings(box))
+    pane = Pane(box)
+    try:
+        pane.type("sudo touch /tmp/approved-1; echo status=$?")
+        pane.wait(r"waiting for approval")
+        pending = wait_for("the command approval", lambda: [
+            r for r in json.loads(box.run(["jit", "requests", "--json"], user="bob").stdout)
+            ["requests"] if r["kind"] == "command" and r["state"] == "pending"], timeout=20)
+        box.run(["jit", "approve", pending[0]["id"]], user="bob")
+        shown = pane.wait(r"status=\d")
+        assert "status=0" in shown and "this session is recorded" in shown
+    finally:
+        pane.close()
+    assert box.run(["test", "-e", "/tmp/approved-1"], check=False).returncode == 0
+    ev = wait_for("recording_closed", lambda: closed_recordings(box)[before:] or None,
+                  timeout=30)[0]
+    assert ev["JIT_COMMAND"] == "/usr/bin/touch /tmp/approved-1"
+    assert ev["JIT_DECISION"] == "exit 0"
+    allowed = [e for e in events(box, "sudo_allowed")
+               if e.get("JIT_COMMAND") == "/usr/bin/touch /tmp/approved-1"]
+    # sudo's decision after the approval, then the recorder's exec of it, intercepted by
+    # sudo and checked again (without a second approval)
+    assert len(allowed) == 2 and len([e for e in events(box, "sudo_pending") if e.get(
+        "JIT_COMMAND") == "/usr/bin/touch /tmp/approved-1"]) == 1
 
 
 def test_a_revoked_grant_hangs_its_recorded_sudo_up(box) -> None:
