@@ -185,7 +185,7 @@ class Recording:
     inputs: int = 0
     closed: bool = False
     digest: str = ""
-    extra: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # writes, and a close
 
     @classmethod
     def create(cls, directory: Path, session: Session, width: int, height: int,
@@ -201,6 +201,10 @@ class Recording:
         return cls(rid, session, writer, path)
 
     def write(self, items: list[tuple[str, float, object]]) -> None:
+        with self.lock:
+            self._write(items)
+
+    def _write(self, items: list[tuple[str, float, object]]) -> None:
         for kind, t, data in items:
             if kind == "o":
                 self.writer.output(t, data)
@@ -212,10 +216,11 @@ class Recording:
                 self.writer.resize(t, *data)
 
     def close(self, t: float, status: str) -> str:
-        if not self.closed:
-            self.closed = True
-            self.digest = self.writer.close(t, status)
-        return self.digest
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.digest = self.writer.close(t, status)
+            return self.digest
 
 
 def retention_plan(files: list[tuple[str, float, int]], now: float, max_age: int,

@@ -175,7 +175,7 @@ class Server(SudoOps, RecordOps):
         self.changes.shutdown(wait=True)
         self.side.shutdown(wait=False, cancel_futures=True)
         self.auth.shutdown(wait=False, cancel_futures=True)
-        self.recording_pool.shutdown(wait=False)
+        self.close_recordings()
 
     # connection handling ----------------------------------------------------------------
 

@@ -182,8 +182,9 @@ class RecordOps:
                                        recording_sha256=digest)
                     return {"ok": True, "code": "ok", "message": f"recording {rec.id} closed",
                             "id": rec.id, "sha256": digest}
-            except OSError as exc:
-                await self._record_failed(rec, f"cannot write: {exc.strerror or exc}")
+            except (OSError, ValueError) as exc:  # disk full; a frame castfile refuses
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                await self._record_failed(rec, f"cannot write: {why}")
                 raise JitError("internal", "the recording could not be written") from None
 
     async def _record_failed(self, rec: Recording, why: str) -> dict:
@@ -231,6 +232,25 @@ class RecordOps:
     def _record_event(self, event: str, rec: Recording | None, session: Session, message: str,
                       **extra: object) -> None:
         self.core.events.emit(event, message, **{**self._fields(rec, session), **extra})
+
+    def close_recordings(self) -> None:
+        """hostd stops: close what is open (its chain then verifies, ending
+        "hostd stopped"), each a recording_failed event, then stop the pool. The
+        recorders see the stream end and follow record_failure."""
+        closing = [(rec, self.recording_pool.submit(rec.close, 0.0, "hostd stopped"))
+                   for rec in list(self.live_recordings.values())]
+        for rec, done in closing:
+            try:
+                digest = done.result(timeout=10)
+            except Exception as exc:  # a full disk: say so, never hang the shutdown
+                digest, why = "", f"hostd stopped; closing failed: {exc}"
+            else:
+                why = "hostd stopped"
+            self._record_event("recording_failed", rec, rec.session,
+                               f"recording {rec.id} ended: {why}", reason=why,
+                               recording_sha256=digest or None)
+        self.live_recordings.clear()
+        self.recording_pool.shutdown(wait=False)
 
     # retention (the sweep) ------------------------------------------------------------------
 

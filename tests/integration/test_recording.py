@@ -335,3 +335,17 @@ def test_an_approved_recorded_command_is_not_asked_for_again_when_the_recorder_r
     assert "command=/usr/bin/touch" in first["command_info"]  # never wrapped twice
     assert intercepted(argv)["decision"] == "pending"  # once: the guardrail holds again
     assert intercepted(["/usr/bin/touch", "/tmp/approved-y"])["decision"] == "pending"
+
+
+def test_hostd_stopping_closes_open_recordings_so_they_still_verify(box):
+    activate(box, "rec")
+    proc = recorder(box, check(box, ["/usr/bin/sh", "-c", "echo before; sleep 600"]))
+    rid = box.wait_for(lambda: box.events("recording_started"))[0]["JIT_RECORDING"]
+    box.wait_for(lambda: "before" in (box.root / f"var/log/jit/sessions/{rid}.cast")
+                 .read_text())
+    box.stop()  # SIGTERM: a clean stop
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGHUP and b"record_failure = terminate" in err
+    (failed,) = box.events("recording_failed")
+    assert failed["JIT_RECORDING"] == rid and failed["JIT_REASON"] == "hostd stopped"
+    assert box.jit("verify-recording", rid).returncode == 0
