@@ -34,7 +34,9 @@ import json
 import math
 import os
 import re
+import stat
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,9 +68,18 @@ def new_id() -> str:
 
 
 def _dumps(value: Any) -> bytes:
-    # ensure_ascii=False keeps the text readable; JSON escapes every control character,
-    # so a line never holds a raw CR or LF (asciinema reads the file in text mode).
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    # ASCII-only JSON: every control character and every non-ASCII one is escaped, so a
+    # line never holds a raw CR or LF (asciinema reads the file in text mode), and
+    # CPython's ASCII escaper is the fast one (~3x the other on terminal text).
+    return json.dumps(value).encode("ascii")
+
+
+_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def _event_line(t: float, code: str, text: str) -> bytes:
+    """json.dumps([t, code, text]), byte for byte, without the encoder's machinery."""
+    return f'[{t!r}, "{code}", {_escape(text)}]'.encode("ascii")
 
 
 def build_header(header: dict) -> dict:
@@ -137,23 +148,25 @@ class CastWriter:
         self._t = max(self._t, round(float(t), 6))
         return self._t
 
-    def _line(self, value: list) -> None:
+    def _line(self, t: float, code: str, text: str) -> None:
         if self._closed:
             raise ValueError("recording is closed")
-        line = _dumps(value)
-        self._h = hashlib.sha256(self._h + line).digest()
+        line = _event_line(t, code, text)
+        h = hashlib.sha256(self._h)
+        h.update(line)
+        self._h = h.digest()
         self._fh.write(line + b"\n")
         self.lines += 1
         self._since_mark += 1
         self._bytes_since_mark += len(line) + 1
 
     def _event(self, t: float, code: str, text: str) -> None:
-        self._line([self._time(t), code, text])
+        self._line(self._time(t), code, text)
         if self._since_mark >= MARK_EVERY or self._bytes_since_mark >= MARK_BYTES:
             self._mark()
 
     def _mark(self) -> None:
-        self._line([self._t, "m", CHAIN_PREFIX + self.digest])
+        self._line(self._t, "m", CHAIN_PREFIX + self.digest)
         self._since_mark = self._bytes_since_mark = 0
         self._fh.flush()  # what is chained is on disk up to here if hostd dies
 
@@ -182,8 +195,8 @@ class CastWriter:
         for decoder, code in ((self._out, "o"), (self._in, "i")):
             text = decoder.decode(b"", final=True)
             if text:
-                self._line([self._t, code, text])
-        self._line([self._t, "m", f"{END_PREFIX}{self.digest} {status}"])
+                self._line(self._t, code, text)
+        self._line(self._t, "m", f"{END_PREFIX}{self.digest} {status}")
         self._closed = True
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -265,39 +278,82 @@ def _parse_event(path: Path | str, number: int, raw: bytes) -> tuple[float, str,
     return float(event[0]), event[1], event[2]
 
 
-def _lines(path: Path) -> list[bytes]:
+def _open(path: Path):
+    """A recording opened for reading: never through a symlink, never a FIFO or a device
+    (opening a FIFO planted under --dir would hang). FileNotFoundError and
+    PermissionError as they are; anything else is a CastError."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, PermissionError):
         raise
     except OSError as exc:
         raise CastError(path, None, f"cannot open: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read()
-    if not data:
-        raise CastError(path, None, "empty file")
-    return data.split(b"\n")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CastError(path, None, "not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[bytes, bool]]:
+    """(line without its newline, whether it had one), one at a time; a line longer than
+    MAX_LINE comes as its first MAX_LINE + 1 bytes, incomplete."""
+    with _open(path) as fh:
+        while True:
+            raw = fh.readline(MAX_LINE + 1)
+            if not raw:
+                return
+            if raw.endswith(b"\n"):
+                yield raw[:-1], True
+            else:
+                yield raw, False
+                return
 
 
 def read_cast(path: Path) -> Cast:
     """Read a recording (CastError if malformed, FileNotFoundError if absent). The chain
     is not checked here: verify() does that."""
-    lines = _lines(path)
-    if lines[-1] != b"":
-        raise CastError(path, len(lines), "last line is cut short (no newline)")
-    lines.pop()
-    header = _parse_header(path, lines[0])
-    cast = Cast(Path(path), header)
-    last = 0.0
-    for number, raw in enumerate(lines[1:], start=2):
-        if len(raw) > MAX_LINE:
-            raise CastError(path, number, "line too long")
-        event = _parse_event(path, number, raw)
-        if event[0] < last:
-            raise CastError(path, number, "time goes backwards")
-        last = event[0]
-        cast.events.append(event)
-    return cast
+    header, events = iter_cast(path)
+    return Cast(Path(path), header, list(events))
+
+
+def iter_cast(path: Path) -> tuple[dict, Iterator[tuple[float, str, str]]]:
+    """The header, and the events one at a time (for recordings too big to hold): the
+    iterator raises CastError when it reaches a malformed line."""
+    fh = _open(path)
+    try:
+        first = fh.readline(MAX_LINE + 1)
+        if not first:
+            raise CastError(path, None, "empty file")
+        if not first.endswith(b"\n"):
+            raise CastError(path, 1, "header line is cut short (no newline)")
+        header = _parse_header(path, first[:-1])
+    except BaseException:
+        fh.close()
+        raise
+
+    def events() -> Iterator[tuple[float, str, str]]:
+        with fh:
+            last = 0.0
+            number = 1
+            while True:
+                raw = fh.readline(MAX_LINE + 1)
+                number += 1
+                if not raw:
+                    return
+                if not raw.endswith(b"\n"):
+                    raise CastError(path, number, "line too long" if len(raw) > MAX_LINE
+                                    else "last line is cut short (no newline)")
+                event = _parse_event(path, number, raw[:-1])
+                if event[0] < last:
+                    raise CastError(path, number, "time goes backwards")
+                last = event[0]
+                yield event
+
+    return header, events()
 
 
 @dataclass
@@ -316,33 +372,37 @@ class Verdict:
 
 def verify(path: Path, expected_digest: str | None) -> Verdict:
     """Check the chain line by line, the end line, and (if given) the digest the journal
-    holds. Never raises for a damaged file (FileNotFoundError if there is none)."""
+    holds, reading the file once as a stream. Never raises for a damaged file
+    (FileNotFoundError if there is none, PermissionError if it cannot be read)."""
+    lines = _raw_lines(path)
     try:
-        lines = _lines(path)
+        first = next(lines, None)
     except CastError as exc:
         return Verdict(False, "", 1, exc.reason)
-    cut = lines[-1] != b""
-    if not cut:
-        lines.pop()
-    h = hashlib.sha256(lines[0]).digest()
+    if first is None:
+        return Verdict(False, "", 1, "empty file")
+    h = hashlib.sha256(first[0]).digest()
+    count = 1
     good = 0          # lines known good: everything up to the last matching marker
     last_t = 0.0
     ended = False
 
     def bad(line: int, reason: str) -> Verdict:
-        return Verdict(False, h.hex(), line, reason, len(lines), ended)
+        return Verdict(False, h.hex(), line, reason, count, ended)
 
+    if not first[1]:
+        return bad(1, "truncated: line 1 is cut short")
     try:
-        _parse_header(path, lines[0])
+        _parse_header(path, first[0])
     except CastError as exc:
         return bad(1, exc.reason)
-    for number, raw in enumerate(lines[1:], start=2):
-        if cut and number == len(lines):
-            return bad(number, f"truncated: line {number} is cut short")
+    for number, (raw, complete) in enumerate(lines, start=2):
+        count = number
+        if not complete:
+            return bad(number, "line too long" if len(raw) > MAX_LINE
+                       else f"truncated: line {number} is cut short")
         if ended:
             return bad(number, f"line {number} follows the end line")
-        if len(raw) > MAX_LINE:
-            return bad(number, "line too long")
         try:
             t, code, text = _parse_event(path, number, raw)
         except CastError as exc:
@@ -354,36 +414,35 @@ def verify(path: Path, expected_digest: str | None) -> Verdict:
             prefix = CHAIN_PREFIX if text.startswith(CHAIN_PREFIX) else END_PREFIX
             claimed = text[len(prefix):len(prefix) + 64]
             if claimed != h.hex():
-                first = good + 1
-                if first >= number:
+                first_bad = good + 1
+                if first_bad >= number:
                     span = f"line {number}"
-                elif first == number - 1:
-                    span = f"line {first}"
+                elif first_bad == number - 1:
+                    span = f"line {first_bad}"
                 else:
-                    span = f"lines {first}-{number - 1}"
-                return bad(first, f"chain broken: {span} edited, removed, moved or added "
-                                  f"(the marker on line {number} does not match)")
+                    span = f"lines {first_bad}-{number - 1}"
+                return bad(first_bad, f"chain broken: {span} edited, removed, moved or "
+                                      f"added (the marker on line {number} does not match)")
             good = number
             ended = prefix == END_PREFIX
-        h = hashlib.sha256(h + raw).digest()
+        step = hashlib.sha256(h)
+        step.update(raw)
+        h = step.digest()
     if not ended:
         return Verdict(False, h.hex(), good + 1,
-                       f"truncated: no end line (lines up to {good} verified)",
-                       len(lines), False)
+                       f"truncated: no end line (lines up to {good} verified)", count, False)
     if expected_digest is not None and expected_digest.lower() != h.hex():
         return Verdict(False, h.hex(), None, "digest differs from the one hostd logged: "
-                       "the file was rewritten", len(lines), True)
+                       "the file was rewritten", count, True)
     return Verdict(True, h.hex(), None, "chain intact" + (
-        ", digest matches the one hostd logged" if expected_digest else ""),
-        len(lines), True)
+        ", digest matches the one hostd logged" if expected_digest else ""), count, True)
 
 
 def summary(path: Path) -> dict:
     """A listing row from the header and the last line only (recordings can be large):
     id, user, runas, command, grant_id, host, started, duration, size, ended (status)."""
-    st = os.stat(path, follow_symlinks=False)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as fh:
+    with _open(path) as fh:
+        st = os.fstat(fh.fileno())
         first = fh.readline(MAX_LINE + 1)
         if not first.endswith(b"\n"):
             raise CastError(path, 1, "header line is cut short")
@@ -416,18 +475,26 @@ def export_script(cast: Cast, directory: Path) -> tuple[Path, Path]:
     `directory` (new files, 0600), so `scriptreplay -t ID.timing ID.log` plays the
     session: the log holds a `Script started` line, the output bytes, a `Script done`
     line; each timing line is `DELAY BYTES` for one output event."""
+    return export_events(cast.path, cast.header, cast.events, directory)
+
+
+def export_events(path: Path, header: dict, events: Iterable[tuple[float, str, str]],
+                  directory: Path) -> tuple[Path, Path]:
+    """export_script() for events from iter_cast() (a recording not held in memory)."""
     directory = Path(directory)
-    rid = str(cast.meta.get("id") or cast.path.name.removesuffix(".cast"))
+    meta = header.get("jit") if isinstance(header.get("jit"), dict) else {}
+    rid = str(meta.get("id") or Path(path).name.removesuffix(".cast"))
     if not RECORDING_ID.fullmatch(rid):
         rid = "recording"
     log_path, timing_path = directory / f"{rid}.log", directory / f"{rid}.timing"
-    started = time.strftime("%Y-%m-%d %H:%M:%S+00:00",
-                            time.gmtime(cast.header.get("timestamp") or 0))
-    command = cast.meta.get("command")
+    stamp = header.get("timestamp")
+    started = time.strftime("%Y-%m-%d %H:%M:%S+00:00", time.gmtime(
+        stamp if isinstance(stamp, int | float) else 0))
+    command = meta.get("command")
     if isinstance(command, list):
         command = " ".join(str(c) for c in command)
     head = f"Script started on {started} [COMMAND={json.dumps(str(command or ''))} " \
-           f"COLUMNS=\"{cast.header.get('width')}\" LINES=\"{cast.header.get('height')}\"]\n"
+           f"COLUMNS=\"{header.get('width')}\" LINES=\"{header.get('height')}\"]\n"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     log_fd = os.open(log_path, flags, 0o600)
     try:
@@ -436,22 +503,29 @@ def export_script(cast: Cast, directory: Path) -> tuple[Path, Path]:
         os.close(log_fd)
         os.unlink(log_path)
         raise
-    with os.fdopen(log_fd, "wb") as log, os.fdopen(timing_fd, "w") as timing:
-        log.write(head.encode("utf-8", "replace"))
-        last = 0.0
-        for t, code, text in cast.events:
-            if code != "o":
-                continue
-            data = text.encode("utf-8", "replace")
-            timing.write(f"{t - last:.6f} {len(data)}\n")
-            log.write(data)
-            last = t
-        log.write(f"\nScript done on {started} [COMMAND_EXIT_CODE=\"{_exit_code(cast)}\"]\n"
-                  .encode())
+    try:
+        with os.fdopen(log_fd, "wb") as log, os.fdopen(timing_fd, "w") as timing:
+            log.write(head.encode("utf-8", "replace"))
+            last = 0.0
+            status = ""
+            for t, code, text in events:
+                if code == "m" and text.startswith(END_PREFIX):
+                    status = text[len(END_PREFIX) + 65:]
+                if code != "o":
+                    continue
+                data = text.encode("utf-8", "replace")
+                timing.write(f"{t - last:.6f} {len(data)}\n")
+                log.write(data)
+                last = t
+            log.write(f"\nScript done on {started} [COMMAND_EXIT_CODE="
+                      f"\"{_exit_code(status)}\"]\n".encode())
+    except BaseException:  # a malformed line half-way: no half export left behind
+        for p in (log_path, timing_path):
+            p.unlink(missing_ok=True)
+        raise
     return log_path, timing_path
 
 
-def _exit_code(cast: Cast) -> str:
-    status = cast.status or ""
+def _exit_code(status: str) -> str:
     m = re.fullmatch(r"(?:exit|status)[ =](\d{1,3})(?:\D.*)?", status, re.DOTALL)
     return m.group(1) if m else "?"

@@ -3,8 +3,10 @@ read straight from /var/log/jit/sessions (no daemon needed), for root and group 
 
 Everything from a recording that is shown as text (user, command, status) is escaped;
 replayed output (already masked when it was recorded) goes to stdout as the terminal
-showed it, and every message of ours goes to stderr, after a reset of the terminal's
-attributes and on a line of its own, so replayed bytes cannot pass for our verdicts.
+showed it, less the escape sequences that make a terminal answer or act (termsafe.py:
+the recorded user chose those bytes, an administrator's terminal shows them), and every
+message of ours goes to stderr, after a reset of the terminal's state and on a line of
+its own, so replayed bytes cannot pass for our verdicts.
 """
 
 from __future__ import annotations
@@ -15,18 +17,22 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from . import castfile
+from . import castfile, termsafe
 from .durations import rfc3339
 from .errors import EXIT_OK, EXIT_REFUSED, JitError, exit_code_for
 from .events import escape, read_mirror, shown
 from .paths import client_paths
 
 EXIT_NOT_FOUND = 2  # verify-recording: no such recording (DESIGN.md §13)
-# What we write to a terminal before a message of ours: attributes off, leave the
-# alternate screen, show the cursor, start a new line.
-TERMINAL_RESET = "\x1b[0m\x1b[?1049l\x1b[?25h\r\n"
+# What we write to a terminal before a message of ours, so the recording cannot hide
+# or disguise it.
+TERMINAL_RESET = ("\x18\x1b\\"       # cancel a sequence in progress, end a string
+                  "\x0f\x1b(B"        # the ASCII character set
+                  "\x1b[0m\x1b[4l"    # attributes off, insert mode off
+                  "\x1b[?1049l\x1b[?25h\r\n")  # main screen, cursor shown, new line
 
 
 def add_arguments(sub: argparse._SubParsersAction, command) -> None:
@@ -92,7 +98,12 @@ def _say(args: argparse.Namespace, answer: dict, text: str | None = None) -> int
 
 
 def _time(value: object) -> str | None:
-    return rfc3339(int(value)) if isinstance(value, int | float) and value > 0 else None
+    """RFC 3339 of an epoch from a header (any JSON value: None unless a sane number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not (0 < value < 253402300800):  # before year 10000
+        return None
+    return rfc3339(int(value))
 
 
 def _human_size(n: int) -> str:
@@ -143,12 +154,16 @@ def list_sessions(directory: Path) -> list[dict]:
         row["id"] = rid
         started = row.get("started") if isinstance(row.get("started"), str) else _time(
             row.get("timestamp"))
-        start_epoch = row.get("timestamp")
+        start = _time(row.get("timestamp")) and row["timestamp"]
         row.update(path=str(path), started=started,
-                   ended=_time(start_epoch + row["duration"]) if row["ended"]
-                   and isinstance(start_epoch, int | float) else None)
+                   ended=_time(start + row["duration"]) if row["ended"] and start else None)
         rows.append(row)
-    rows.sort(key=lambda r: (r.get("timestamp") is None, r.get("timestamp") or 0, r["id"]))
+    def order(row: dict) -> tuple:
+        stamp = row.get("timestamp")
+        number = isinstance(stamp, int | float) and not isinstance(stamp, bool)
+        return (not number, stamp if number else 0, row["id"])
+
+    rows.sort(key=order)
     return rows
 
 
@@ -168,7 +183,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
             continue
         status = "" if r["ended"] else " (running or cut short)"
         print(f"{r['id']:16}  {shown(r.get('user') or '?', 12):12} "
-              f"{shown(r.get('runas') or '?', 10):10} {(r.get('started') or '?'):20} "
+              f"{shown(r.get('runas') or '?', 10):10} {shown(r.get('started') or '?', 20):20} "
               f"{_human_duration(r['duration']):>8} {_human_size(r['size']):>7}  "
               f"{shown(_command_text(r.get('command')), 60)}{status}")
     return EXIT_OK
@@ -182,50 +197,69 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.idle_limit is not None and not (0 <= args.idle_limit <= 1e6):
         raise JitError("usage", "--idle-limit must be 0 or more seconds")
     path = _recording(args)
-    cast = _read(path)
+    header, events = _open(path)
     if args.export_script is not None:
         try:
-            log, timing = castfile.export_script(cast, args.export_script)
+            log, timing = castfile.export_events(path, header, _safe(events),
+                                                 args.export_script)
         except FileExistsError as exc:
             raise JitError("denied", f"{escape(exc.filename)} exists already") from None
+        except castfile.CastError as exc:
+            raise JitError("malformed", f"{escape(path.name)}: {escape(exc)}") from None
         except OSError as exc:
             raise JitError("denied", f"cannot write there: {escape(exc.strerror)}") from None
         return _say(args, {"ok": True, "code": "ok", "message": "exported",
                            "log": str(log), "timing": str(timing)},
                     f"{escape(log)}\n{escape(timing)}\n"
                     f"play it with: scriptreplay -t {escape(timing)} {escape(log)}")
-    meta = cast.meta
+    meta = header["jit"]
     tty = sys.stdout.isatty()
     print(f"jit: replaying {args.recording_id}: {shown(meta.get('user') or '?', 32)} as "
           f"{shown(meta.get('runas') or '?', 32)}, started "
-          f"{shown(meta.get('started') or _time(cast.header.get('timestamp')) or '?', 32)}"
-          f", {cast.header.get('width')}x{cast.header.get('height')}", file=sys.stderr)
+          f"{shown(meta.get('started') or _time(header.get('timestamp')) or '?', 32)}"
+          f", {shown(header.get('width'), 6)}x{shown(header.get('height'), 6)}",
+          file=sys.stderr)
     print(f"jit: command: {shown(_command_text(meta.get('command')), 70)}", file=sys.stderr)
     out = sys.stdout.buffer
-    interrupted = False
+    end = "the recording has no end (running, or cut short)"
+    code = EXIT_OK
     try:
-        play(cast, out, speed=args.speed, idle_limit=args.idle_limit)
+        last = play(events, out, speed=args.speed, idle_limit=args.idle_limit)
+        if last is not None and last[1] == "m" and last[2].startswith(castfile.END_PREFIX):
+            end = f"status: {shown(last[2][len(castfile.END_PREFIX) + 65:], 40)}"
     except KeyboardInterrupt:
-        interrupted = True
+        end, code = "interrupted", 130
+    except castfile.CastError as exc:
+        end, code = f"stopped: {shown(exc, 60)}", EXIT_REFUSED
     finally:
         if tty:
             out.write(TERMINAL_RESET.encode())
         out.flush()
-    end = "interrupted" if interrupted else (
-        f"status: {shown(cast.status, 40)}" if cast.status is not None
-        else "the recording has no end (running, or cut short)")
     print(f"jit: end of replay of {args.recording_id} ({end})", file=sys.stderr)
-    return 130 if interrupted else EXIT_OK
+    return code
 
 
-def play(cast: castfile.Cast, out, *, speed: float = 1.0, idle_limit: float | None = None,
-         sleep=time.sleep, clock=time.monotonic) -> None:
+def _safe(events: Iterable[tuple[float, str, str]]) -> Iterator[tuple[float, str, str]]:
+    """The events with output passed through termsafe (no sequence that makes the
+    viewer's terminal answer or act: the recorded user chose those bytes)."""
+    flt = termsafe.TerminalFilter()
+    for t, code, text in events:
+        yield (t, code, flt.feed(text)) if code == "o" else (t, code, text)
+
+
+def play(events: Iterable[tuple[float, str, str]], out, *, speed: float = 1.0,
+         idle_limit: float | None = None, sleep=time.sleep,
+         clock=time.monotonic) -> tuple[float, str, str] | None:
     """Write the output events to `out` at their recorded pace (divided by `speed`,
-    pauses capped at `idle_limit`), on a schedule so delays do not add up."""
+    pauses capped at `idle_limit`), on a schedule so delays do not add up, without the
+    escape sequences termsafe drops. Returns the last event (the end line, in a
+    complete recording)."""
     start = clock()
     virtual = 0.0
     last = 0.0
-    for t, code, text in cast.events:
+    event = None
+    for event in _safe(events):
+        t, code, text = event
         if code != "o":
             continue
         gap = max(0.0, t - last)
@@ -239,11 +273,12 @@ def play(cast: castfile.Cast, out, *, speed: float = 1.0, idle_limit: float | No
             sleep(delay)
         out.write(text.encode("utf-8", "replace"))
     out.flush()
+    return event
 
 
-def _read(path: Path) -> castfile.Cast:
+def _open(path: Path) -> tuple[dict, Iterator[tuple[float, str, str]]]:
     try:
-        return castfile.read_cast(path)
+        return castfile.iter_cast(path)
     except FileNotFoundError:
         raise JitError("not_found", f"no recording {path.name.removesuffix('.cast')} "
                        f"in {escape(path.parent)}") from None

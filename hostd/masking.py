@@ -61,7 +61,7 @@ class MaskingRuleError(ValueError):
 # each hit. Every match of the rule starts with one of these (case-insensitively).
 _ANCHORS: dict[str, tuple[bytes, ...]] = {
     "assignment": (b"pass", b"secret", b"token", b"api", b"pwd"),
-    "bearer_token": (b"bearer",),
+    "authorization": (b"bearer", b"authorization"),
 }
 
 
@@ -71,8 +71,11 @@ def builtin_rules() -> list[tuple[str, str]]:
     Each starts with a rare literal (or has anchors, above) so text that holds no secret
     is searched at C speed, and each has bounded repeats (see Masker). A named group
     `secret` (or `secret2`, ...) marks the part to mask; without one the whole match is."""
+    sgr = r"(?:\x1b\[[0-9;]{0,12}[mK]){0,4}"  # colours around a match (grep --color)
     value = r"""(?:"(?P<secret>[^"\r\n]{1,512})"|'(?P<secret2>[^'\r\n]{1,512})'""" \
-            r"""|(?P<secret3>[^\s"',;&<>]{1,512}))"""
+            r"""|(?P<secret3>(?:[^\s"',;&<>\x1b]|\x1b\[[0-9;]{0,12}[mK]){1,512}))"""
+    key = r"(?i:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|pwd)" \
+          r"(?:[_.-][A-Za-z0-9_.-]{0,32})?" + sgr
     return [
         ("private_key",
          r"-----BEGIN[ A-Z0-9]{0,32} PRIVATE KEY(?: BLOCK)?-----"
@@ -81,13 +84,15 @@ def builtin_rules() -> list[tuple[str, str]]:
         ("aws_access_key_id",
          r"(?:A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{16}"),
         ("jwt", r"eyJ[A-Za-z0-9_-]{4,4096}\.eyJ[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{0,4096}"),
-        ("bearer_token",
-         r"(?i:bearer)[ \t]{1,4}(?P<secret>[A-Za-z0-9._~+/-]{8,2048}={0,2})"),
+        ("authorization",  # Bearer TOKEN anywhere; Authorization: Basic/Digest/... CREDENTIALS
+         r"(?:(?i:bearer)[ \t]{1,4}(?P<secret>[A-Za-z0-9._~+/-]{8,2048}={0,2})"
+         r"|(?i:authorization)[\"']?[ \t]{0,4}[:=][ \t]{0,4}[\"']?[A-Za-z]{2,16}[ \t]{1,4}"
+         r"(?P<secret2>[^\s\"']{4,2048}))"),
         ("assignment",  # password=..., DB_PASSWORD: ..., "apiKey": "...", --token=...,
-         # aws_secret_access_key = ... (found at "secret")
-         r"(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z]))"
-         r"(?i:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|pwd)"
-         r"(?:[_.-][A-Za-z0-9_.-]{0,32})?[\"']?[ \t]{0,4}[=:][ \t]{0,4}" + value),
+         # --password VALUE, aws_secret_access_key = ... (found at "secret")
+         r"(?:(?<=--)" + key + r"[ \t]{1,4}(?P<secret4>[^\s\"'-][^\s\"']{0,511})"
+         r"|(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z])|(?<=\x1b\[[mK])|(?<=[0-9;]m))" + key
+         + r"[\"']?[ \t]{0,4}[=:][ \t]{0,4}" + sgr + value + ")"),
         ("url_credentials", r"://[^\s/:@]{1,128}:(?P<secret>[^\s/@]{1,256})@"),
         ("github_token", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
         ("slack_token", r"xox[abposr]-[A-Za-z0-9-]{10,255}"),

@@ -310,6 +310,12 @@ def test_asciinema_cat_shows_exactly_what_was_written(cast):
     assert _on_a_terminal(["asciinema", "cat", str(path)]).decode() == "".join(OUTPUT)
 
 
+def test_asciinema_play_plays_it_markers_and_all(cast):
+    path, _ = cast
+    played = _on_a_terminal(["asciinema", "play", "-s", "100", "-i", "0.01", str(path)])
+    assert played.decode() == "".join(OUTPUT)
+
+
 def test_scriptreplay_plays_an_export(cast, tmp_path):
     path, _ = cast
     out_dir = tmp_path / "export"

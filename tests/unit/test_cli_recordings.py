@@ -132,12 +132,12 @@ def test_play_keeps_the_pace_divided_by_speed_and_caps_pauses():
         slept.append(round(seconds, 6))
         now[0] += seconds
 
-    cast = castfile.Cast(Path("x"), {}, [(0.0, "o", "a"), (2.0, "o", "b"), (2.0, "r", "1x1"),
-                                        (12.0, "o", "c"), (12.5, "i", "x"), (13.0, "o", "d")])
+    events = [(0.0, "o", "a"), (2.0, "o", "b"), (2.0, "r", "1x1"), (12.0, "o", "c"),
+              (12.5, "i", "x"), (13.0, "o", "d"), (13.0, "m", "end")]
     out = io.BytesIO()
-    cli_recordings.play(cast, out, speed=2.0, idle_limit=3.0, sleep=sleep,
-                        clock=lambda: now[0])
-    assert out.getvalue() == b"abcd"
+    last = cli_recordings.play(iter(events), out, speed=2.0, idle_limit=3.0, sleep=sleep,
+                               clock=lambda: now[0])
+    assert out.getvalue() == b"abcd" and last == (13.0, "m", "end")
     assert slept == [1.0, 1.5, 0.5]  # 2/2, min(10, 3)/2, 1/2
 
 
@@ -238,3 +238,60 @@ def test_verify_of_a_missing_recording_exits_2(root, capsys):
     assert code == 2 and json.loads(out)["code"] == "not_found"
     code, _, err = run(capsys, "verify-recording", B)
     assert code == 2 and err.startswith(f"jit: not_found: no recording {B}")
+
+
+def test_replay_stops_at_a_malformed_line_and_says_so(root, capfdbinary):
+    make(sessions_dir(root), A)
+    path = sessions_dir(root) / f"{A}.cast"
+    lines = path.read_bytes().split(b"\n")
+    i = next(i for i, raw in enumerate(lines) if b"uid=0(root)" in raw)
+    lines[i] = b"[1.0, broken"
+    path.write_bytes(b"\n".join(lines))
+    code = main(["replay", A, "--speed", "1000", "--idle-limit", "0"])
+    out, err = capfdbinary.readouterr()
+    assert code == 1 and out == b"$ id\r\n"
+    assert err.decode().splitlines()[-1].startswith(f"jit: end of replay of {A} (stopped: ")
+
+
+def test_export_of_a_malformed_recording_leaves_nothing(root, capsys, tmp_path):
+    make(sessions_dir(root), A)
+    path = sessions_dir(root) / f"{A}.cast"
+    path.write_bytes(path.read_bytes().replace(b'"id\\r\\n"]', b'"id\\r\\n"'))
+    target = tmp_path / "out"
+    target.mkdir()
+    code, out, _ = run(capsys, "replay", A, "--export-script", str(target), "--json")
+    assert code == 1 and json.loads(out)["code"] == "malformed"
+    assert list(target.iterdir()) == []
+
+
+def test_sessions_survives_hostile_headers(tmp_path, capsys):
+    """A file in a directory given with --dir can say anything in its header."""
+    header = {"version": 2, "width": 80, "height": 24, "timestamp": 1e300,
+              "jit": {"format": "jit-cast/1", "id": ["x"], "user": {"a": 1},
+                      "runas": "\x1b[2Jroot", "command": 7, "started": "\x1b]52;c;eA==\x07"}}
+    (tmp_path / f"{A}.cast").write_text(json.dumps(header) + '\n[1.5, "o", "x"]\n')
+    header2 = dict(header, timestamp="yesterday", jit=dict(header["jit"], started=None))
+    (tmp_path / f"{B}.cast").write_text(json.dumps(header2) + "\n")
+    code, out, _ = run(capsys, "sessions", "--dir", str(tmp_path))
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    assert len(out.splitlines()) == 3
+    code, out, _ = run(capsys, "sessions", "--dir", str(tmp_path), "--json")
+    rows = json.loads(out)["sessions"]
+    assert code == 0 and [r["id"] for r in rows] == [A, B]
+    assert rows[0]["error"] == "id in the header differs from the file name"
+    assert rows[0]["ended"] is None and rows[1]["started"] is None
+
+
+def test_a_fifo_or_a_symlink_named_like_a_recording_is_not_opened(tmp_path, capsys):
+    os.mkfifo(tmp_path / f"{A}.cast")  # opening it for reading would wait for a writer
+    make(tmp_path / "real", B)
+    (tmp_path / f"{B}.cast").symlink_to(tmp_path / "real" / f"{B}.cast")
+    code, out, _ = run(capsys, "sessions", "--dir", str(tmp_path), "--json")
+    rows = {r["id"]: r for r in json.loads(out)["sessions"]}
+    assert code == 0 and rows[A]["error"] == "not a regular file"
+    assert rows[B]["error"].startswith("cannot open")
+    code, out, _ = run(capsys, "replay", A, "--dir", str(tmp_path), "--json")
+    assert code == 1 and json.loads(out)["code"] == "malformed"
+    code, out, _ = run(capsys, "verify-recording", A, "--dir", str(tmp_path), "--digest",
+                       "0" * 64, "--json")
+    assert code == 1 and json.loads(out)["message"].startswith("not a regular file")

@@ -30,6 +30,8 @@ SECRETS = {
     "assignment_json": ('{"apiKey": "k3y with spaces", "n": 1}', "k3y with spaces"),
     "assignment_secret": ("aws_secret_access_key = wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY\n",
                           "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"),
+    "option_value": ("mysql --password hunter2hunter2 -h db", "hunter2hunter2"),
+    "basic_auth": ("Authorization: Basic dXNlcjpwYXNzd29yZA==\r\n", "dXNlcjpwYXNzd29yZA=="),
     "url_credentials": ("git clone https://bob:pa55w0rd@git.example/repo", "pa55w0rd"),
     "github_token": ("GH=ghp_" + "a1B2c3D4e5" * 4 + " done", "a1B2c3D4e5" * 3),
     "slack_token": ("xoxb-1234567890-abcdefghij", "1234567890-abcdefghij"),
@@ -72,10 +74,19 @@ def test_only_the_value_of_an_assignment_is_masked():
 
 @pytest.mark.parametrize("text", [
     "compass: north", "secretary: bob", "5 passed, 1 failed", "Password: ",
-    "The token is not shown", "bypass=3",
+    "The token is not shown", "bypass=3", "basic information", "pass --help",
 ])
 def test_ordinary_text_is_left_alone(text):
     assert mask(text.encode()) == text.encode()
+
+
+def test_grep_colours_around_an_assignment_do_not_hide_it():
+    # grep --color=always -E 'PASSWORD' and -E 'hunter'
+    assert mask(b"DB_\x1b[01;31m\x1b[KPASSWORD\x1b[m\x1b[K=hunter2\n") == \
+        b"DB_\x1b[01;31m\x1b[KPASSWORD\x1b[m\x1b[K=*******\n"
+    out = mask(b"DB_PASSWORD=\x1b[01;31m\x1b[Khunter\x1b[m\x1b[K2\n")
+    assert out.startswith(b"DB_PASSWORD=\x1b[01;31m\x1b[K") and b"hunter" not in out
+    assert out.endswith(b"*\n") and b"2" not in out
 
 
 def test_a_private_key_keeps_its_line_structure():
