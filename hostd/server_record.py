@@ -67,6 +67,56 @@ def _frame_items(frame: dict) -> tuple[list, str | None]:
     raise JitError("bad_request", f"unknown frame {key[:16]!r}")
 
 
+class _Pipeline:
+    """One recording's writes: at most one batch in the pool while the loop reads the
+    next frames, which form the next batch (submitted as soon as the one before is
+    done, whether or not more frames come). Order is kept; past MAX_BATCH frames
+    waiting the loop stops reading this recorder, so memory stays bounded and the
+    recorder is slowed down by its socket filling (backpressure)."""
+
+    MAX_BATCH = 64  # frames: 2 MiB of output at most
+
+    def __init__(self, pool: ThreadPoolExecutor, rec: Recording) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pool, self.rec = pool, rec
+        self.batch: list = []
+        self.inflight: asyncio.Future | None = None
+
+    def _submit(self) -> None:
+        batch, self.batch = self.batch, []
+        self.inflight = self.loop.run_in_executor(self.pool, self.rec.write, batch)
+        self.inflight.add_done_callback(self._done)
+
+    def _done(self, fut: asyncio.Future) -> None:
+        if fut is not self.inflight or fut.cancelled() or fut.exception() is not None:
+            return  # a failed write stays in `inflight`, for add() or drain() to raise
+        self.inflight = None
+        if self.batch:
+            self._submit()
+
+    async def add(self, items: list) -> None:
+        self.batch.extend(items)
+        if self.inflight is None:
+            self._submit()
+        while self.inflight is not None and (self.inflight.done()
+                                             or len(self.batch) >= self.MAX_BATCH):
+            fut = self.inflight
+            await fut  # raises a failed write's error
+            if self.inflight is fut:
+                self.inflight = None
+                if self.batch:
+                    self._submit()
+
+    async def drain(self) -> None:
+        while self.inflight is not None or self.batch:
+            if self.inflight is None:
+                self._submit()
+            fut = self.inflight
+            await fut
+            if self.inflight is fut:
+                self.inflight = None
+
+
 class RecordOps:
     """record.open; needs Server's core, reader, _changed and init_recording()."""
 
@@ -160,20 +210,22 @@ class RecordOps:
 
     async def _record_frames(self, rec: Recording, channel) -> dict:
         loop = asyncio.get_running_loop()
+        writes = _Pipeline(self.recording_pool, rec)
         while True:
             try:
                 frame = await channel.recv()
                 if frame is None:
                     return await self._record_failed(rec, "the recorder went away without "
-                                                          "an end frame")
+                                                          "an end frame", writes)
                 items, status = _frame_items(frame)
             except JitError as exc:
-                await self._record_failed(rec, f"bad frame: {exc.message}")
+                await self._record_failed(rec, f"bad frame: {exc.message}", writes)
                 raise
             try:
                 if items:
-                    await loop.run_in_executor(self.recording_pool, rec.write, items)
+                    await writes.add(items)
                 if status is not None:
+                    await writes.drain()
                     digest = await loop.run_in_executor(self.recording_pool, rec.close,
                                                         float(frame["t"]), status)
                     self._record_event("recording_closed", rec, rec.session,
@@ -187,9 +239,15 @@ class RecordOps:
                 await self._record_failed(rec, f"cannot write: {why}")
                 raise JitError("internal", "the recording could not be written") from None
 
-    async def _record_failed(self, rec: Recording, why: str) -> dict:
-        """Close what was written (so its chain can be checked) and say why."""
+    async def _record_failed(self, rec: Recording, why: str,
+                             writes: _Pipeline | None = None) -> dict:
+        """Write what came, close it (so its chain can be checked) and say why."""
         loop = asyncio.get_running_loop()
+        if writes is not None:
+            try:
+                await writes.drain()
+            except (OSError, ValueError) as exc:
+                why = f"{why}; and a write failed: {exc}"
         digest = ""
         try:
             digest = await loop.run_in_executor(self.recording_pool, rec.close, 0.0,

@@ -313,6 +313,15 @@ def test_recorded_input_the_command_never_reads_does_not_stall_it(box, tmp_path)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     assert out == b"x" * 3_000_000
+    rid = box.events("recording_started")[0]["JIT_RECORDING"]
+    closed(box, rid)
+    lines = (box.root / f"var/log/jit/sessions/{rid}.cast").read_text().splitlines()[1:]
+    events = [json.loads(line) for line in lines]
+    assert "".join(e[2] for e in events if e[1] == "o") == "x" * 3_000_000  # all, in order
+    typed_in = "".join(e[2] for e in events if e[1] == "i")  # what the recorder took in
+    assert set(typed_in) == {"y"} and 65536 <= len(typed_in) < 2_000_000  # (bounded)
+    times = [e[0] for e in events]
+    assert times == sorted(times)
 
 
 def test_an_approved_recorded_command_is_not_asked_for_again_when_the_recorder_runs_it(box):

@@ -164,3 +164,46 @@ def test_the_recorder_imports_no_asyncio_and_no_masking_until_asked():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=os.path.dirname(os.path.dirname(recorder.__file__)))
     assert out.stdout.strip() == "[]"
+
+
+class _Slow:
+    """A Recording stand-in whose writes take a while and may fail."""
+
+    def __init__(self, fail_at: int = -1) -> None:
+        self.written: list = []
+        self.fail_at = fail_at
+
+    def write(self, items: list) -> None:
+        import time
+
+        time.sleep(0.002)
+        for item in items:
+            if item == self.fail_at:
+                raise OSError(28, "No space left on device")
+            self.written.append(item)
+
+
+def test_the_write_pipeline_keeps_order_batches_and_bounds_what_waits():
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hostd.server_record import _Pipeline
+
+    async def run(rec) -> int:
+        pipe = _Pipeline(ThreadPoolExecutor(max_workers=4), rec)
+        most = 0
+        for i in range(500):
+            await pipe.add([i])
+            most = max(most, len(pipe.batch))
+        await pipe.drain()
+        return most
+
+    rec = _Slow()
+    most = asyncio.run(run(rec))
+    assert rec.written == list(range(500))
+    assert most < _Pipeline.MAX_BATCH
+
+    failing = _Slow(fail_at=100)
+    with pytest.raises(OSError):
+        asyncio.run(run(failing))
+    assert failing.written == list(range(100))
