@@ -450,13 +450,15 @@ class Recorder:
         """In a forked child that does not exec: drop the recorder's own descriptors,
         so hostd sees the stream end when the recorder does, not when the command
         does (others, such as sudo's intercept socket, stay for the command)."""
-        own = [self.sig_r, self.sig_w]
+        own = [self.sig_r, self.sig_w, getattr(self, "err_r", -1)]
         if self.sink is not None and self.sink.fileno() is not None:
             own.append(self.sink.fileno())
         writer = getattr(self.sink, "writer", None)
         if writer is not None and getattr(writer, "_fh", None) is not None:
             own.append(writer._fh.fileno())
         for fd in own:
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
@@ -656,6 +658,8 @@ class PtyRecorder(Recorder):
         self.open_sink(cols, rows)
         env = child_env(self.opts)
         self.master, slave = os.openpty()
+        # stderr that is not the terminal (`2>file`) stays apart, as with sudo's use_pty
+        self.err_r, err_w = os.pipe() if not os.isatty(2) else (-1, -1)
         try:
             termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(0))
         except termios.error:
@@ -670,11 +674,15 @@ class PtyRecorder(Recorder):
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
             for fd in (0, 1, 2):
                 os.dup2(slave, fd)
+            if err_w >= 0:
+                os.dup2(err_w, 2)
             if slave > 2:
                 os.close(slave)
             self.close_own_fds()  # the monitor execs nothing: CLOEXEC does not apply
             monitor(self.opts, env)
         os.close(slave)
+        if err_w >= 0:
+            os.close(err_w)
         self.saved_tty = termios.tcgetattr(0)
         self.raw_tty()
         try:
@@ -693,6 +701,8 @@ class PtyRecorder(Recorder):
         poller = select.poll()
         poller.register(master, select.POLLIN)
         poller.register(0, select.POLLIN)
+        if self.err_r >= 0:
+            poller.register(self.err_r, select.POLLIN)
 
         def pump() -> None:
             while typed:
@@ -725,6 +735,7 @@ class PtyRecorder(Recorder):
                 self.flush_maskers()
                 self.check_grace()
                 if self.status is not None:
+                    self.drain_stderr()
                     return  # the command is gone and the pty is quiet
                 continue
             for fd, ev in events:
@@ -741,8 +752,18 @@ class PtyRecorder(Recorder):
                         data = b""
                     if not data:
                         self.reap_blocking()
+                        self.drain_stderr()
                         return
                     self.emit(1, self.out_masker, data)
+                elif fd == self.err_r:
+                    try:
+                        data = os.read(fd, CHUNK)
+                    except OSError:
+                        data = b""
+                    if not data or not self.emit(2, self.err_masker, data):
+                        poller.unregister(fd)
+                        os.close(fd)
+                        self.err_r = -1
                 elif fd == 0:
                     try:
                         data = os.read(0, CHUNK)
@@ -766,6 +787,22 @@ class PtyRecorder(Recorder):
                     if self.sink is None:
                         poller.unregister(sink_fd)
                         sink_fd = None
+
+    def drain_stderr(self) -> None:
+        """What the command left in the stderr pipe (never waiting for a writer that
+        outlived it)."""
+        if self.err_r < 0:
+            return
+        os.set_blocking(self.err_r, False)
+        while True:
+            try:
+                data = os.read(self.err_r, CHUNK)
+            except OSError:
+                break
+            if not data or not self.emit(2, self.err_masker, data):
+                break
+        os.close(self.err_r)
+        self.err_r = -1
 
     def reap_blocking(self) -> None:
         if self.status is None:

@@ -135,15 +135,34 @@ def test_job_control_stop_fg_and_the_signal_passed_on(term, tmp_path):
     time.sleep(1.0)
     term.keys("C-z")  # a program without job control of its own, as `sudo sleep` is
     term.wait("Stopped")
+    assert states(str(cast)) == {"T"}  # recorder and monitor stopped
     term.type("fg")
     term.keys("Enter")
-    time.sleep(1.0)
+    deadline = time.monotonic() + 20
+    while states(str(cast)) & {"T"} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not states(str(cast)) & {"T"}, "fg did not continue the session"
+    time.sleep(0.5)
     term.keys("C-c")
     term.type("echo EXIT=$?")
     term.keys("Enter")
     assert "EXIT=130" in term.wait(r"EXIT=\d")  # SIGINT: 128 + 2, as without the recorder
     last = events(cast)[-1]
     assert last[1] == "m" and last[2].endswith("signal 2")
+
+
+def states(marker: str) -> set[str]:
+    """The states (R, S, T, ...) of the processes whose command line holds `marker`."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.add(stat.rsplit(")", 1)[1].split()[0])
+    return found
 
 
 def test_exit_status_and_window_size_from_the_terminal(term, tmp_path):
@@ -154,6 +173,19 @@ def test_exit_status_and_window_size_from_the_terminal(term, tmp_path):
     assert "30 100" in shown and "EXIT=5" in shown
     head = json.loads(cast.read_text().splitlines()[0])
     assert (head["width"], head["height"]) == (100, 30)
+
+
+def test_stderr_redirected_away_from_the_terminal_stays_apart(term, tmp_path):
+    cast, err = tmp_path / "err.cast", tmp_path / "err.txt"
+    term.type(f"{RECORD} --file {cast} -- sh -c 'echo to-screen; echo to-file {SECRET} >&2'"
+              f" 2>{err}; echo EXIT=$?")
+    term.keys("Enter")
+    shown = term.wait(r"EXIT=\d")
+    assert "to-screen" in shown and "EXIT=0" in shown
+    assert "to-file" not in shown.split("EXIT=$?")[-1]  # not on the terminal
+    assert err.read_text() == "to-file " + "*" * len(SECRET) + "\n"  # masked, in the file
+    output = "".join(e[2] for e in events(cast) if e[1] == "o")
+    assert "to-screen" in output and "to-file *" in output
 
 
 def recorder(*args: str, **kw) -> subprocess.CompletedProcess:
