@@ -93,17 +93,17 @@ def test_hostd_refuses_an_issuer_key_owned_by_a_user(box):
 def test_check_config_warns_of_unenforced_settings(box):
     policy = box.root / "etc/jit/jit.toml"
     policy.write_text(POLICY + '\n[login]\nwhen_unreachable = "allow"\n'
-                      '[roles.db]\nrecord = "always"\n')
+                      '[roles.db]\nlogin = true\n')  # record, masking: enforced now
     r = box.jit("check-config")
     assert r.returncode == 0, r.stderr
     assert ("jit: warning: jit.toml: [login] has no effect yet: login gating is not "
             "implemented in this version") in r.stderr.splitlines()
-    assert any(line.startswith("jit: warning: jit.toml: roles.db.record has no effect yet: ")
+    assert any(line.startswith("jit: warning: jit.toml: roles.db.login has no effect yet: ")
                for line in r.stderr.splitlines())
     rc, out = box.jit_json("check-config")
     assert rc == 0 and out["ok"]
     assert [w.split(" has no")[0] for w in out["warnings"]] == ["jit.toml: [login]",
-                                                                "jit.toml: roles.db.record"]
+                                                                "jit.toml: roles.db.login"]
 
 
 def test_check_config_without_unenforced_settings_warns_of_nothing(box):
@@ -120,7 +120,7 @@ def test_hostd_logs_unenforced_settings_at_start_and_reload(box):
     box.start()
     assert box.wait_for(lambda: "warning: jit.toml: [login] has no effect yet"
                         in box.hostd_log(), timeout=5)
-    policy.write_text(POLICY + '\n[masking]\nrules = []\n')
+    policy.write_text(POLICY + '\n[roles.db]\nlogin = true\n')  # [masking] is enforced now
     box.proc.send_signal(signal.SIGHUP)
-    assert box.wait_for(lambda: "warning: jit.toml: [masking] has no effect yet"
+    assert box.wait_for(lambda: "warning: jit.toml: roles.db.login has no effect yet"
                         in box.hostd_log(), timeout=5)
