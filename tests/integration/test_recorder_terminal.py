@@ -151,6 +151,35 @@ def test_job_control_stop_fg_and_the_signal_passed_on(term, tmp_path):
     assert last[1] == "m" and last[2].endswith("signal 2")
 
 
+def test_a_signal_sent_to_the_recorder_reaches_the_command(term, tmp_path):
+    cast = tmp_path / "term.cast"
+    term.type(f"{RECORD} --file {cast} -- sleep 600; echo EXIT=$?")
+    term.keys("Enter")
+    deadline = time.monotonic() + 20
+    while len(pids(str(cast))) < 2 and time.monotonic() < deadline:  # recorder, monitor
+        time.sleep(0.1)
+    both = pids(str(cast))
+    (recorder_pid,) = [p for p in both if parent(p) not in both]  # the monitor's is it
+    os.kill(recorder_pid, signal.SIGTERM)  # as sudo passes a signal on
+    assert "EXIT=143" in term.wait(r"EXIT=\d")  # sleep ended by SIGTERM, passed on
+    assert events(cast)[-1][2].endswith("signal 15")
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def pids(marker: str) -> list[int]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(int(pid))
+        except OSError:
+            continue
+    return out
+
+
 def states(marker: str) -> set[str]:
     """The states (R, S, T, ...) of the processes whose command line holds `marker`."""
     found = set()
