@@ -358,3 +358,16 @@ def test_hostd_stopping_closes_open_recordings_so_they_still_verify(box):
     (failed,) = box.events("recording_failed")
     assert failed["JIT_RECORDING"] == rid and failed["JIT_REASON"] == "hostd stopped"
     assert box.jit("verify-recording", rid).returncode == 0
+
+
+def test_a_sessions_directory_hostd_does_not_own_fails_closed(box):
+    activate(box, "rec")
+    directory = box.root / "var/log/jit/sessions"
+    os.rmdir(directory)
+    os.symlink("/tmp", directory)  # someone swapped it for a link to a shared place
+    proc = recorder(box, check(box, ["/usr/bin/sh", "-c", "echo ran"]))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and out == b"" and b"does not run" in err
+    (failed,) = box.events("recording_failed")
+    assert failed["JIT_USER"] == "alice" and "could not start" in failed["MESSAGE"]
+    assert not box.events("recording_started")
