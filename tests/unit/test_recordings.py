@@ -207,3 +207,26 @@ def test_the_write_pipeline_keeps_order_batches_and_bounds_what_waits():
     with pytest.raises(OSError):
         asyncio.run(run(failing))
     assert failing.written == list(range(100))
+
+
+def test_the_header_comes_from_hostd_and_masks_the_command_line():
+    s = session(command="/usr/bin/aws configure set key AKIAIOSFODNN7EXAMPLE TICKET-123456")
+    masked = recordings.mask_text(s.command, [("ticket", r"TICKET-[0-9]{6}")])
+    assert "AKIAIOSFODNN7EXAMPLE" not in masked and "TICKET-123456" not in masked
+    assert masked.startswith("/usr/bin/aws configure set key ")
+    head = recordings.header("0123456789abcdef", s, 120, 40, "xterm", 1796000000.0, pty=False)
+    assert (head["width"], head["height"], head["env"]) == (120, 40, {"TERM": "xterm"})
+    jit = head["jit"]
+    assert (jit["id"], jit["user"], jit["runas"], jit["grant_id"], jit["role"], jit["pty"],
+            jit["started"]) == ("0123456789abcdef", "alice", "root", "g1", "ops", False,
+                                "2026-11-30T00:53:20Z")
+
+
+def test_the_command_gets_a_real_shell_never_the_recorder(monkeypatch):
+    opts = recorder.parse_args(["--file", "x", "--", "true"])
+    monkeypatch.setenv("SHELL", "/usr/bin/jit-record")
+    assert recorder.child_env(opts)["SHELL"] != "/usr/bin/jit-record"
+    monkeypatch.setenv("SHELL", "/bin/zsh")
+    assert recorder.child_env(opts)["SHELL"] == "/bin/zsh"
+    monkeypatch.delenv("SHELL")
+    assert recorder.child_env(opts)["SHELL"].startswith("/")
