@@ -288,33 +288,31 @@ def sudo_flow(n: Narrator) -> None:
                    since=since)
 
 
-RECORD_POLICY = """\
-[roles.ops]
-groups = []
-max_ttl = "1h"
-issuers = ["corp"]
-authenticate = false
-record = "always"                    # every sudo of this role is recorded
-sudo = [ { runas = "root", commands = ["ALL"] } ]
-
-[[standing]]
-members = ["root"]
-sudo = [ { runas = "root", commands = ["ALL"] } ]
-
-[masking]
-rules = [ { name = "ticket", regex = 'TICKET-[0-9]{6}' } ]
-"""
-
-
 def record_flow(n: Narrator) -> None:
     """A recorded sudo session with masked secrets, listed, replayed and verified."""
     box = n.box
+    policy = """\
+    [roles.ops]
+    groups = []
+    max_ttl = "1h"
+    issuers = ["corp"]
+    authenticate = false
+    record = "always"                    # every sudo of this role is recorded
+    sudo = [ { runas = "root", commands = ["ALL"] } ]
+
+    [[standing]]
+    members = ["root"]
+    sudo = [ { runas = "root", commands = ["ALL"] } ]
+
+    [masking]
+    rules = [ { name = "ticket", regex = 'TICKET-[0-9]{6}' } ]
+    """
     n.section("7. Recorded sudo sessions, masked")
     n.say("""A role's `record` wraps its sudo commands in jit-record: output is masked
         (built-in rules for common secrets, plus the policy's own) before it reaches the
         screen or the recording, which hostd alone writes, hash-chained, the final
         digest in the journal.""")
-    n.file("/etc/jit/jit.toml", RECORD_POLICY)
+    n.file("/etc/jit/jit.toml", textwrap.dedent(policy))
     n.run(["systemctl", "reload", "jit-hostd.service"])
     n.run(["jit", "setup", "sudo", "--enable"])
     token = box.run(["jit", "issue", "--key", CORP_KEY, "--issuer", "corp", "--user",
