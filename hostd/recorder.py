@@ -399,6 +399,7 @@ class Recorder:
         self.status: int | None = None
         self.saved_tty = None
         self.hangup_at: float | None = None
+        self.held_since: float | None = None  # when a masker began holding bytes back
         self.sig_r, self.sig_w = os.pipe()
         os.set_blocking(self.sig_w, False)
         os.set_blocking(self.sig_r, False)
@@ -530,6 +531,7 @@ class Recorder:
         """Mask, show, record. False when the reader of `fd` went away."""
         if masker is not None:
             data = masker.feed(data)
+            self.note_held()
         if not data:
             return True
         self.record("output", data)
@@ -540,6 +542,8 @@ class Recorder:
         return True
 
     def flush_maskers(self) -> None:
+        """Show and record what the maskers held back (IDLE_FLUSH after it came)."""
+        self.held_since = None
         for fd, masker in ((1, self.out_masker), (2, self.err_masker)):
             if masker is not None and masker.holding:
                 data = masker.flush()
@@ -549,9 +553,26 @@ class Recorder:
                         write_all(fd, data)
                     except OSError:
                         pass
+        if self.in_masker is not None and self.in_masker.holding:
+            data = self.in_masker.flush()
+            if data:
+                self.record("input", data)
 
     def holding(self) -> bool:
-        return any(m is not None and m.holding for m in (self.out_masker, self.err_masker))
+        return any(m is not None and m.holding
+                   for m in (self.out_masker, self.err_masker, self.in_masker))
+
+    def note_held(self) -> None:
+        """Start the idle clock when a masker begins to hold bytes back: they are shown
+        IDLE_FLUSH later at the latest, however busy the session is meanwhile."""
+        if not self.holding():
+            self.held_since = None
+        elif self.held_since is None:
+            self.held_since = time.monotonic()
+
+    def flush_due(self) -> None:
+        if self.held_since is not None and time.monotonic() >= self.held_since + IDLE_FLUSH:
+            self.flush_maskers()
 
     def reap(self) -> None:
         if self.status is not None:
@@ -622,7 +643,8 @@ class Recorder:
     def timeout(self) -> float | None:
         waits = []
         if self.holding():
-            waits.append(IDLE_FLUSH)
+            since = self.held_since if self.held_since is not None else time.monotonic()
+            waits.append(max(0.0, since + IDLE_FLUSH - time.monotonic()))
         if self.hangup_at is not None:
             waits.append(max(0.0, self.hangup_at - time.monotonic()))
         return min(waits) if waits else None
@@ -724,6 +746,7 @@ class PtyRecorder(Recorder):
         if sink_fd is not None:
             poller.register(sink_fd, select.POLLIN)
         while True:
+            self.flush_due()
             timeout = self.timeout()
             if self.status is not None:
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
@@ -776,6 +799,7 @@ class PtyRecorder(Recorder):
                         continue
                     if self.record_input:
                         masked = self.in_masker.feed(data) if self.in_masker else data
+                        self.note_held()
                         if masked:
                             self.record("input", masked)
                     typed += data
@@ -883,6 +907,7 @@ class PipeRecorder(Recorder):
         if sink_fd is not None:
             poller.register(sink_fd, select.POLLIN)
         while streams or self.status is None:
+            self.flush_due()
             timeout = self.timeout()
             if self.status is not None:  # what the command left in the pipes, then stop:
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)  # not what
@@ -992,6 +1017,7 @@ class InputPipe:
         else:
             rec = self.recorder
             masked = rec.in_masker.feed(data) if rec.in_masker else data
+            rec.note_held()
             if masked:
                 rec.record("input", masked)
             self.buf += data

@@ -288,3 +288,27 @@ def test_typing_into_a_command_that_only_prints_never_stalls_it(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the recorder; the command has its own
         raise AssertionError("the recorder stalled") from None
     assert typed > 8192 and seen >= 2_900_000  # a little may still be on its way
+
+
+def test_held_back_output_is_shown_while_the_session_stays_busy(tmp_path):
+    """What a masker holds back (it could be the start of a secret) is shown after a
+    short idle time even when other output keeps the recorder busy: the command below
+    waits, chattering on stderr, until the test has seen its prompt on stdout."""
+    go = tmp_path / "go"
+    script = (f"printf 'Password: '; while [ ! -e {go} ]; do echo . >&2; sleep 0.01; done;"
+              " echo; echo done")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([PYTHON, "-m", "hostd.recorder", "--file", str(tmp_path / "p.cast"),
+                             "--", "sh", "-c", script], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        os.set_blocking(proc.stdout.fileno(), False)
+        seen, deadline = b"", time.monotonic() + 20
+        while b"Password: " not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.read() or b""
+            time.sleep(0.02)
+        assert seen == b"Password: ", "the prompt stayed held back while stderr was busy"
+    finally:
+        go.touch()
+    os.set_blocking(proc.stdout.fileno(), True)
+    assert proc.stdout.read() == b"\ndone\n" and proc.wait(30) == 0
