@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from hostd import recorder, recordings
+from hostd import recorder, recorder_proxy, recordings
 from hostd.errors import JitError
 from hostd.recordings import Session, Tokens, parse_size, retention_plan, should_record, wrap
 from hostd.server_record import _frame_items
@@ -149,18 +149,18 @@ def test_recorder_options_keep_the_commands_own_dashes():
 
 
 def test_exit_status_text():
-    assert recorder.exit_status(0) == "exit 0"
-    assert recorder.exit_status(3 << 8) == "exit 3"
-    assert recorder.exit_status(9) == "signal 9"
+    assert recorder_proxy.exit_status(0) == "exit 0"
+    assert recorder_proxy.exit_status(3 << 8) == "exit 3"
+    assert recorder_proxy.exit_status(9) == "signal 9"
 
 
 def test_the_recorder_imports_no_asyncio_and_no_masking_until_asked():
     import subprocess
     import sys
 
-    probe = ("import sys, hostd.recorder; "
+    probe = ("import sys, hostd.recorder, hostd.recorder_pty, hostd.recorder_pipe; "
              "print(sorted(m for m in ('asyncio', 'hostd.masking', 'hostd.castfile', "
-             "'argparse', 'json') if m in sys.modules))")
+             "'argparse', 'json', 'typing', 'dataclasses') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=os.path.dirname(os.path.dirname(recorder.__file__)))
     assert out.stdout.strip() == "[]"
@@ -225,8 +225,8 @@ def test_the_header_comes_from_hostd_and_masks_the_command_line():
 def test_the_command_gets_a_real_shell_never_the_recorder(monkeypatch):
     opts = recorder.parse_args(["--file", "x", "--", "true"])
     monkeypatch.setenv("SHELL", "/usr/bin/jit-record")
-    assert recorder.child_env(opts)["SHELL"] != "/usr/bin/jit-record"
+    assert recorder_proxy.child_env(opts)["SHELL"] != "/usr/bin/jit-record"
     monkeypatch.setenv("SHELL", "/bin/zsh")
-    assert recorder.child_env(opts)["SHELL"] == "/bin/zsh"
+    assert recorder_proxy.child_env(opts)["SHELL"] == "/bin/zsh"
     monkeypatch.delenv("SHELL")
-    assert recorder.child_env(opts)["SHELL"].startswith("/")
+    assert recorder_proxy.child_env(opts)["SHELL"].startswith("/")
