@@ -8,7 +8,7 @@ SHELLCHECK ?= shellcheck
 SHELL_SCRIPTS = scripts/*.sh packaging/build-deb.sh .ci/run \
 	packaging/debian/jitaccess.postinst packaging/debian/jitaccess.prerm \
 	packaging/debian/jitaccess.postrm \
-	benchmarks/pam_overhead.sh
+	benchmarks/pam_overhead.sh benchmarks/recorder.sh
 
 .PHONY: test test-unit test-plugin test-integration test-fuzz test-crash test-e2e fuzz crash lint deb demo \
 	bench clean deps
@@ -65,8 +65,10 @@ bench:
 	$(PYTHON) benchmarks/sudo_check.py
 	$(PYTHON) benchmarks/sudo_overhead.py
 	$(PYTHON) benchmarks/audit.py
+	benchmarks/recorder.sh
 	$(PYTHON) benchmarks/masking.py
 	./benchmarks/pam_overhead.sh
+	$(PYTHON) benchmarks/residue_scan.py
 
 clean:
 	rm -rf dist build *.egg-info

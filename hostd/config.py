@@ -19,6 +19,7 @@ from .durations import parse_duration
 from .errors import ConfigError
 from .keys import SUPPORTED_ALGORITHMS, PublicKey, load_jwks, load_pem_public
 from .paths import Paths
+from .recordings import parse_size
 from .trust import check as check_trusted
 from .trust import read_file
 
@@ -29,13 +30,12 @@ MEMBER = re.compile(r"%?[a-z_][a-z0-9_.-]{0,31}\$?")
 WEBHOOK = re.compile(r"https?://[^\s]+")
 MAX_LEEWAY = 60
 HOST_ISSUER = "host"
+DEFAULT_MAX_TOTAL_SIZE = 10 * 1024**3  # [recording] max_total_size: 10G
 
 # Parsed but not enforced in this version, by feature: each becomes a warning when the
-# file sets it (Config.unenforced). Remove a feature here when it is implemented.
-UNENFORCED = {
-    "recording": "session recording is not in this version",
-    "masking": "masking applies to session recordings, not in this version",
-}
+# file sets it (Config.unenforced). Every setting is enforced in this version; a later
+# setting parsed ahead of its feature goes here (and into unenforced()) until it is.
+UNENFORCED: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Role:
     authenticate: bool = True  # sudo asks for the password, as sudoers does by default
     record: str = "interactive"
     record_failure: str = "terminate"
+    record_input: bool = False  # keystrokes recorded too (masked); off: passwords typed
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class Config:
     masking: tuple[tuple[str, re.Pattern], ...] = ()
     leeway: int = 30
     sweep_interval: int = 30
+    recording_max_age: int = 0  # seconds; 0: recordings are not removed for their age
+    recording_max_total_size: int = DEFAULT_MAX_TOTAL_SIZE  # bytes; 0: no limit
     unenforced: tuple[str, ...] = ()  # warnings: settings present but not enforced yet
 
 
@@ -207,6 +210,7 @@ def _role(path: Path, name: str, data: Any) -> Role:
         authenticate=t.get("authenticate", bool, True),
         record=t.choice("record", ("always", "interactive", "never"), "interactive"),
         record_failure=t.choice("record_failure", ("terminate", "continue"), "terminate"),
+        record_input=t.get("record_input", bool, False),
     )
     t.finish()
     if approvals > 0 and role.requesters and not role.approvers:
@@ -273,6 +277,20 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
     out["masking"] = tuple(rules)
     masking.finish()
 
+    recording = _Table(path, "recording", top.get("recording", dict, {}))
+    out["recording_max_age"] = recording.duration("max_age", 0)
+    size = recording.get("max_total_size", (str, int), None)
+    if size is None:
+        out["recording_max_total_size"] = DEFAULT_MAX_TOTAL_SIZE
+    elif size in (0, "0"):  # no limit
+        out["recording_max_total_size"] = 0
+    else:
+        try:
+            out["recording_max_total_size"] = parse_size(str(size))
+        except ValueError as exc:
+            raise recording.fail("max_total_size", str(exc)) from None
+    recording.finish()
+
     daemon = _Table(path, "daemon", top.get("daemon", dict, {}))
     if daemon.data.get("leeway") in ("0", "0s"):  # no clock skew tolerated at all
         daemon.used.add("leeway")
@@ -290,18 +308,9 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
 
 def unenforced(path: Path, data: dict) -> tuple[str, ...]:
     """One warning per setting the file gives that this version parses but does not
-    enforce (UNENFORCED); defaults never warn. `data` has already been checked."""
-    found: list[tuple[str, str]] = []
-    for section, feature in (("masking", "masking"),):
-        if section in data:
-            brackets = "[[{}]]" if isinstance(data[section], list) else "[{}]"
-            found.append((brackets.format(section), feature))
-    for name, body in data.get("roles", {}).items():
-        for key, feature in (("record", "recording"), ("record_failure", "recording")):
-            if key in body:
-                found.append((f"roles.{name}.{key}", feature))
-    return tuple(f"{path.name}: {where} has no effect yet: {UNENFORCED[feature]}"
-                 for where, feature in found)
+    enforce (UNENFORCED); defaults never warn. None are left in this version."""
+    del path, data
+    return ()
 
 
 def parse_issuer(path: Path, data: dict, root: Path | None = None,

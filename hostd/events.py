@@ -52,6 +52,11 @@ EVENT_TYPES: dict[str, tuple[str, int, str]] = {
     "privilege_residue": ("e0981b68452e472b9e8190cc445531da", 4,
                           "Processes kept a group after the grant that gave it ended"),
     "recording_closed": ("2172f8a1707f4e31ad3c1cffefbcdb6e", 5, "A session recording was closed"),
+    "recording_started": ("143c0ef8d5844e15b9f530372def91aa", 6, "A session recording was started"),
+    "recording_failed": ("3d6190a5e50a4bee81da0b49a7682c2f", 3,
+                         "A session recording ended abnormally"),
+    "recording_removed": ("11bddced35fd4983a048f16208abb73d", 5,
+                          "A session recording was removed by retention"),
     "refusals_suppressed": ("88745e31de5946f6889e5db6a3fe3443", 4,
                             "Repeated refusals of one user were not logged one by one"),
 }

@@ -115,10 +115,13 @@ OPS: dict[str, Op] = {op.name: op for op in (
         PAM_FIELDS, access=ROOT, without_policy=True),
     _op("login.list", "registered login sessions: the caller's own, or every user's for root",
         {"all": Field("bool"), "closed": Field("bool")}, without_policy=True),
+    _op("record.open", "stream a recorded sudo session to hostd (jit-record, as root)",
+        {"token": Field("str", required=True, length=64),
+         "width": Field("int", low=1, high=10000),
+         "height": Field("int", low=1, high=10000),
+         "term": Field("str", length=64),
+         "pty": Field("bool")}, access=ROOT, kind=STREAM),
 )}
-
-# Named in DESIGN.md §5, built by later issues; refused by name until then.
-PLANNED = ("record.open",)
 
 
 def _text_ok(value: str) -> bool:
@@ -189,8 +192,6 @@ def decode(line: bytes) -> tuple[str, dict]:
         raise JitError("bad_request", "missing op")
     op = OPS.get(name)
     if op is None:
-        if name in PLANNED:
-            raise JitError("unknown_op", f"operation {name} is not available in this version")
         raise JitError("unknown_op", "unknown operation")
     args = {k: v for k, v in msg.items() if k not in ("v", "op")}
     for key in args:

@@ -46,6 +46,7 @@ from .protocol import (
     parse_line,
 )
 from .server_pam import PamOps
+from .server_record import RecordOps
 from .server_sessions import SessionEnding
 from .server_sudo import SudoOps
 from .store import Store
@@ -156,7 +157,7 @@ async def _send(writer: asyncio.StreamWriter, obj: dict) -> bool:
         return False
 
 
-class Server(SudoOps, PamOps, SessionEnding):
+class Server(SudoOps, PamOps, SessionEnding, RecordOps):
     def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "",
                  requests: Requests | None = None,
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
@@ -176,6 +177,7 @@ class Server(SudoOps, PamOps, SessionEnding):
         # PAM authentication may sleep seconds (pam_faildelay) on a wrong password
         self.auth = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jit-auth")
         self.sudo = Sudo(core, self.requests, reader=self.reader)
+        self.init_recording()  # recordings are written in a pool of their own
         self._changed = asyncio.Event()
         self.logind = None  # hostd.logind.Logind, set by service.serve; None: no logind
         self.init_ending()
@@ -185,6 +187,7 @@ class Server(SudoOps, PamOps, SessionEnding):
         self.close_ending()
         self.side.shutdown(wait=False, cancel_futures=True)
         self.auth.shutdown(wait=False, cancel_futures=True)
+        self.close_recordings()
 
     # connection handling ----------------------------------------------------------------
 

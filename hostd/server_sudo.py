@@ -44,6 +44,8 @@ class SudoOps:
                 await self._password(args, req)
             return {"ok": True, "code": "ok", "decision": mode, "message": ""}
         asked = self.sudo.ask(args)  # reads only (grants through self.reader): on the loop
+        if self.approved_exec(asked):  # a recorded, approved command's own exec
+            asked = self.sudo.ask(args, approved=True)
         d = asked.decision
         if d.result == "deny":
             return self._sudo_refused(asked, d.code, d.message)
@@ -63,7 +65,7 @@ class SudoOps:
                     "message": f"jit: {d.message}: request {req['id']}; waiting for "
                                "approval (Ctrl-C to cancel)"}
         self._sudo_event("sudo_allowed", asked, d)
-        return self._sudo_allow(d)
+        return self.record_wrap(asked, d, self._sudo_allow(d))
 
     async def op_sudo_wait(self, args: dict, uid: int, channel) -> dict:
         """Wait for the approval of a paused command; Ctrl-C (the plugin's connection
@@ -93,7 +95,7 @@ class SudoOps:
             d = await self.run(self.sudo.approved, rid)
             if d.allowed:
                 self._sudo_event("sudo_allowed", asked, d, request_id=rid)
-                return self._sudo_allow(d)
+                return self.record_wrap(asked, d, self._sudo_allow(d), approved=True)
             return self._sudo_refused(asked, d.code, d.message)
         self.sudo.waiting.pop(rid, None)
         state = "denied" if row is not None and row["state"] == "denied" else "expired"

@@ -170,6 +170,7 @@ async def serve(paths: Paths) -> int:
                     build_notifier(paths, core), Store.reader(paths.state_db))
     server.proc_root, server.dev_root = paths.proc, paths.dev  # sandbox: DIR/proc, DIR/dev
     server.logind = await _logind(paths, core)
+    server.sessions_dir = paths.sessions_dir
     if not error:
         core.end_unsupported()
     live = core.reconcile()
@@ -194,6 +195,10 @@ async def serve(paths: Paths) -> int:
                 await server.run(server.sweep)
             except Exception:
                 log.exception("sweep failed")
+            try:  # retention of recordings: file I/O in the recording pool, not the worker
+                await server.sweep_recordings()
+            except Exception:
+                log.exception("recording retention failed")
 
     # Timers are re-armed while hostd already serves, soonest expiry first: after a
     # reboot with thousands of live grants this takes seconds of D-Bus calls, and nobody

@@ -67,10 +67,10 @@ class Sudo:
 
     # gathering and deciding (in the ordered worker) ----------------------------------------
 
-    def ask(self, args: dict) -> Asked:
-        """Parse, identify, gather, decide."""
+    def ask(self, args: dict, approved: bool = False) -> Asked:
+        """Parse, identify, gather, decide (`approved`: approve guardrails passed)."""
         req = self._request(args, args.get("argv", []))
-        return Asked(req, self._decide(req, self.reader))
+        return Asked(req, self._decide(req, self.reader, approved=approved))
 
     def _request(self, args: dict, argv: list[str]) -> SudoRequest:
         """sudo's vectors, parsed once, with user_info's user checked against its uid."""

@@ -293,7 +293,7 @@ def audit_flow(n: Narrator) -> None:
     held what at a moment, an OCSF export) and writes the HTML report, which is copied
     out of the container to dist/demo-audit.html (when this build has the report)."""
     box = n.box
-    n.section("Audit: everything above, read back from the journal")
+    n.section("10. Audit: everything above, read back from the journal")
     n.say("""`jit audit` (root, adm or systemd-journal) reads hostd's events from journald,
         matched on hostd's uid, identifier and the catalog's MESSAGE_IDs, never by
         parsing text. Filters: --since, --until, --user, --role, --grant, --event.""")
@@ -333,7 +333,7 @@ require_grant = ["carol"]             # carol may log in only while holding such
 def login_flow(n: Narrator) -> None:
     """pam_jit: a gated login refused, then admitted by a login grant (issue 9)."""
     box = n.box
-    n.section("7. Logins by grant: pam_jit")
+    n.section("8. Logins by grant: pam_jit")
     n.say("""The package's PAM profile (pam-auth-update, on by default) registers login
         sessions and gates nobody until [login] names someone. Here carol may log in only
         while she holds a grant whose role says login = true:""")
@@ -376,7 +376,7 @@ def session_end_flow(n: Narrator, seconds: int = 20) -> None:
     """A process started under a grant still holds its group after gpasswd -d: at
     expiry hostd ends it (on_expiry = "terminate-sessions")."""
     box = n.box
-    n.section("8. Expiry ends what the grant opened")
+    n.section("9. Expiry ends what the grant opened")
     n.say("""Removing alice from a group does not change the credentials of processes
         already running: a shell started under the grant would keep docker. With
         on_expiry = "terminate-sessions" (the default) hostd ends, at expiry, her login
@@ -408,6 +408,54 @@ def session_end_flow(n: Narrator, seconds: int = 20) -> None:
     n.say(f"Her job was ended {late:.2f} s after the grant's end, and the journal says so:")
     events_summary(n, ("grant_expired", "membership_removed", "session_terminated"),
                    since=since)
+def record_flow(n: Narrator) -> None:
+    """A recorded sudo session with masked secrets, listed, replayed and verified."""
+    box = n.box
+    policy = """\
+    [roles.ops]
+    groups = []
+    max_ttl = "1h"
+    issuers = ["corp"]
+    authenticate = false
+    record = "always"                    # every sudo of this role is recorded
+    sudo = [ { runas = "root", commands = ["ALL"] } ]
+
+    [[standing]]
+    members = ["root"]
+    sudo = [ { runas = "root", commands = ["ALL"] } ]
+
+    [masking]
+    rules = [ { name = "ticket", regex = 'TICKET-[0-9]{6}' } ]
+    """
+    n.section("7. Recorded sudo sessions, masked")
+    n.say("""A role's `record` wraps its sudo commands in jit-record: output is masked
+        (built-in rules for common secrets, plus the policy's own) before it reaches the
+        screen or the recording, which hostd alone writes, hash-chained, the final
+        digest in the journal.""")
+    n.file("/etc/jit/jit.toml", textwrap.dedent(policy))
+    n.run(["systemctl", "reload", "jit-hostd.service"])
+    n.run(["jit", "setup", "sudo", "--enable"])
+    token = box.run(["jit", "issue", "--key", CORP_KEY, "--issuer", "corp", "--user",
+                     "alice", "--role", "ops", "--for", "30m", "--reason",
+                     "rotate the keys"]).stdout.strip()
+    n.run(["jit", "activate", token], user="alice", shown='jit activate "$OPS_TOKEN"')
+    secret = "AKIAIOSFODNN7EXAMPLE"
+    shown = n.run(["sudo", "sh", "-c", f"echo aws key {secret} ticket TICKET-424242; "
+                   "id -un"], user="alice")
+    if secret in shown or "TICKET-424242" in shown or "aws key *" not in shown:
+        raise StepFailed("the secret was not masked on alice's screen")
+    closed = wait_for("the recording's digest in the journal",
+                      lambda: events(box, "recording_closed"), timeout=30)
+    rid = closed[-1]["JIT_RECORDING"]
+    n.say(f"""hostd logged `recording_closed` with JIT_RECORDING={rid} and its digest
+        JIT_RECORDING_SHA256={closed[-1]["JIT_RECORDING_SHA256"][:16]}... Root lists,
+        replays and verifies it:""")
+    n.run(["jit", "sessions"])
+    replay = n.run(["jit", "replay", rid, "--speed", "10"])
+    if secret in replay or "aws key *" not in replay:
+        raise StepFailed("the replay does not show the masked session")
+    n.run(["jit", "verify-recording", rid])
+    n.run(["jit", "setup", "sudo", "--disable"])
 
 
 def pending_request(box: Container, listed: str) -> str:
@@ -479,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_request:
             request_flow(n)
         sudo_flow(n)
+        record_flow(n)
         login_flow(n)
         session_end_flow(n)
         audit_flow(n)

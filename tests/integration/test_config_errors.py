@@ -90,20 +90,18 @@ def test_hostd_refuses_an_issuer_key_owned_by_a_user(box):
     assert "alice" not in box.members("docker")
 
 
-def test_check_config_warns_of_unenforced_settings(box):
+def test_check_config_is_quiet_about_login_recording_and_masking(box):
+    """Every setting is enforced now: the ones that used to warn give no warning."""
     policy = box.root / "etc/jit/jit.toml"
-    policy.write_text(POLICY + '\n[masking]\nrules = []\n'
-                      '[roles.db]\nrecord = "always"\n')
+    policy.write_text(POLICY + '\n[login]\nwhen_unreachable = "allow"\n'
+                      '[masking]\nrules = []\n'
+                      '[roles.db]\nlogin = true\nrecord = "always"\n'
+                      'on_expiry = "terminate-sessions"\n')
     r = box.jit("check-config")
     assert r.returncode == 0, r.stderr
-    assert any(line.startswith("jit: warning: jit.toml: [masking] has no effect yet: ")
-               for line in r.stderr.splitlines())
-    assert any(line.startswith("jit: warning: jit.toml: roles.db.record has no effect yet: ")
-               for line in r.stderr.splitlines())
+    assert "warning" not in r.stderr, r.stderr
     rc, out = box.jit_json("check-config")
-    assert rc == 0 and out["ok"]
-    assert [w.split(" has no")[0] for w in out["warnings"]] == ["jit.toml: [masking]",
-                                                                "jit.toml: roles.db.record"]
+    assert rc == 0 and out["ok"] and out["warnings"] == [], out
 
 
 def test_check_config_without_unenforced_settings_warns_of_nothing(box):
@@ -120,7 +118,7 @@ def test_hostd_logs_unenforced_settings_at_start_and_reload(box):
     box.start()
     assert box.wait_for(lambda: "warning: jit.toml: roles.db.record has no effect yet"
                         in box.hostd_log(), timeout=5)
-    policy.write_text(POLICY + '\n[masking]\nrules = []\n')
+    policy.write_text(POLICY + '\n[roles.db]\nlogin = true\n')  # [masking] is enforced now
     box.proc.send_signal(signal.SIGHUP)
-    assert box.wait_for(lambda: "warning: jit.toml: [masking] has no effect yet"
+    assert box.wait_for(lambda: "warning: jit.toml: roles.db.login has no effect yet"
                         in box.hostd_log(), timeout=5)

@@ -491,24 +491,7 @@ def test_no_pattern_is_matched_without_its_end():
     assert "durations.py" in {c.split(":")[0] for c in calls}
 
 
-# --- unenforced settings are named, one warning each ------------------------------------------
-
-UNENFORCED = [
-    ("masking", {"masking": {"rules": []}},
-     "jit.toml: [masking] has no effect yet: masking applies to session recordings"),
-    ("role-record", role(record="always"),
-     "jit.toml: roles.docker.record has no effect yet: session recording is not"),
-    ("role-record-failure", role(record_failure="continue"),
-     "jit.toml: roles.docker.record_failure has no effect yet: session recording"),
-]
-
-
-@pytest.mark.parametrize("data,warning", [u[1:] for u in UNENFORCED],
-                         ids=[u[0] for u in UNENFORCED])
-def test_unenforced_setting_is_named_once(data, warning):
-    found = cfg.Config(**cfg.parse_policy(POLICY, data)).unenforced
-    assert len(found) == 1 and found[0].startswith(warning), found
-
+# --- every setting is enforced: none gives an 'unenforced' warning ------------------------
 
 @pytest.mark.parametrize("data", [
     {}, role(), role(on_expiry="keep-sessions"), role(on_expiry="terminate-sessions"),
@@ -517,21 +500,37 @@ def test_unenforced_setting_is_named_once(data, warning):
     {"daemon": {"leeway": "10s"}}, {"guardrails": [{"match": "x"}]},
     {"standing": [{"members": ["root"]}]}, {"sudo": {"approval_timeout": "5m"}}, db_sudo(),
     role(authenticate=True), role(login=True), {"login": {"require_grant": ["%sre"]}},
+    {"masking": {"rules": []}}, role(record="always"), role(record_failure="continue"),
+    role(record_input=True), {"recording": {"max_age": "30d", "max_total_size": "5G"}},
 ], ids=["empty", "plain-role", "keep-sessions", "terminate-sessions", "login-false",
         "requests", "notify", "daemon", "guardrails", "standing", "sudo-section", "role-sudo",
-        "role-authenticate", "login-true", "login-section"])
+        "role-authenticate", "login-true", "login-section", "masking", "role-record",
+        "role-record-failure", "role-record-input", "recording"])
 def test_enforced_or_default_settings_give_no_warning(data):
     assert cfg.Config(**cfg.parse_policy(POLICY, data)).unenforced == ()
 
 
-def test_design_example_names_each_unenforced_setting():
-    found = cfg.parse_policy(POLICY, tomllib.loads(DESIGN_EXAMPLE))["unenforced"]
-    wheres = [w.split(" has no effect yet")[0].removeprefix("jit.toml: ") for w in found]
-    assert wheres == ["[masking]", "roles.db-admin.record",
-                      "roles.db-admin.record_failure"]
-    assert all(w.count(" has no effect yet: ") == 1 for w in found)
-    assert len({w.split(": ", 2)[2] for w in found}) > 1  # reasons differ by feature
+def test_design_example_gives_no_unenforced_warning():
+    assert cfg.parse_policy(POLICY, tomllib.loads(DESIGN_EXAMPLE))["unenforced"] == ()
 
 
-def test_every_unenforced_feature_has_a_reason():
-    assert all(reason and "version" in reason for reason in cfg.UNENFORCED.values())
+@pytest.mark.parametrize("data,key", [
+    ({"recording": {"max_total_size": "lots"}}, "recording.max_total_size"),
+    ({"recording": {"max_age": "forever"}}, "recording.max_age"),
+    ({"recording": {"keep": "1d"}}, "recording.keep"),
+    (role(record_input="yes"), "roles.docker.record_input"),
+], ids=["size", "age", "unknown", "record-input-type"])
+def test_recording_settings_are_checked(data, key):
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.parse_policy(POLICY, data)
+    assert err.value.key == key
+
+
+def test_recording_settings_parse():
+    c = cfg.Config(**cfg.parse_policy(POLICY, {"recording": {"max_age": "30d",
+                                                             "max_total_size": "512M"}}))
+    assert (c.recording_max_age, c.recording_max_total_size) == (30 * 86400, 512 * 1024**2)
+    assert cfg.Config(**cfg.parse_policy(POLICY, {})).recording_max_total_size == 10 * 1024**3
+    unlimited = cfg.parse_policy(POLICY, {"recording": {"max_total_size": 0}})
+    assert unlimited["recording_max_total_size"] == 0
+    assert cfg.parse_policy(POLICY, role(record_input=True))["roles"]["docker"].record_input

@@ -42,7 +42,6 @@ def test_encode_round_trip():
 
 BAD = [
     ("unknown-op", {"v": 1, "op": "grant.steal"}, "unknown_op", "unknown operation"),
-    ("planned-op", {"v": 1, "op": "record.open"}, "unknown_op", "not available"),
     ("pam-op-without-user", {"v": 1, "op": "pam.account"}, "bad_request",
      "missing field 'user'"),
     ("unknown-field", {"v": 1, "op": "status", "user": "root"}, "bad_request", "unknown field"),
@@ -122,10 +121,3 @@ def test_line_at_the_limit_is_accepted():
     assert len(raw) == protocol.MAX_LINE
     op, args = protocol.decode(raw)
     assert op == "grant.activate" and len(args["token"]) == 16 * 1024 + 64
-
-
-@pytest.mark.parametrize("op", protocol.PLANNED)
-def test_every_planned_op_is_refused_by_name(op):
-    with pytest.raises(JitError) as info:
-        protocol.decode(line({"v": 1, "op": op}))
-    assert (info.value.code, op in info.value.message) == ("unknown_op", True)

@@ -63,11 +63,6 @@ def test_docs_name_every_field_and_the_kind(name):
         assert f"`{key}`" in section, f"{name}: field {key} undocumented"
 
 
-def test_planned_ops_are_named_in_the_docs_and_not_in_the_table():
-    for name in protocol.PLANNED:
-        assert f"`{name}`" in DOC and name not in protocol.OPS
-
-
 def test_no_handler_without_an_op():
     handlers = {n for n in dir(Server) if n.startswith("op_")}  # mixins included
     assert handlers == {op.handler for op in protocol.OPS.values()}
