@@ -18,10 +18,9 @@ import socket
 import stat
 import struct
 import time
-from pathlib import Path
 
 from .errors import JitError
-from .protocol import MAX_LINE, encode, request
+from .wire import MAX_LINE, encode, request
 
 MAX_ANSWER = 32 * 1024 * 1024  # grant lists of a busy host can be large
 
@@ -34,7 +33,8 @@ class Client:
     as SSSD's client checks before it sends anything.
     """
 
-    def __init__(self, path: Path | str, timeout: float = 10.0, trusted: bool = False) -> None:
+    def __init__(self, path: os.PathLike | str, timeout: float = 10.0,
+                 trusted: bool = False) -> None:
         self.path = str(path)
         self.timeout = timeout
         self.trusted = trusted

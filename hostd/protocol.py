@@ -20,9 +20,8 @@ import json
 from dataclasses import dataclass, field
 
 from .errors import JitError
+from .wire import MAX_LINE, VERSION, encode, request  # noqa: F401 (re-exported)
 
-VERSION = 1
-MAX_LINE = 64 * 1024
 MAX_INT = 2**31 - 1  # every integer field is a count or a duration in seconds
 
 ANYONE = "anyone"
@@ -203,11 +202,3 @@ def decode(line: bytes) -> tuple[str, dict]:
         elif spec.required:
             raise JitError("bad_request", f"missing field {key!r} for {name}")
     return name, args
-
-
-def encode(obj: dict) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-
-
-def request(op: str, **fields: object) -> dict:
-    return {"v": VERSION, "op": op, **fields}

@@ -166,6 +166,19 @@ def test_the_recorder_imports_no_asyncio_and_no_masking_until_asked():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_client_imports_neither_the_op_table_nor_dataclasses():
+    """jit-record opens a client on every recorded sudo: the op table (dataclasses,
+    inspect) and pathlib cost it ~20 ms of start-up, so hostd.client imports hostd.wire."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, hostd.client; print(sorted(m for m in ('hostd.protocol', "
+             "'dataclasses', 'pathlib', 'asyncio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(recorder.__file__)))
+    assert out.stdout.strip() == "[]"
+
+
 class _Slow:
     """A Recording stand-in whose writes take a while and may fail."""
 
