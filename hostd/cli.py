@@ -199,7 +199,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     accounts = accounts_for(paths)
     warnings = [f"role {r.name}: group {g!r} does not exist on this host"
                 for r in cfg.roles.values() for g in r.groups if not accounts.group_exists(g)]
-    warnings += cfg.unenforced  # parsed, not enforced yet: say so rather than pretend
     summary = (f"{paths.config}: ok: {len(cfg.roles)} roles, {len(cfg.issuers)} issuers "
                f"({', '.join(sorted(cfg.issuers)) or 'none'})")
     if not getattr(args, "json", False):

@@ -32,12 +32,6 @@ MAX_LEEWAY = 60
 HOST_ISSUER = "host"
 DEFAULT_MAX_TOTAL_SIZE = 10 * 1024**3  # [recording] max_total_size: 10G
 
-# Parsed but not enforced in this version, by feature: each becomes a warning when the
-# file sets it (Config.unenforced). Every setting is enforced in this version; a later
-# setting parsed ahead of its feature goes here (and into unenforced()) until it is.
-UNENFORCED: dict[str, str] = {}
-
-
 @dataclass(frozen=True)
 class SudoRule:
     runas: str
@@ -99,7 +93,6 @@ class Config:
     sweep_interval: int = 30
     recording_max_age: int = 0  # seconds; 0: recordings are not removed for their age
     recording_max_total_size: int = DEFAULT_MAX_TOTAL_SIZE  # bytes; 0: no limit
-    unenforced: tuple[str, ...] = ()  # warnings: settings present but not enforced yet
 
 
 class _Table:
@@ -302,15 +295,7 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
     out["sweep_interval"] = daemon.duration("sweep_interval", 30)
     daemon.finish()
     top.finish()
-    out["unenforced"] = unenforced(path, data)
     return out
-
-
-def unenforced(path: Path, data: dict) -> tuple[str, ...]:
-    """One warning per setting the file gives that this version parses but does not
-    enforce (UNENFORCED); defaults never warn. None are left in this version."""
-    del path, data
-    return ()
 
 
 def parse_issuer(path: Path, data: dict, root: Path | None = None,

@@ -272,7 +272,7 @@ class RecordOps:
                 reason = f"grant {grant_id} {state}"
                 self.core.events.emit("session_terminated", f"recorded sudo session {rec.id} "
                                       f"of {rec.session.user} hung up: {reason}",
-                                      **self._fields(rec, rec.session), reason=reason)
+                                      **self._recording_fields(rec, rec.session), reason=reason)
                 await channel.send({"hangup": reason})
                 return
             try:
@@ -281,7 +281,7 @@ class RecordOps:
                 pass
 
     @staticmethod
-    def _fields(rec: Recording | None, session: Session) -> dict:
+    def _recording_fields(rec: Recording | None, session: Session) -> dict:
         return {"user": session.user, "uid": session.uid, "runas": session.runas,
                 "command": session.command, "tty": session.tty, "grant_id": session.grant_id,
                 "role": session.role, "recording": rec.id if rec else None,
@@ -289,7 +289,7 @@ class RecordOps:
 
     def _record_event(self, event: str, rec: Recording | None, session: Session, message: str,
                       **extra: object) -> None:
-        self.core.events.emit(event, message, **{**self._fields(rec, session), **extra})
+        self.core.events.emit(event, message, **{**self._recording_fields(rec, session), **extra})
 
     def close_recordings(self) -> None:
         """hostd stops: close what is open (its chain then verifies, ending

@@ -57,7 +57,6 @@ def build_core(paths: Paths) -> tuple[Core, str]:
         cfg = config_mod.Config()
         events.emit("config_error", f"configuration error, serving no roles: {error}",
                     reason=error)
-    warn_unenforced(cfg)
     if not error:
         write_login_gate(paths, cfg)
     host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
@@ -74,13 +73,6 @@ def write_login_gate(paths: Paths, cfg: config_mod.Config) -> None:
         write_gate(paths.login_gate, cfg)
     except OSError as exc:
         log.warning("could not write %s: %s", paths.login_gate, exc)
-
-
-def warn_unenforced(cfg: config_mod.Config) -> None:
-    """Settings this version parses but does not enforce, by name, in hostd's log: an
-    administrator must not believe a setting takes effect when it does not yet."""
-    for warning in cfg.unenforced:
-        log.warning("warning: %s", warning)
 
 
 def build_requests(paths: Paths, core: Core) -> Requests:
@@ -241,7 +233,6 @@ def _apply_reload(paths: Paths, server: Server) -> None:
     server.core.config = config_mod.load(paths)
     server.config_error = ""
     write_login_gate(paths, server.core.config)
-    warn_unenforced(server.core.config)
     server.core.end_unsupported()
 
 

@@ -119,3 +119,16 @@ def test_client_never_reads_the_environment():
     tree = ast.parse((REPO / "hostd" / "client.py").read_text())
     names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     assert not names & {"environ", "getenv", "environb", "getenvb"}
+
+
+def test_server_mixins_share_no_method_names():
+    """Each family of ops is a mixin of Server: a helper named the same in two of them
+    would silently resolve to one (the MRO's first) for both."""
+    mixins = Server.__mro__[1:-1]
+    names: dict[str, str] = {}
+    for cls in (Server, *mixins):
+        for name in vars(cls):
+            if name.startswith("__"):
+                continue
+            assert name not in names, f"{name} in both {names[name]} and {cls.__name__}"
+            names[name] = cls.__name__
