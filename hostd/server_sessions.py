@@ -108,7 +108,7 @@ class SessionEnding:
         return {gid: name for name, gid in e.gids
                 if not self.reader.live_holders(e.user, name)}
 
-    def _fields(self, e: EndSessions, gids: dict[int, str]) -> dict:
+    def _ending_fields(self, e: EndSessions, gids: dict[int, str]) -> dict:
         return {"user": e.user, "uid": e.uid, "role": e.role, "grant_id": e.grant_id,
                 "groups": sorted(gids.values()), "reason": e.reason}
 
@@ -148,7 +148,7 @@ class SessionEnding:
             return
         self.core.events.emit(
             "session_terminated", f"session {sid} of {e.user} {decision}: grant "
-            f"{e.grant_id} {e.reason}", **self._fields(e, gids), session_id=sid,
+            f"{e.grant_id} {e.reason}", **self._ending_fields(e, gids), session_id=sid,
             tty=s.get("tty") or info.get("tty"), decision=decision)
 
     async def _end_processes(self, e: EndSessions, gids: dict[int, str]) -> None:
@@ -187,7 +187,7 @@ class SessionEnding:
         self.core.events.emit(
             "session_terminated", f"{len(everything)} processes of {e.user} still holding "
             f"{', '.join(sorted(gids.values()))} {decision}: grant {e.grant_id} {e.reason}",
-            **self._fields(e, gids), decision=decision, count=len(everything),
+            **self._ending_fields(e, gids), decision=decision, count=len(everything),
             pids=[p.pid for p in everything],
             processes="; ".join(residue.describe(p, gids) for p in everything[:MAX_LISTED]))
 
@@ -201,7 +201,7 @@ class SessionEnding:
         self.core.events.emit(
             "privilege_residue", f"grant {e.grant_id} {e.reason} but {len(procs)} processes "
             f"of {e.user} still hold {', '.join(sorted(gids.values()))} "
-            "(on_expiry = keep-sessions)", **self._fields(e, gids),
+            "(on_expiry = keep-sessions)", **self._ending_fields(e, gids),
             decision="kept", count=len(procs), pids=[p.pid for p in procs],
             processes="; ".join(residue.describe(p, gids) for p in procs[:MAX_LISTED]))
 
