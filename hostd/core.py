@@ -38,6 +38,9 @@ class Core:
         self.host = host
         self.clock = clock
         self.outbox = Outbox()
+        # this boot's /proc/sys/kernel/random/boot_id ("" unknown), kept with each
+        # pending ending: one from an earlier boot has no process left to end
+        self.boot_id = ""
 
     def take_effects(self) -> list:
         """What the last calls decided must follow (the server carries it out)."""
@@ -162,29 +165,47 @@ class Core:
         return self.public_grant(g)
 
     def _revoke(self, g: dict, reason: str, by: str, message: str, logged_reason: str) -> None:
-        self._end(g, "revoked", reason, by)
+        ending = self._ending(g, "policy changed" if reason == "policy changed"
+                              else "revoked", by)
+        self._end(g, "revoked", reason, by, ending)
         self.events.emit("grant_revoked", message, **{**self._fields(g), "reason": logged_reason},
                          decision="revoked", approver=by)
         self.outbox.add(CancelTimer(g["id"]))
-        self._end_sessions(g, "policy changed" if reason == "policy changed" else "revoked", by)
+        self.outbox.add(ending)
 
-    def _end_sessions(self, g: dict, reason: str, by: str) -> None:
+    def _ending(self, g: dict, reason: str, by: str) -> EndSessions:
         """What the grant opened must end too: a removed group stays in the credentials
         of every process started while it was held. The groups named are those this
-        grant took away, not one kept for a standing membership or another live grant
+        grant takes away, not one kept for a standing membership or another live grant
         (a failed removal counts: the grant is over either way). A role gone from the
-        policy ends its sessions: the default, and the side that fails closed."""
+        policy ends its sessions: the default, and the side that fails closed. Stated
+        before the grant ends, so `_end` records it in the same transaction."""
         role = self.config.roles.get(g["role"])
         mode = role.on_expiry if role is not None else "terminate-sessions"
         gids = []
         for m in self.store.memberships(g["id"]):
-            if m["standing"] or m["state"] == "kept":
-                continue
+            if (m["standing"] or m["state"] == "kept"
+                    or self.store.live_holders(m["user"], m["grp"], exclude=g["id"])):
+                continue  # what _release keeps
             gid = self.accounts.gid_of(m["grp"])
             if gid is not None and gid != 0:  # gid 0 is root's, never a grant's to end
                 gids.append((m["grp"], gid))
-        self.outbox.add(EndSessions(g["id"], g["uid"], g["user"], g["role"], tuple(gids),
-                                    mode, reason, by))
+        return EndSessions(g["id"], g["uid"], g["user"], g["role"], tuple(gids), mode,
+                           reason, by)
+
+    def pending_endings(self) -> list[EndSessions]:
+        """At start: endings a previous run recorded and did not carry out (killed, or
+        stopped, first), to carry out now like live ones. A row from an earlier boot
+        is deleted instead: no process of that boot survives, and logind's session ids
+        and pids have started over."""
+        out = []
+        for r in self.store.pending_endings():
+            if r["boot_id"] and self.boot_id and r["boot_id"] != self.boot_id:
+                self.store.forget_ending(r["grant_id"])
+                continue
+            out.append(EndSessions(r["grant_id"], r["uid"], r["user"], r["role"], r["gids"],
+                                   r["mode"], r["reason"], r["ended_by"]))
+        return out
 
     def end_unsupported(self) -> list[str]:
         """After the policy changed: end live grants whose role is gone, or whose issuer
@@ -209,10 +230,11 @@ class Core:
         if g["exp"] > self.now():  # fired early: ask again at exp
             self.outbox.add(ArmTimer(g["id"], g["exp"]))
             return False
-        self._end(g, "expired", "expired", "hostd")
+        ending = self._ending(g, "expired", "hostd")
+        self._end(g, "expired", "expired", "hostd", ending)
         self.events.emit("grant_expired", f"grant {grant_id} expired: {g['user']} no longer "
                          f"holds {g['role']}", **self._fields(g), decision="expired")
-        self._end_sessions(g, "expired", "hostd")
+        self.outbox.add(ending)
         return True
 
     def sweep(self) -> list[str]:
@@ -241,9 +263,16 @@ class Core:
             ended.append(g["id"])
         return ended
 
-    def _end(self, g: dict, state: str, reason: str, by: str) -> None:
-        """Mark the grant ended first, then take back what only it needed."""
-        self.store.end_grant(g["id"], state, self.now(), reason, by)
+    def _end(self, g: dict, state: str, reason: str, by: str,
+             ending: EndSessions | None = None) -> None:
+        """Mark the grant ended first, with what its end must still do (`ending`, in the
+        same transaction), then take back what only it needed."""
+        row = None
+        if ending is not None:
+            row = {"uid": ending.uid, "user": ending.user, "role": ending.role,
+                   "gids": ending.gids, "mode": ending.mode, "reason": ending.reason,
+                   "ended_by": ending.by, "boot_id": self.boot_id}
+        self.store.end_grant(g["id"], state, self.now(), reason, by, row)
         for m in self.store.memberships(g["id"]):
             if m["state"] in ("applied", "pending"):
                 self._release(g, m)

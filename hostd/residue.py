@@ -174,6 +174,13 @@ def still_holding(proc_root: Path, procs: list[Proc], uid: int,
     return out
 
 
+def boot_id(proc_root: Path) -> str:
+    """This boot's id (`sys/kernel/random/boot_id` under the proc root), "" if unknown.
+    Exact where a boot time is not: `btime` moves when the clock is set."""
+    raw = _read(proc_root / "sys" / "kernel" / "random" / "boot_id", 64) or b""
+    return raw.decode("ascii", "replace").strip()
+
+
 def zombie(proc_root: Path, pid: int) -> bool:
     """State Z in /proc/PID/stat, read after the last `)`: the command name before it
     is the process's own choice and may itself contain `) Z `."""

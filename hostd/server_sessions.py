@@ -73,10 +73,17 @@ class SessionEnding:
         return self._background(self._end_quietly(effect))
 
     async def _end_quietly(self, e: EndSessions) -> None:
+        """Then the grant's pending_endings row goes (the core wrote it with the grant's
+        end); a failure, or hostd killed first, leaves it for the next start."""
         try:
             await self._end(e)
         except Exception:
             log.exception("ending the sessions of grant %s failed", e.grant_id)
+            return
+        try:
+            await self.run(self.core.store.forget_ending, e.grant_id)
+        except Exception:  # stopping: the next start carries it out again, harmlessly
+            log.exception("could not mark the ending of grant %s done", e.grant_id)
 
     async def _end(self, e: EndSessions) -> None:
         self.cancel_warnings(e.grant_id, forget=True)

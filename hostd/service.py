@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 
 from . import config as config_mod
+from . import residue
 from .accounts import accounts_for
 from .approvals import HostSigner, Requests
 from .core import Core
@@ -61,6 +62,7 @@ def build_core(paths: Paths) -> tuple[Core, str]:
         write_login_gate(paths, cfg)
     host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
     core = Core(cfg, Store(paths.state_db), accounts_for(paths), events, host)
+    core.boot_id = residue.boot_id(paths.proc)
     return core, error
 
 
@@ -163,11 +165,12 @@ async def serve(paths: Paths) -> int:
     server.proc_root, server.dev_root = paths.proc, paths.dev  # sandbox: DIR/proc, DIR/dev
     server.logind = await _logind(paths, core)
     server.sessions_dir = paths.sessions_dir
+    pending = core.pending_endings()  # a previous run ended these and was killed first
     if not error:
         core.end_unsupported()
     live = core.reconcile()
     server.requests.finish_interrupted()
-    await server.carry_out(core.take_effects())
+    await server.carry_out(pending + core.take_effects())
     core.events.emit("hostd_started", f"jit-hostd started, {len(live)} live grants",
                      reason=error or None)
 

@@ -109,6 +109,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (grant_id, session_key)
     );
     """,
+    # 4: endings stated but not yet carried out (EndSessions), written with the grant's
+    # end, deleted once carried out: a hostd killed in between finishes them at start
+    """
+    CREATE TABLE pending_endings (
+        grant_id TEXT PRIMARY KEY REFERENCES grants (id),
+        uid INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        role TEXT NOT NULL,
+        gids TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ended_by TEXT NOT NULL,
+        ended_at INTEGER NOT NULL,
+        boot_id TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]
 
 GRANT_COLUMNS = (
@@ -234,12 +250,38 @@ class Store:
         return [(r[0], r[1]) for r in self.db.execute(
             "SELECT id, exp FROM grants WHERE state = 'active' ORDER BY exp")]
 
-    def end_grant(self, grant_id: str, state: str, now: int, reason: str, by: str) -> bool:
-        """Mark a grant ended (intent first); False if it had already ended."""
-        cur = self.db.execute(
-            "UPDATE grants SET state = ?, ended_at = ?, end_reason = ?, ended_by = ? "
-            "WHERE id = ? AND state = 'active'", (state, now, reason, by, grant_id))
-        return cur.rowcount == 1
+    def end_grant(self, grant_id: str, state: str, now: int, reason: str, by: str,
+                  ending: dict | None = None) -> bool:
+        """Mark a grant ended (intent first); False if it had already ended. `ending`
+        (the columns of pending_endings but grant_id and ended_at) is recorded in the
+        same transaction: what the end must still do is never lost once it is over."""
+        sql = ("UPDATE grants SET state = ?, ended_at = ?, end_reason = ?, ended_by = ? "
+               "WHERE id = ? AND state = 'active'")
+        if ending is None:
+            return self.db.execute(sql, (state, now, reason, by, grant_id)).rowcount == 1
+        with self.transaction() as db:
+            if db.execute(sql, (state, now, reason, by, grant_id)).rowcount != 1:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO pending_endings (grant_id, uid, user, role, gids, "
+                "mode, reason, ended_by, ended_at, boot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?)", (grant_id, ending["uid"], ending["user"], ending["role"],
+                          json.dumps([list(g) for g in ending["gids"]]), ending["mode"],
+                          ending["reason"], ending["ended_by"], now, ending.get("boot_id", "")))
+        return True
+
+    def pending_endings(self) -> list[dict]:
+        """Endings stated and not yet carried out, oldest first; `gids` as (name, gid)."""
+        out = []
+        for r in self.db.execute("SELECT * FROM pending_endings ORDER BY ended_at, grant_id"):
+            row = dict(r)
+            row["gids"] = tuple((str(n), int(g)) for n, g in json.loads(row["gids"]))
+            out.append(row)
+        return out
+
+    def forget_ending(self, grant_id: str) -> None:
+        """The ending was carried out: nothing is left to do at the next start."""
+        self.db.execute("DELETE FROM pending_endings WHERE grant_id = ?", (grant_id,))
 
     def grant_of_token(self, issuer: str, jti: str) -> str | None:
         row = self.db.execute("SELECT grant_id FROM seen_tokens WHERE issuer = ? AND jti = ?",
