@@ -105,55 +105,44 @@ class Logind:
             raise LogindError(reply.error_name or "error", str(detail))
         return list(reply.body)
 
-    async def _session_path(self, sid: str) -> str | None:
+    async def _unless_gone(self, member: str, signature: str, body: list,
+                           **where: str) -> list | None:
+        """_call, with None for the errors that mean the session or pid is gone."""
         try:
-            (path,) = await self._call("GetSession", "s", [_check_sid(sid)])
+            return await self._call(member, signature, body, **where)
         except LogindError as exc:
             if exc.name in GONE:
                 return None
             raise
-        return path
+
+    async def _session_path(self, sid: str) -> str | None:
+        reply = await self._unless_gone("GetSession", "s", [_check_sid(sid)])
+        return None if reply is None else reply[0]
 
     async def _props(self, path: str) -> dict | None:
-        try:
-            (props,) = await self._call("GetAll", "s", [SESSION], interface=PROPERTIES,
+        reply = await self._unless_gone("GetAll", "s", [SESSION], interface=PROPERTIES,
                                         path=path)
-        except LogindError as exc:
-            if exc.name in GONE:
-                return None
-            raise
-        return session_dict(props)
+        return None if reply is None else session_dict(reply[0])
+
+    async def _path_of_pid(self, pid: int) -> str | None:
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValueError(f"not a pid: {pid!r}")
+        reply = await self._unless_gone("GetSessionByPID", "u", [pid])
+        return None if reply is None else reply[0]
 
     async def session_of_pid(self, pid: int) -> str | None:
         """The Id of the session `pid` belongs to; None when it is in none."""
-        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-            raise ValueError(f"not a pid: {pid!r}")
-        try:
-            (path,) = await self._call("GetSessionByPID", "u", [pid])
-        except LogindError as exc:
-            if exc.name in GONE:
-                return None
-            raise
-        try:
-            (value,) = await self._call("Get", "ss", [SESSION, "Id"], interface=PROPERTIES,
+        path = await self._path_of_pid(pid)
+        if path is None:
+            return None
+        reply = await self._unless_gone("Get", "ss", [SESSION, "Id"], interface=PROPERTIES,
                                         path=path)
-        except LogindError as exc:
-            if exc.name in GONE:
-                return None
-            raise
-        return _plain(value)
+        return None if reply is None else _plain(reply[0])
 
     async def session_by_pid(self, pid: int) -> dict | None:
         """session_of_pid and session in two calls instead of four (the PAM hot path)."""
-        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-            raise ValueError(f"not a pid: {pid!r}")
-        try:
-            (path,) = await self._call("GetSessionByPID", "u", [pid])
-        except LogindError as exc:
-            if exc.name in GONE:
-                return None
-            raise
-        return await self._props(path)
+        path = await self._path_of_pid(pid)
+        return None if path is None else await self._props(path)
 
     async def session(self, sid: str) -> dict | None:
         """The session's id, uid, user, tty, state, leader, remote; None if gone."""
