@@ -121,8 +121,8 @@ def build_grants(evs: list[Event], ref: float) -> dict[str, Grant]:
 
 def build_requests(evs: list[Event], grants: dict[str, Grant]) -> dict[str, Request]:
     """Requests by id with their decisions; each linked to the grant it caused (named by
-    break-glass; else the next `host` grant of the same user and role just after the
-    last approval)."""
+    break-glass or by the grant's activation, JIT_REQUEST_ID; for older events, the
+    next `host` grant of the same user and role just after the last approval)."""
     reqs: dict[str, Request] = {}
     for ev in evs:
         rid = ev.get("request_id")
@@ -140,9 +140,12 @@ def build_requests(evs: list[Event], grants: dict[str, Grant]) -> dict[str, Requ
         r.decisions.append(ev)
         r.outcome = {"request_approved": "approved", "request_denied": "denied"}.get(
             ev.kind, ev.get("decision") or "expired")
+    named = {e.get("request_id"): g.id for g in grants.values() for e in g.events
+             if e.kind == "grant_activated" and e.get("request_id")}
     taken: set[str] = set()
     for r in reqs.values():
-        if not r.grant_id:
+        r.grant_id = r.grant_id or named.get(r.id, "")
+        if not r.grant_id:  # events before grant_activated named its request
             approvals = [d.t for d in r.decisions
                          if d.kind == "request_approved" and d.t is not None]
             if approvals:

@@ -28,6 +28,14 @@ from .store import Store
 SEEN_TOKEN_GRACE = 3600  # keep token ids an hour past exp + leeway (they expire anyway)
 
 
+def request_of(issuer: str, jti: str) -> str | None:
+    """The request a host-signed grant was issued for (its jti is `request-ID`, see
+    approvals.request_jti), so grant_activated names it; None for other grants."""
+    if issuer == HOST_ISSUER and jti.startswith("request-"):
+        return jti.removeprefix("request-")
+    return None
+
+
 class Core:
     def __init__(self, config: Config, store: Store, accounts: Accounts, events: Events,
                  host: HostFacts, clock: Callable[[], float] = time.time) -> None:
@@ -131,7 +139,8 @@ class Core:
             raise
         self.events.emit("grant_activated",
                          f"grant {grant_id} activated: {grant.user} holds {grant.role}",
-                         **self._fields(row), decision="activated")
+                         **self._fields(row), decision="activated",
+                         request_id=request_of(grant.issuer, grant.jti))
         self.outbox.add(ArmTimer(grant_id, grant.exp))
         return self.public_grant(self.store.get_grant(grant_id))
 

@@ -180,6 +180,9 @@ def test_request_approved_signs_and_activates_a_host_grant(w):
     assert g["hosts"] == ["machine-id:" + "f" * 32]
     assert w.accounts.listed("alice", "docker")
     assert w.events("request_approved")[0]["JIT_APPROVER"] == "bob"
+    # the activation names the request it was issued for (the audit links them by it)
+    (activated,) = w.events("grant_activated")
+    assert (activated["JIT_GRANT_ID"], activated["JIT_REQUEST_ID"]) == (g["id"], r["id"])
 
 
 def test_request_duration_capped(w):

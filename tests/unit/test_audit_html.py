@@ -93,6 +93,22 @@ def test_requests_link_to_the_grant_they_caused() -> None:
     assert reqs["r5"].created is None  # asked before the period: decisions only
 
 
+def test_a_grant_naming_its_request_is_linked_however_late() -> None:
+    evs = [
+        ev(0, 0, "request_created", request_id="r1", user="alice", role="docker"),
+        ev(1, 30, "request_approved", request_id="r1", user="alice", role="docker",
+           approver="bob"),
+        ev(2, 31, "grant_activated", grant_id="other", user="alice", role="docker",
+           issuer="host"),  # closer in time, but names no request: not r1's
+        ev(3, 90, "grant_activated", grant_id="g1", user="alice", role="docker",
+           issuer="host", request_id="r1"),
+    ]
+    grants = build_grants(evs, ref=T0 + 3600)
+    reqs = build_requests(evs, grants)
+    assert reqs["r1"].grant_id == "g1" and grants["g1"].request is reqs["r1"]
+    assert grants["other"].request is None
+
+
 def test_overlapping_grants_get_lanes_of_their_own() -> None:
     evs = [ev(i, s, "grant_activated", grant_id=f"g{i}", user="a", not_after=rfc(e))
            for i, (s, e) in enumerate([(0, 100), (50, 150), (120, 200), (160, 300)])]
