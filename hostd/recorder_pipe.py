@@ -7,7 +7,7 @@ import os
 import select
 import signal
 
-from .recorder_proxy import CHUNK, Recorder, child_env, exec_command, window_size, write_all
+from .recorder_proxy import CHUNK, Recorder, child_env, exec_command, window_size
 
 
 class PipeRecorder(Recorder):
@@ -61,17 +61,10 @@ class PipeRecorder(Recorder):
         if sink_fd is not None:
             poller.register(sink_fd, select.POLLIN)
         while streams or self.status is None:
-            self.flush_due()
-            timeout = self.timeout()
-            if self.status is not None:  # what the command left in the pipes, then stop:
-                timeout = 0.05 if timeout is None else min(timeout, 0.05)  # not what
-            try:                                                # it left running writes
-                events = poller.poll(None if timeout is None else timeout * 1000)
-            except InterruptedError:
-                events = []
+            # once the command is gone: what it left in the pipes, then stop (not what
+            # it left running writes)
+            events = self.wait(poller)
             if not events:
-                self.flush_maskers()
-                self.check_grace()
                 if self.status is not None:
                     for fd in streams:
                         os.close(fd)
@@ -86,7 +79,7 @@ class PipeRecorder(Recorder):
                     out, masker = streams[fd]
                     if not data or not self.emit(out, masker, data):
                         if masker is not None and masker.holding:
-                            self.emit_tail(out, masker)
+                            self.show_held(out, masker)
                         poller.unregister(fd)
                         os.close(fd)  # a reader gone: the command gets EPIPE/SIGPIPE
                         del streams[fd]
@@ -103,15 +96,6 @@ class PipeRecorder(Recorder):
                         sink_fd = None
             if not streams and self.status is None:
                 _, self.status = os.waitpid(self.pid, 0)
-
-    def emit_tail(self, fd: int, masker) -> None:
-        data = masker.flush()
-        if data:
-            self.record("output", data)
-            try:
-                write_all(fd, data)
-            except OSError:
-                pass
 
     def on_signals(self, sigs: list[int]) -> None:
         for sig in sigs:

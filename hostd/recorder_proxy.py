@@ -268,18 +268,39 @@ class Recorder:
             return False
         return True
 
+    def wait(self, poller: select.poll) -> list[tuple[int, int]]:
+        """One wait of the proxy loop. Once the command is gone, waits at most 50 ms
+        (only what it left in the pipes is still read). A quiet wait shows what the
+        maskers held and checks the hang-up grace; returns [] then."""
+        self.flush_due()
+        timeout = self.timeout()
+        if self.status is not None:
+            timeout = 0.05 if timeout is None else min(timeout, 0.05)
+        try:
+            events = poller.poll(None if timeout is None else timeout * 1000)
+        except InterruptedError:
+            events = []
+        if not events:
+            self.flush_maskers()
+            self.check_grace()
+        return events
+
+    def show_held(self, fd: int, masker) -> None:
+        """Show on `fd` and record what `masker` held back."""
+        data = masker.flush()
+        if data:
+            self.record("output", data)
+            try:
+                write_all(fd, data)
+            except OSError:
+                pass
+
     def flush_maskers(self) -> None:
         """Show and record what the maskers held back (IDLE_FLUSH after it came)."""
         self.held_since = None
         for fd, masker in ((1, self.out_masker), (2, self.err_masker)):
             if masker is not None and masker.holding:
-                data = masker.flush()
-                if data:
-                    self.record("output", data)
-                    try:
-                        write_all(fd, data)
-                    except OSError:
-                        pass
+                self.show_held(fd, masker)
         if self.in_masker is not None and self.in_masker.holding:
             data = self.in_masker.flush()
             if data:

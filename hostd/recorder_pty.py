@@ -173,17 +173,8 @@ class PtyRecorder(Recorder):
         if sink_fd is not None:
             poller.register(sink_fd, select.POLLIN)
         while True:
-            self.flush_due()
-            timeout = self.timeout()
-            if self.status is not None:
-                timeout = 0.05 if timeout is None else min(timeout, 0.05)
-            try:
-                events = poller.poll(None if timeout is None else timeout * 1000)
-            except InterruptedError:
-                events = []
+            events = self.wait(poller)
             if not events:
-                self.flush_maskers()
-                self.check_grace()
                 if self.status is not None:
                     self.drain_stderr()
                     return  # the command is gone and the pty is quiet
