@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from .events import shown
+from .notify import write_tty
 
 LEADS = (300, 60)  # seconds before expiry
 NAME_WIDTH = 32
@@ -97,25 +98,6 @@ def user_ttys(dev: Path, uid: int, session_ttys: list[str]) -> list[Path]:
             seen.add(p)
             out.append(p)
     return out[:MAX_TTYS]
-
-
-def write_tty(path: Path, text: str) -> bool:
-    """One non-blocking write to a character device; never a controlling tty, never a
-    symlink followed. False when it could not be written (full, gone, not a tty)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_NOFOLLOW
-                     | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISCHR(os.fstat(fd).st_mode):
-            return False
-        os.write(fd, text.encode("utf-8", "replace"))
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def warn(dev: Path, uid: int, session_ttys: list[str], line: str) -> int:

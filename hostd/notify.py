@@ -51,18 +51,21 @@ def logged_in_ttys(utmp: Path) -> list[tuple[str, str]]:
     return out
 
 
-def write_to_tty(dev: Path, text: str, owner_uid: int) -> bool:
-    """Write a notice if the terminal belongs to the user and accepts messages (`mesg y`:
-    group write bit set, as write(1) checks). Never blocks, never takes a controlling tty."""
-    if ".." in dev.parts or not str(dev).startswith("/dev/"):
-        return False
+def write_tty(path: Path, text: str, owner_uid: int | None = None) -> bool:
+    """One non-blocking write to a character device; never a controlling tty, never a
+    symlink followed. With `owner_uid`, only to a terminal that user owns and that
+    accepts messages (`mesg y`: group write bit set, as write(1) checks). False when it
+    could not be written (full, gone, not a tty, not theirs)."""
     try:
-        fd = os.open(dev, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_NOFOLLOW
+                     | os.O_CLOEXEC)
     except OSError:
         return False
     try:
         st = os.fstat(fd)
-        if not stat.S_ISCHR(st.st_mode) or st.st_uid != owner_uid or not st.st_mode & stat.S_IWGRP:
+        if not stat.S_ISCHR(st.st_mode):
+            return False
+        if owner_uid is not None and (st.st_uid != owner_uid or not st.st_mode & stat.S_IWGRP):
             return False
         os.write(fd, text.encode("utf-8", "replace"))
         return True
@@ -70,6 +73,13 @@ def write_to_tty(dev: Path, text: str, owner_uid: int) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def write_to_tty(dev: Path, text: str, owner_uid: int) -> bool:
+    """A notice to a terminal named by utmp: only under /dev, only the user's own."""
+    if ".." in dev.parts or not str(dev).startswith("/dev/"):
+        return False
+    return write_tty(dev, text, owner_uid)
 
 
 def entities(text: str) -> str:
