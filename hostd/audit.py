@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .durations import parse_duration, parse_time
 from .errors import JitError
-from .events import EVENT_TYPES, columns, escape, read_mirror
+from .events import EVENT_TYPES, columns, cut, escape, read_mirror
 
 # Who writes our events. hostd is the only writer today; a recorder or PAM module that
 # logs under its own identifier is added here (journald ORs values of one field).
@@ -313,16 +313,7 @@ def inert(value: str) -> str:
 
 def _cell(value: str, width: int) -> str:
     """Inert (no control character reaches the terminal) and cut to `width` columns."""
-    text = inert(value)
-    if sum(columns(ch) for ch in text) <= width:
-        return text
-    out, used = [], 1
-    for ch in text:
-        used += columns(ch)
-        if used > width:
-            break
-        out.append(ch)
-    return "".join(out) + "…"
+    return cut(inert(value), width)
 
 
 def table_lines(events: Iterable[dict[str, str]]) -> Iterator[str]:

@@ -118,7 +118,11 @@ def shown(value: object, width: int) -> str:
     in, and at most `width` terminal columns, cut with `…`. The caller puts it after a
     fixed prefix on a line of its own; with the prefix no longer than 80 - width columns
     it never wraps, so no attacker text reaches column 0 of an 80-column terminal."""
-    text = _WHITESPACE.sub(" ", escape(value)).strip().replace('"', '\\"')
+    return cut(_WHITESPACE.sub(" ", escape(value)).strip().replace('"', '\\"'), width)
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` terminal columns, cut with `…` when it is wider."""
     if sum(columns(ch) for ch in text) <= width:
         return text
     out, used = [], columns("…")
