@@ -136,30 +136,27 @@ def signal_checked(proc_root: Path, pid: int, uid: int, gids: frozenset[int] | s
     first and the status read after: if the pid was reused in between, the pidfd names
     the old, dead process and the signal goes nowhere. True if a signal was sent."""
     try:
-        fd = os.pidfd_open(pid)
+        fd: int | None = os.pidfd_open(pid)
     except ProcessLookupError:
         return False
     except (OSError, AttributeError):  # no pidfd (old kernel): check and kill, closely
-        p = read_proc(proc_root, pid, uid)
-        if p is None or not holds(p, uid, gids):
-            return False
-        try:
-            os.kill(pid, signo)
-            return True
-        except ProcessLookupError:
-            return False
+        fd = None
     try:
         p = read_proc(proc_root, pid, uid)
         if p is None or not holds(p, uid, gids):
             return False
         try:
-            signal.pidfd_send_signal(fd, signo)
+            if fd is None:
+                os.kill(pid, signo)
+            else:
+                signal.pidfd_send_signal(fd, signo)
             return True
         except ProcessLookupError:
             return False
     finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def still_holding(proc_root: Path, procs: list[Proc], uid: int,
