@@ -195,7 +195,7 @@ class RecordOps:
         try:
             opened = {"ok": True, "code": "ok", "message": f"recording {rec.id}", "id": rec.id,
                       "masking": [list(rule) for rule in rules],
-                      "builtins": getattr(config, "masking_builtins", True),
+                      "builtins": True,  # the built-in rules always apply on this path
                       "record_input": session.record_input,
                       "record_failure": session.record_failure}
             if not await channel.send(opened):
