@@ -23,7 +23,7 @@ from sandbox import Sandbox  # noqa: E402
 
 from hostd.client import Client  # noqa: E402
 from hostd.protocol import request  # noqa: E402
-from hostd.store import Store  # noqa: E402
+from hostd.state.store import Store  # noqa: E402
 
 N = 10_000
 ROUND_TRIPS = 200

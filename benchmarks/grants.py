@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Grant verifications per second on one core (issue 2 goal: >= 5,000/s).
 
-Verifies one valid EdDSA grant repeatedly through hostd.grants.verify (signature, claims,
+Verifies one valid EdDSA grant repeatedly through hostd.policy.grants.verify (signature, claims,
 role, host selectors): the whole offline path hostd runs per activation. Also times an
 ES256 and an RS256 issuer for comparison. Prints, asserts nothing.
 """
@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from hostd import grants
-from hostd.config import Config, Issuer, Role
-from hostd.hostmatch import HostFacts
-from hostd.keys import PublicKey, algorithm_for, thumbprint
+from hostd.policy import grants
+from hostd.policy.config import Config, Issuer, Role
+from hostd.policy.hostmatch import HostFacts
+from hostd.policy.keys import PublicKey, algorithm_for, thumbprint
 
 GOAL = 5000
 
@@ -47,7 +47,7 @@ def rate(private_key, seconds: float = 2.0) -> float:
 def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
-    print("grant verifications per second, one core (hostd.grants.verify)")
+    print("grant verifications per second, one core (hostd.policy.grants.verify)")
     for name, key in (("EdDSA", ed25519.Ed25519PrivateKey.generate()),
                       ("ES256", ec.generate_private_key(ec.SECP256R1())),
                       ("RS256", rsa.generate_private_key(65537, 2048))):

@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostd.castfile import CastWriter
-from hostd.masking import Masker
+from hostd.record.castfile import CastWriter
+from hostd.record.masking import Masker
 
 MIB = 1 << 20
 TOTAL_MIB = 256

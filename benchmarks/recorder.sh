@@ -22,7 +22,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 size_mb=${1:-256}
 work=$(mktemp -d /tmp/jit-bench-recorder.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-record=${JIT_RECORD:-"/usr/bin/python3 -m hostd.recorder"}
+record=${JIT_RECORD:-"/usr/bin/python3 -m hostd.record.main"}
 export PYTHONPATH="$repo"
 unset PYTHONDONTWRITEBYTECODE  # as installed: dh_python3 byte-compiles the package
 

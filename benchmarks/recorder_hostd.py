@@ -49,7 +49,7 @@ def recorded(box: Sandbox, argv: list[str]) -> list[str]:
                                      argv=argv, env=["PATH=/usr/bin:/bin"]))
     if answer.get("decision") != "allow":
         sys.exit(f"recorder_hostd.py: sudo.check said {answer}")
-    return [PYTHON, "-m", "hostd.recorder", "--socket", str(box.socket_path),
+    return [PYTHON, "-m", "hostd.record.main", "--socket", str(box.socket_path),
             *answer["argv"][1:]]
 
 

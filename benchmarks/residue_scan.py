@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostd import residue
+from hostd.server import residue
 
 UID, GID = 59_999, 59_998  # held by nothing: every process is read, none matches
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostd.store import Store
+from hostd.state.store import Store
 
 GROUPS = ("docker", "adm")
 

@@ -19,8 +19,8 @@ import stat
 import struct
 import time
 
-from .errors import JitError
-from .wire import MAX_LINE, encode, request
+from hostd.errors import JitError
+from hostd.wire import MAX_LINE, encode, request
 
 MAX_ANSWER = 32 * 1024 * 1024  # grant lists of a busy host can be large
 

@@ -46,7 +46,7 @@ class Paths:
 
     @property
     def login_gate(self) -> Path:
-        """[login] gating rules for pam_jit when hostd cannot answer (hostd/logins.py)."""
+        """[login] gating rules for pam_jit when hostd cannot answer (hostd/policy/logins.py)."""
         return self._p("var/lib/jit/login-gate.json")
 
     @property

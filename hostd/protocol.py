@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .errors import JitError
-from .wire import MAX_LINE, VERSION, encode, request  # noqa: F401 (re-exported)
+from hostd.errors import JitError
+from hostd.wire import MAX_LINE, VERSION, encode, request  # noqa: F401 (re-exported)
 
 MAX_INT = 2**31 - 1  # every integer field is a count or a duration in seconds
 

@@ -172,7 +172,7 @@ def read_gate(path):
 
 def is_gated(require, user):
     """`user` named in require_grant, or a member of a `%group` there (listed, or by
-    primary group), as hostd/logins.py decides; never root."""
+    primary group), as hostd/policy/logins.py decides; never root."""
     if user == "root":
         return False
     try:

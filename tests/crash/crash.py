@@ -41,8 +41,8 @@ for p in (REPO, REPO / "tests" / "integration"):
 
 from sandbox import PYTHON, USERS, Sandbox  # noqa: E402
 
-from hostd.grants import issue  # noqa: E402
-from hostd.keys import load_private  # noqa: E402
+from hostd.policy.grants import issue  # noqa: E402
+from hostd.policy.keys import load_private  # noqa: E402
 from hostd.protocol import encode, request  # noqa: E402
 
 POLICY = """

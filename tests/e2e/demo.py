@@ -315,7 +315,7 @@ def audit_flow(n: Narrator) -> None:
         object per line, for a SIEM; here the first expiry, pretty-printed:""")
     n.run("jit audit --format ocsf --event grant_expired | head -n 1 | python3 -m json.tool",
           max_lines=70)
-    if box.run(["python3", "-c", "import hostd.audit_html"], check=False).returncode:
+    if box.run(["python3", "-c", "import hostd.audit.report"], check=False).returncode:
         n.say("(The HTML report, `jit audit --html FILE`, is not part of this build.)")
         return
     n.say("And a self-contained HTML timeline an auditor can open anywhere:")

@@ -20,7 +20,7 @@ OUTPUT = ["$ ", "cat .env\r\n", "DB_PASSWORD=**************\r\n", "$ "]
 WRITE = f"""
 import json, sys
 from pathlib import Path
-from hostd.castfile import CastWriter
+from hostd.record.castfile import CastWriter
 w = CastWriter(Path({PATH!r}), {{"width": 80, "height": 24, "id": {RID!r}, "user": "alice",
     "runas": "root", "command": ["/bin/bash"], "grant_id": "g-e2e", "host": "e2e"}})
 for i, text in enumerate(json.loads(sys.argv[1])):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from jithost import Host, grants, issue, journal, wait_for
 
-from hostd.audit_html import render_html
+from hostd.audit.report import render_html
 
 EXAMPLE = "/usr/share/doc/jitaccess/examples/rsyslog-jit.conf"
 SINK = "/var/log/jit-events.json"
@@ -107,7 +107,7 @@ def test_sink_is_private_and_syslog_gets_no_duplicates(shipped: tuple[Host, str]
 
 
 def test_report_of_the_real_journal(shipped: tuple[Host, str]) -> None:
-    """The HTML report (hostd/audit_html.py) drawn from these real entries: the grant's
+    """The HTML report (hostd/audit/report.py) drawn from these real entries: the grant's
     bar is there, coloured as revoked, with who revoked it; the reason stays text."""
     host, grant_id = shipped
     entries = _hostd_events(host)

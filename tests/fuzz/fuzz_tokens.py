@@ -46,12 +46,12 @@ import jwt  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: E402
 
-from hostd import config as config_mod  # noqa: E402
-from hostd import grants  # noqa: E402
 from hostd.errors import GRANT_REFUSALS, JitError  # noqa: E402
-from hostd.hostmatch import HostFacts, matches  # noqa: E402
-from hostd.keys import algorithm_for, public_pem, thumbprint  # noqa: E402
 from hostd.paths import Paths  # noqa: E402
+from hostd.policy import config as config_mod  # noqa: E402
+from hostd.policy import grants  # noqa: E402
+from hostd.policy.hostmatch import HostFacts, matches  # noqa: E402
+from hostd.policy.keys import algorithm_for, public_pem, thumbprint  # noqa: E402
 
 NOW = 1_800_000_000
 LEEWAY = 30

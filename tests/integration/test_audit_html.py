@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from hostd.audit_html import ENDINGS, content_security_policy, render_html  # noqa: E402
+from hostd.audit.report import ENDINGS, content_security_policy, render_html  # noqa: E402
 from hostd.events import EVENT_TYPES  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

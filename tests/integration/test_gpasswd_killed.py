@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `pytest` run without `python -m` from the repo root
     sys.path.insert(0, str(REPO))
 
-from hostd.accounts import LOCK_RETRY_WAITS, FileAccounts, accounts_for  # noqa: E402
 from hostd.errors import JitError  # noqa: E402
 from hostd.paths import Paths  # noqa: E402
+from hostd.state.accounts import LOCK_RETRY_WAITS, FileAccounts, accounts_for  # noqa: E402
 
 
 def edit_members(path: Path, group: str, change) -> None:

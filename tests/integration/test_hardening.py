@@ -13,8 +13,8 @@ import time
 from sandbox import PYTHON
 
 from hostd.client import Client
-from hostd.grants import issue
-from hostd.keys import load_private
+from hostd.policy.grants import issue
+from hostd.policy.keys import load_private
 from hostd.protocol import request
 
 

@@ -12,8 +12,8 @@ from sandbox import REPO
 if str(REPO) not in sys.path:  # the checkout's hostd, as the sandbox copies it
     sys.path.insert(0, str(REPO))
 
-from hostd import grants
-from hostd.keys import load_private
+from hostd.policy import grants
+from hostd.policy.keys import load_private
 
 LATIN1 = os.fsdecode(b"caf\xe9")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sandbox import POLICY, PYTHON, REPO, Sandbox
 
-from hostd.store import Store
+from hostd.state.store import Store
 
 WRAPPER = "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so"
 PAM_PYTHON = "/lib/security/pam_python.so"

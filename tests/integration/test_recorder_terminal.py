@@ -26,7 +26,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
 SECRET = "AKIAIOSFODNN7EXAMPLE"  # the AWS documentation's example key id: a built-in rule
-RECORD = f"PYTHONPATH={REPO} {PYTHON} -m hostd.recorder"
+RECORD = f"PYTHONPATH={REPO} {PYTHON} -m hostd.record.main"
 
 
 class Tmux:
@@ -219,7 +219,7 @@ def test_stderr_redirected_away_from_the_terminal_stays_apart(term, tmp_path):
 
 def recorder(*args: str, **kw) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}
-    return subprocess.run([PYTHON, "-m", "hostd.recorder", *args], env=env,
+    return subprocess.run([PYTHON, "-m", "hostd.record.main", *args], env=env,
                           capture_output=True, timeout=60, **kw)
 
 
@@ -262,7 +262,7 @@ def test_typing_into_a_command_that_only_prints_never_stalls_it(tmp_path):
     master, slave = os.openpty()
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TERM": "xterm"}
     proc = subprocess.Popen(
-        [PYTHON, "-m", "hostd.recorder", "--file", str(tmp_path / "flood.cast"), "--no-mask",
+        [PYTHON, "-m", "hostd.record.main", "--file", str(tmp_path / "flood.cast"), "--no-mask",
          "--", "sh", "-c",  # raw mode: a full input queue blocks the writer (cooked drops)
          "stty raw -echo; sleep 0.5; head -c 3000000 /dev/zero | tr '\\0' x; exit 3"],
         stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
@@ -298,7 +298,7 @@ def test_held_back_output_is_shown_while_the_session_stays_busy(tmp_path):
     script = (f"printf 'Password: '; while [ ! -e {go} ]; do echo . >&2; sleep 0.01; done;"
               " echo; echo done")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([PYTHON, "-m", "hostd.recorder", "--file", str(tmp_path / "p.cast"),
+    proc = subprocess.Popen([PYTHON, "-m", "hostd.record.main", "--file", str(tmp_path / "p.cast"),
                              "--", "sh", "-c", script], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:

@@ -86,7 +86,7 @@ def recorder(box, answer: dict, stdin: str | bytes = "", **kw) -> subprocess.Pop
     assert argv[0] == "/usr/bin/jit-record"
     env = dict(e.split("=", 1) for e in answer["env"])
     env.update(PYTHONPATH=str(box.lib), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.Popen([PYTHON, "-m", "hostd.recorder", "--socket", str(box.socket_path),
+    proc = subprocess.Popen([PYTHON, "-m", "hostd.record.main", "--socket", str(box.socket_path),
                              *argv[1:]], env=env, stdin=kw.pop("stdin_file", subprocess.PIPE),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
                             start_new_session=True, **kw)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sandbox import USERS, Sandbox
 
-from hostd import residue
+from hostd.server import residue
 
 GID = 47123  # the role's group: a gid no other test or user holds
 ALICE = USERS["alice"]

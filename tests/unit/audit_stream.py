@@ -13,8 +13,8 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from hostd.durations import rfc3339
 from hostd.events import EVENT_TYPES, Events
+from hostd.policy.durations import rfc3339
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 BOOT_ID = "0123456789abcdef0123456789abcdef"

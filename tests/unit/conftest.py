@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `pytest` run without `python -m` from the repo root
     sys.path.insert(0, str(REPO))
 
-from hostd.config import Config, Issuer, Role  # noqa: E402
 from hostd.errors import JitError  # noqa: E402
-from hostd.hostmatch import HostFacts  # noqa: E402
-from hostd.keys import PublicKey, algorithm_for, thumbprint  # noqa: E402
+from hostd.policy.config import Config, Issuer, Role  # noqa: E402
+from hostd.policy.hostmatch import HostFacts  # noqa: E402
+from hostd.policy.keys import PublicKey, algorithm_for, thumbprint  # noqa: E402
 
 MACHINE_ID = "0123456789abcdef0123456789abcdef"
 

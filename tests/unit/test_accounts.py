@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from hostd.accounts import (
+from hostd.paths import Paths
+from hostd.state.accounts import (
     Accounts,
     FileAccounts,
     NssAccounts,
@@ -15,7 +16,6 @@ from hostd.accounts import (
     disagreements,
     is_lock_failure,
 )
-from hostd.paths import Paths
 
 
 @pytest.fixture

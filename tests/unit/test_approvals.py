@@ -8,16 +8,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from test_core import Clock, FakeAccounts
 
-from hostd import approvals
-from hostd.approvals import HostSigner, Requests
-from hostd.config import Config, Issuer, Role
-from hostd.core import Core
-from hostd.effects import ArmTimer, CancelTimer, Notify
+from hostd.core import requests as approvals
+from hostd.core.effects import ArmTimer, CancelTimer, Notify
+from hostd.core.lifecycle import Core
+from hostd.core.requests import HostSigner, Requests
 from hostd.errors import JitError
 from hostd.events import Events, read_mirror
-from hostd.keys import PublicKey, thumbprint
-from hostd.notify import entities, logged_in_ttys, message_for, write_to_tty
-from hostd.store import Store
+from hostd.policy.config import Config, Issuer, Role
+from hostd.policy.keys import PublicKey, thumbprint
+from hostd.server.notify import entities, logged_in_ttys, message_for, write_to_tty
+from hostd.state.store import Store
 
 NOW = 1_800_000_000
 
@@ -143,7 +143,7 @@ class World:
                         issuers={"host": Issuer("host", (PublicKey(thumbprint(pub), "EdDSA",
                                                                    pub),), ("EdDSA",))},
                         request_ttl=600, sudo_approval_timeout=300)
-        from hostd.hostmatch import HostFacts
+        from hostd.policy.hostmatch import HostFacts
 
         self.mirror = tmp_path / "events.jsonl"
         self.store = Store(tmp_path / "state.db")
@@ -320,7 +320,7 @@ def test_utmp_parsing_and_tty_guard(tmp_path):
 def test_webhook_failure_is_retried_then_logged(tmp_path, monkeypatch):
     import socket as socket_mod
 
-    from hostd import notify
+    from hostd.server import notify
 
     with socket_mod.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

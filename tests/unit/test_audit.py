@@ -16,10 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from audit_stream import HOSTILE, lifecycle, one_of_each, record, write_journal
 
-from hostd import audit, cli
-from hostd.audit_export import ECS_MAP, OCSF_MAP, to_ecs, to_ocsf
-from hostd.durations import rfc3339
+from hostd.audit import journal as audit
+from hostd.audit.export import ECS_MAP, OCSF_MAP, to_ecs, to_ocsf
+from hostd.cli import main as cli
 from hostd.events import EVENT_TYPES
+from hostd.policy.durations import rfc3339
 
 T0 = 1_796_000_000  # seconds
 
@@ -271,7 +272,7 @@ def test_held_at_refuses_export_formats(journal_file: Path) -> None:
 
 def test_docs_mapping_table_is_the_code() -> None:
     """docs/AUDIT.md's table has one row per mapped event, saying what the code does."""
-    from hostd.audit_export import OCSF_ACTIVITIES, OCSF_CLASSES, STATUS
+    from hostd.audit.export import OCSF_ACTIVITIES, OCSF_CLASSES, STATUS
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "AUDIT.md").read_text()
     rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
@@ -288,7 +289,7 @@ def test_docs_mapping_table_is_the_code() -> None:
 
 def test_html_report_is_written_private_or_refused_by_name(journal_file: Path,
                                                           tmp_path: Path) -> None:
-    """With hostd/audit_html.py the page is written 0600 (it holds reasons and commands);
+    """With hostd/audit/report.py the page is written 0600 (it holds reasons and commands);
     a build without it says so (usage, exit 2) and writes nothing."""
     import importlib.util
     import os
@@ -297,7 +298,7 @@ def test_html_report_is_written_private_or_refused_by_name(journal_file: Path,
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         code, _ = run_cli("--journal-file", str(journal_file), "--html", str(target))
-    if importlib.util.find_spec("hostd.audit_html") is None:
+    if importlib.util.find_spec("hostd.audit.report") is None:
         assert code == 2 and "not available" in err.getvalue() and not target.exists()
     else:
         assert code == 0 and os.stat(target).st_mode & 0o777 == 0o600

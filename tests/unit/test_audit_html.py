@@ -1,4 +1,4 @@
-"""The audit report's parts (hostd/audit_model.py, audit_html.py): how a grant ended,
+"""The audit report's parts (hostd/audit/model.py, audit_html.py): how a grant ended,
 which request caused it, lanes, text. The page itself, as text and in chromium:
 tests/integration/test_audit_html.py."""
 
@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hostd import audit_html
-from hostd.audit_html import CSS, _nice_step, _pack, render_html, visible
-from hostd.audit_model import Event, build_grants, build_requests, parse_rfc3339
+from hostd.audit import report as audit_html
+from hostd.audit.model import Event, build_grants, build_requests, parse_rfc3339
+from hostd.audit.report import CSS, _nice_step, _pack, render_html, visible
 from hostd.events import escape
 
 T0 = 1_800_000_000.0

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from audit_stream import EXTRA_TYPES, lifecycle, one_of_each
 
-from hostd.audit_export import OCSF_MAP, to_ecs, to_ocsf
+from hostd.audit.export import OCSF_MAP, to_ecs, to_ocsf
 from hostd.events import EVENT_TYPES
 
 VENV_PYTHON = Path("/var/cache/jitaccess-tools/venv/bin/python")

@@ -1,4 +1,4 @@
-"""hostd/castfile.py: recordings are asciicast v2 that asciinema and scriptreplay play,
+"""hostd/record/castfile.py: recordings are asciicast v2 that asciinema and scriptreplay play,
 and every kind of tampering is caught by the chain or by the journal's digest."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hostd import castfile
-from hostd.castfile import CastError, CastWriter, export_script, read_cast, summary, verify
+from hostd.record import castfile
+from hostd.record.castfile import CastError, CastWriter, export_script, read_cast, summary, verify
 
 RID = "0123456789abcdef"
 HEADER = {"width": 100, "height": 30, "timestamp": 1796018800, "env": {"TERM": "xterm"},

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from hostd import cli
+from hostd.cli import main as cli
 
 LATIN1 = os.fsdecode(b"caf\xe9")  # what Python makes of a Latin-1 byte in argv
 

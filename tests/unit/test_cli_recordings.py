@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hostd import castfile, cli_recordings
-from hostd.cli import main
+from hostd.cli import recordings as cli_recordings
+from hostd.cli.main import main
+from hostd.record import castfile
 
 A, B, C = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc"
 OUT = ["$ ", "id\r\n", "uid=0(root)\r\n", "$ "]

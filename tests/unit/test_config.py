@@ -12,10 +12,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from hostd import config as cfg
 from hostd.errors import ConfigError
-from hostd.keys import generate_ed25519, thumbprint
 from hostd.paths import Paths
+from hostd.policy import config as cfg
+from hostd.policy.keys import generate_ed25519, thumbprint
 
 POLICY = Path("/etc/jit/jit.toml")
 

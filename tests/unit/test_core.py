@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from conftest import FakeAccounts  # the fake lives in conftest; test_approvals imports it here
 
-from hostd.core import Core
+from hostd.core.lifecycle import Core
 from hostd.errors import JitError
 from hostd.events import Events, read_mirror
-from hostd.store import Store
+from hostd.state.store import Store
 
 HOUR = 3600
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hostd.durations import MAX_SECONDS, format_duration, parse_duration, parse_time, rfc3339
+from hostd.policy.durations import MAX_SECONDS, format_duration, parse_duration, parse_time, rfc3339
 
 GOOD = [
     ("30s", 30),

@@ -12,8 +12,8 @@ from test_core import HOUR, World
 from test_residue import put, status
 from test_server import FakeTimers
 
-from hostd.effects import EndSessions
-from hostd.server import Server
+from hostd.core.effects import EndSessions
+from hostd.server.connections import Server
 
 DOCKER, ADM = 2006, 2000  # FakeAccounts.gid_of: 2000 + place in name order
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hostd import expiry_warnings as ew
+from hostd.server import warnings as ew
 
 EXP = 1_800_000_000
 

@@ -15,10 +15,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from hostd import grants
-from hostd.config import Config, Issuer, parse_issuer
 from hostd.errors import JitError
-from hostd.hostmatch import HostFacts
+from hostd.policy import grants
+from hostd.policy.config import Config, Issuer, parse_issuer
+from hostd.policy.hostmatch import HostFacts
 
 LEEWAY = 30
 TIME_CLAIMS = ("iat", "nbf", "exp")

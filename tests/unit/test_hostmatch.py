@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from hostd.hostmatch import HostFacts, matches, parse_selector
+from hostd.policy.hostmatch import HostFacts, matches, parse_selector
 
 MID = "0123456789abcdef0123456789abcdef"
 FACTS = HostFacts(
@@ -114,7 +114,7 @@ def test_network_does_not_match_a_host_without_addresses():
 def test_addresses_are_looked_up_only_for_network_selectors():
     import ipaddress
 
-    from hostd.hostmatch import HostFacts, matches
+    from hostd.policy.hostmatch import HostFacts, matches
 
     calls = []
 
@@ -131,7 +131,7 @@ def test_addresses_are_looked_up_only_for_network_selectors():
 def test_address_cache_rereads_after_ttl(monkeypatch):
     import ipaddress
 
-    from hostd import hostmatch
+    from hostd.policy import hostmatch
 
     reads = iter([(ipaddress.ip_address("10.0.0.1"),), (ipaddress.ip_address("10.0.0.2"),)])
     monkeypatch.setattr(hostmatch, "read_addresses", lambda: next(reads))

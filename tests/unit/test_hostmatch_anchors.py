@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hostd.hostmatch import parse_selector
+from hostd.policy.hostmatch import parse_selector
 
 
 @pytest.mark.parametrize("selector", ["web-1\n", "machine-id:0123456789abcdef0123456789abcdef\n"],

@@ -10,7 +10,7 @@ import stat
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from hostd.keys import public_pem, write_public
+from hostd.policy.keys import public_pem, write_public
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from dbus_next import Message, Variant
 from dbus_next.signature import SignatureTree
 
-from hostd import logind as lg
-from hostd.logind import Logind, LogindError
+from hostd.state import logind as lg
+from hostd.state.logind import Logind, LogindError
 
 
 class FakeLogind:

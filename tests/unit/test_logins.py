@@ -1,4 +1,4 @@
-"""Login gating (hostd/logins.py): who is gated, what admits them, what they read."""
+"""Login gating (hostd/policy/logins.py): who is gated, what admits them, what they read."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from hostd import config as cfg
-from hostd import logins
+from hostd.policy import config as cfg
+from hostd.policy import logins
 
 POLICY = Path("/etc/jit/jit.toml")
 NOW = 1_800_000_000

@@ -1,4 +1,4 @@
-"""hostd/masking.py: secrets are masked whatever the chunking, hold-back stays bounded,
+"""hostd/record/masking.py: secrets are masked whatever the chunking, hold-back stays bounded,
 UTF-8 and binary survive, and rules that cannot be streamed are refused by name."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostd import config as cfg
-from hostd import masking
 from hostd.errors import ConfigError
-from hostd.masking import Masker, MaskingRuleError, builtin_rules, mask
+from hostd.policy import config as cfg
+from hostd.record import masking
+from hostd.record.masking import Masker, MaskingRuleError, builtin_rules, mask
 
 # Fake secrets, one per built-in rule (none of them is real).
 KEY_BODY = "MIIEowIBAAKCAQEAq7BFUpkGp3+LQmlQ\nYx5ZL0q8xV4aUj2hQ4qWJt9NfC1pW0mEzA==\n"

@@ -10,10 +10,10 @@ import unicodedata
 
 import pytest
 
-from hostd import notify
-from hostd.cli import _request_text
+from hostd.cli.main import _request_text
 from hostd.events import Events, framed, shown
-from hostd.notify import message_for, notice_lines, notice_text
+from hostd.server import notify
+from hostd.server.notify import message_for, notice_lines, notice_text
 
 FAKE = "jit: request X was denied"
 REQ = {"id": "abcdefgh", "user": "alice", "role": "docker", "state": "pending",

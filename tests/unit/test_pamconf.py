@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hostd import pamconf
+from hostd.cli import setup_pam as pamconf
 
 SKIP = "account\t[success=1 default=ignore]\tpam_succeed_if.so quiet uid eq 0"
 OURS = "account\trequired\tpam_python.so /usr/lib/jitaccess/pam_jit.py"

@@ -14,10 +14,10 @@ from test_core import HOUR, World
 from test_residue import put, status
 from test_server import FakeTimers
 
-from hostd import residue
-from hostd.effects import EndSessions
-from hostd.server import Server
-from hostd.store import MIGRATIONS, Store
+from hostd.core.effects import EndSessions
+from hostd.server import residue
+from hostd.server.connections import Server
+from hostd.state.store import MIGRATIONS, Store
 
 DOCKER = 2003  # FakeAccounts.gid_of("docker"): 2000 + its place in name order
 

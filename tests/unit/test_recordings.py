@@ -7,10 +7,14 @@ import os
 
 import pytest
 
-from hostd import recorder, recorder_proxy, recordings
 from hostd.errors import JitError
-from hostd.recordings import Session, Tokens, parse_size, retention_plan, should_record, wrap
-from hostd.server_record import _frame_items
+from hostd.record import main as recorder
+from hostd.record import proxy as recorder_proxy
+from hostd.record import recordings
+from hostd.record.recordings import Session, Tokens, parse_size, retention_plan, should_record, wrap
+from hostd.server.record import _frame_items
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 INFO = ("command=/usr/bin/psql", "runas_user=postgres", "runas_uid=112", "runas_gid=120",
         "runas_groups=120,44", "cwd=/home/alice", "umask=0022", "closefrom=3", "use_pty=true",
@@ -158,11 +162,11 @@ def test_the_recorder_imports_no_asyncio_and_no_masking_until_asked():
     import subprocess
     import sys
 
-    probe = ("import sys, hostd.recorder, hostd.recorder_pty, hostd.recorder_pipe; "
-             "print(sorted(m for m in ('asyncio', 'hostd.masking', 'hostd.castfile', "
+    probe = ("import sys, hostd.record.main, hostd.record.terminal, hostd.record.piped; "
+             "print(sorted(m for m in ('asyncio', 'hostd.record.masking', 'hostd.record.castfile', "
              "'argparse', 'json', 'typing', 'dataclasses') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, cwd=os.path.dirname(os.path.dirname(recorder.__file__)))
+                         check=True, cwd=REPO_ROOT)
     assert out.stdout.strip() == "[]"
 
 
@@ -175,7 +179,7 @@ def test_the_client_imports_neither_the_op_table_nor_dataclasses():
     probe = ("import sys, hostd.client; print(sorted(m for m in ('hostd.protocol', "
              "'dataclasses', 'pathlib', 'asyncio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, cwd=os.path.dirname(os.path.dirname(recorder.__file__)))
+                         check=True, cwd=REPO_ROOT)
     assert out.stdout.strip() == "[]"
 
 
@@ -200,7 +204,7 @@ def test_the_write_pipeline_keeps_order_batches_and_bounds_what_waits():
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-    from hostd.server_record import _Pipeline
+    from hostd.server.record import _Pipeline
 
     async def run(rec) -> int:
         pipe = _Pipeline(ThreadPoolExecutor(max_workers=4), rec)

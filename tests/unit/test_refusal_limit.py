@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from hostd.core import Core
+from hostd.core.lifecycle import Core
 from hostd.errors import JitError
 from hostd.events import (
     EVENT_TYPES,
@@ -16,7 +16,7 @@ from hostd.events import (
     read_mirror,
     summary_message,
 )
-from hostd.store import Store
+from hostd.state.store import Store
 
 BURST, INTERVAL = 20, 30.0
 

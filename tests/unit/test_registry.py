@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hostd import errors, protocol
-from hostd.server import Server
+from hostd.server.connections import Server
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = (REPO / "docs" / "PROTOCOL.md").read_text()
@@ -71,7 +71,7 @@ def test_no_handler_without_an_op():
 def _codes_used() -> dict[str, str]:
     """Every literal error code in hostd: JitError/_refuse/... calls and "code" keys."""
     found: dict[str, str] = {}
-    for path in sorted((REPO / "hostd").glob("*.py")):
+    for path in sorted((REPO / "hostd").rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             code = None

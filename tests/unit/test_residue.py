@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hostd import residue
+from hostd.server import residue
 
 ALICE, BOB = 1001, 1002
 DOCKER, ADM, DEV = 999, 4, 2000

@@ -14,10 +14,12 @@ import pytest
 from test_approvals import World as RequestsWorld
 from test_core import HOUR, World
 
-from hostd import daemon, protocol, server
+from hostd import protocol
 from hostd.client import Client
 from hostd.protocol import Field, Op
-from hostd.server import Caller, Limits, Server
+from hostd.server import connections as server
+from hostd.server import daemon
+from hostd.server.connections import Caller, Limits, Server
 
 
 class FakeTimers:

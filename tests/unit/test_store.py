@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from hostd.store import MIGRATIONS, Store
+from hostd.state.store import MIGRATIONS, Store
 
 NOW = 1_800_000_000
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hostd.store import Store
+from hostd.state.store import Store
 
 
 def test_commits_are_synchronous_full(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hostd.store import Store
+from hostd.state.store import Store
 
 GRANT = {"id": "0123456789ab", "jti": "j1", "issuer": "corp", "user": "alice", "uid": 1001,
          "role": "console", "groups": ["docker"], "not_before": 0, "exp": 2_000_000_000,

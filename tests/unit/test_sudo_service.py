@@ -1,4 +1,4 @@
-"""hostd/sudo.py: identity, timestamps, password tries, approvals around the pure
+"""hostd/core/sudo.py: identity, timestamps, password tries, approvals around the pure
 decision, with fake accounts and a fake PAM."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from test_approvals import World as RequestsWorld
 
-from hostd.config import Config, Guardrail, Role, SudoRule
+from hostd.core.sudo import MAX_TRIES, TIMESTAMP_SECONDS, Sudo
 from hostd.errors import JitError
-from hostd.sudo import MAX_TRIES, TIMESTAMP_SECONDS, Sudo
+from hostd.policy.config import Config, Guardrail, Role, SudoRule
 
 
 def args(argv, user="alice", uid=1000, **settings):
@@ -43,7 +43,7 @@ def w(tmp_path):
 
 
 def _root():
-    from hostd.accounts import Account
+    from hostd.state.accounts import Account
 
     return Account("root", 0, 0, "/root", "/bin/bash", (0,), "root")
 
@@ -117,7 +117,7 @@ def test_denied_approval_is_never_used(w):
 
 
 def test_remembered_passwords_and_tries_stay_bounded(w, monkeypatch):
-    import hostd.sudo as sudo_mod
+    import hostd.core.sudo as sudo_mod
 
     monkeypatch.setattr(sudo_mod, "MAX_REMEMBERED", 10)
     for n in range(30):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hostd import sudoconf
+from hostd.cli import setup_sudo as sudoconf
 
 DEBIAN = """#
 # Default /etc/sudo.conf file

@@ -1,4 +1,4 @@
-"""hostd/termsafe.py: replayed output keeps what draws and loses what makes the viewer's
+"""hostd/record/termsafe.py: replayed output keeps what draws and loses what makes the viewer's
 terminal answer or act, however the sequences are split between events."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostd import cli_recordings
-from hostd.termsafe import CAP, TerminalFilter
+from hostd.cli import recordings as cli_recordings
+from hostd.record.termsafe import CAP, TerminalFilter
 
 KEPT = ["plain text\r\n", "\x1b[31mred\x1b[0m", "\x1b[2J\x1b[H", "\x1b[?1049h", "\x1b[1;5r",
         "\x1b]0;my title\x07", "\x1b]2;title\x1b\\", "\x1b(B", "\x1b7\x1b8", "é€𝄞\t"]

@@ -15,8 +15,8 @@ import pytest
 from dbus_next import Message, Variant
 from dbus_next.signature import SignatureTree
 
-from hostd import timers_systemd as ts
-from hostd.timers_systemd import SystemdTimers, TimerError
+from hostd.state import systemd_timers as ts
+from hostd.state.systemd_timers import SystemdTimers, TimerError
 
 GID = "0123456789ab"
 EXP = int(datetime(2031, 11, 29, 17, 3, 5, tzinfo=UTC).timestamp())

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from hostd import config as cfg
-from hostd import trust
 from hostd.errors import ConfigError
-from hostd.keys import generate_ed25519, load_private
 from hostd.paths import Paths
+from hostd.policy import config as cfg
+from hostd.policy import trust
+from hostd.policy.keys import generate_ed25519, load_private
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 

@@ -1,0 +1,1 @@
+"""`jit audit`: the journal read back, the auditor's model, exports and the HTML page."""

@@ -1,0 +1,630 @@
+"""`jit audit --html FILE`: hostd's events as one self-contained page an auditor can read
+at a glance: a timeline per user (a bar for each grant, coloured by how it ended;
+requests, sudo commands, sessions and recordings as marks) over plain tables.
+
+The page fetches nothing: no script, no font, no image, no URL but `#` anchors; its
+Content-Security-Policy says `default-src 'none'` and admits only its own style block
+(by hash). Every value from the journal is text: control and format characters are
+made visible, then `html.escape(quote=True)`, and no value ever reaches a style,
+script or URL context; class names and coordinates are chosen here, never taken from
+an event. Event types this module does not know render as generic marks.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import html
+import re
+import time
+import unicodedata
+from datetime import UTC, datetime
+
+from hostd.audit.model import Event, Grant, Request, build_grants, build_requests, to_event
+
+# how a grant ended -> (legend label, CSS class)
+ENDINGS: dict[str, tuple[str, str]] = {
+    "expired": ("expired", "g-expired"),
+    "revoked": ("revoked", "g-revoked"),
+    "failed": ("failed", "g-failed"),
+    "live": ("still live", "g-live"),
+    "open": ("end not seen", "g-open"),
+}
+REFUSALS = ("grant_refused", "login_denied", "login_refused", "sudo_denied")
+SESSION_EVENTS = ("session_opened", "session_closed", "session_terminated")
+
+W, LABEL, PAD = 1200.0, 150.0, 16.0  # the timeline's viewBox width, user column, margin
+BAR_H, BAR_GAP, TRACK_H = 18.0, 4.0, 11.0
+BIN = 4.0  # marks of one kind closer than this (of W) on one track are drawn as one
+MAX_ROWS = 5000  # the event table's length: a browser lays out 100,000 rows in minutes
+TRACKS = ("requests", "commands", "sessions", "other")
+
+CSS = """\
+:root{--ink:#1d2433;--muted:#5b6478;--line:#e3e6ee;--bg:#f6f7fb;--card:#fff;
+--expired:#2f6fb0;--revoked:#e08a00;--failed:#c8312b;--live:#1b9e68;--open:#9aa3b5}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--ink);
+font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif}
+header{background:#1d2433;color:#fff;padding:22px 32px 18px}
+header h1{margin:0;font-size:22px;font-weight:600;letter-spacing:.2px}
+header .sub{color:#b9c1d6;margin-top:4px}
+main{padding:20px 32px 40px;max-width:1500px}
+section{background:var(--card);border:1px solid var(--line);border-radius:10px;
+padding:16px 20px;margin:0 0 20px;box-shadow:0 1px 2px rgba(20,30,60,.05)}
+h2{font-size:16px;margin:0 0 12px;font-weight:600}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:0 0 20px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;
+padding:10px 16px;min-width:140px}
+.card b{display:block;font-size:24px;font-weight:600}
+.card span{color:var(--muted);font-size:12px}
+.legend{display:flex;flex-wrap:wrap;gap:6px 18px;color:var(--muted);font-size:12px;
+margin:0 0 10px}
+.legend svg{vertical-align:middle;margin-right:5px}
+svg.tl{width:100%;height:auto;display:block}
+.tl text{font-size:11px;fill:var(--muted)}
+.tl .user{font-size:13px;fill:var(--ink);font-weight:600}
+.tl .bar-label{fill:#fff;font-size:11px;font-weight:600;pointer-events:none}
+.tl .bar-label.dark{fill:#1d2433;paint-order:stroke;stroke:#fff;stroke-width:3px}
+.tl .tick{stroke:var(--line)}
+.tl .band{fill:rgba(40,60,120,.035)}
+.tl .sep{stroke:var(--line)}
+.tl .stat{font-size:10px;fill:#7a8398}
+.tl .track{font-size:9px;fill:#a0a8ba}
+.g-expired{fill:var(--expired)}.g-revoked{fill:var(--revoked)}
+.g-failed{fill:url(#hatch-failed)}.g-live{fill:var(--live)}.g-open{fill:url(#hatch-open)}
+.bg{stroke:#fff;stroke-width:1}
+.breakglass{stroke:#7a0c0c;stroke-width:2.5;stroke-dasharray:5 3}
+a:hover .bg,a:hover .mark{stroke:#111;stroke-width:2}
+.arrow{fill:var(--live)}
+.req{stroke:#7c5cbf;stroke-width:1.5;stroke-dasharray:3 2}
+.m-req{fill:#fff;stroke:#7c5cbf;stroke-width:1.5}
+.m-approve{fill:#1b9e68}.m-deny{fill:#c8312b}.m-expire{fill:#9aa3b5}
+.m-sudo{fill:#1d2433}.m-sudo-denied{fill:#c8312b}.m-sudo-pending{fill:#e08a00}
+.sess{stroke:#7c5cbf;stroke-width:3;stroke-linecap:round}
+.m-rec{fill:#c8312b;stroke:#fff;stroke-width:1.5}
+.rec{stroke:#c8312b;stroke-width:1.5;stroke-dasharray:4 2}
+.m-refused{fill:#c8312b}.m-other{fill:#8a93a8}.m-term{stroke:#c8312b;stroke-width:2}
+.link{stroke:#7c5cbf;stroke-width:1;stroke-dasharray:2 2}
+table{border-collapse:collapse;width:100%;font-size:12.5px}
+th{text-align:left;color:var(--muted);font-weight:600;border-bottom:2px solid var(--line);
+padding:6px 8px;white-space:nowrap}
+td{border-bottom:1px solid var(--line);padding:5px 8px;vertical-align:top}
+td.t{white-space:nowrap;font-variant-numeric:tabular-nums;color:var(--muted)}
+td.x{word-break:break-all;max-width:520px}
+code{font:12px/1.4 "DejaVu Sans Mono",ui-monospace,monospace;background:#f1f3f8;
+border-radius:4px;padding:1px 4px}
+tr:target{background:#fff6d6}
+.pill{display:inline-block;border-radius:9px;padding:0 8px;font-size:11.5px;color:#fff}
+.p-expired{background:var(--expired)}.p-revoked{background:var(--revoked)}
+.p-failed{background:var(--failed)}.p-live{background:var(--live)}
+.p-open{background:var(--open)}
+.ev{display:inline-block;border-radius:4px;padding:0 6px;background:#eef0f6;
+font-size:11.5px;white-space:nowrap}
+.empty{color:var(--muted);font-style:italic}
+.note{background:#fff6d6;border-radius:6px;padding:8px 12px;margin:0 0 12px}
+svg.defs{position:absolute}
+footer{color:var(--muted);font-size:12px;padding:0 32px 30px}
+@media print{body{background:#fff}section{box-shadow:none;break-inside:avoid}}
+"""
+
+DEFS = (
+    '<defs><pattern id="hatch-failed" width="6" height="6" patternUnits="userSpaceOnUse" '
+    'patternTransform="rotate(45)"><rect width="6" height="6" fill="#c8312b"/>'
+    '<rect width="2" height="6" fill="#f0a19d"/></pattern>'
+    '<pattern id="hatch-open" width="6" height="6" patternUnits="userSpaceOnUse" '
+    'patternTransform="rotate(45)"><rect width="6" height="6" fill="#9aa3b5"/>'
+    '<rect width="2" height="6" fill="#d5d9e3"/></pattern></defs>'
+)
+
+
+# ---- text ------------------------------------------------------------------------------
+
+def visible(value: object) -> str:
+    r"""Control, format, separator and unassigned characters as `\xNN`/`\uNNNN`: a value
+    hostd logged is already escaped and passes unchanged; one from elsewhere cannot hide
+    text (bidi overrides) or break the document (NUL)."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():  # false for every character of those categories (and Zs)
+        return text
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else
+                       f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def lines(parts: list[str]) -> str:
+    """Hover text: each line escaped on its own, so the line breaks stay line breaks."""
+    return "\n".join(esc(part) for part in parts)
+
+
+def esc(value: object) -> str:
+    """The only way event data enters the page: made visible, then HTML-escaped."""
+    if value is None or value == "":
+        return ""
+    return html.escape(visible(value), quote=True)
+
+
+def code(value: object) -> str:
+    """A value set in monospace (ids, commands); nothing at all when empty."""
+    return f"<code>{esc(value)}</code>" if value else ""
+
+
+def clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[:limit - 1] + "…"
+
+
+def stamp(t: float | None) -> str:
+    return "?" if t is None else _stamp(int(t))
+
+
+@functools.lru_cache(maxsize=4096)
+def _stamp(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---- the timeline ----------------------------------------------------------------------
+
+def _nice_step(span: float) -> float:
+    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                 21600, 43200, 86400, 172800, 604800, 1209600, 2592000):
+        if span / step <= 10:
+            return float(step)
+    return 2592000.0 * max(1, round(span / 2592000 / 10))
+
+
+def _tick_label(t: float, step: float, first: bool) -> str:
+    d = datetime.fromtimestamp(t, UTC)
+    if step >= 86400:
+        return d.strftime("%Y-%m-%d")
+    label = d.strftime("%H:%M:%S" if step < 60 else "%H:%M")
+    if first or (d.hour == 0 and d.minute == 0 and d.second == 0):
+        label = d.strftime("%m-%d ") + label
+    return label
+
+
+class Timeline:
+    """One SVG: a time axis, then per user a band of grant lanes and mark tracks."""
+
+    def __init__(self, t0: float, t1: float, rows: set[int]) -> None:
+        self.t0, self.t1 = t0, max(t1, t0 + 1.0)
+        self.rows = rows  # events listed in the table: marks link to their rows
+        self._queued: dict[tuple[str, str, int], list] = {}
+        self.out: list[str] = []
+        self.ticks: list[float] = []
+        self.y = 34.0
+        self._tracks_top = self.y
+
+    def x(self, t: float | None) -> float:
+        t = self.t0 if t is None else min(max(t, self.t0), self.t1)
+        return LABEL + (t - self.t0) / (self.t1 - self.t0) * (W - LABEL - PAD)
+
+    def axis(self) -> None:
+        step = _nice_step(self.t1 - self.t0)
+        t = (self.t0 // step + 1) * step
+        first = True
+        self.out.append('<text x="10" y="14">time (UTC)</text>')
+        while t < self.t1:
+            x = self.x(t)
+            self.ticks.append(x)
+            self.out.append(f'<text x="{x:.1f}" y="14" text-anchor="middle">'
+                            f'{esc(_tick_label(t, step, first))}</text>')
+            first, t = False, t + step
+
+    def mark(self, ev: Event, shape: str, cls: str, track: str, title: list[str]) -> None:
+        """Queue a mark; marks of one kind closer than BIN on a track become one."""
+        if ev.t is None or not self.t0 <= ev.t <= self.t1:
+            return
+        key = (track, cls, int(self.x(ev.t) // BIN))
+        queued = self._queued.get(key)
+        if queued is None:
+            self._queued[key] = [ev, shape, title, 0, ev]
+        else:
+            queued[3] += 1
+            queued[4] = ev
+
+    def _flush(self) -> None:
+        for (track, cls, _), (ev, shape, title, more, last) in self._queued.items():
+            if more:
+                title = [*title, f"and {more} more {last.kind} until {stamp(last.t)}"]
+            self._draw(ev, shape, cls, track, title)
+        self._queued.clear()
+
+    def link(self, idx: int) -> str:
+        """An anchor to the event's table row, if the table has it."""
+        return f'<a href="#e{idx}">' if idx in self.rows else "<a>"
+
+    def _draw(self, ev: Event, shape: str, cls: str, track: str, title: list[str]) -> None:
+        x, y = self.x(ev.t), self.track_y(track)
+        body = {
+            "diamond": f'<path class="mark {cls}" d="M{x:.1f} {y - 5:.1f}l5 5-5 5-5-5z"/>',
+            "tri": f'<path class="mark {cls}" d="M{x:.1f} {y - 5:.1f}l4.5 9h-9z"/>',
+            "circle": f'<circle class="mark {cls}" cx="{x:.1f}" cy="{y:.1f}" r="5"/>',
+            "dot": f'<circle class="mark {cls}" cx="{x:.1f}" cy="{y:.1f}" r="3.5"/>',
+            "cross": f'<path class="mark m-term" d="M{x - 4:.1f} {y - 4:.1f}l8 8m0-8l-8 8"/>',
+        }[shape]
+        self.out.append(f'{self.link(ev.idx)}<title>{lines(title)}</title>{body}</a>')
+
+    def track_y(self, track: str) -> float:
+        return self._tracks_top + TRACKS.index(track) * TRACK_H + TRACK_H / 2
+
+    def user(self, name: str, grants: list[Grant], evs: list[Event],
+             reqs: list[Request], band: bool) -> None:
+        lanes = _pack(grants)
+        height = 10 + max(lanes, 1) * (BAR_H + BAR_GAP) + len(TRACKS) * TRACK_H + 8
+        top = self.y
+        if band:
+            self.out.append(f'<rect class="band" x="0" y="{top:.1f}" width="{W:.0f}" '
+                            f'height="{height:.1f}"/>')
+        self.out.append(f'<line class="sep" x1="0" x2="{W:.0f}" y1="{top:.1f}" '
+                        f'y2="{top:.1f}"/>')
+        self.out.append(f'<text class="user" x="10" y="{top + 24:.1f}"><title>{esc(name)}'
+                        f'</title>{esc(clip(visible(name), 18))}</text>')
+        sudo = sum(1 for e in evs if e.kind.startswith("sudo_"))
+        stats = [f"{n:,} {word}{'s' if n != 1 else ''}" for n, word in
+                 ((len(grants), "grant"), (len(reqs), "request"), (sudo, "command"))
+                 if n]
+        for i, stat in enumerate(stats):
+            self.out.append(f'<text class="stat" x="10" y="{top + 40 + 12 * i:.1f}">'
+                            f'{esc(stat)}</text>')
+        self._tracks_top = top + 10 + max(lanes, 1) * (BAR_H + BAR_GAP)
+        for track in TRACKS:
+            self.out.append(f'<text class="track" x="{LABEL - 8:.1f}" text-anchor="end" '
+                            f'y="{self.track_y(track) + 3:.1f}">{track}</text>')
+        for g in grants:
+            self._bar(g, top + 10 + g.lane * (BAR_H + BAR_GAP))
+        for r in reqs:
+            self._request(r)
+        self._marks(evs)
+        self._flush()
+        self.y = top + height
+
+    def _bar(self, g: Grant, y: float) -> None:
+        x0 = self.x(g.start)
+        x1 = self.x(g.end if g.end is not None else self.t1)
+        width = max(x1 - x0, 5.0)
+        label, cls = ENDINGS[g.ending]
+        extra = " breakglass" if g.breakglass else ""
+        parts = [f"grant {g.id}", f"{g.user} held {g.role}" if g.role else g.user,
+                 f"from {stamp(g.start)}" if g.start is not None else "from before the period",
+                 f"to {stamp(g.end)}" if g.end is not None else "still live at the period's end",
+                 f"ended: {label}" + (f" by {g.ended_by}" if g.ended_by else "")]
+        if g.breakglass:
+            parts.append("break-glass (self-service)")
+        if g.request is not None:
+            who = ", ".join(d.get("approver") for d in g.request.decisions
+                            if d.kind == "request_approved")
+            parts.append(f"request {g.request.id} approved by {who}")
+        if g.reason:
+            parts.append(f"reason: {g.reason}")
+        self.out.append(f'{self.link(g.events[0].idx)}<title>{lines(parts)}</title>'
+                        f'<rect class="bg {cls}{extra}" x="{x0:.1f}" y="{y:.1f}" '
+                        f'width="{width:.1f}" height="{BAR_H:.0f}" rx="4"/>')
+        if g.ending == "live" and (g.end is None):
+            self.out.append(f'<path class="arrow" d="M{x0 + width:.1f} {y:.1f}l8 '
+                            f'{BAR_H / 2:.0f}-8 {BAR_H / 2:.0f}z"/>')
+        text = f"{g.role} · {g.id}" if g.role else g.id
+        if len(text) * 6.4 + 10 < width:
+            dark = " dark" if g.ending in ("open", "failed") else ""
+            self.out.append(f'<text class="bar-label{dark}" x="{x0 + 6:.1f}" '
+                            f'y="{y + 12.5:.1f}">{esc(text)}</text>')
+        self.out.append("</a>")
+        if g.request is not None and g.request.created is not None and g.start is not None:
+            ry = self.track_y("requests")
+            self.out.append(f'<line class="link" x1="{x0:.1f}" x2="{x0:.1f}" '
+                            f'y1="{y + BAR_H:.1f}" y2="{ry - 5:.1f}"/>')
+
+    def _request(self, r: Request) -> None:
+        if r.first is None or r.created is None:
+            for d in r.decisions:
+                self._decision(r, d)
+            return
+        y = self.track_y("requests")
+        ends = [d.t for d in r.decisions if d.t is not None]
+        if ends:
+            self.out.append(f'<line class="req" x1="{self.x(r.created):.1f}" '
+                            f'x2="{self.x(max(ends)):.1f}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        title = [f"request {r.id}: {r.user} asked for {r.role} at {stamp(r.created)}",
+                 f"outcome: {r.outcome}"] + ([f"reason: {r.reason}"] if r.reason else [])
+        self.mark(r.first, "diamond", "m-req", "requests", title)
+        for d in r.decisions:
+            self._decision(r, d)
+
+    def _decision(self, r: Request, d: Event) -> None:
+        shape, cls, verb = {
+            "request_approved": ("circle", "m-approve", "approved"),
+            "request_denied": ("circle", "m-deny", "denied"),
+        }.get(d.kind, ("dot", "m-expire", d.get("decision") or "expired"))
+        who = d.get("approver")
+        title = [f"request {r.id} {verb}" + (f" by {who}" if who else "") + f" at {stamp(d.t)}"]
+        if d.get("reason"):
+            title.append(f"comment: {d.get('reason')}")
+        self.mark(d, shape, cls, "requests", title)
+
+    def _marks(self, evs: list[Event]) -> None:
+        spans: dict[tuple[str, str], list[Event]] = {}  # a session or a recording's events
+        for ev in evs:
+            if ev.kind in SESSION_EVENTS and ev.get("session_id"):
+                spans.setdefault(("sess", ev.get("session_id")), []).append(ev)
+            if ev.get("recording"):
+                spans.setdefault(("rec", ev.get("recording")), []).append(ev)
+        y = self.track_y("sessions")
+        for (cls, ident), group in spans.items():
+            times = [e.t for e in group if e.t is not None]
+            if len(times) > 1:
+                title = [f"{'session' if cls == 'sess' else 'recording'} {ident}",
+                         f"{stamp(min(times))} to {stamp(max(times))}"]
+                self.out.append(f'<line class="{cls}" x1="{self.x(min(times)):.1f}" '
+                                f'x2="{self.x(max(times)):.1f}" y1="{y:.1f}" y2="{y:.1f}">'
+                                f'<title>{lines(title)}</title></line>')
+        for ev in evs:
+            kind = ev.kind
+            what = _describe(ev)
+            if kind.startswith("sudo_"):
+                cls = {"sudo_denied": "m-sudo-denied", "sudo_pending": "m-sudo-pending"}.get(
+                    kind, "m-sudo")
+                self.mark(ev, "tri", cls, "commands", what)
+            elif kind in SESSION_EVENTS:
+                self.mark(ev, "cross" if kind == "session_terminated" else "dot", "m-other",
+                          "sessions", what)
+            elif ev.get("recording"):
+                self.mark(ev, "circle", "m-rec", "sessions", what)
+            elif kind in REFUSALS:
+                self.mark(ev, "diamond", "m-refused", "other", what)
+            elif kind in ("grant_activated", "grant_expired", "grant_revoked",
+                          "membership_added", "membership_removed", "request_created",
+                          "request_approved", "request_denied", "request_expired",
+                          "breakglass"):
+                continue  # drawn as bars and request marks
+            else:
+                self.mark(ev, "dot", "m-other", "other", what)
+            if ev.get("recording") and kind in SESSION_EVENTS:
+                self.mark(ev, "circle", "m-rec", "sessions", what)
+
+    def svg(self) -> str:
+        grid = "".join(f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="20" '
+                       f'y2="{self.y:.1f}"/>' for x in self.ticks)
+        return (f'<svg class="tl" viewBox="0 0 {W:.0f} {self.y + 4:.0f}" role="img" '
+                f'aria-label="timeline of grants per user">{grid}{"".join(self.out)}</svg>')
+
+
+def _natural(name: str) -> list:
+    """user2 before user10."""
+    return [(0, int(part), "") if part.isascii() and part.isdigit() else (1, 0, part)
+            for part in re.split(r"([0-9]+)", name)]
+
+
+def _pack(grants: list[Grant]) -> int:
+    """Put overlapping grants on lanes of their own (first fit by start); returns lanes."""
+    ends: list[float] = []
+    for g in sorted(grants, key=lambda g: (g.start or 0, g.id)):
+        start, end = g.start or float("-inf"), g.end if g.end is not None else float("inf")
+        for lane, last in enumerate(ends):
+            if last < start:
+                g.lane, ends[lane] = lane, end
+                break
+        else:
+            g.lane = len(ends)
+            ends.append(end)
+    return len(ends)
+
+
+def _describe(ev: Event) -> list[str]:
+    """A mark's hover text: what happened, with the ids an auditor looks up."""
+    out = [f"{ev.kind} at {stamp(ev.t)}"]
+    for label, name in (("command", "command"), ("as", "runas"), ("grant", "grant_id"),
+                        ("request", "request_id"), ("session", "session_id"),
+                        ("recording", "recording"), ("sha256", "recording_sha256"),
+                        ("tty", "tty"), ("code", "code"), ("reason", "reason")):
+        if ev.get(name):
+            out.append(f"{label}: {ev.get(name)}")
+    if len(out) == 1 and ev.f.get("MESSAGE"):
+        out.append(ev.f["MESSAGE"])
+    return out
+
+
+# ---- the page --------------------------------------------------------------------------
+
+def _legend() -> str:
+    items = [f'<span><svg width="26" height="12"><rect class="{cls}" width="26" '
+             f'height="12" rx="3"/></svg>grant {label}</span>'
+             for label, cls in ENDINGS.values()]
+    items.append('<span><svg width="26" height="12"><rect class="g-expired breakglass" '
+                 'x="2" y="1" width="22" height="10" rx="3"/></svg>break-glass</span>')
+    for shape, cls, label in (("diamond", "m-req", "request"),
+                              ("circle", "m-approve", "approved"),
+                              ("circle", "m-deny", "denied"),
+                              ("tri", "m-sudo", "sudo allowed"),
+                              ("tri", "m-sudo-denied", "sudo denied"),
+                              ("tri", "m-sudo-pending", "sudo pending"),
+                              ("circle", "m-rec", "recording"),
+                              ("diamond", "m-refused", "refused"),
+                              ("dot", "m-other", "other event")):
+        d = {"diamond": '<path class="{c}" d="M7 1l5 5-5 5-5-5z"/>',
+             "tri": '<path class="{c}" d="M7 1.5l4.5 9h-9z"/>',
+             "circle": '<circle class="{c}" cx="7" cy="6" r="5"/>',
+             "dot": '<circle class="{c}" cx="7" cy="6" r="3.5"/>'}[shape]
+        items.append(f'<span><svg width="14" height="12">{d.format(c=cls)}</svg>'
+                     f'{label}</span>')
+    items.append('<span><svg width="26" height="12"><line class="sess" x1="3" x2="23" '
+                 'y1="6" y2="6"/></svg>session</span>')
+    items.append('<span><svg width="26" height="12"><line class="rec" x1="3" x2="23" '
+                 'y1="6" y2="6"/></svg>recorded</span>')
+    return '<div class="legend">' + "".join(items) + "</div>"
+
+
+def _cards(grants: dict[str, Grant], reqs: dict[str, Request], evs: list[Event],
+           users: list[str]) -> str:
+    count = {k: sum(1 for g in grants.values() if g.ending == k) for k in ENDINGS}
+    sudo = [e for e in evs if e.kind.startswith("sudo_")]
+    recs = {e.get("recording") for e in evs if e.get("recording")}
+    refused = sum(1 for e in evs if e.kind in REFUSALS)
+    cards = [
+        (len(users), "users"),
+        (len(grants), f"grants · {count['expired']} expired, {count['revoked']} revoked, "
+                      f"{count['failed']} failed, {count['live']} live"),
+        (len(reqs), "requests · " + ", ".join(
+            f"{sum(1 for r in reqs.values() if r.outcome == o)} {o}"
+            for o in ("approved", "denied", "expired", "break-glass"))),
+        (len(sudo), f"sudo commands · {sum(1 for e in sudo if e.kind == 'sudo_denied')} "
+                    "denied"),
+        (len(recs), "recordings"),
+        (refused, "refusals"),
+        (len(evs), "events"),
+    ]
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><b>{n:,}</b><span>{esc(label)}</span></div>'
+        for n, label in cards) + "</div>"
+
+
+def _grant_table(grants: list[Grant], listed: set[int]) -> str:
+    if not grants:
+        return '<p class="empty">No grants in this period.</p>'
+    rows = []
+    for g in grants:
+        label, _ = ENDINGS[g.ending]
+        approved = ""
+        if g.request is not None:
+            approved = ", ".join(f"{d.get('approver')} at {stamp(d.t)}"
+                                 for d in g.request.decisions
+                                 if d.kind == "request_approved")
+            approved = f"{g.request.id}: {approved}" if approved else g.request.id
+        first = g.events[0].idx
+        grant = f'<a href="#e{first}">{code(g.id)}</a>' if first in listed else code(g.id)
+        rows.append(
+            f"<tr><td>{grant}</td>"
+            f"<td>{esc(g.user)}</td><td>{esc(g.role)}</td>"
+            f'<td class="t">{esc(stamp(g.start) if g.start else "before the period")}</td>'
+            f'<td class="t">{esc(stamp(g.end) if g.end else "")}</td>'
+            f'<td><span class="pill p-{g.ending}">{esc(label)}</span>'
+            f'{" break-glass" if g.breakglass else ""}</td>'
+            f"<td>{esc(g.ended_by)}</td><td>{esc(approved)}</td>"
+            f'<td class="x">{esc(g.reason)}</td></tr>')
+    return ("<table><thead><tr><th>grant</th><th>user</th><th>role</th><th>from</th>"
+            "<th>to</th><th>ended</th><th>by</th><th>request, approved by</th>"
+            "<th>reason</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _request_table(reqs: list[Request]) -> str:
+    if not reqs:
+        return '<p class="empty">No requests in this period.</p>'
+    rows = []
+    for r in reqs:
+        decided = "; ".join(
+            f"{d.get('approver') or 'hostd'} {d.get('decision') or d.kind} at {stamp(d.t)}"
+            for d in r.decisions)
+        rows.append(
+            f"<tr><td>{code(r.id)}</td><td>{esc(r.user)}</td>"
+            f'<td>{esc(r.role)}</td><td class="t">{esc(stamp(r.created))}</td>'
+            f"<td>{esc(r.outcome)}</td><td>{esc(decided)}</td>"
+            f"<td>{code(r.grant_id)}</td>"
+            f'<td class="x">{esc(r.reason)}</td></tr>')
+    return ("<table><thead><tr><th>request</th><th>user</th><th>role</th><th>asked</th>"
+            "<th>outcome</th><th>decisions</th><th>grant</th><th>reason</th></tr></thead>"
+            "<tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _event_table(evs: list[Event], total: int) -> str:
+    if not evs:
+        return '<p class="empty">No events in this period.</p>'
+    note = ""
+    if total > len(evs):
+        note = (f'<p class="note">The table lists the first {len(evs):,} of {total:,} events; '
+                "the timeline, grants and requests above cover them all. For the rest, "
+                "narrow the period (<code>--since</code>, <code>--until</code>) or read "
+                "<code>jit audit --json</code>.</p>")
+    rows = []
+    for ev in evs:
+        detail = []
+        for label, name in (("command", "command"), ("as", "runas"), ("session", "session_id"),
+                            ("recording", "recording"), ("code", "code"),
+                            ("groups", "groups"), ("reason", "reason")):
+            if ev.get(name):
+                detail.append(f"<b>{label}</b> {code(ev.get(name))}")
+        if not detail and ev.f.get("MESSAGE"):
+            detail.append(esc(ev.f["MESSAGE"]))
+        rows.append(
+            f'<tr id="e{ev.idx}"><td class="t">{esc(stamp(ev.t))}</td>'
+            f'<td><span class="ev">{esc(ev.kind)}</span></td><td>{esc(ev.get("user"))}</td>'
+            f'<td>{esc(ev.get("role"))}</td><td>{code(ev.get("grant_id"))}</td>'
+            f'<td>{code(ev.get("request_id"))}</td>'
+            f'<td>{esc(ev.get("approver"))}</td><td>{esc(ev.get("decision"))}</td>'
+            f'<td class="x">{" ".join(detail)}</td></tr>')
+    return (note + "<table><thead><tr><th>time (UTC)</th><th>event</th><th>user</th><th>role</th>"
+            "<th>grant</th><th>request</th><th>approver</th><th>decision</th>"
+            "<th>details</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def content_security_policy() -> str:
+    """Nothing may load; the one style block is admitted by its hash."""
+    digest = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+    return (f"default-src 'none'; style-src 'sha256-{digest}'; base-uri 'none'; "
+            "form-action 'none'")
+
+
+def render_html(events: list[dict], *, host: str, since: float | None,
+                until: float | None) -> str:
+    """The whole page for `events` (journal entries as `journalctl -o json` gives them)
+    of `host` in [since, until]; None means open on that side."""
+    evs = sorted((to_event(i, raw) for i, raw in enumerate(events)),
+                 key=lambda e: (e.t is None, e.t or 0.0, e.idx))
+    times = [e.t for e in evs if e.t is not None]
+    ref = until if until is not None else time.time()
+    grants = build_grants(evs, ref)
+    reqs = build_requests(evs, grants)
+    t0 = since if since is not None else (min(times) if times else ref - 3600)
+    if until is not None:
+        t1 = until
+    else:
+        ends = [g.not_after or ref for g in grants.values() if g.ending == "live"]
+        t1 = max([*times, *(min(e, ref) for e in ends)], default=ref)
+    span = max(t1 - t0, 60.0)
+    if since is None:
+        t0 -= span * 0.02
+    if until is None:
+        t1 += span * 0.02
+    users = sorted({e.get("user") for e in evs if e.get("user")} |
+                   {g.user for g in grants.values() if g.user}, key=_natural)
+    listed = evs[:MAX_ROWS]
+    rows = {e.idx for e in listed}
+    tl = Timeline(t0, t1, rows)
+    tl.axis()
+    by_user: dict[str, list[Event]] = {}
+    for e in evs:
+        by_user.setdefault(e.get("user"), []).append(e)
+    if by_user.get(""):
+        tl.user("(host)", [], by_user[""], [], band=True)
+    for i, user in enumerate(users):
+        tl.user(user, [g for g in grants.values() if g.user == user], by_user.get(user, []),
+                [r for r in reqs.values() if r.user == user],
+                band=(i + bool(by_user.get(""))) % 2 == 0)
+    grant_list = sorted(grants.values(), key=lambda g: (g.start or 0, g.id))
+    req_list = sorted(reqs.values(), key=lambda r: (r.created or 0, r.id))
+    period = (f"{stamp(since) if since is not None else 'the first event'} to "
+              f"{stamp(until) if until is not None else 'the last event'} UTC")
+    title = f"jitaccess audit: {host}"
+    return "".join([
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">',
+        '<meta name="referrer" content="no-referrer">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+        f'<svg class="defs" width="0" height="0" aria-hidden="true">{DEFS}</svg>',
+        f"<header><h1>{esc(title)}</h1><div class=\"sub\">Who held which role, when, "
+        f"and what they ran · {esc(period)} · generated {esc(stamp(time.time()))} UTC"
+        "</div></header><main>",
+        _cards(grants, reqs, evs, users),
+        '<section><h2>Timeline</h2>', _legend(),
+        tl.svg() if evs else '<p class="empty">No events in this period.</p>',
+        "</section>",
+        f"<section><h2>Grants ({len(grant_list):,})</h2>{_grant_table(grant_list, rows)}</section>",
+        f"<section><h2>Requests ({len(req_list):,})</h2>{_request_table(req_list)}</section>",
+        f"<section><h2>Events ({len(evs):,})</h2>{_event_table(listed, len(evs))}</section>",
+        "</main><footer>Generated by <code>jit audit --html</code> from the journal of "
+        f"{esc(host)}. Self-contained: this page loads nothing.</footer></body></html>\n",
+    ])

@@ -1,0 +1,1 @@
+"""`jit` and its subcommands."""

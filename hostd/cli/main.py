@@ -1,0 +1,446 @@
+"""`jit`: the command line (DESIGN.md §12). A client library call per command plus
+formatting; no policy here. Exit codes: 0 done, 1 refused, 2 usage/configuration,
+3 hostd unreachable. `--json` prints one object {"ok", "code", "message", ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from hostd.cli import recordings as cli_recordings
+from hostd.client import Client
+from hostd.errors import EXIT_OK, JitError, exit_code_for
+from hostd.events import escape, framed, shown
+from hostd.paths import client_paths
+from hostd.policy import config as config_mod
+from hostd.policy import grants as grants_mod
+from hostd.policy.durations import format_duration, parse_duration, parse_time, rfc3339
+from hostd.policy.hostmatch import read_facts
+from hostd.policy.keys import generate_ed25519, load_private
+from hostd.protocol import request
+
+
+class UsageError(JitError):
+    def __init__(self, message: str) -> None:
+        super().__init__("usage", message)
+
+
+def _out(args: argparse.Namespace, answer: dict, text: str | None = None) -> int:
+    """Print an answer as JSON or as text; return its exit code."""
+    if getattr(args, "json", False):
+        print(json.dumps(answer, sort_keys=True))
+    elif answer.get("ok"):
+        if text:
+            print(text)
+    else:
+        print(f"jit: {answer.get('code')}: {escape(answer.get('message', ''))}", file=sys.stderr)
+    return EXIT_OK if answer.get("ok") else exit_code_for(str(answer.get("code")))
+
+
+def _call(op: str, **fields: object) -> dict:
+    answer = Client(client_paths().socket, timeout=30).call(request(op, **fields))
+    if not answer.get("ok"):
+        raise JitError(str(answer.get("code")), str(answer.get("message", "")))
+    return answer
+
+
+def _read_token(arg: str) -> str:
+    if arg != "-":
+        return arg.strip()
+    try:
+        token = sys.stdin.read(grants_mod.MAX_TOKEN + 2)
+    except UnicodeDecodeError:
+        raise UsageError("standard input is not valid UTF-8") from None
+    _require_utf8(token, "standard input")
+    return token.strip()
+
+
+def _require_utf8(value: str, label: str) -> None:
+    """Python decodes undecodable argv bytes to lone surrogates (PEP 383); such a string
+    cannot be sent as JSON text, stored or logged, so it is refused before anything else."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{label} is not valid UTF-8") from None
+
+
+def _labels(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """dest -> the option or metavar the user typed, along the chosen (sub)command."""
+    labels: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                labels.update(_labels(chosen, args))
+        elif action.option_strings:
+            labels[action.dest] = max(action.option_strings, key=len)
+        else:
+            labels[action.dest] = str(action.metavar or action.dest)
+    return labels
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every string argument must be valid UTF-8 (one check for all commands)."""
+    labels = _labels(parser, args)
+    for dest, value in vars(args).items():
+        if isinstance(value, str):
+            _require_utf8(value, labels.get(dest, dest))
+
+
+# commands ---------------------------------------------------------------------------------
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.out)
+    if path.exists():
+        raise UsageError(f"{path} exists; refusing to overwrite a key")
+    key = generate_ed25519(path)
+    return _out(args, {"ok": True, "code": "ok", "message": "key written", "path": str(path),
+                       "public_key": f"{path}.pub", "kid": key.kid},
+                f"Ed25519 key written to {path} (0600); public key {path}.pub (kid {key.kid})")
+
+
+def cmd_issue(args: argparse.Namespace) -> int:
+    now = int(time.time())
+    try:
+        start = parse_time(args.not_before, now) if args.not_before else now
+        if args.until:
+            exp = parse_time(args.until, now)
+        else:
+            exp = start + parse_duration(args.for_ or "1h")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if exp <= start:
+        raise UsageError("the grant must end after it starts")
+    hosts = [h.strip() for h in (args.hosts or "*").split(",") if h.strip()]
+    if not args.hosts and not args.json:
+        print("jit: note: no --hosts given; the grant is valid on every host that trusts "
+              f"issuer {args.issuer}", file=sys.stderr)
+    try:
+        key = load_private(Path(args.key))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load key {args.key}: {exc}") from None
+    token = grants_mod.issue(key, args.issuer, args.user, args.role, start, exp, hosts, now,
+                             reason=args.reason or "", ticket=args.ticket or "")
+    return _out(args, {"ok": True, "code": "ok", "message": "grant issued", "token": token,
+                       "not_before": rfc3339(start), "not_after": rfc3339(exp)}, token)
+
+
+def _offline_core_inputs():
+    paths = client_paths()
+    cfg = config_mod.load(paths)
+    host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
+    return cfg, host
+
+
+def cmd_grant_verify(args: argparse.Namespace) -> int:
+    token = _read_token(args.token)
+    cfg, host = _offline_core_inputs()
+    g = grants_mod.verify(token, cfg, host, time.time())
+    info = {"jti": g.jti, "issuer": g.issuer, "user": g.user, "role": g.role,
+            "groups": list(g.groups), "not_before": rfc3339(g.not_before),
+            "not_after": rfc3339(g.exp), "exp": g.exp, "hosts": list(g.hosts),
+            "reason": g.reason, "ticket": g.ticket, "approved_by": list(g.approved_by)}
+    text = (f"valid: {g.user} may hold role {g.role} (groups {', '.join(g.groups) or '-'}) "
+            f"until {rfc3339(g.exp)}, issued by {g.issuer}"
+            + (f"\nreason: {escape(g.reason)}" if g.reason else ""))
+    return _out(args, {"ok": True, "code": "ok", "message": "grant is valid on this host",
+                       "grant": info}, text)
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    answer = _call("grant.activate", token=_read_token(args.token))
+    g = answer["grant"]
+    left = format_duration(g["exp"] - time.time())
+    return _out(args, answer, f"grant {g['id']} active: role {g['role']}, groups "
+                              f"{', '.join(g['groups']) or '-'}, until {g['not_after']} "
+                              f"({left} left)")
+
+
+def _grants_table(grants: list[dict], all_users: bool) -> str:
+    if not grants:
+        return "no active grants"
+    now = time.time()
+    head = ["ID", *(["USER"] if all_users else []), "ROLE", "GROUPS", "ISSUER", "UNTIL (UTC)",
+            "LEFT", "REASON"]
+    rows = [[g["id"], *([g["user"]] if all_users else []), g["role"],
+             ",".join(g["groups"]) or "-", g["issuer"], g["not_after"].replace("T", " "),
+             format_duration(g["exp"] - now), escape(g.get("reason") or "")[:40]]
+            for g in grants]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [head, *rows])
+
+
+def cmd_grants(args: argparse.Namespace) -> int:
+    if args.sessions:  # registered login sessions (hostd/cli/setup_pam.py)
+        from hostd.cli import setup_pam as pamconf
+
+        return pamconf.list_sessions(args, _out, _call)
+    answer = _call("grant.list", all=bool(args.all))
+    return _out(args, answer, _grants_table(answer["grants"], args.all))
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    answer = _call("grant.revoke", id=args.grant_id, **({"reason": args.reason}
+                                                         if args.reason else {}))
+    return _out(args, answer, f"grant {args.grant_id} revoked")
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    paths = client_paths()
+    cfg = config_mod.load(paths)
+    from hostd.state.accounts import accounts_for
+
+    accounts = accounts_for(paths)
+    warnings = [f"role {r.name}: group {g!r} does not exist on this host"
+                for r in cfg.roles.values() for g in r.groups if not accounts.group_exists(g)]
+    summary = (f"{paths.config}: ok: {len(cfg.roles)} roles, {len(cfg.issuers)} issuers "
+               f"({', '.join(sorted(cfg.issuers)) or 'none'})")
+    if not getattr(args, "json", False):
+        for w in warnings:
+            print(f"jit: warning: {escape(w)}", file=sys.stderr)
+    return _out(args, {"ok": True, "code": "ok", "message": summary, "warnings": warnings,
+                       "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers)}, summary)
+
+
+def _request_text(r: dict) -> str:
+    """One request for `jit requests`: a line of hostd's words, then each piece of the
+    requester's text quoted on a line of its own, cut to fit 80 columns (events.shown), so
+    padding cannot wrap it into a line that looks like ours."""
+    left = ""
+    if r["state"] == "pending":
+        exp = parse_time(r["expires"], time.time())
+        left = f", answer within {format_duration(exp - time.time())}"
+    votes = f"{len(r['approvals'])}/{r['needed']} approvals" if r["needed"] else "self-service"
+    what = (f"a sudo command (role {shown(r['role'], 32)})" if r.get("kind") == "command"
+            else f"role {shown(r['role'], 32)} for {format_duration(r['duration'])}")
+    lines = [f"{r['id']}  {shown(r['user'], 32)}  {what}  [{r['state']}, {votes}{left}]",
+             framed("command" if r.get("kind") == "command" else "reason", r["reason"])]
+    if r.get("ticket"):
+        lines.append(framed("ticket", r["ticket"]))
+    if r.get("grant_id"):
+        lines.append(f"    grant: {r['grant_id']}")
+    return "\n".join(lines)
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    try:
+        duration = parse_duration(args.for_)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    fields: dict = {"role": args.role, "duration": duration, "reason": args.reason}
+    if args.ticket:
+        fields["ticket"] = args.ticket
+    answer = _call("access.request", **fields)
+    r = answer["request"]
+    note = (f" (capped at the role's maximum, {format_duration(r['duration'])})"
+            if r.get("capped") else "")
+    if r["state"] == "approved":
+        text = (f"request {r['id']}: self-service (break-glass) access granted{note}; "
+                f"grant {r['grant_id']}. This is logged as a break-glass event.")
+    else:
+        text = (f"request {r['id']} created{note}: role {r['role']} for "
+                f"{format_duration(r['duration'])}, needs {r['needed']} approval(s); "
+                f"approvers have been notified")
+    if not args.wait or r["state"] != "pending":
+        return _out(args, answer, text)
+    if not args.json:
+        print(text + "\nwaiting for a decision (Ctrl-C stops waiting; the request stays)...",
+              flush=True)
+    while True:
+        answer = Client(client_paths().socket, timeout=90).call(
+            request("access.wait", id=r["id"], timeout=60))
+        if not answer.get("ok") or answer["request"]["state"] != "pending":
+            break
+    final = answer.get("request") or {}
+    if answer.get("ok") and final["state"] != "approved":
+        # failed: the approved grant could not be activated; its outcome names why
+        code = {"expired": "request_expired", "denied": "denied"}.get(
+            final["state"], final["outcome"].partition(":")[0] or "denied")
+        answer = {"ok": False, "code": code, "request": final,
+                  "message": f"request {r['id']} was {final['state']}"
+                             + (f": {final['outcome']}" if final["outcome"] else "")}
+    return _out(args, answer, f"request {r['id']} approved; grant {final.get('grant_id')} "
+                              "is active (new logins and `newgrp` see the groups)")
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    answer = _call("access.list")
+    reqs = answer["requests"]
+    text = "\n".join(_request_text(r) for r in reqs) if reqs else "no requests"
+    return _out(args, answer, text)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    fields = {"comment": args.comment} if args.comment else {}
+    answer = _call("access.approve", id=args.request_id, **fields)
+    r = answer["request"]
+    if r["state"] != "approved":
+        text = f"approval recorded: {len(r['approvals'])}/{r['needed']}"
+    elif r.get("kind") == "command":
+        text = f"request {r['id']} approved: {r['user']}'s waiting sudo command runs once"
+    else:
+        text = f"request {r['id']} approved; grant {r['grant_id']} is active for {r['user']}"
+    return _out(args, answer, text)
+
+
+def cmd_deny(args: argparse.Namespace) -> int:
+    answer = _call("access.deny", id=args.request_id, reason=args.reason)
+    return _out(args, answer, f"request {args.request_id} denied")
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Switch sudo's policy to jit_sudo.so and back; never done by installing."""
+    from hostd.cli import setup_sudo as sudoconf
+
+    if args.part == "pam":  # pam-auth-update's jitaccess profile (hostd/cli/setup_pam.py)
+        from hostd.cli import setup_pam as pamconf
+
+        return pamconf.setup(args, _out, client_paths().root)
+    if os.geteuid() != 0:
+        raise JitError("permission_denied", "jit setup changes /etc/sudo.conf: run it as root")
+    conf = client_paths().sudo_conf
+    if args.disable:
+        changed = sudoconf.disable(conf)
+        return _out(args, {"ok": True, "code": "ok", "message": "disabled", "changed": changed},
+                    f"sudo's policy is sudoers again ({conf})" if changed
+                    else f"jit_sudo.so was not enabled in {conf}")
+    grants = _call("grant.list", all=True)["grants"]  # hostd must answer
+    cfg = config_mod.load(client_paths())
+    ways = sudoconf.ways_to_root(cfg, grants)
+    lose = sudoconf.uncovered(cfg, sudoconf.sudoers_admins())
+    problems = []
+    if not ways:
+        problems.append("no [[standing]] rule or active grant lets anyone run commands as "
+                        "root through jit: nobody could administer this host with sudo")
+    if lose:
+        problems.append("these users can run anything with sudo today and no [[standing]] "
+                        "rule covers them: " + ", ".join(escape(u) for u in lose))
+    if problems and not args.force:
+        raise JitError("denied", "refusing to enable jit_sudo.so: " + "; ".join(problems)
+                       + " (--force overrides)")
+    changed = sudoconf.enable(conf)
+    return _out(args, {"ok": True, "code": "ok", "message": "enabled", "changed": changed,
+                       "ways_to_root": ways, "losing_sudo": lose},
+                f"sudo's policy is now jit_sudo.so ({conf}; backup "
+                f"{sudoconf.backup_path(conf).name}); `jit setup sudo --disable` restores it"
+                if changed else f"jit_sudo.so was already enabled in {conf}")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from hostd.audit import (
+        journal as audit,  # hostd/audit/journal.py: reading, filters, --held-at, formats
+    )
+
+    return audit.run(args)
+
+
+# parser -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jit", description="just-in-time privileged access")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help_text: str, parent=sub) -> argparse.ArgumentParser:
+        c = parent.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("--json", action="store_true", help="print one JSON object")
+        c.set_defaults(func=func)
+        return c
+
+    c = command("keygen", cmd_keygen, "make an Ed25519 issuer key")
+    c.add_argument("--out", required=True, metavar="PATH")
+
+    c = command("issue", cmd_issue, "sign a grant with an issuer key")
+    c.add_argument("--key", required=True, metavar="PATH")
+    c.add_argument("--issuer", required=True)
+    c.add_argument("--user", required=True)
+    c.add_argument("--role", required=True)
+    c.add_argument("--hosts", metavar="SEL,...")
+    length = c.add_mutually_exclusive_group()
+    length.add_argument("--for", dest="for_", metavar="DURATION")
+    length.add_argument("--until", metavar="TIME")
+    c.add_argument("--not-before", metavar="TIME")
+    c.add_argument("--reason")
+    c.add_argument("--ticket")
+
+    grant = sub.add_parser("grant", help="offline grant tools").add_subparsers(
+        dest="grant_command", required=True, metavar="COMMAND")
+    c = command("verify", cmd_grant_verify, "check a grant against this host's config", grant)
+    c.add_argument("token", metavar="TOKEN|-")
+
+    c = command("activate", cmd_activate, "activate a grant through hostd")
+    c.add_argument("token", metavar="TOKEN|-")
+
+    c = command("grants", cmd_grants, "list active grants")
+    c.add_argument("--all", action="store_true", help="every user's (root only)")
+    c.add_argument("--sessions", action="store_true",
+                   help="login sessions registered by pam_jit, with the grants they hold")
+
+    c = command("revoke", cmd_revoke, "end a grant now")
+    c.add_argument("grant_id", metavar="GRANT_ID")
+    c.add_argument("--reason")
+
+    c = command("request", cmd_request, "ask approvers for a role")
+    c.add_argument("role", metavar="ROLE")
+    c.add_argument("--for", dest="for_", required=True, metavar="DURATION")
+    c.add_argument("--reason", required=True)
+    c.add_argument("--ticket")
+    c.add_argument("--wait", action="store_true", help="block until decided")
+
+    command("requests", cmd_requests, "requests you made or may decide")
+
+    c = command("approve", cmd_approve, "approve a request")
+    c.add_argument("request_id", metavar="ID")
+    c.add_argument("--comment")
+
+    c = command("deny", cmd_deny, "deny a request")
+    c.add_argument("request_id", metavar="ID")
+    c.add_argument("--reason", required=True)
+
+    command("check-config", cmd_check_config, "check /etc/jit without a daemon")
+
+    c = command("setup", cmd_setup, "switch the sudo plugin or pam_jit on or off (root)")
+    c.add_argument("part", choices=("sudo", "pam"))
+    switch = c.add_mutually_exclusive_group(required=True)
+    switch.add_argument("--enable", action="store_true")
+    switch.add_argument("--disable", action="store_true")
+    c.add_argument("--force", action="store_true", help="enable despite the lockout guard")
+
+    c = command("audit", cmd_audit, "read jitaccess events back from the journal (root, adm, "
+                "systemd-journal)")
+    c.add_argument("--since", metavar="TIME", help="RFC 3339, @EPOCH, -DURATION (ago)")
+    c.add_argument("--until", metavar="TIME")
+    c.add_argument("--user", action="append", metavar="USER[,USER]")
+    c.add_argument("--role", action="append", metavar="ROLE[,ROLE]")
+    c.add_argument("--grant", action="append", metavar="GRANT_ID[,GRANT_ID]")
+    c.add_argument("--event", action="append", metavar="TYPE[,TYPE]")
+    c.add_argument("--held-at", metavar="TIME", help="who held which role at TIME")
+    c.add_argument("--format", choices=("text", "json", "ocsf", "ecs"), default="text")
+    c.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    c.add_argument("--journal-dir", help=argparse.SUPPRESS)  # tests and benchmarks/audit.py
+    c.add_argument("--journal-file", action="append", help=argparse.SUPPRESS)
+    cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _check_arguments(parser, args)
+        return args.func(args)
+    except JitError as exc:
+        return _out(args, exc.to_wire())
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os._exit(0)  # `jit grants | head` is not an error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The stateful lifecycle: grants, requests and sudo services over state, with effects."""

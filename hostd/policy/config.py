@@ -1,0 +1,397 @@
+"""Host policy (`/etc/jit/jit.toml`) and trusted issuers (`/etc/jit/issuers.d/*.toml`).
+
+Parsed with tomllib into frozen dataclasses. Every error names the file, the key and
+what is wrong; unknown keys are errors (a typo must not silently drop a restriction).
+The built-in issuer `host` is this host's own key, for grants hostd signs itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hostd.errors import ConfigError
+from hostd.paths import Paths
+from hostd.policy.durations import parse_duration
+from hostd.policy.keys import SUPPORTED_ALGORITHMS, PublicKey, load_jwks, load_pem_public
+from hostd.policy.trust import check as check_trusted
+from hostd.policy.trust import read_file
+from hostd.record import masking as masking_mod
+from hostd.record.recordings import parse_size
+
+# Matched with fullmatch only: `$` would also accept a trailing newline ("alice\n").
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?")
+MEMBER = re.compile(r"%?[a-z_][a-z0-9_.-]{0,31}\$?")
+WEBHOOK = re.compile(r"https?://[^\s]+")
+MAX_LEEWAY = 60
+HOST_ISSUER = "host"
+DEFAULT_MAX_TOTAL_SIZE = 10 * 1024**3  # [recording] max_total_size: 10G
+
+@dataclass(frozen=True)
+class SudoRule:
+    runas: str
+    commands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    groups: tuple[str, ...] = ()
+    max_ttl: int = 3600
+    issuers: tuple[str, ...] = ()
+    requesters: tuple[str, ...] = ()
+    approvers: tuple[str, ...] = ()
+    approvals: int = 1
+    on_expiry: str = "terminate-sessions"
+    login: bool = False
+    sudo: tuple[SudoRule, ...] = ()
+    authenticate: bool = True  # sudo asks for the password, as sudoers does by default
+    record: str = "interactive"
+    record_failure: str = "terminate"
+    record_input: bool = False  # keystrokes recorded too (masked); off: passwords typed
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    action: str
+    match: re.Pattern
+    message: str
+
+
+@dataclass(frozen=True)
+class Standing:
+    members: tuple[str, ...]
+    sudo: tuple[SudoRule, ...]
+
+
+@dataclass(frozen=True)
+class Issuer:
+    name: str
+    keys: tuple[PublicKey, ...]
+    algorithms: tuple[str, ...]
+    username_claim: str = "sub"
+
+
+@dataclass(frozen=True)
+class Config:
+    roles: dict[str, Role] = field(default_factory=dict)
+    issuers: dict[str, Issuer] = field(default_factory=dict)
+    guardrails: tuple[Guardrail, ...] = ()
+    standing: tuple[Standing, ...] = ()
+    login_require_grant: tuple[str, ...] = ()
+    login_when_unreachable: str = "allow"
+    request_ttl: int = 3600
+    sudo_approval_timeout: int = 300
+    notify_webhook: str = ""
+    masking: tuple[tuple[str, re.Pattern], ...] = ()
+    leeway: int = 30
+    sweep_interval: int = 30
+    recording_max_age: int = 0  # seconds; 0: recordings are not removed for their age
+    recording_max_total_size: int = DEFAULT_MAX_TOTAL_SIZE  # bytes; 0: no limit
+
+
+class _Table:
+    """A TOML table being read: tracks which keys were used so leftovers are errors."""
+
+    def __init__(self, path: Path, prefix: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(str(path), prefix, "must be a table")
+        self.path, self.prefix, self.data, self.used = path, prefix, data, set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(str(self.path), self.key(name), problem)
+
+    def get(self, name: str, kind: type | tuple, default: Any = None, required: bool = False):
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise self.fail(name, "is required")
+            return default
+        value = self.data[name]
+        if kind is int and isinstance(value, bool):
+            raise self.fail(name, "must be an integer")
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.fail(name, f"must be {names}, not {type(value).__name__}")
+        return value
+
+    def strings(self, name: str, pattern: re.Pattern | None = None, what: str = "",
+                unique: bool = False) -> tuple:
+        values = self.get(name, list, [])
+        for i, v in enumerate(values):
+            if not isinstance(v, str) or (pattern is not None and not pattern.fullmatch(v)):
+                raise self.fail(name, f"{v!r} is not a valid {what or 'string'}")
+            if unique and v in values[:i]:
+                raise self.fail(name, f"{json.dumps(v)} listed twice")
+        return tuple(values)
+
+    def duration(self, name: str, default: int) -> int:
+        value = self.get(name, str)
+        if value is None:
+            return default
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.fail(name, str(exc)) from None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise self.fail(name, f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def regex(self, name: str) -> re.Pattern:
+        value = self.get(name, str, required=True)
+        try:
+            return re.compile(value)
+        except re.error as exc:
+            raise self.fail(name, f"bad regular expression: {exc}") from None
+
+    def finish(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            raise self.fail(extra[0], "unknown key")
+
+
+def _sudo_rules(table: _Table) -> tuple[SudoRule, ...]:
+    rules = []
+    for i, item in enumerate(table.get("sudo", list, [])):
+        t = _Table(table.path, f"{table.key('sudo')}[{i}]", item)
+        runas = t.get("runas", str, "root")
+        if not USER_NAME.fullmatch(runas):
+            raise t.fail("runas", f"{runas!r} is not a user name")
+        commands = t.strings("commands")
+        if not commands:
+            raise t.fail("commands", "must name at least one command")
+        for c in commands:
+            if c != "ALL" and not c.startswith(("/", "sudoedit /")):
+                raise t.fail("commands", f"{c!r} must be an absolute path, "
+                                         "sudoedit /FILE or ALL")
+        t.finish()
+        rules.append(SudoRule(runas, commands))
+    return tuple(rules)
+
+
+def _role(path: Path, name: str, data: Any) -> Role:
+    if not NAME.fullmatch(name):
+        raise ConfigError(str(path), f"roles.{name}", "role names are [a-z0-9_.-], at most 64")
+    t = _Table(path, f"roles.{name}", data)
+    approvals = t.get("approvals", int, 1)
+    if not 0 <= approvals <= 10:
+        raise t.fail("approvals", "must be between 0 and 10")
+    role = Role(
+        name=name,
+        # unique: one grant holds a group once (a second row would clash as `replayed`)
+        groups=t.strings("groups", NAME, "group name", unique=True),
+        max_ttl=t.duration("max_ttl", 3600),
+        issuers=t.strings("issuers", NAME, "issuer name"),
+        requesters=t.strings("requesters", MEMBER, "user or %group"),
+        approvers=t.strings("approvers", MEMBER, "user or %group"),
+        approvals=approvals,
+        on_expiry=t.choice("on_expiry", ("terminate-sessions", "keep-sessions"),
+                           "terminate-sessions"),
+        login=t.get("login", bool, False),
+        sudo=_sudo_rules(t),
+        authenticate=t.get("authenticate", bool, True),
+        record=t.choice("record", ("always", "interactive", "never"), "interactive"),
+        record_failure=t.choice("record_failure", ("terminate", "continue"), "terminate"),
+        record_input=t.get("record_input", bool, False),
+    )
+    t.finish()
+    if approvals > 0 and role.requesters and not role.approvers:
+        raise t.fail("approvers", f"approvals = {approvals} needs approvers")
+    if role.requesters and HOST_ISSUER not in role.issuers:
+        raise t.fail("issuers", f"must include {HOST_ISSUER!r}: requests are granted by this "
+                                "host's own key")
+    return role
+
+
+def parse_policy(path: Path, data: dict) -> dict[str, Any]:
+    """The host policy's sections as keyword arguments of Config (issuers excluded)."""
+    top = _Table(path, "", data)
+    out: dict[str, Any] = {}
+    roles = top.get("roles", dict, {})
+    out["roles"] = {name: _role(path, name, body) for name, body in roles.items()}
+
+    guardrails = []
+    for i, item in enumerate(top.get("guardrails", list, [])):
+        t = _Table(path, f"guardrails[{i}]", item)
+        guardrails.append(Guardrail(t.choice("action", ("deny", "approve"), "deny"),
+                                    t.regex("match"), t.get("message", str, "")))
+        t.finish()
+    out["guardrails"] = tuple(guardrails)
+
+    standing = []
+    for i, item in enumerate(top.get("standing", list, [])):
+        t = _Table(path, f"standing[{i}]", item)
+        standing.append(Standing(t.strings("members", MEMBER, "user or %group"), _sudo_rules(t)))
+        t.finish()
+    out["standing"] = tuple(standing)
+
+    login = _Table(path, "login", top.get("login", dict, {}))
+    out["login_require_grant"] = login.strings("require_grant", MEMBER, "user or %group")
+    out["login_when_unreachable"] = login.choice("when_unreachable", ("allow", "deny"), "allow")
+    login.finish()
+
+    requests = _Table(path, "requests", top.get("requests", dict, {}))
+    out["request_ttl"] = requests.duration("ttl", 3600)
+    requests.finish()
+
+    sudo = _Table(path, "sudo", top.get("sudo", dict, {}))
+    out["sudo_approval_timeout"] = sudo.duration("approval_timeout", 300)
+    sudo.finish()
+
+    notify = _Table(path, "notify", top.get("notify", dict, {}))
+    webhook = notify.get("webhook", str, "")
+    if webhook and not WEBHOOK.fullmatch(webhook):
+        raise notify.fail("webhook", "must be an http:// or https:// URL")
+    out["notify_webhook"] = webhook
+    notify.finish()
+
+    masking = _Table(path, "masking", top.get("masking", dict, {}))
+    rules = []
+    for i, item in enumerate(masking.get("rules", list, [])):
+        t = _Table(path, f"masking.rules[{i}]", item)
+        name, regex = t.get("name", str, required=True), t.regex("regex")
+        try:  # streamable: bounded reach, no empty match, no exponential backtracking
+            masking_mod.check_rule(name, regex)
+        except masking_mod.MaskingRuleError as exc:
+            raise t.fail("regex", str(exc)) from None
+        rules.append((name, regex))
+        t.finish()
+    out["masking"] = tuple(rules)
+    masking.finish()
+
+    recording = _Table(path, "recording", top.get("recording", dict, {}))
+    out["recording_max_age"] = recording.duration("max_age", 0)
+    size = recording.get("max_total_size", (str, int), None)
+    if size is None:
+        out["recording_max_total_size"] = DEFAULT_MAX_TOTAL_SIZE
+    elif size in (0, "0"):  # no limit
+        out["recording_max_total_size"] = 0
+    else:
+        try:
+            out["recording_max_total_size"] = parse_size(str(size))
+        except ValueError as exc:
+            raise recording.fail("max_total_size", str(exc)) from None
+    recording.finish()
+
+    daemon = _Table(path, "daemon", top.get("daemon", dict, {}))
+    if daemon.data.get("leeway") in ("0", "0s"):  # no clock skew tolerated at all
+        daemon.used.add("leeway")
+        out["leeway"] = 0
+    else:
+        out["leeway"] = daemon.duration("leeway", 30)
+    if out["leeway"] > MAX_LEEWAY:
+        raise daemon.fail("leeway", f"at most {MAX_LEEWAY}s")
+    out["sweep_interval"] = daemon.duration("sweep_interval", 30)
+    daemon.finish()
+    top.finish()
+    return out
+
+
+def parse_issuer(path: Path, data: dict, root: Path | None = None,
+                 trusted_from: Path | None = None) -> Issuer:
+    """One issuer file; `root` re-roots absolute key paths inside a sandbox. load() gives
+    `trusted_from` (`/` or the sandbox root): key files must then be root's alone."""
+    t = _Table(path, "", data)
+    name = t.get("name", str, required=True)
+    if not NAME.fullmatch(name) or name == HOST_ISSUER:
+        raise t.fail("name", f"{name!r} is not allowed (lowercase [a-z0-9_.-]; 'host' is built in)")
+    algorithms = t.strings("algorithms")
+    if not algorithms:
+        raise t.fail("algorithms", "an explicit allow-list is required (EdDSA, ES256, RS256)")
+    for alg in algorithms:
+        if alg not in SUPPORTED_ALGORITHMS:
+            raise t.fail("algorithms", f"{alg!r} is not allowed (EdDSA, ES256, RS256 only)")
+    keys: list[PublicKey] = []
+    base = path.parent
+    for entry in t.strings("public_keys"):
+        key_path = (base / entry) if not entry.startswith("/") else Path(entry)
+        try:
+            keys.append(load_pem_public(_rooted(root, key_path), trusted_from))
+        except (OSError, ValueError) as exc:
+            raise t.fail("public_keys", f"{entry}: {exc}") from None
+    jwks = t.get("jwks", str)
+    if jwks:
+        try:
+            jwks_path = Path(jwks) if jwks.startswith("/") else base / jwks
+            keys.extend(load_jwks(_rooted(root, jwks_path), trusted_from))
+        except (OSError, ValueError) as exc:
+            raise t.fail("jwks", f"{jwks}: {exc}") from None
+    if not keys:
+        raise t.fail("public_keys", "no key: give public_keys or jwks")
+    usable = [k for k in keys if k.algorithm in algorithms]
+    if not usable:
+        raise t.fail("algorithms", "none of the issuer's keys fits the allowed algorithms")
+    claim = t.get("username_claim", str, "sub")
+    t.finish()
+    return Issuer(name, tuple(usable), tuple(algorithms), claim)
+
+
+def _rooted(root: Path | None, key_path: Path) -> Path:
+    """Absolute key paths in a sandbox's issuer files are under the sandbox root."""
+    if root is None or not key_path.is_absolute() or key_path.is_relative_to(root):
+        return key_path
+    return root / str(key_path).lstrip("/")
+
+
+def _read_toml(path: Path, trusted_from: Path) -> dict:
+    """A trusted regular file's TOML (trust.read_file: root's alone, never blocks)."""
+    try:
+        return tomllib.loads(read_file(path, trusted_from).decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+
+
+def _trusted_path(path: Path, trusted_from: Path) -> None:
+    """A trust path not read here: issuers.d (whoever can write it adds an issuer), the
+    host's private key (whoever can replace it has hostd sign with their key)."""
+    try:
+        check_trusted(path, trusted_from)
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+
+
+def load(paths: Paths) -> Config:
+    """Read and check the whole configuration; ConfigError on the first problem.
+    Trust files are checked from `/` down, or from the sandbox root under --root."""
+    top = paths.root
+    data = _read_toml(paths.config, top) if paths.config.exists() else {}
+    kwargs = parse_policy(paths.config, data)
+    issuers: dict[str, Issuer] = {}
+    if paths.issuers_dir.is_dir():
+        _trusted_path(paths.issuers_dir, top)
+        for file in sorted(paths.issuers_dir.glob("*.toml")):
+            root = paths.root if paths.sandboxed else None
+            issuer = parse_issuer(file, _read_toml(file, top), root, top)
+            if issuer.name in issuers:
+                raise ConfigError(str(file), "name", f"issuer {issuer.name!r} defined twice")
+            issuers[issuer.name] = issuer
+    if paths.host_key.exists():  # hostd signs with it and writes the .pub from it
+        _trusted_path(paths.host_key, top)
+    host_pub = paths.host_key_pub if paths.host_key_pub.exists() else paths.host_key
+    if host_pub.exists():
+        try:
+            host_key = load_pem_public(host_pub, top)
+            issuers[HOST_ISSUER] = Issuer(HOST_ISSUER, (host_key,), ("EdDSA",), "sub")
+        except PermissionError:
+            pass  # a user without the public half: host grants are hostd's to verify
+        except (OSError, ValueError) as exc:
+            raise ConfigError(str(host_pub), "", f"bad host issuer key: {exc}") from None
+    for role in kwargs["roles"].values():
+        for name in role.issuers:
+            if name not in issuers and name != HOST_ISSUER:
+                raise ConfigError(str(paths.config), f"roles.{role.name}.issuers",
+                                  f"issuer {name!r} is not configured in issuers.d")
+    return Config(issuers=issuers, **kwargs)

@@ -1,0 +1,1 @@
+"""Session recording: jit-record, cast files, hostd's recording side, masking."""

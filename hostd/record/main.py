@@ -1,0 +1,129 @@
+"""`jit-record`: the session recorder (DESIGN.md §9), a pty proxy in the manner of tlog.
+
+    jit-record --token T [--uid U --gid G --groups G,...] [--record-failure MODE]
+               [--command PATH] -- ARGV...          (as sudo runs it, for hostd)
+    jit-record --file PATH [--no-mask] -- ARGV...   (a local recording, no hostd)
+
+With a terminal on stdin and stdout the command runs on a pty of its own: the user's
+terminal goes to raw mode, keys go to the pty, the pty's output is masked and then
+shown and recorded; window-size changes (SIGWINCH) follow, a stopped command stops the
+recorder, signals are passed on, and the command's exit status (or the signal that
+killed it) becomes the recorder's. Without a terminal (pipes, redirects) there is no
+pty: stdout and stderr come through pipes, masked each on its own, and stdin is passed
+through untouched unless input is recorded.
+
+With `--token` hostd alone writes the recording: `record.open` answers with the masking
+rules, `record_input` and `record_failure`, then takes frames (output, input, resize,
+end). If hostd goes away mid-session, `record_failure` decides: `terminate` hangs the
+command up, `continue` carries on unrecorded; either way the recorder says so on
+stderr. sudo runs the recorder as root with the argv hostd built; the recorder drops to
+the runas uid, gid and groups (`--uid/--gid/--groups`) for the command, as sudo would.
+
+Starts fast: standard library and hostd's stdlib client only, no asyncio; the masking
+and asciicast modules are imported only when needed. Output moves in 64 KiB reads; with
+no masking rules nothing looks at the bytes in Python.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+RECORDER = "/usr/bin/jit-record"
+SOCKET = "/run/jit/hostd.sock"
+USAGE = ("usage: jit-record [--token T] [--uid U --gid G --groups G,...] "
+         "[--record-failure terminate|continue] [--command PATH] [--file PATH] "
+         "[--no-mask] [--socket PATH] -- COMMAND [ARG...]")
+
+
+class Usage(Exception):
+    pass
+
+
+# options -----------------------------------------------------------------------------------
+
+class Options:
+    def __init__(self) -> None:
+        self.token = ""
+        self.socket = SOCKET
+        self.uid: int | None = None
+        self.gid: int | None = None
+        self.groups: list[int] | None = None
+        self.record_failure = "terminate"
+        self.command = ""
+        self.file = ""
+        self.mask = True
+        self.argv: list[str] = []
+
+
+def parse_args(argv: list[str]) -> Options:
+    """By hand, not argparse: the recorder starts on every recorded sudo."""
+    opts = Options()
+    i = 0
+    valued = {"--token", "--socket", "--uid", "--gid", "--groups", "--record-failure",
+              "--command", "--file"}
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            opts.argv = argv[i + 1:]
+            break
+        if arg == "--no-mask":
+            opts.mask = False
+            i += 1
+            continue
+        if arg not in valued or i + 1 >= len(argv):
+            raise Usage(f"unknown option {arg!r}" if arg not in valued else f"{arg} needs a value")
+        value = argv[i + 1]
+        i += 2
+        try:
+            if arg == "--uid":
+                opts.uid = int(value)
+            elif arg == "--gid":
+                opts.gid = int(value)
+            elif arg == "--groups":
+                opts.groups = [int(g) for g in value.split(",") if g]
+            else:
+                setattr(opts, arg[2:].replace("-", "_"), value)
+        except ValueError:
+            raise Usage(f"{arg} must be a number") from None
+    if not opts.argv:
+        raise Usage("no command given")
+    if opts.record_failure not in ("terminate", "continue"):
+        raise Usage("--record-failure is terminate or continue")
+    if bool(opts.token) == bool(opts.file):
+        raise Usage("give --token (recorded by hostd) or --file (a local recording)")
+    if opts.token and not opts.mask:  # hostd decides what is masked
+        raise Usage("--no-mask is for local recordings only")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else argv)
+    except Usage as exc:
+        print(f"jit-record: {exc}\n{USAGE}", file=sys.stderr)
+        return 2
+    from hostd.errors import JitError
+    from hostd.record.sinks import SinkFailed
+
+    if os.isatty(0) and os.isatty(1):
+        from hostd.record.terminal import PtyRecorder as Proxy
+    else:
+        from hostd.record.piped import PipeRecorder as Proxy
+    recorder = Proxy(opts)
+
+    try:
+        return recorder.run()
+    except SinkFailed as exc:
+        print(f"jit-record: {exc}", file=sys.stderr)
+        return 1
+    except JitError as exc:
+        print(f"jit-record: cannot start the recording: {exc.message}", file=sys.stderr)
+        return 1
+    except (OSError, ImportError) as exc:
+        print(f"jit-record: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

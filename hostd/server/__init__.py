@@ -1,0 +1,1 @@
+"""The daemon: connections and dispatch, the ordered worker, op handlers, effects carried out."""

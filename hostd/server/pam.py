@@ -1,0 +1,129 @@
+"""The PAM ops of the server (DESIGN.md §7): `pam.account` gates logins, and
+`pam.open_session` / `pam.close_session` keep the registry of login sessions that
+expiry ends (hostd/state/logind.py, Store.sessions_of_grant); `login.list` shows it.
+
+pam_jit.py calls them as root from inside login, sshd, su...: the user is the one PAM
+names (`pamh.user`, sent as a field, which only root may do), the process is the
+caller's own pid from SO_PEERCRED, and its logind session comes from logind, never from
+a field. Decisions are reads (grants through `self.reader`) and run on the loop; the
+registry changes go through the ordered worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from hostd.errors import JitError
+from hostd.events import escape
+from hostd.policy import logins
+
+log = logging.getLogger("jit-hostd")
+
+
+def _caller_pid() -> int:
+    from hostd.server.connections import (
+        CALLER,  # server imports this module: look it up when called
+    )
+
+    return CALLER.get().pid
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+class PamOps:
+    """pam.account, pam.open_session, pam.close_session, login.list; needs Server's
+    core, reader, logind and run()."""
+
+    def _pam_user(self, args: dict) -> tuple[str, int]:
+        user = args["user"]
+        uid = self.core.accounts.uid_of(user)
+        if uid is None:
+            raise JitError("not_found", f"no such user: {escape(user)[:64]}")
+        return user, uid
+
+    async def op_pam_account(self, args: dict, uid: int) -> dict:
+        """Admit or refuse one login; a refusal says why and how to ask."""
+        user, user_uid = self._pam_user(args)
+        groups = self.core.accounts.groups_of(user)
+        cfg = self.core.config
+        grants = self.reader.grants("active", user=user)
+        d = logins.decide(cfg, grants, user, groups, self.core.now(), self.core.host.hostname)
+        if not d.allowed:
+            self.core.events.refusal(
+                "login_refused", f"login of {user} refused: [login] requires a grant "
+                f"with login = true ({args.get('service') or 'pam'})", uid=user_uid, user=user,
+                decision="refused", code="no_grant", tty=args.get("tty") or None,
+                reason="no active grant with login = true")
+            raise JitError("no_grant", d.message)
+        return {"ok": True, "code": "ok", "decision": "allow", "gated": d.gated,
+                "grants": list(d.grant_ids), "message": ""}
+
+    async def _logind_session(self, pid: int, uid: int) -> str | None:
+        """The logind session of the PAM process, if it belongs to the user: `su` from
+        another user's session runs in that session, which must never be ended for the
+        target user's grant. None without logind, or when logind fails (logged)."""
+        if self.logind is None:
+            return None
+        try:
+            info = await self.logind.session_by_pid(pid)
+        except Exception as exc:  # registering by pid still lets expiry find the processes
+            log.warning("logind: no session for pid %d: %s", pid, exc)
+            return None
+        return info["id"] if info is not None and info["uid"] == uid else None
+
+    async def op_pam_open_session(self, args: dict, uid: int) -> dict:
+        """Register the session against the user's live grants; say what they hold."""
+        user, user_uid = self._pam_user(args)
+        pid = _caller_pid()
+        sid = await self._logind_session(pid, user_uid)
+        now = self.core.now()
+        grants = logins.live(self.reader.grants("active", user=user), user, now)
+        row = {"sid": sid, "uid": user_uid, "user": user, "pid": pid,
+               "tty": args.get("tty", ""), "service": args.get("service", ""),
+               "rhost": args.get("rhost", ""), "opened": now}
+        ids = [g["id"] for g in grants]
+        await self.run(self._register, row, ids)
+        self.core.events.emit(
+            "session_opened", f"login session of {user} registered "
+            f"({args.get('service') or 'pam'}, pid {pid}, {len(ids)} live grants)",
+            user=user, uid=user_uid, session_id=sid, tty=row["tty"], grant_id=ids)
+        return {"ok": True, "code": "ok", "session_id": sid, "grants": ids,
+                "message": logins.session_text(grants, now)}
+
+    def _register(self, row: dict, grant_ids: list[str]) -> None:
+        """In the worker: close what was left open by processes that are gone (their
+        pid may be reused), then register the new session."""
+        store = self.core.store
+        for gone in store.close_gone_sessions(_alive, row["opened"]):
+            self.core.events.emit(
+                "session_closed", f"login session of {gone['user']} closed: its process "
+                f"{gone['pid']} is gone", user=gone["user"], uid=gone["uid"],
+                session_id=gone["sid"], tty=gone["tty"], reason="process gone")
+        store.open_login_session(row, grant_ids)
+
+    async def op_pam_close_session(self, args: dict, uid: int) -> dict:
+        """Mark the caller's session closed; closing one never registered is not an error."""
+        user, user_uid = self._pam_user(args)
+        pid = _caller_pid()
+        row = await self.run(self.core.store.close_login_session, user, pid, self.core.now())
+        if row is not None:
+            self.core.events.emit(
+                "session_closed", f"login session of {user} closed ({row['service'] or 'pam'}"
+                f", pid {pid})", user=user, uid=user_uid, session_id=row["sid"],
+                tty=row["tty"])
+        return {"ok": True, "code": "ok", "closed": row is not None, "message": ""}
+
+    async def op_login_list(self, args: dict, uid: int) -> dict:
+        """Registered login sessions (open ones unless `closed`): one's own, or all for root."""
+        if args.get("all") and uid != 0:
+            raise JitError("permission_denied", "only root may list every user's sessions")
+        user = None
+        if not args.get("all"):
+            user = self.core.accounts.user_by_uid(uid)
+            if user is None:
+                raise JitError("wrong_user", f"uid {uid} has no local user name")
+        return {"ok": True, "code": "ok", "message": "",
+                "sessions": self.reader.login_sessions(user, not args.get("closed"))}

@@ -1,0 +1,327 @@
+"""The recording ops of the server: `record.open`, the wrapping of recorded sudo
+commands in `jit-record`, hang-ups when a grant ends, retention. A mixin of Server.
+
+Where the writing happens: frames are read and checked on the loop (each at most
+64 KiB), and written to the file in `self.recording_pool`, a pool of its own (four
+threads), never in the ordered worker: a session that prints 100 MB must not hold up
+grants and sudo decisions queued behind it, and a slow disk must not stall the loop.
+Each recording awaits its own write before it reads the next frame, so its frames are
+written in order and a fast recorder is slowed down by TCP-like backpressure (the
+socket buffer fills) rather than by hostd's memory growing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hostd.errors import JitError
+from hostd.record.recordings import (
+    MAX_TOKENS,
+    TOKEN_TTL,
+    Recording,
+    Session,
+    Tokens,
+    enforce_retention,
+    should_record,
+    wrap,
+)
+
+log = logging.getLogger("jit-hostd")
+
+SESSIONS_DIR = Path("/var/log/jit/sessions")
+MAX_STATUS = 64
+
+
+def _frame_items(frame: dict) -> tuple[list, str | None]:
+    """A recorder frame as write items, or the end status; bad_request otherwise."""
+    t = frame.get("t")
+    if not isinstance(t, int | float) or isinstance(t, bool) or not 0 <= t < 10**9:
+        raise JitError("bad_request", "a frame needs t, seconds since the start")
+    keys = set(frame) - {"t"}
+    if len(keys) != 1:
+        raise JitError("bad_request", "a frame has exactly one of o, i, r, end")
+    key = keys.pop()
+    value = frame[key]
+    if key in ("o", "i"):
+        if not isinstance(value, str):
+            raise JitError("bad_request", f"frame {key} must be base64 text")
+        try:
+            data = binascii.a2b_base64(value, strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise JitError("bad_request", f"frame {key} is not base64") from None
+        return [(key, float(t), data)], None
+    if key == "r":
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 10000
+                           for v in value)):
+            raise JitError("bad_request", "frame r is [cols, rows]")
+        return [("r", float(t), (value[0], value[1]))], None
+    if key == "end":
+        if not isinstance(value, str) or len(value) > MAX_STATUS:
+            raise JitError("bad_request", "frame end is the command's status")
+        return [], value
+    raise JitError("bad_request", f"unknown frame {key[:16]!r}")
+
+
+class _Pipeline:
+    """One recording's writes: at most one batch in the pool while the loop reads the
+    next frames, which form the next batch (submitted as soon as the one before is
+    done, whether or not more frames come). Order is kept; past MAX_BATCH frames
+    waiting the loop stops reading this recorder, so memory stays bounded and the
+    recorder is slowed down by its socket filling (backpressure)."""
+
+    MAX_BATCH = 64  # frames: 2 MiB of output at most
+
+    def __init__(self, pool: ThreadPoolExecutor, rec: Recording) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pool, self.rec = pool, rec
+        self.batch: list = []
+        self.inflight: asyncio.Future | None = None
+
+    def _submit(self) -> None:
+        batch, self.batch = self.batch, []
+        self.inflight = self.loop.run_in_executor(self.pool, self.rec.write, batch)
+        self.inflight.add_done_callback(self._done)
+
+    def _done(self, fut: asyncio.Future) -> None:
+        if fut is not self.inflight or fut.cancelled() or fut.exception() is not None:
+            return  # a failed write stays in `inflight`, for add() or drain() to raise
+        self.inflight = None
+        if self.batch:
+            self._submit()
+
+    async def add(self, items: list) -> None:
+        self.batch.extend(items)
+        if self.inflight is None:
+            self._submit()
+        while self.inflight is not None and (self.inflight.done()
+                                             or len(self.batch) >= self.MAX_BATCH):
+            fut = self.inflight
+            await fut  # raises a failed write's error
+            if self.inflight is fut:
+                self.inflight = None
+                if self.batch:
+                    self._submit()
+
+    async def drain(self) -> None:
+        while self.inflight is not None or self.batch:
+            if self.inflight is None:
+                self._submit()
+            fut = self.inflight
+            await fut
+            if self.inflight is fut:
+                self.inflight = None
+
+
+class RecordOps:
+    """record.open; needs Server's core, reader, _changed and init_recording()."""
+
+    def init_recording(self, sessions_dir: Path = SESSIONS_DIR) -> None:
+        self.sessions_dir = sessions_dir
+        self.record_tokens = Tokens()
+        self.recording_pool = ThreadPoolExecutor(max_workers=4,
+                                                 thread_name_prefix="jit-recording")
+        self.live_recordings: dict[str, Recording] = {}
+        # (uid, sudo's pid) -> (command line, when): approved commands whose recorder
+        # has yet to exec them (that exec comes back as an intercepted sudo.check)
+        self.approved_execs: dict[tuple[int, str], tuple[str, float]] = {}
+
+    # sudo.check: which allowed command is recorded, and how ---------------------------------
+
+    def record_wrap(self, asked, d, allow: dict, approved: bool = False) -> dict:
+        """Wrap an allowed sudo command in jit-record when the role says so; standing
+        rules (no role) follow a role's defaults (`interactive`, `terminate`).
+        `approved`: an approver let this command run once; the recorder's exec of it
+        comes back intercepted and must not need a second approval (approved_exec)."""
+        role = self.core.config.roles.get(d.source.role) if d.source and d.source.role \
+            else None
+        record = role.record if role else "interactive"
+        req = asked.request
+        if not should_record(record, req.tty, req.intercepted, req.sudoedit):
+            return allow
+        failure = role.record_failure if role else "terminate"
+        session = Session(user=req.user, uid=req.uid, runas=req.runas_user, command=d.line,
+                          tty=req.tty, host=self.core.host.hostname,
+                          grant_id=d.source.grant_id or None if d.source else None,
+                          role=role.name if role else None,
+                          record_input=role.record_input if role else False,
+                          record_failure=failure)
+        token = self.record_tokens.issue(session)
+        if approved:
+            if len(self.approved_execs) >= MAX_TOKENS:
+                self.approved_execs.pop(next(iter(self.approved_execs)))
+            self.approved_execs[(req.uid, req.pid)] = (d.line, self.core.clock())
+        info, argv = wrap(tuple(allow["command_info"]), tuple(allow["argv"]), token, failure)
+        return {**allow, "command_info": list(info), "argv": list(argv)}
+
+    def approved_exec(self, asked) -> bool:
+        """An intercepted check that is the recorder's exec of the command an approver
+        just let run: same user, same sudo process, same resolved command line, within
+        TOKEN_TTL, once. Anything else the session runs meets the guardrail as usual."""
+        req = asked.request
+        if not req.intercepted or asked.decision.result != "pending":
+            return False
+        entry = self.approved_execs.pop((req.uid, req.pid), None)
+        return (entry is not None and entry[0] == asked.decision.line
+                and entry[1] > self.core.clock() - TOKEN_TTL)
+
+    # record.open -------------------------------------------------------------------------
+
+    async def op_record_open(self, args: dict, uid: int, channel) -> dict:
+        session = self.record_tokens.take(args["token"])
+        if session is None:
+            raise JitError("not_found", "unknown, used or expired recording token")
+        loop = asyncio.get_running_loop()
+        config = self.core.config
+        rules = [(name, rx.pattern) for name, rx in config.masking]
+        try:
+            rec = await loop.run_in_executor(
+                self.recording_pool, Recording.create, self.sessions_dir, session,
+                args.get("width", 80), args.get("height", 24), args.get("term", ""),
+                self.core.clock(), rules, args.get("pty", True))
+        except OSError as exc:
+            self._record_event("recording_failed", None, session,
+                               f"recording of {session.user}'s sudo could not start: "
+                               f"{exc.strerror or exc}", reason=str(exc))
+            raise JitError("internal", "the recording could not be started") from None
+        self.live_recordings[rec.id] = rec
+        self._record_event("recording_started", rec, session,
+                           f"recording {rec.id} started: {session.user} as {session.runas}")
+        watcher = None
+        try:
+            opened = {"ok": True, "code": "ok", "message": f"recording {rec.id}", "id": rec.id,
+                      "masking": [list(rule) for rule in rules],
+                      "builtins": True,  # the built-in rules always apply on this path
+                      "record_input": session.record_input,
+                      "record_failure": session.record_failure}
+            if not await channel.send(opened):
+                return await self._record_failed(rec, "the recorder went away at the start")
+            if session.grant_id:
+                watcher = asyncio.ensure_future(self._watch_grant(rec, channel))
+            return await self._record_frames(rec, channel)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            self.live_recordings.pop(rec.id, None)
+
+    async def _record_frames(self, rec: Recording, channel) -> dict:
+        loop = asyncio.get_running_loop()
+        writes = _Pipeline(self.recording_pool, rec)
+        while True:
+            try:
+                frame = await channel.recv()
+                if frame is None:
+                    return await self._record_failed(rec, "the recorder went away without "
+                                                          "an end frame", writes)
+                items, status = _frame_items(frame)
+            except JitError as exc:
+                await self._record_failed(rec, f"bad frame: {exc.message}", writes)
+                raise
+            try:
+                if items:
+                    await writes.add(items)
+                if status is not None:
+                    await writes.drain()
+                    digest = await loop.run_in_executor(self.recording_pool, rec.close,
+                                                        float(frame["t"]), status)
+                    self._record_event("recording_closed", rec, rec.session,
+                                       f"recording {rec.id} closed: {rec.session.command} "
+                                       f"({status})", decision=status,
+                                       recording_sha256=digest)
+                    return {"ok": True, "code": "ok", "message": f"recording {rec.id} closed",
+                            "id": rec.id, "sha256": digest}
+            except (OSError, ValueError) as exc:  # disk full; a frame castfile refuses
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                await self._record_failed(rec, f"cannot write: {why}")
+                raise JitError("internal", "the recording could not be written") from None
+
+    async def _record_failed(self, rec: Recording, why: str,
+                             writes: _Pipeline | None = None) -> dict:
+        """Write what came, close it (so its chain can be checked) and say why."""
+        loop = asyncio.get_running_loop()
+        if writes is not None:
+            try:
+                await writes.drain()
+            except (OSError, ValueError) as exc:
+                why = f"{why}; and a write failed: {exc}"
+        digest = ""
+        try:
+            digest = await loop.run_in_executor(self.recording_pool, rec.close, 0.0,
+                                                "interrupted")
+        except Exception as exc:  # the file itself is the problem (disk full)
+            why = f"{why}; closing failed: {exc}"
+        self._record_event("recording_failed", rec, rec.session,
+                           f"recording {rec.id} ended abnormally: {why}", reason=why,
+                           recording_sha256=digest or None)
+        return {"ok": False, "code": "bad_request", "message": why}
+
+    async def _watch_grant(self, rec: Recording, channel) -> None:
+        """Hang the session up when the grant that allowed it ends: woken by every
+        change hostd makes (expiry, revocation) and at the grant's exp."""
+        grant_id = rec.session.grant_id
+        while True:
+            changed = self._changed  # taken before reading: no wake-up is lost
+            g = self.reader.get_grant(grant_id)
+            now = self.core.clock()
+            if g is None or g["state"] != "active" or g["exp"] <= now:
+                state = "expired" if g is None or g["state"] == "active" else g["state"]
+                reason = f"grant {grant_id} {state}"
+                self.core.events.emit("session_terminated", f"recorded sudo session {rec.id} "
+                                      f"of {rec.session.user} hung up: {reason}",
+                                      **self._recording_fields(rec, rec.session), reason=reason)
+                await channel.send({"hangup": reason})
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), max(0.05, g["exp"] - now + 0.05))
+            except TimeoutError:
+                pass
+
+    @staticmethod
+    def _recording_fields(rec: Recording | None, session: Session) -> dict:
+        return {"user": session.user, "uid": session.uid, "runas": session.runas,
+                "command": session.command, "tty": session.tty, "grant_id": session.grant_id,
+                "role": session.role, "recording": rec.id if rec else None,
+                "session_id": rec.id if rec else None}
+
+    def _record_event(self, event: str, rec: Recording | None, session: Session, message: str,
+                      **extra: object) -> None:
+        self.core.events.emit(event, message, **{**self._recording_fields(rec, session), **extra})
+
+    def close_recordings(self) -> None:
+        """hostd stops: close what is open (its chain then verifies, ending
+        "hostd stopped"), each a recording_failed event, then stop the pool. The
+        recorders see the stream end and follow record_failure."""
+        closing = [(rec, self.recording_pool.submit(rec.close, 0.0, "hostd stopped"))
+                   for rec in list(self.live_recordings.values())]
+        for rec, done in closing:
+            try:
+                digest = done.result(timeout=10)
+            except Exception as exc:  # a full disk: say so, never hang the shutdown
+                digest, why = "", f"hostd stopped; closing failed: {exc}"
+            else:
+                why = "hostd stopped"
+            self._record_event("recording_failed", rec, rec.session,
+                               f"recording {rec.id} ended: {why}", reason=why,
+                               recording_sha256=digest or None)
+        self.live_recordings.clear()
+        self.recording_pool.shutdown(wait=False)
+
+    # retention (the sweep) ------------------------------------------------------------------
+
+    async def sweep_recordings(self) -> list[tuple[str, int, str]]:
+        """`[recording] max_age` and `max_total_size`, in the recording pool; one
+        `recording_removed` event per file."""
+        config = self.core.config
+        loop = asyncio.get_running_loop()
+        removed = await loop.run_in_executor(
+            self.recording_pool, enforce_retention, self.sessions_dir, self.core.clock(),
+            config.recording_max_age, config.recording_max_total_size,
+            set(self.live_recordings))
+        for rid, size, reason in removed:
+            self.core.events.emit("recording_removed", f"recording {rid} removed: {reason}",
+                                  recording=rid, reason=f"{reason} ({size} bytes)")
+        return removed

@@ -1,0 +1,258 @@
+"""Ending what a grant opened, and warning before it ends: a mixin of Server.
+
+A removed group stays in the supplementary groups of every process started while the
+grant was live, so at the end of a grant (an `EndSessions` effect from the core) with
+`on_expiry = "terminate-sessions"` hostd
+1. ends the user's logind sessions registered while the grant was live:
+   TerminateSession, wait for it to go, then KillSession(id, "all", 9);
+2. then every remaining process of the user that still holds a group the grant took
+   away (residue.scan over /proc): SIGTERM, SIGKILL after TERM_WAIT seconds, then
+   SIGKILL to whatever a new scan still finds (children forked meanwhile), each
+   signal after checking the process again through a pidfd.
+With "keep-sessions" nothing is killed: one `privilege_residue` event lists the
+processes that outlive the grant's privilege.
+
+logind calls are D-Bus calls on the loop (Server.logind, None in a sandbox or without
+a bus); reading /proc and signalling run in a thread of their own, so the loop never
+waits on either. The user's terminals are warned 5 and 1 minute before expiry and on
+revocation (hostd/server/warnings.py), from the side thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hostd.core.effects import EndSessions
+from hostd.server import residue
+from hostd.server import warnings as expiry_warnings
+
+log = logging.getLogger("jit-hostd")
+
+SESSION_WAIT = 1.0  # seconds a terminated session gets to go before SIGKILL
+TERM_WAIT = 2.0  # seconds a process gets after SIGTERM before SIGKILL
+POLL = 0.05
+KILL_ROUNDS = 20  # scans after the SIGTERM grace, each SIGKILLing what it finds
+MAX_LISTED = 100  # processes named in one event (JIT_COUNT has them all)
+TELL_TIMEOUT = 1.0
+
+
+class SessionEnding:
+    """EndSessions and expiry warnings; needs Server's core, reader, side, logind."""
+
+    proc_root = Path("/proc")
+    dev_root = Path("/dev")
+
+    def init_ending(self) -> None:
+        self.ending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-ending")
+        self._ending_tasks: set[asyncio.Task] = set()
+        self._warn_handles: dict[str, list[asyncio.Handle]] = {}
+        self._warned: dict[str, set[int]] = {}
+
+    def close_ending(self) -> None:
+        self.ending.shutdown(wait=False, cancel_futures=True)
+        for handles in self._warn_handles.values():
+            for h in handles:
+                h.cancel()
+
+    def _background(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._ending_tasks.add(task)
+        task.add_done_callback(self._ending_tasks.discard)
+        return task
+
+    async def _in_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.ending, fn, *args)
+
+    # ending -----------------------------------------------------------------------------
+
+    def end_sessions(self, effect: EndSessions) -> asyncio.Task:
+        """Carried out in the background: the op that ended the grant answers at once."""
+        return self._background(self._end_quietly(effect))
+
+    async def _end_quietly(self, e: EndSessions) -> None:
+        """Then the grant's pending_endings row goes (the core wrote it with the grant's
+        end); a failure, or hostd killed first, leaves it for the next start."""
+        try:
+            await self._end(e)
+        except Exception:
+            log.exception("ending the sessions of grant %s failed", e.grant_id)
+            return
+        try:
+            await self.run(self.core.store.forget_ending, e.grant_id)
+        except Exception:  # stopping: the next start carries it out again, harmlessly
+            log.exception("could not mark the ending of grant %s done", e.grant_id)
+
+    async def _end(self, e: EndSessions) -> None:
+        self.cancel_warnings(e.grant_id, forget=True)
+        if e.reason != "expired":
+            await self.tell(e.uid, expiry_warnings.revoked_line(e.role, e.by, e.mode))
+        gids = self._taken(e)
+        if e.mode == "keep-sessions":
+            procs = await self._in_thread(residue.scan, self.proc_root, e.uid,
+                                          frozenset(gids))
+            if procs:
+                self._residue_event(e, gids, procs)
+            return
+        try:
+            await self._end_logind_sessions(e, gids)
+        except Exception:  # the /proc pass still takes the groups away
+            log.exception("ending the logind sessions of grant %s failed", e.grant_id)
+        await self._end_processes(e, gids)
+
+    def _taken(self, e: EndSessions) -> dict[int, str]:
+        """gid -> name of the groups the grant took away that no live grant has given
+        back since (the user may have activated another grant in the meantime)."""
+        return {gid: name for name, gid in e.gids
+                if not self.reader.live_holders(e.user, name)}
+
+    def _ending_fields(self, e: EndSessions, gids: dict[int, str]) -> dict:
+        return {"user": e.user, "uid": e.uid, "role": e.role, "grant_id": e.grant_id,
+                "groups": sorted(gids.values()), "reason": e.reason}
+
+    async def _end_logind_sessions(self, e: EndSessions, gids: dict[int, str]) -> None:
+        logind = self.logind
+        if logind is None:
+            return
+        sessions = [s for s in self.reader.sessions_of_grant(e.grant_id)
+                    if s.get("id") and not s.get("closed") and s.get("uid") == e.uid]
+        if not gids:  # the grant took nothing away: a session another live grant
+            held = set()  # of the user also covers stays
+            for g in self.reader.grants("active", user=e.user):
+                held.update(s["id"] for s in self.reader.sessions_of_grant(g["id"]))
+            sessions = [s for s in sessions if s["id"] not in held]
+        await asyncio.gather(*(self._end_session(logind, e, gids, s) for s in sessions))
+
+    async def _end_session(self, logind, e: EndSessions, gids: dict[int, str],
+                           s: dict) -> None:
+        sid = s["id"]
+        try:
+            info = await logind.session(sid)
+            if info is None:
+                return  # gone already
+            if info.get("uid") != e.uid or (s.get("pid") and info.get("leader")
+                                            and info["leader"] != s["pid"]):
+                log.warning("session %s is no longer the one registered for grant %s; "
+                            "left alone", sid, e.grant_id)
+                return
+            await logind.terminate(sid)
+            decision = "terminated"
+            if not await logind.wait_gone(sid, SESSION_WAIT):
+                await logind.kill(sid, "all", signal.SIGKILL)
+                decision = "killed"
+                await logind.wait_gone(sid, SESSION_WAIT)
+        except Exception as exc:  # the /proc pass below still takes the groups away
+            log.warning("could not end session %s of grant %s: %s", sid, e.grant_id, exc)
+            return
+        self.core.events.emit(
+            "session_terminated", f"session {sid} of {e.user} {decision}: grant "
+            f"{e.grant_id} {e.reason}", **self._ending_fields(e, gids), session_id=sid,
+            tty=s.get("tty") or info.get("tty"), decision=decision)
+
+    async def _end_processes(self, e: EndSessions, gids: dict[int, str]) -> None:
+        """SIGTERM to each process still holding a taken group, SIGKILL to those left
+        after TERM_WAIT; then scan again and SIGKILL what appeared meanwhile (children
+        a holder forked, say on SIGTERM), until none is left or KILL_ROUNDS ran out.
+        One session_terminated event for the batch."""
+        wanted = frozenset(gids)
+        procs = await self._in_thread(residue.scan, self.proc_root, e.uid, wanted)
+        if not procs:
+            return
+        found = {p.pid: p for p in procs}
+        await self._in_thread(self._signal_all, procs, e.uid, wanted, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TERM_WAIT
+        left = procs
+        while left and loop.time() < deadline:  # only the known ones: cheap
+            await asyncio.sleep(POLL)
+            left = await self._in_thread(residue.still_holding, self.proc_root, left,
+                                         e.uid, wanted)
+        left = await self._in_thread(residue.scan, self.proc_root, e.uid, wanted)
+        killed = bool(left)
+        for _ in range(KILL_ROUNDS):
+            if not left:
+                break
+            found.update((p.pid, p) for p in left if p.pid not in found)
+            await self._in_thread(self._signal_all, left, e.uid, wanted, signal.SIGKILL)
+            await asyncio.sleep(POLL)
+            left = await self._in_thread(residue.scan, self.proc_root, e.uid, wanted)
+        if left:
+            log.warning("grant %s: %d processes of uid %s still hold %s after %d rounds "
+                        "of SIGKILL", e.grant_id, len(left), e.uid, sorted(gids.values()),
+                        KILL_ROUNDS)
+        everything = sorted(found.values(), key=lambda p: p.pid)
+        decision = "killed" if killed else "terminated"
+        self.core.events.emit(
+            "session_terminated", f"{len(everything)} processes of {e.user} still holding "
+            f"{', '.join(sorted(gids.values()))} {decision}: grant {e.grant_id} {e.reason}",
+            **self._ending_fields(e, gids), decision=decision, count=len(everything),
+            pids=[p.pid for p in everything],
+            processes="; ".join(residue.describe(p, gids) for p in everything[:MAX_LISTED]))
+
+    def _signal_all(self, procs: list[residue.Proc], uid: int, gids: frozenset[int],
+                    signo: int) -> int:
+        return sum(residue.signal_checked(self.proc_root, p.pid, uid, gids, signo)
+                   for p in procs)
+
+    def _residue_event(self, e: EndSessions, gids: dict[int, str],
+                       procs: list[residue.Proc]) -> None:
+        self.core.events.emit(
+            "privilege_residue", f"grant {e.grant_id} {e.reason} but {len(procs)} processes "
+            f"of {e.user} still hold {', '.join(sorted(gids.values()))} "
+            "(on_expiry = keep-sessions)", **self._ending_fields(e, gids),
+            decision="kept", count=len(procs), pids=[p.pid for p in procs],
+            processes="; ".join(residue.describe(p, gids) for p in procs[:MAX_LISTED]))
+
+    # warnings ---------------------------------------------------------------------------
+
+    def schedule_warnings(self, grant_id: str, exp: int) -> None:
+        """Loop timers for the warnings still ahead; the latest one already due is given
+        now (after a restart), unless this process gave it already."""
+        self.cancel_warnings(grant_id)
+        given = self._warned.setdefault(grant_id, set())
+        now = self.core.clock()
+        ahead, due = expiry_warnings.schedule(exp, now, given)
+        loop = asyncio.get_running_loop()
+        handles = [loop.call_later(max(0.0, when - now), self._fire_warning, grant_id, lead)
+                   for when, lead in ahead]
+        if due is not None:
+            handles.append(loop.call_soon(self._fire_warning, grant_id, due))
+        self._warn_handles[grant_id] = handles
+
+    def cancel_warnings(self, grant_id: str, forget: bool = False) -> None:
+        for h in self._warn_handles.pop(grant_id, []):
+            h.cancel()
+        if forget:
+            self._warned.pop(grant_id, None)
+
+    def _fire_warning(self, grant_id: str, lead: int) -> None:
+        self._warned.setdefault(grant_id, set()).add(lead)
+        self._background(self._warn(grant_id))
+
+    async def _warn(self, grant_id: str) -> None:
+        g = self.reader.get_grant(grant_id)
+        now = self.core.clock()
+        if g is None or g["state"] != "active" or g["exp"] <= now:
+            return
+        role = self.core.config.roles.get(g["role"])
+        mode = role.on_expiry if role is not None else "terminate-sessions"
+        await self.tell(g["uid"], expiry_warnings.warning_line(g["role"], g["exp"], now, mode))
+
+    async def tell(self, uid: int, line: str) -> None:
+        """Write one line to the user's terminals (side thread, bounded wait)."""
+        ttys: list[str] = []
+        logind = self.logind
+        if logind is not None:
+            try:
+                ttys = [s["tty"] for s in await logind.user_sessions(uid) if s.get("tty")]
+            except Exception as exc:  # the user's own ptys are still found under /dev/pts
+                log.warning("could not list the sessions of uid %s: %s", uid, exc)
+        future = asyncio.get_running_loop().run_in_executor(
+            self.side, expiry_warnings.warn, self.dev_root, uid, ttys, line)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), TELL_TIMEOUT)
+        except TimeoutError:
+            log.warning("warning uid %s's terminals took over %s s", uid, TELL_TIMEOUT)

@@ -1,0 +1,139 @@
+"""The sudo ops of the server: one `sudo.check` per sudo invocation, `sudo.wait` for a
+paused one. A mixin of Server, so each family of ops lives in a module of its own while
+the registry still finds every handler as `Server.op_<name>`.
+
+Passwords are checked in the server's auth threads (PAM may sleep seconds on a wrong
+one); changes go through the ordered worker (`self.run`); reads use `self.reader`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from hostd.core.sudo import MAX_TRIES, stamp_key
+from hostd.errors import JitError
+from hostd.protocol import SUDO_MODES
+
+
+def _sudo_fields(req, d) -> dict:
+    """The JIT_* fields every sudo event carries."""
+    return {"uid": req.uid, "user": req.user, "command": d.line, "runas": req.runas_user,
+            "tty": req.tty, "grant_id": d.source.grant_id if d.source else None,
+            "role": d.source.role if d.source else None,
+            "guardrail": str(d.guardrail) if d.guardrail >= 0 else None}
+
+
+
+class SudoOps:
+    """sudo.check and sudo.wait; needs Server's core, sudo, reader, auth, run()."""
+
+    async def op_sudo_check(self, args: dict, uid: int) -> dict:
+        """One sudo invocation: allow (command_info), refuse, ask for the password, or
+        pause for an approval. Passwords are checked in the auth threads."""
+        mode = args["mode"]
+        if mode not in SUDO_MODES:
+            raise JitError("bad_request", f"mode must be one of {', '.join(SUDO_MODES)}")
+        if mode == "list":
+            text = await self.run(self.sudo.list_text, args)
+            return {"ok": True, "code": "ok", "decision": "list", "message": text}
+        if mode in ("validate", "invalidate"):
+            needs, req = await self.run(self.sudo.needs_password_to_validate, args)
+            if mode == "invalidate":
+                self.sudo.forget(stamp_key(req))
+            elif needs and not self.sudo.fresh(stamp_key(req)):
+                await self._password(args, req)
+            return {"ok": True, "code": "ok", "decision": mode, "message": ""}
+        asked = self.sudo.ask(args)  # reads only (grants through self.reader): on the loop
+        if self.approved_exec(asked):  # a recorded, approved command's own exec
+            asked = self.sudo.ask(args, approved=True)
+        d = asked.decision
+        if d.result == "deny":
+            return self._sudo_refused(asked, d.code, d.message)
+        if d.needs_password and not self.sudo.fresh(asked.stamp_key):
+            if asked.request.noninteractive and "password" not in args:  # sudo -n
+                return self._sudo_refused(asked, "auth_required_noninteractive",
+                                          "a password is required")
+            await self._password(args, asked.request)
+        if d.result == "pending":
+            if asked.request.noninteractive:
+                return self._sudo_refused(asked, "needs_approval", f"{d.command} needs an "
+                                          "approval; run sudo without -n to ask for one")
+            req = await self.run(self.sudo.request_approval, asked)
+            self._sudo_event("sudo_pending", asked, d, request_id=req["id"])
+            return {"ok": True, "code": "ok", "decision": "pending", "request_id": req["id"],
+                    "timeout": self.core.config.sudo_approval_timeout,
+                    "message": f"jit: {d.message}: request {req['id']}; waiting for "
+                               "approval (Ctrl-C to cancel)"}
+        self._sudo_event("sudo_allowed", asked, d)
+        return self.record_wrap(asked, d, self._sudo_allow(d))
+
+    async def op_sudo_wait(self, args: dict, uid: int, channel) -> dict:
+        """Wait for the approval of a paused command; Ctrl-C (the plugin's connection
+        closing) cancels the request."""
+        rid = args["id"]
+        asked = self.sudo.waiting.get(rid)
+        if asked is None:
+            raise JitError("not_found", f"no sudo command waits on request {rid}")
+        gone = asyncio.ensure_future(channel.reader.read(1))  # EOF: sudo went away
+        try:
+            while True:
+                changed = self._changed
+                row = self.reader.get_request(rid)
+                left = (row["expires"] if row else 0) - self.core.clock()
+                if row is None or row["state"] != "pending" or left <= 0:
+                    break
+                waiter = asyncio.ensure_future(changed.wait())
+                await asyncio.wait({waiter, gone}, timeout=left + 0.05,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if gone.done():
+                    await self.run(self.sudo.cancel, rid)
+                    return {"ok": False, "code": "denied", "message": "cancelled"}
+        finally:
+            gone.cancel()
+        if row is not None and row["state"] == "approved":
+            d = await self.run(self.sudo.approved, rid)
+            if d.allowed:
+                self._sudo_event("sudo_allowed", asked, d, request_id=rid)
+                return self.record_wrap(asked, d, self._sudo_allow(d), approved=True)
+            return self._sudo_refused(asked, d.code, d.message)
+        self.sudo.waiting.pop(rid, None)
+        state = "denied" if row is not None and row["state"] == "denied" else "expired"
+        return self._sudo_refused(asked, "denied", f"request {rid} was {state}: "
+                                  f"{asked.decision.command} does not run")
+
+    async def _password(self, args: dict, req) -> None:
+        """The password check, off the loop and off the worker (PAM may sleep seconds on
+        a failure); JitError auth_required (ask again) or auth_failed (3 wrong)."""
+        prompt = f"[jit] password for {req.user}: "
+        if "password" not in args:
+            raise JitError("auth_required", prompt)
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(self.auth, self.sudo.check_password, stamp_key(req),
+                                      req.pid, req.user, args["password"]):
+            return
+        if self.sudo.tries_left(req.uid, req.pid) <= 0:
+            self.core.events.refusal("sudo_denied", f"sudo refused to {req.user}: "
+                                     f"{MAX_TRIES} incorrect password attempts", uid=req.uid,
+                                     user=req.user, decision="denied", code="auth_failed",
+                                     tty=req.tty)
+            raise JitError("auth_failed", f"{MAX_TRIES} incorrect password attempts")
+        raise JitError("auth_required", "Sorry, try again.\n" + prompt)
+
+    def _sudo_allow(self, d) -> dict:
+        return {"ok": True, "code": "ok", "decision": "allow",
+                "command_info": list(d.command_info), "argv": list(d.argv),
+                "env": list(d.env)}
+
+    def _sudo_refused(self, asked, code: str, message: str) -> dict:
+        self.core.events.refusal(
+            "sudo_denied", f"sudo refused to {asked.request.user}: {code}",
+            **_sudo_fields(asked.request, asked.decision), decision="denied", code=code,
+            reason=message)
+        return {"ok": False, "code": code, "message": message}
+
+    def _sudo_event(self, event: str, asked, d, request_id: str | None = None) -> None:
+        verb = {"sudo_allowed": "allowed", "sudo_pending": "paused for approval"}[event]
+        self.core.events.emit(
+            event, f"sudo {verb} for {asked.request.user} as {asked.request.runas_user}",
+            **_sudo_fields(asked.request, d), decision=verb, request_id=request_id)

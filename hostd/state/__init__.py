@@ -1,0 +1,1 @@
+"""What hostd keeps and touches: SQLite, accounts and groups, timers, logind, journald."""

@@ -1,0 +1,190 @@
+"""systemd-logind over D-Bus: find the session a PAM process runs in, list a user's
+sessions, and end them (DESIGN.md §7, §13).
+
+hostd gets its bus in `service.serve`: `Logind.connect()` opens a system-bus
+connection of its own (the timers keep theirs, so neither depends on the other) and
+the server holds it as `Server.logind`; it is None in a sandbox (no logind there) or
+when the bus cannot be reached, and every caller must cope with None.
+
+Only the low-level `Message`/`bus.call` API is used, as in hostd/state/systemd_timers.py,
+which dbus-next 0.2.3 (Debian 12) and its fork dbus-fast share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+try:
+    from dbus_next import BusType, Message, MessageType, Variant
+    from dbus_next.aio import MessageBus
+except ImportError:  # pragma: no cover - dbus-fast, the API-compatible fork
+    from dbus_fast import BusType, Message, MessageType, Variant
+    from dbus_fast.aio import MessageBus
+
+LOGIN1 = "org.freedesktop.login1"
+LOGIN1_PATH = "/org/freedesktop/login1"
+MANAGER = "org.freedesktop.login1.Manager"
+SESSION = "org.freedesktop.login1.Session"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+
+# Error names that mean "no such session (any more)": not failures for our callers.
+NO_SUCH_SESSION = "org.freedesktop.login1.NoSuchSession"
+NO_SESSION_FOR_PID = "org.freedesktop.login1.NoSessionForPID"
+GONE = frozenset({
+    NO_SUCH_SESSION,
+    NO_SESSION_FOR_PID,
+    "org.freedesktop.DBus.Error.UnknownObject",
+    "org.freedesktop.DBus.Error.UnknownMethod",  # the object went between two calls
+})
+
+# logind session ids are short ("3", "c12"); anything else never reaches the bus.
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+KILL_WHO = ("all", "leader")
+POLL_SECONDS = 0.05
+CALL_TIMEOUT = 5.0  # a wedged logind must not hold hostd's loop caller forever
+
+
+class LogindError(RuntimeError):
+    """logind refused or failed a call: `name` is the D-Bus error name."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+def _check_sid(sid: str) -> str:
+    if not isinstance(sid, str) or not SESSION_ID.fullmatch(sid):
+        raise ValueError(f"not a logind session id: {sid!r}")
+    return sid
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Variant) else value
+
+
+def session_dict(props: dict) -> dict:
+    """The session as callers see it, from a Session GetAll answer."""
+    p = {k: _plain(v) for k, v in props.items()}
+    user = p.get("User") or [None, None]
+    return {"id": p.get("Id"), "uid": user[0], "user": p.get("Name"),
+            "tty": p.get("TTY") or None, "state": p.get("State"),
+            "leader": p.get("Leader"), "remote": bool(p.get("Remote"))}
+
+
+class Logind:
+    """The few logind calls hostd needs, on a connected system MessageBus."""
+
+    def __init__(self, bus: Any) -> None:
+        self.bus = bus
+
+    @classmethod
+    async def connect(cls) -> Logind:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        return cls(bus)
+
+    def close(self) -> None:
+        self.bus.disconnect()
+
+    async def _call(self, member: str, signature: str = "", body: list | None = None, *,
+                    interface: str = MANAGER, path: str = LOGIN1_PATH) -> list:
+        msg = Message(destination=LOGIN1, path=path, interface=interface, member=member,
+                      signature=signature, body=body or [])
+        try:
+            reply = await asyncio.wait_for(self.bus.call(msg), CALL_TIMEOUT)
+        except TimeoutError:
+            raise LogindError("org.freedesktop.DBus.Error.Timeout",
+                              f"{member}: no answer in {CALL_TIMEOUT:g} s") from None
+        if reply is None:
+            raise LogindError("org.freedesktop.DBus.Error.NoReply", f"{member}: no reply")
+        if reply.message_type == MessageType.ERROR:
+            detail = reply.body[0] if reply.body else ""
+            raise LogindError(reply.error_name or "error", str(detail))
+        return list(reply.body)
+
+    async def _unless_gone(self, member: str, signature: str, body: list,
+                           **where: str) -> list | None:
+        """_call, with None for the errors that mean the session or pid is gone."""
+        try:
+            return await self._call(member, signature, body, **where)
+        except LogindError as exc:
+            if exc.name in GONE:
+                return None
+            raise
+
+    async def _session_path(self, sid: str) -> str | None:
+        reply = await self._unless_gone("GetSession", "s", [_check_sid(sid)])
+        return None if reply is None else reply[0]
+
+    async def _props(self, path: str) -> dict | None:
+        reply = await self._unless_gone("GetAll", "s", [SESSION], interface=PROPERTIES,
+                                        path=path)
+        return None if reply is None else session_dict(reply[0])
+
+    async def _path_of_pid(self, pid: int) -> str | None:
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValueError(f"not a pid: {pid!r}")
+        reply = await self._unless_gone("GetSessionByPID", "u", [pid])
+        return None if reply is None else reply[0]
+
+    async def session_of_pid(self, pid: int) -> str | None:
+        """The Id of the session `pid` belongs to; None when it is in none."""
+        path = await self._path_of_pid(pid)
+        if path is None:
+            return None
+        reply = await self._unless_gone("Get", "ss", [SESSION, "Id"], interface=PROPERTIES,
+                                        path=path)
+        return None if reply is None else _plain(reply[0])
+
+    async def session_by_pid(self, pid: int) -> dict | None:
+        """session_of_pid and session in two calls instead of four (the PAM hot path)."""
+        path = await self._path_of_pid(pid)
+        return None if path is None else await self._props(path)
+
+    async def session(self, sid: str) -> dict | None:
+        """The session's id, uid, user, tty, state, leader, remote; None if gone."""
+        path = await self._session_path(sid)
+        return None if path is None else await self._props(path)
+
+    async def user_sessions(self, uid: int) -> list[dict]:
+        """Every session of `uid` that still exists (ListSessions, then each one)."""
+        (rows,) = await self._call("ListSessions")
+        out = []
+        for row in rows:  # (id, uid, user, seat, path)
+            if row[1] != uid:
+                continue
+            info = await self._props(row[4])
+            if info is not None:
+                out.append(info)
+        return out
+
+    async def terminate(self, sid: str) -> None:
+        """TerminateSession; a session already gone is not an error."""
+        try:
+            await self._call("TerminateSession", "s", [_check_sid(sid)])
+        except LogindError as exc:
+            if exc.name not in GONE:
+                raise
+
+    async def kill(self, sid: str, who: str = "all", signo: int = 9) -> None:
+        """KillSession(sid, who, signo); a session already gone is not an error."""
+        if who not in KILL_WHO:
+            raise ValueError(f"who must be one of {', '.join(KILL_WHO)}")
+        try:
+            await self._call("KillSession", "ssi", [_check_sid(sid), who, int(signo)])
+        except LogindError as exc:
+            if exc.name not in GONE:
+                raise
+
+    async def wait_gone(self, sid: str, timeout: float) -> bool:
+        """True once logind no longer knows the session, False after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if await self._session_path(sid) is None:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(POLL_SECONDS)
