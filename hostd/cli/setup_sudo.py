@@ -114,7 +114,7 @@ def ways_to_root(cfg, grants: list[dict]) -> list[str]:
 def uncovered(cfg, admins: dict[str, set[str]]) -> list[str]:
     """Users sudoers lets run anything today whom no standing rule for root covers: they
     lose sudo when jit_sudo.so takes over. `admins`: user -> the user's groups."""
-    from hostd.core.requests import in_members
+    from hostd.policy.approvals import in_members
 
     root_standing = [st for st in cfg.standing if any(r.runas == "root" for r in st.sudo)]
     return sorted(user for user, groups in admins.items()

@@ -6,14 +6,14 @@ host's key and activates it through the same path as any grant) or for one comma
 (kind `command`: bound to a subject digest of user, runas, argv, cwd and host; approved
 once, used once, within its lifetime).
 
-The decisions are pure functions over data (`may_request`, `may_decide`, `tally`); the
-Requests class applies them to the store and tells approvers. Identity always comes
-from the caller's uid (SO_PEERCRED), never from a field.
+The decisions are pure functions over data (`may_request`, `may_decide`, `tally`, in
+hostd/policy/approvals.py); the Requests class applies them to the store and tells
+approvers. Identity always comes from the caller's uid (SO_PEERCRED), never from a
+field.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import sqlite3
@@ -22,64 +22,20 @@ from dataclasses import dataclass
 from hostd.core.effects import Notify
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
+from hostd.policy.approvals import (
+    clean_reason,
+    in_members,
+    may_decide,
+    may_request,
+    subject_digest,
+    tally,
+)
 from hostd.policy.config import HOST_ISSUER, Role
 from hostd.policy.durations import format_duration, rfc3339
 
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud, typed by hand
 ID_LENGTH = 8
-MAX_REASON = 1024
 MAX_PENDING_PER_USER = 5  # more would only flood approvers' terminals
-
-
-# pure decisions ---------------------------------------------------------------------------
-
-def in_members(members: tuple[str, ...], user: str, user_groups: set[str]) -> bool:
-    """`alice` or `%group` entries of the policy."""
-    return any(m == user or (m.startswith("%") and m[1:] in user_groups) for m in members)
-
-
-def may_request(role: Role, user: str, user_groups: set[str]) -> None:
-    if not in_members(role.requesters, user, user_groups):
-        raise JitError("not_requester", f"you are not among the requesters of role {role.name}")
-
-
-def may_decide(role: Role, req: dict, approver: str, approver_groups: set[str],
-               now: int) -> None:
-    """Checks common to approve and deny, in the order an approver would want them."""
-    if approver == req["user"]:
-        raise JitError("self_approval", "you cannot decide on your own request")
-    if not in_members(role.approvers, approver, approver_groups):
-        raise JitError("not_approver", f"you are not an approver of role {role.name}")
-    if req["state"] == "expired" or (req["state"] == "pending" and req["expires"] <= now):
-        raise JitError("request_expired", f"request {req['id']} expired unanswered")
-    if req["state"] != "pending":
-        raise JitError("already_decided", f"request {req['id']} is {req['state']}")
-
-
-def tally(decisions: list[dict], needed: int) -> str:
-    """pending, approved or denied: one denial ends it; N distinct approvers approve."""
-    if any(d["decision"] == "deny" for d in decisions):
-        return "denied"
-    approvers = {d["approver"] for d in decisions if d["decision"] == "approve"}
-    return "approved" if len(approvers) >= needed else "pending"
-
-
-def clean_reason(reason: object) -> str:
-    if not isinstance(reason, str) or not reason.strip():
-        raise JitError("reason_required", "a reason is required")
-    if len(reason) > MAX_REASON:
-        raise JitError("bad_request", f"reason longer than {MAX_REASON} characters")
-    return reason.strip()
-
-
-def command_subject(user: str, runas: str, argv: list[str], cwd: str, host: str) -> dict:
-    """What a command approval is bound to: nothing else may use it."""
-    argv_digest = hashlib.sha256(json.dumps(argv, ensure_ascii=False).encode()).hexdigest()
-    return {"user": user, "runas": runas, "argv_sha256": argv_digest, "cwd": cwd, "host": host}
-
-
-def subject_digest(subject: dict) -> str:
-    return hashlib.sha256(json.dumps(subject, sort_keys=True).encode()).hexdigest()
 
 
 def new_request_id() -> str:

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hostd.core.requests import in_members
 from hostd.events import shown
+from hostd.policy.approvals import in_members
 from hostd.policy.config import Config
 from hostd.policy.durations import format_duration
 

@@ -35,9 +35,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from hostd.core.requests import command_subject, in_members
 from hostd.errors import JitError
 from hostd.events import escape
+from hostd.policy.approvals import command_subject, in_members
 from hostd.policy.config import Config, SudoRule
 
 # Debian 12's /etc/sudoers and sudo 1.9.13's compiled-in lists (`sudo -V` as root).

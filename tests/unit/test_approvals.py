@@ -8,12 +8,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from test_core import Clock, FakeAccounts
 
-from hostd.core import requests as approvals
+from hostd.core import requests
 from hostd.core.effects import ArmTimer, CancelTimer, Notify
 from hostd.core.lifecycle import Core
 from hostd.core.requests import HostSigner, Requests
 from hostd.errors import JitError
 from hostd.events import Events, read_mirror
+from hostd.policy import approvals
 from hostd.policy.config import Config, Issuer, Role
 from hostd.policy.keys import PublicKey, thumbprint
 from hostd.server.notify import entities, logged_in_ttys, message_for, write_to_tty
@@ -119,10 +120,10 @@ def test_subject_binds_every_part():
 
 
 def test_request_ids_are_short_and_unambiguous():
-    ids = {approvals.new_request_id() for _ in range(2000)}
+    ids = {requests.new_request_id() for _ in range(2000)}
     assert len(ids) == 2000
-    assert all(len(i) == 8 and set(i) <= set(approvals.ID_ALPHABET) for i in ids)
-    assert not set("01ilo") & set(approvals.ID_ALPHABET)
+    assert all(len(i) == 8 and set(i) <= set(requests.ID_ALPHABET) for i in ids)
+    assert not set("01ilo") & set(requests.ID_ALPHABET)
 
 
 # --- the service --------------------------------------------------------------------------
@@ -337,12 +338,12 @@ def test_webhook_failure_is_retried_then_logged(tmp_path, monkeypatch):
 
 
 def test_pending_requests_per_user_are_bounded(w):
-    for _ in range(approvals.MAX_PENDING_PER_USER):
+    for _ in range(requests.MAX_PENDING_PER_USER):
         w.requests.create(1000, "docker", 600, "again")
     with pytest.raises(JitError) as info:
         w.requests.create(1000, "docker", 600, "and again")
     assert info.value.code == "too_many_requests"
-    assert len(w.notices) == approvals.MAX_PENDING_PER_USER
+    assert len(w.notices) == requests.MAX_PENDING_PER_USER
     w.clock.t += 601  # they expire unanswered: room again
     assert w.requests.create(1000, "docker", 600, "later")["state"] == "pending"
 
@@ -352,7 +353,7 @@ def test_a_request_grants_at_most_once(w):
     r = w.requests.create(1000, "docker", 1800, "deploy")
     out = w.requests.approve(1001, r["id"])
     req = w.store.get_request(r["id"])
-    assert w.store.grant_of_token("host", approvals.request_jti(r["id"])) == out["grant_id"]
+    assert w.store.grant_of_token("host", requests.request_jti(r["id"])) == out["grant_id"]
     with pytest.raises(JitError) as info:
         w.requests._grant({**req, "state": "pending"}, ["bob"])
     assert info.value.code == "replayed"
@@ -367,7 +368,7 @@ def test_crash_after_the_deciding_vote_is_finished_at_start(w, monkeypatch):
     w.requests.approve(1001, r["id"])
     monkeypatch.setattr(w.store, "set_request_state", real)
     assert w.store.get_request(r["id"])["state"] == "pending"
-    grant_id = w.store.grant_of_token("host", approvals.request_jti(r["id"]))
+    grant_id = w.store.grant_of_token("host", requests.request_jti(r["id"]))
     assert grant_id and w.accounts.listed("alice", "docker")
     w.core.take_effects()
     assert w.requests.finish_interrupted() == [r["id"]]

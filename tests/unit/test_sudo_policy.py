@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hostd.core.requests import command_subject
 from hostd.errors import JitError
 from hostd.policy import sudo as sp
+from hostd.policy.approvals import command_subject
 from hostd.policy.config import Config, parse_policy
 
 NOW = 1_800_000_000
@@ -560,7 +560,7 @@ def test_listing_nothing_and_escaping():
 # purity ------------------------------------------------------------------------------------
 
 ALLOWED_IMPORTS = {"__future__", "posixpath", "re", "collections.abc", "dataclasses"}
-ALLOWED_HOSTD = {"hostd.core.requests": {"command_subject", "in_members"},
+ALLOWED_HOSTD = {"hostd.policy.approvals": {"command_subject", "in_members"},
                  "hostd.policy.config": {"Config", "SudoRule"},
                  "hostd.errors": {"JitError"}, "hostd.events": {"escape"}}
 
