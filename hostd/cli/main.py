@@ -20,9 +20,9 @@ from hostd.paths import client_paths
 from hostd.policy import config as config_mod
 from hostd.policy import grants as grants_mod
 from hostd.policy.durations import format_duration, parse_duration, parse_time, rfc3339
-from hostd.policy.hostmatch import read_facts
 from hostd.policy.keys import generate_ed25519, load_private
 from hostd.protocol import request
+from hostd.state.hostfacts import read_facts
 
 
 class UsageError(JitError):

@@ -19,13 +19,13 @@ from hostd.errors import JitError
 from hostd.events import Events
 from hostd.paths import Paths
 from hostd.policy import config as config_mod
-from hostd.policy.hostmatch import read_facts
 from hostd.policy.keys import generate_ed25519, load_private, write_public
 from hostd.protocol import MAX_LINE
 from hostd.server import residue
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
 from hostd.state.accounts import accounts_for
+from hostd.state.hostfacts import read_facts
 from hostd.state.store import Store
 from hostd.state.timers import InProcessTimers
 

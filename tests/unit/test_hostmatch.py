@@ -126,20 +126,3 @@ def test_addresses_are_looked_up_only_for_network_selectors():
     assert matches(["web-*"], facts) and calls == []
     assert matches(["10.0.0.0/8"], facts) and calls == [1]
     assert not matches(["192.168.0.0/16"], facts)
-
-
-def test_address_cache_rereads_after_ttl(monkeypatch):
-    import ipaddress
-
-    from hostd.policy import hostmatch
-
-    reads = iter([(ipaddress.ip_address("10.0.0.1"),), (ipaddress.ip_address("10.0.0.2"),)])
-    monkeypatch.setattr(hostmatch, "read_addresses", lambda: next(reads))
-    clock = [100.0]
-    monkeypatch.setattr(hostmatch.time, "monotonic", lambda: clock[0])
-    cache = hostmatch.AddressCache(ttl=30)
-    assert str(cache()[0]) == "10.0.0.1"
-    clock[0] += 10
-    assert str(cache()[0]) == "10.0.0.1", "cached within the ttl"
-    clock[0] += 25
-    assert str(cache()[0]) == "10.0.0.2", "read again after the ttl"
