@@ -22,6 +22,7 @@ from hostd.policy import grants as grants_mod
 from hostd.policy.config import HOST_ISSUER, Config
 from hostd.policy.durations import rfc3339
 from hostd.policy.hostmatch import HostFacts
+from hostd.policy.liveness import is_live
 from hostd.state.accounts import Accounts, disagreements
 from hostd.state.store import Store
 
@@ -80,7 +81,7 @@ class Core:
             raise JitError("permission_denied", "only root may list every user's grants")
         user = None if all_users else self._name(caller_uid)
         rows = (store or self.store).grants("active", user=user)
-        return [self.public_grant(g) for g in rows if g["exp"] > now]
+        return [self.public_grant(g) for g in rows if is_live(g, now)]
 
     def _name(self, uid: int) -> str:
         name = self.accounts.user_by_uid(uid)
@@ -236,7 +237,7 @@ class Core:
         g = self.store.get_grant(grant_id)
         if g is None or g["state"] != "active":
             return False
-        if g["exp"] > self.now():  # fired early: ask again at exp
+        if is_live(g, self.now()):  # fired early: ask again at exp
             self.outbox.add(ArmTimer(g["id"], g["exp"]))
             return False
         ending = self._ending(g, "expired", "hostd")

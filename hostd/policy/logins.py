@@ -20,6 +20,7 @@ from hostd.events import shown
 from hostd.policy.approvals import in_members
 from hostd.policy.config import Config
 from hostd.policy.durations import format_duration
+from hostd.policy.liveness import is_live
 
 GATE_VERSION = 1
 
@@ -41,8 +42,7 @@ def gated(require: Iterable[str], user: str, user_groups: set[str]) -> bool:
 
 def live(grants: Iterable[dict], user: str, now: int) -> list[dict]:
     """The user's grants that hold now: active and not past exp, swept or not."""
-    return [g for g in grants
-            if g.get("state") == "active" and g.get("user") == user and g["exp"] > now]
+    return [g for g in grants if g.get("user") == user and is_live(g, now)]
 
 
 def login_grants(config: Config, grants: Iterable[dict], user: str, now: int) -> list[dict]:

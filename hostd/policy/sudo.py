@@ -39,6 +39,7 @@ from hostd.errors import JitError
 from hostd.events import escape
 from hostd.policy.approvals import command_subject, in_members
 from hostd.policy.config import Config, SudoRule
+from hostd.policy.liveness import is_live
 
 # Debian 12's /etc/sudoers and sudo 1.9.13's compiled-in lists (`sudo -V` as root).
 SECURE_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -459,8 +460,7 @@ def resolve_request(req: SudoRequest, runas: RunasUser, which: Which) -> Resolve
 # grants and standing rules -----------------------------------------------------------------
 
 def _live(grant: dict, user: str, now: int) -> bool:
-    return (grant.get("state", "active") == "active" and grant.get("user", user) == user
-            and isinstance(grant.get("exp"), int) and grant["exp"] > now)
+    return grant.get("user", user) == user and is_live(grant, now)
 
 
 def sources(config: Config, grants: Iterable[dict], user: str, user_groups: set[str],

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hostd.errors import JitError
+from hostd.policy.liveness import is_live
 from hostd.record.recordings import (
     MAX_TOKENS,
     TOKEN_TTL,
@@ -267,7 +268,7 @@ class RecordOps:
             changed = self._changed  # taken before reading: no wake-up is lost
             g = self.reader.get_grant(grant_id)
             now = self.core.clock()
-            if g is None or g["state"] != "active" or g["exp"] <= now:
+            if g is None or not is_live(g, now):
                 state = "expired" if g is None or g["state"] == "active" else g["state"]
                 reason = f"grant {grant_id} {state}"
                 self.core.events.emit("session_terminated", f"recorded sudo session {rec.id} "

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hostd.core.effects import EndSessions
+from hostd.policy.liveness import is_live
 from hostd.server import residue
 from hostd.server import warnings as expiry_warnings
 
@@ -235,7 +236,7 @@ class SessionEnding:
     async def _warn(self, grant_id: str) -> None:
         g = self.reader.get_grant(grant_id)
         now = self.core.clock()
-        if g is None or g["state"] != "active" or g["exp"] <= now:
+        if g is None or not is_live(g, now):
             return
         role = self.core.config.roles.get(g["role"])
         mode = role.on_expiry if role is not None else "terminate-sessions"

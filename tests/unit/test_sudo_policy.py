@@ -562,6 +562,7 @@ def test_listing_nothing_and_escaping():
 ALLOWED_IMPORTS = {"__future__", "posixpath", "re", "collections.abc", "dataclasses"}
 ALLOWED_HOSTD = {"hostd.policy.approvals": {"command_subject", "in_members"},
                  "hostd.policy.config": {"Config", "SudoRule"},
+                 "hostd.policy.liveness": {"is_live"},
                  "hostd.errors": {"JitError"}, "hostd.events": {"escape"}}
 
 
