@@ -18,7 +18,7 @@ from hostd.record.sinks import FileSink, SinkFailed, make_masker, open_hostd, sa
 
 TYPE_CHECKING = False  # not typing's: it costs milliseconds at every start
 if TYPE_CHECKING:
-    from hostd.record.main import Options
+    from hostd.record.options import Options
 
 CHUNK = 64 * 1024
 IDLE_FLUSH = 0.05  # masked text held back this long is shown (prompts must appear)

@@ -11,7 +11,7 @@ import time
 
 TYPE_CHECKING = False  # not typing's: it costs milliseconds at every start
 if TYPE_CHECKING:
-    from hostd.record.main import Options
+    from hostd.record.options import Options
 
 FRAME = 32 * 1024  # raw bytes per frame: its base64 fits hostd's 64 KiB line
 SEND_TIMEOUT = 10.0

@@ -21,7 +21,7 @@ from hostd.record.proxy import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from hostd.record.main import Options
+    from hostd.record.options import Options
 
 
 def monitor(opts: Options, env: dict[str, str]) -> None:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from hostd.errors import JitError
-from hostd.record import main as recorder
+from hostd.record import options as recorder
 from hostd.record import proxy as recorder_proxy
 from hostd.record import recordings
 from hostd.record.recordings import Session, Tokens, parse_size, retention_plan, should_record, wrap
