@@ -16,12 +16,11 @@ from typing import Any
 
 from hostd.errors import ConfigError
 from hostd.paths import Paths
-from hostd.policy.durations import parse_duration
+from hostd.policy import maskrules
+from hostd.policy.durations import parse_duration, parse_size
 from hostd.policy.keys import SUPPORTED_ALGORITHMS, PublicKey, load_jwks, load_pem_public
 from hostd.policy.trust import check as check_trusted
 from hostd.policy.trust import read_file
-from hostd.record import masking as masking_mod
-from hostd.record.recordings import parse_size
 
 # Matched with fullmatch only: `$` would also accept a trailing newline ("alice\n").
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -262,8 +261,8 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
         t = _Table(path, f"masking.rules[{i}]", item)
         name, regex = t.get("name", str, required=True), t.regex("regex")
         try:  # streamable: bounded reach, no empty match, no exponential backtracking
-            masking_mod.check_rule(name, regex)
-        except masking_mod.MaskingRuleError as exc:
+            maskrules.check_rule(name, regex)
+        except maskrules.MaskingRuleError as exc:
             raise t.fail("regex", str(exc)) from None
         rules.append((name, regex))
         t.finish()

@@ -1,4 +1,5 @@
-"""Durations as administrators write them: `30s`, `15m`, `4h`, `1h30m`, `2d`."""
+"""Durations and sizes as administrators write them: `30s`, `15m`, `4h`, `1h30m`, `2d`;
+`512M`, `10G`."""
 
 from __future__ import annotations
 
@@ -70,3 +71,18 @@ def parse_time(text: str, now: float) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return int(value.timestamp())
+
+
+_SIZE = re.compile(r"([0-9]{1,15})([KMGT]?)")
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """`512M`, `10G`, `1T` or a number of bytes (binary units); ValueError otherwise."""
+    m = _SIZE.fullmatch(text.strip().upper()) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError(f"bad size {text!r}: use forms like 500M, 10G or a number of bytes")
+    value = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if value <= 0:
+        raise ValueError(f"bad size {text!r}: must be more than zero")
+    return value

@@ -23,19 +23,6 @@ RECORDER = "/usr/bin/jit-record"
 TOKEN_TTL = 60  # seconds between sudo's allow and the recorder's record.open
 MAX_TOKENS = 1024  # sudo commands allowed and not yet started under their recorder
 RECORDING_ID = re.compile(r"[0-9a-f]{16}")
-_SIZE = re.compile(r"([0-9]{1,15})([KMGT]?)")
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_size(text: str) -> int:
-    """`512M`, `10G`, `1T` or a number of bytes (binary units); ValueError otherwise."""
-    m = _SIZE.fullmatch(text.strip().upper()) if isinstance(text, str) else None
-    if m is None:
-        raise ValueError(f"bad size {text!r}: use forms like 500M, 10G or a number of bytes")
-    value = int(m.group(1)) * _UNITS[m.group(2)]
-    if value <= 0:
-        raise ValueError(f"bad size {text!r}: must be more than zero")
-    return value
 
 
 def should_record(record: str, tty: str, intercepted: bool, sudoedit: bool) -> bool:

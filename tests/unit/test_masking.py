@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from hostd.errors import ConfigError
 from hostd.policy import config as cfg
-from hostd.record import masking
-from hostd.record.masking import Masker, MaskingRuleError, builtin_rules, mask
+from hostd.policy import maskrules
+from hostd.policy.maskrules import MaskingRuleError
+from hostd.record.masking import Masker, builtin_rules, mask
 
 # Fake secrets, one per built-in rule (none of them is real).
 KEY_BODY = "MIIEowIBAAKCAQEAq7BFUpkGp3+LQmlQ\nYx5ZL0q8xV4aUj2hQ4qWJt9NfC1pW0mEzA==\n"
@@ -266,15 +267,15 @@ def test_after_an_idle_flush_output_is_masked_as_the_whole_stream(parts, cuts):
 ])
 def test_rules_that_cannot_be_streamed_are_refused(regex, reason):
     with pytest.raises(MaskingRuleError, match=re.escape(reason)):
-        masking.check_rule("k", regex)
+        maskrules.check_rule("k", regex)
     with pytest.raises(MaskingRuleError):
         Masker([("k", regex)])
 
 
 def test_builtins_are_valid_and_bounded():
     for name, regex in builtin_rules():
-        _, reach, _ = masking.analyse(name, regex, check_cost=False)
-        assert reach <= masking.MAX_REACH
+        _, reach, _ = maskrules.analyse(name, regex, check_cost=False)
+        assert reach <= maskrules.MAX_REACH
 
 
 def test_config_refuses_a_catastrophic_rule_by_name():

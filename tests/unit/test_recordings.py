@@ -8,10 +8,11 @@ import os
 import pytest
 
 from hostd.errors import JitError
+from hostd.policy.durations import parse_size
 from hostd.record import options as recorder
 from hostd.record import proxy as recorder_proxy
 from hostd.record import recordings
-from hostd.record.recordings import Session, Tokens, parse_size, retention_plan, should_record, wrap
+from hostd.record.recordings import Session, Tokens, retention_plan, should_record, wrap
 from hostd.server.record import _frame_items
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
