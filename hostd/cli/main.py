@@ -197,8 +197,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from hostd.state.accounts import accounts_for
 
     accounts = accounts_for(paths)
+    from hostd.policy.sudo import rule_warnings
+
     warnings = [f"role {r.name}: group {g!r} does not exist on this host"
                 for r in cfg.roles.values() for g in r.groups if not accounts.group_exists(g)]
+    warnings += [f"{paths.config.name}: {w}" for w in rule_warnings(cfg)]
     summary = (f"{paths.config}: ok: {len(cfg.roles)} roles, {len(cfg.issuers)} issuers "
                f"({', '.join(sorted(cfg.issuers)) or 'none'})")
     if not getattr(args, "json", False):

@@ -19,6 +19,7 @@ from hostd.paths import Paths
 from hostd.policy import maskrules
 from hostd.policy.durations import parse_duration, parse_size
 from hostd.policy.keys import SUPPORTED_ALGORITHMS, PublicKey, load_jwks, load_pem_public
+from hostd.policy.sudorules import Rule, parse_rule
 from hostd.policy.trust import check as check_trusted
 from hostd.policy.trust import read_file
 
@@ -31,10 +32,18 @@ MAX_LEEWAY = 60
 HOST_ISSUER = "host"
 DEFAULT_MAX_TOTAL_SIZE = 10 * 1024**3  # [recording] max_total_size: 10G
 
+
 @dataclass(frozen=True)
 class SudoRule:
+    """`runas` and its `commands` as written (sudo -l lists them, events name them),
+    with each entry parsed once, here, into a sudorules.Rule (wildcards compiled)."""
+
     runas: str
     commands: tuple[str, ...]
+    rules: tuple[Rule, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rules", tuple(parse_rule(c) for c in self.commands))
 
 
 @dataclass(frozen=True)

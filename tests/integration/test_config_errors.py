@@ -107,3 +107,26 @@ def test_check_config_of_a_good_policy_warns_of_nothing(box):
     r = box.jit("check-config")
     assert r.returncode == 0 and r.stderr == ""
     assert box.jit_json("check-config")[1]["warnings"] == []
+
+
+def test_check_config_warns_of_sudo_rules_that_never_match(box):
+    """A regular expression (sudoers' `^...$`) or a broken wildcard loads, but can never
+    match: check-config names each one where it is written; hostd still serves."""
+    policy = box.root / "etc/jit/jit.toml"
+    policy.write_text(POLICY + '\n[[roles.db.sudo]]\nrunas = "root"\n'
+                      'commands = ["/usr/bin/passwd ^[a-z]+$", "/usr/bin/ls [z-a]", "ALL"]\n'
+                      '[[standing]]\nmembers = ["%adm"]\n'
+                      'sudo = [{ runas = "root", commands = ["/usr/bin/id ^-u$"] }]\n')
+    rc, out = box.jit_json("check-config")
+    assert rc == 0 and out["ok"], out
+    assert out["warnings"] == [
+        "jit.toml: roles.db.sudo[0].commands: '/usr/bin/passwd ^[a-z]+$' never matches: "
+        "regular expressions (^...$) are not supported; use shell wildcards",
+        "jit.toml: roles.db.sudo[0].commands: '/usr/bin/ls [z-a]' never matches: "
+        "the argument pattern is not a valid wildcard expression",
+        "jit.toml: standing[0].sudo[0].commands: '/usr/bin/id ^-u$' never matches: "
+        "regular expressions (^...$) are not supported; use shell wildcards",
+    ], out
+    r = box.jit("check-config")
+    assert r.returncode == 0
+    assert r.stderr.count("jit: warning: jit.toml: ") == 3, r.stderr

@@ -15,6 +15,7 @@ import pytest
 
 from hostd.errors import JitError
 from hostd.policy import sudo as sp
+from hostd.policy import sudoenv, sudorequest, sudorules
 from hostd.policy.approvals import command_subject
 from hostd.policy.config import Config, parse_policy
 
@@ -409,7 +410,7 @@ def test_env_tz_check(tz, kept):
     ([], {}),
 ])
 def test_parse_kv(entries, expected):
-    assert sp.parse_kv(entries) == expected
+    assert sudorequest.parse_kv(entries) == expected
 
 
 @pytest.mark.parametrize("entries", [
@@ -417,7 +418,7 @@ def test_parse_kv(entries, expected):
 ])
 def test_parse_kv_refuses(entries):
     with pytest.raises(JitError) as info:
-        sp.parse_kv(entries)
+        sudorequest.parse_kv(entries)
     assert info.value.code == "bad_request"
 
 
@@ -473,8 +474,8 @@ def test_unknown_runas_account():
 
 def test_runas_groups_hold_the_primary_group_first():
     odd = sp.RunasUser("svc", 900, 5, "/srv", "/bin/sh", (7, 5, 7), "svc")
-    cmd = sp.Resolved("/usr/bin/ls", (), "/usr/bin/ls", ("ls",))
-    assert "runas_groups=5,7" in sp.command_info(request(["ls"]), odd, cmd)
+    cmd = sudorequest.Resolved("/usr/bin/ls", (), "/usr/bin/ls", ("ls",))
+    assert "runas_groups=5,7" in sudoenv.command_info(request(["ls"]), odd, cmd)
 
 
 @pytest.mark.parametrize("text,problem", [
@@ -484,7 +485,7 @@ def test_runas_groups_hold_the_primary_group_first():
     ("/usr/bin/ls *", None), ("ALL", None), ('/usr/bin/ls ""', None),
 ])
 def test_rule_problem(text, problem):
-    found = sp.rule_problem(text)
+    found = sudorules.rule_problem(text)
     assert (found is None) if problem is None else (problem in found)
 
 
@@ -494,6 +495,40 @@ def test_regex_rule_never_matches():
     for argv in (["ls", "abc"], ["ls", "^[a-z]+$"]):
         d = sp.decide(request(argv), config, [grant("r")], set(), ROOT, NOW, HOST, which)
         assert d.code == "no_rule"
+
+
+def test_rules_are_parsed_once_at_load(monkeypatch):
+    """config.SudoRule holds each `commands` entry parsed, wildcards compiled: a sudo
+    check parses and compiles nothing (it would repeat work on every sudo)."""
+    rule = CONFIG.roles["db-admin"].sudo[1]
+    assert [r.text for r in rule.rules] == list(rule.commands)
+    assert rule.rules[1].args_regex is not None and rule.rules[5].args_regex is not None
+    assert CONFIG.roles["local"].sudo[0].rules[0].path_regex is not None
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("parsed again during a check")
+
+    monkeypatch.setattr(sudorules, "parse_rule", forbidden)
+    monkeypatch.setattr(sudorules, "glob_regex", forbidden)
+    for argv, grants, code in [(["systemctl", "stop", "x"], [DB], "needs_approval"),
+                               (["cat", "/var/log/b.log"], [DB], "allowed"),
+                               (["/usr/local/bin/tool"], [LOCAL], "allowed"),
+                               (["cat", "/etc/shadow"], [DB], "no_rule")]:
+        assert decide(request(argv), grants).code == code
+
+
+def test_rule_warnings_name_each_entry_that_never_matches():
+    config = Config(**parse_policy(Path("jit.toml"), {
+        "roles": {"r": {"sudo": [{"commands": ["/usr/bin/ls *"]},
+                                 {"commands": ["/usr/bin/ls [z-a]", "ALL"]}]}},
+        "standing": [{"members": ["carol"],
+                      "sudo": [{"commands": ["/usr/bin/passwd ^[a-z]+$"]}]}]}))
+    assert sp.rule_warnings(config) == [
+        "roles.r.sudo[1].commands: '/usr/bin/ls [z-a]' never matches: "
+        "the argument pattern is not a valid wildcard expression",
+        "standing[0].sudo[0].commands: '/usr/bin/passwd ^[a-z]+$' never matches: "
+        "regular expressions (^...$) are not supported; use shell wildcards"]
+    assert sp.rule_warnings(CONFIG) == []
 
 
 # matching helpers --------------------------------------------------------------------------
@@ -507,20 +542,20 @@ def test_regex_rule_never_matches():
     ("a.c", "abc", False, False), ("(x)+", "(x)+", False, True), ("*", "a\nb", False, True),
 ])
 def test_fnmatch(pattern, text, pathname, expected):
-    assert sp.fnmatch(pattern, text, pathname) is expected
+    assert sudorules.fnmatch(pattern, text, pathname) is expected
 
 
 @pytest.mark.parametrize("text,rule", [
-    ("ALL", sp.Rule("ALL", "all")),
-    ("/usr/bin/ls", sp.Rule("/usr/bin/ls", "command", "/usr/bin/ls")),
-    ('/usr/bin/ls ""', sp.Rule('/usr/bin/ls ""', "command", "/usr/bin/ls", no_args=True)),
-    ("/usr/bin/psql  -U   *", sp.Rule("/usr/bin/psql  -U   *", "command", "/usr/bin/psql",
+    ("ALL", sudorules.Rule("ALL", "all")),
+    ("/usr/bin/ls", sudorules.Rule("/usr/bin/ls", "command", "/usr/bin/ls")),
+    ('/usr/bin/ls ""', sudorules.Rule('/usr/bin/ls ""', "command", "/usr/bin/ls", no_args=True)),
+    ("/usr/bin/psql  -U   *", sudorules.Rule("/usr/bin/psql  -U   *", "command", "/usr/bin/psql",
                                       "-U *")),
-    ("/usr/bin/sudoedit /etc/motd", sp.Rule("/usr/bin/sudoedit /etc/motd", "sudoedit",
+    ("/usr/bin/sudoedit /etc/motd", sudorules.Rule("/usr/bin/sudoedit /etc/motd", "sudoedit",
                                             "/usr/bin/sudoedit", "/etc/motd")),
 ])
 def test_parse_rule(text, rule):
-    assert sp.parse_rule(text) == rule
+    assert sudorules.parse_rule(text) == rule
 
 
 # sudo -l -----------------------------------------------------------------------------------
@@ -563,11 +598,17 @@ ALLOWED_IMPORTS = {"__future__", "posixpath", "re", "collections.abc", "dataclas
 ALLOWED_HOSTD = {"hostd.policy.approvals": {"command_subject", "in_members"},
                  "hostd.policy.config": {"Config", "SudoRule"},
                  "hostd.policy.liveness": {"is_live"},
+                 "hostd.policy.sudoenv": {"SECURE_PATH", "command_info", "reset_env"},
+                 "hostd.policy.sudorequest": {"DEFAULT_UMASK", "Resolved", "RunasUser",
+                                              "SudoRequest"},
+                 "hostd.policy.sudorules": {"Rule"},
                  "hostd.errors": {"JitError"}, "hostd.events": {"escape"}}
 
 
-def test_imports_only_pure_modules():
-    tree = ast.parse(Path(sp.__file__).read_text())
+@pytest.mark.parametrize("module", [sp, sudoenv, sudorequest, sudorules],
+                         ids=lambda m: m.__name__)
+def test_imports_only_pure_modules(module):
+    tree = ast.parse(Path(module.__file__).read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             assert {a.name for a in node.names} <= ALLOWED_IMPORTS
