@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hostd.cli import recordings as cli_recordings
@@ -345,6 +346,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 # parser -----------------------------------------------------------------------------------
 
+Command = Callable[..., argparse.ArgumentParser]  # adds one subcommand with --json
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jit", description="just-in-time privileged access")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -355,6 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(func=func)
         return c
 
+    _issuing_commands(command, sub)
+    _grant_commands(command)
+    _request_commands(command)
+    _host_commands(command)
+    cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
+    return p
+
+
+def _issuing_commands(command: Command, sub) -> None:
+    """Offline: keys, signing and checking grants."""
     c = command("keygen", cmd_keygen, "make an Ed25519 issuer key")
     c.add_argument("--out", required=True, metavar="PATH")
 
@@ -376,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("verify", cmd_grant_verify, "check a grant against this host's config", grant)
     c.add_argument("token", metavar="TOKEN|-")
 
+
+def _grant_commands(command: Command) -> None:
     c = command("activate", cmd_activate, "activate a grant through hostd")
     c.add_argument("token", metavar="TOKEN|-")
 
@@ -388,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("grant_id", metavar="GRANT_ID")
     c.add_argument("--reason")
 
+
+def _request_commands(command: Command) -> None:
     c = command("request", cmd_request, "ask approvers for a role")
     c.add_argument("role", metavar="ROLE")
     c.add_argument("--for", dest="for_", required=True, metavar="DURATION")
@@ -405,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("request_id", metavar="ID")
     c.add_argument("--reason", required=True)
 
+
+def _host_commands(command: Command) -> None:
     command("check-config", cmd_check_config, "check /etc/jit without a daemon")
 
     c = command("setup", cmd_setup, "switch the sudo plugin or pam_jit on or off (root)")
@@ -427,8 +447,6 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     c.add_argument("--journal-dir", help=argparse.SUPPRESS)  # tests and benchmarks/audit.py
     c.add_argument("--journal-file", action="append", help=argparse.SUPPRESS)
-    cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,46 +229,58 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     roles = top.get("roles", dict, {})
     out["roles"] = {name: _role(path, name, body) for name, body in roles.items()}
+    out["guardrails"] = _guardrails(top)
+    out["standing"] = tuple(
+        _standing(_Table(path, f"standing[{i}]", item))
+        for i, item in enumerate(top.get("standing", list, [])))
+    for section, read in _SECTIONS:
+        table = _Table(path, section, top.get(section, dict, {}))
+        out.update(read(table))
+        table.finish()
+    top.finish()
+    return out
 
+
+def _guardrails(top: _Table) -> tuple[Guardrail, ...]:
     guardrails = []
     for i, item in enumerate(top.get("guardrails", list, [])):
-        t = _Table(path, f"guardrails[{i}]", item)
+        t = _Table(top.path, f"guardrails[{i}]", item)
         guardrails.append(Guardrail(t.choice("action", ("deny", "approve"), "deny"),
                                     t.regex("match"), t.get("message", str, "")))
         t.finish()
-    out["guardrails"] = tuple(guardrails)
+    return tuple(guardrails)
 
-    standing = []
-    for i, item in enumerate(top.get("standing", list, [])):
-        t = _Table(path, f"standing[{i}]", item)
-        standing.append(Standing(t.strings("members", MEMBER, "user or %group"), _sudo_rules(t)))
-        t.finish()
-    out["standing"] = tuple(standing)
 
-    login = _Table(path, "login", top.get("login", dict, {}))
-    out["login_require_grant"] = login.strings("require_grant", MEMBER, "user or %group")
-    out["login_when_unreachable"] = login.choice("when_unreachable", ("allow", "deny"), "allow")
-    login.finish()
+def _standing(t: _Table) -> Standing:
+    entry = Standing(t.strings("members", MEMBER, "user or %group"), _sudo_rules(t))
+    t.finish()
+    return entry
 
-    requests = _Table(path, "requests", top.get("requests", dict, {}))
-    out["request_ttl"] = requests.duration("ttl", 3600)
-    requests.finish()
 
-    sudo = _Table(path, "sudo", top.get("sudo", dict, {}))
-    out["sudo_approval_timeout"] = sudo.duration("approval_timeout", 300)
-    sudo.finish()
+def _login(t: _Table) -> dict[str, Any]:
+    return {"login_require_grant": t.strings("require_grant", MEMBER, "user or %group"),
+            "login_when_unreachable": t.choice("when_unreachable", ("allow", "deny"), "allow")}
 
-    notify = _Table(path, "notify", top.get("notify", dict, {}))
-    webhook = notify.get("webhook", str, "")
+
+def _requests(t: _Table) -> dict[str, Any]:
+    return {"request_ttl": t.duration("ttl", 3600)}
+
+
+def _sudo(t: _Table) -> dict[str, Any]:
+    return {"sudo_approval_timeout": t.duration("approval_timeout", 300)}
+
+
+def _notify(t: _Table) -> dict[str, Any]:
+    webhook = t.get("webhook", str, "")
     if webhook and not WEBHOOK.fullmatch(webhook):
-        raise notify.fail("webhook", "must be an http:// or https:// URL")
-    out["notify_webhook"] = webhook
-    notify.finish()
+        raise t.fail("webhook", "must be an http:// or https:// URL")
+    return {"notify_webhook": webhook}
 
-    masking = _Table(path, "masking", top.get("masking", dict, {}))
+
+def _masking(masking: _Table) -> dict[str, Any]:
     rules = []
     for i, item in enumerate(masking.get("rules", list, [])):
-        t = _Table(path, f"masking.rules[{i}]", item)
+        t = _Table(masking.path, f"masking.rules[{i}]", item)
         name, regex = t.get("name", str, required=True), t.regex("regex")
         try:  # streamable: bounded reach, no empty match, no exponential backtracking
             maskrules.check_rule(name, regex)
@@ -275,11 +288,11 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
             raise t.fail("regex", str(exc)) from None
         rules.append((name, regex))
         t.finish()
-    out["masking"] = tuple(rules)
-    masking.finish()
+    return {"masking": tuple(rules)}
 
-    recording = _Table(path, "recording", top.get("recording", dict, {}))
-    out["recording_max_age"] = recording.duration("max_age", 0)
+
+def _recording(recording: _Table) -> dict[str, Any]:
+    out: dict[str, Any] = {"recording_max_age": recording.duration("max_age", 0)}
     size = recording.get("max_total_size", (str, int), None)
     if size is None:
         out["recording_max_total_size"] = DEFAULT_MAX_TOTAL_SIZE
@@ -290,20 +303,25 @@ def parse_policy(path: Path, data: dict) -> dict[str, Any]:
             out["recording_max_total_size"] = parse_size(str(size))
         except ValueError as exc:
             raise recording.fail("max_total_size", str(exc)) from None
-    recording.finish()
+    return out
 
-    daemon = _Table(path, "daemon", top.get("daemon", dict, {}))
+
+def _daemon(daemon: _Table) -> dict[str, Any]:
     if daemon.data.get("leeway") in ("0", "0s"):  # no clock skew tolerated at all
         daemon.used.add("leeway")
-        out["leeway"] = 0
+        leeway = 0
     else:
-        out["leeway"] = daemon.duration("leeway", 30)
-    if out["leeway"] > MAX_LEEWAY:
+        leeway = daemon.duration("leeway", 30)
+    if leeway > MAX_LEEWAY:
         raise daemon.fail("leeway", f"at most {MAX_LEEWAY}s")
-    out["sweep_interval"] = daemon.duration("sweep_interval", 30)
-    daemon.finish()
-    top.finish()
-    return out
+    return {"leeway": leeway, "sweep_interval": daemon.duration("sweep_interval", 30)}
+
+
+# The single-table sections, in the order they were always read (the first error wins).
+_SECTIONS: tuple[tuple[str, Callable[[_Table], dict[str, Any]]], ...] = (
+    ("login", _login), ("requests", _requests), ("sudo", _sudo), ("notify", _notify),
+    ("masking", _masking), ("recording", _recording), ("daemon", _daemon),
+)
 
 
 def parse_issuer(path: Path, data: dict, root: Path | None = None,
