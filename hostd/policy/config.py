@@ -13,16 +13,18 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hostd.errors import ConfigError
 from hostd.paths import Paths
 from hostd.policy import maskrules
 from hostd.policy.durations import parse_duration, parse_size
-from hostd.policy.keys import SUPPORTED_ALGORITHMS, PublicKey, load_jwks, load_pem_public
 from hostd.policy.sudorules import Rule, parse_rule
 from hostd.policy.trust import check as check_trusted
 from hostd.policy.trust import read_file
+
+if TYPE_CHECKING:  # keys loads cryptography: only reading issuers needs it
+    from hostd.policy.keys import PublicKey
 
 # Matched with fullmatch only: `$` would also accept a trailing newline ("alice\n").
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -328,6 +330,8 @@ def parse_issuer(path: Path, data: dict, root: Path | None = None,
                  trusted_from: Path | None = None) -> Issuer:
     """One issuer file; `root` re-roots absolute key paths inside a sandbox. load() gives
     `trusted_from` (`/` or the sandbox root): key files must then be root's alone."""
+    from hostd.policy.keys import SUPPORTED_ALGORITHMS, load_jwks, load_pem_public
+
     t = _Table(path, "", data)
     name = t.get("name", str, required=True)
     if not NAME.fullmatch(name) or name == HOST_ISSUER:
@@ -408,6 +412,8 @@ def load(paths: Paths) -> Config:
         _trusted_path(paths.host_key, top)
     host_pub = paths.host_key_pub if paths.host_key_pub.exists() else paths.host_key
     if host_pub.exists():
+        from hostd.policy.keys import load_pem_public
+
         try:
             host_key = load_pem_public(host_pub, top)
             issuers[HOST_ISSUER] = Issuer(HOST_ISSUER, (host_key,), ("EdDSA",), "sub")
