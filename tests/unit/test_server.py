@@ -111,6 +111,63 @@ def test_effects_are_carried_out_after_the_change(w):
     assert w.timers.log[-1] == ("cancel", g["id"])
 
 
+class StuckTimers(FakeTimers):
+    """systemd that does not answer until told to (then fails, when `fail`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+        self.fail = False
+
+    async def arm(self, grant_id: str, exp: int) -> None:
+        await self.go.wait()
+        if self.fail:
+            raise RuntimeError("org.freedesktop.DBus.Error.Timeout: no answer in 5 s")
+        await super().arm(grant_id, exp)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_activation_answers_before_its_timer_is_armed(w, fail):
+    """Arming runs in the background; a failure still becomes `timer_failed`."""
+    srv = Server(w.core, StuckTimers())
+
+    async def go() -> tuple[dict, list]:
+        answer = (await srv.dispatch(line("grant.activate", token=w.token()),
+                                     Caller(1000, 1, 1000)))[1]
+        armed_before = list(srv.effects.timers.log)
+        srv.effects.timers.fail = fail
+        srv.effects.timers.go.set()
+        await srv.effects.settled()
+        return answer, armed_before
+    answer, armed_before = asyncio.run(go())
+    srv.close()
+    assert answer["ok"] and armed_before == []
+    if fail:
+        (ev,) = w.events("timer_failed")
+        assert ev["JIT_GRANT_ID"] == answer["grant"]["id"]
+    else:
+        assert srv.effects.timers.log == [("arm", answer["grant"]["id"])]
+        assert w.events("timer_failed") == []
+
+
+def test_timer_calls_of_one_grant_keep_their_order(w):
+    """An arm still waiting on systemd and then a cancel: the cancel comes after."""
+    timers = StuckTimers()
+    srv = Server(w.core, timers)
+
+    async def go() -> None:
+        g = (await srv.dispatch(line("grant.activate", token=w.token()),
+                                Caller(1000, 1, 1000)))[1]["grant"]
+        await srv.dispatch(line("grant.revoke", id=g["id"]), Caller(1000, 1, 1000))
+        await asyncio.sleep(0)
+        assert timers.log == []  # the cancel waits behind the arm
+        timers.go.set()
+        await srv.effects.settled()
+    asyncio.run(go())
+    srv.close()
+    assert [what for what, _ in timers.log] == ["arm", "cancel"]
+
+
 def test_an_early_firing_is_rearmed_by_the_core(w):
     g = w.activate(exp=w.mint.now + HOUR)
     w.core.take_effects()
