@@ -1,9 +1,9 @@
 """systemd-logind over D-Bus: find the session a PAM process runs in, list a user's
 sessions, and end them (DESIGN.md §7, §13).
 
-hostd gets its bus in `service.serve`: `Logind.connect()` opens a system-bus
-connection of its own (the timers keep theirs, so neither depends on the other) and
-the server holds it as `Server.logind`; it is None in a sandbox (no logind there) or
+hostd gets its bus in `service.build_server`: `Logind.connect()` opens a system-bus
+connection of its own (the timers keep theirs, so neither depends on the other), given
+to the PAM ops and the session ending; it is None in a sandbox (no logind there) or
 when the bus cannot be reached, and every caller must cope with None.
 
 Calls go through hostd/state/dbus.py, shared with the systemd timers: each is bounded
