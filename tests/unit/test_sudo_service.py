@@ -153,3 +153,33 @@ def test_the_exec_ttl_is_the_recording_tokens():
     from hostd.record.recordings import MAX_TOKENS, TOKEN_TTL
 
     assert (EXEC_TTL, MAX_EXECS) == (TOKEN_TTL, MAX_TOKENS)
+
+
+def test_the_recorders_exec_of_an_approved_command_is_decided_once(w, monkeypatch):
+    """Parsed once, looked up once, decided once (it used to be all twice); a later
+    intercepted check of the same command meets the approve guardrail again."""
+    import asyncio
+
+    from test_server import FakeTimers, line
+
+    from hostd.core import sudo as core_sudo
+    from hostd.server.connections import Server
+    from hostd.server.ops import Caller
+
+    grant(w)
+    srv = Server(w.core, FakeTimers(), requests=w.requests)
+    decided, real = [], core_sudo.decide
+    monkeypatch.setattr(core_sudo, "decide",
+                        lambda *a, **kw: decided.append(kw["approved"]) or real(*a, **kw))
+    argv = ["/usr/bin/touch", "/tmp/ok"]
+    srv.sudo.approvals.expect_exec(srv.sudo.parse(args(argv)), "/usr/bin/touch /tmp/ok")
+
+    async def check() -> dict:
+        return (await srv.dispatch(line("sudo.check", mode="run", intercepted=True,
+                                        **args(argv)), Caller(0, 1, 0)))[1]
+
+    first = asyncio.run(check())
+    assert first["decision"] == "allow" and decided == [True], first
+    again = asyncio.run(check())
+    assert again["decision"] == "pending" and decided == [True, False], again
+    srv.close()
