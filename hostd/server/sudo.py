@@ -32,7 +32,6 @@ def _sudo_fields(req, d) -> dict:
             "guardrail": str(d.guardrail) if d.guardrail >= 0 else None}
 
 
-
 class SudoOps:
     """sudo.check and sudo.wait."""
 
