@@ -73,13 +73,15 @@ class Core:
         }
 
     def list_grants(self, caller_uid: int, all_users: bool = False,
-                    store: Store | None = None) -> list[dict]:
+                    store: Store | None = None, name: str | None = None) -> list[dict]:
         """Live grants (an expired one is never shown as held, swept or not). `store` is
-        the server's read-only connection, so listing never waits behind a change."""
+        the server's read-only connection, so listing never waits behind a change;
+        `name`: the caller's user name, when the caller looked it up already (the loop
+        asks its accounts cache, never NSS)."""
         now = self.now()
         if all_users and caller_uid != 0:
             raise JitError("permission_denied", "only root may list every user's grants")
-        user = None if all_users else self._name(caller_uid)
+        user = None if all_users else (name or self._name(caller_uid))
         rows = (store or self.store).grants("active", user=user)
         return [self.public_grant(g) for g in rows if is_live(g, now)]
 

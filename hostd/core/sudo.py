@@ -20,12 +20,15 @@ from hostd.core.lifecycle import Core
 from hostd.core.requests import Requests
 from hostd.errors import JitError
 from hostd.policy.sudo import Decision, RunasUser, SudoRequest, decide, listing, sources
+from hostd.state.accounts import Account
 
 PAM_SERVICE = "jit-sudo"
 TIMESTAMP_SECONDS = 300  # sudoers' timestamp_timeout: 5 minutes
 MAX_TRIES = 3  # sudoers' passwd_tries
 MAX_PENDING_CONTEXTS = 1024
 MAX_REMEMBERED = 4096  # timestamps and try counts held before stale ones are dropped
+MAX_EXECS = 1024  # approved recorded commands whose exec is awaited (recordings.MAX_TOKENS)
+EXEC_TTL = 60  # seconds an approved recorded command's exec is awaited (the token's TTL)
 
 
 def pam_authenticate(user: str, password: str) -> bool:
@@ -52,6 +55,62 @@ def stamp_key(req: SudoRequest) -> tuple[int, str]:
     return req.uid, req.tty or f"ppid:{req.ppid}"
 
 
+def runas_user(account: Account | None) -> RunasUser | None:
+    """The runas account as the pure decision takes it."""
+    return None if account is None else RunasUser(
+        account.name, account.uid, account.gid, account.home, account.shell,
+        account.gids, account.group)
+
+
+class Approvals:
+    """sudo's approval state, in one place: the invocations that wait for an approver
+    (request id -> Asked; the worker adds and takes, sudo.wait reads on the loop), and
+    the approved commands whose recorder has yet to exec them ((uid, sudo's pid) ->
+    (command line, when); that exec comes back as an intercepted sudo.check and must
+    not need a second approval)."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._waiting: dict[str, Asked] = {}
+        self._execs: dict[tuple[int, str], tuple[str, float]] = {}
+
+    def wait(self, request_id: str, asked: Asked) -> None:
+        with self._lock:
+            self._waiting[request_id] = asked
+
+    def full(self) -> bool:
+        with self._lock:
+            return len(self._waiting) >= MAX_PENDING_CONTEXTS
+
+    def waiting_for(self, request_id: str) -> Asked | None:
+        with self._lock:
+            return self._waiting.get(request_id)
+
+    def take(self, request_id: str) -> Asked | None:
+        with self._lock:
+            return self._waiting.pop(request_id, None)
+
+    def expect_exec(self, req: SudoRequest, line: str) -> None:
+        """An approver let `line` run once, recorded: its recorder's exec is coming."""
+        with self._lock:
+            if len(self._execs) >= MAX_EXECS:
+                self._execs.pop(next(iter(self._execs)))
+            self._execs[(req.uid, req.pid)] = (line, self.clock())
+
+    def take_exec(self, req: SudoRequest) -> str | None:
+        """For an intercepted check from the same user and sudo process within
+        EXEC_TTL: the approved command line it may run once (then it is forgotten).
+        Anything else the session runs meets the guardrails as usual."""
+        if not req.intercepted:
+            return None
+        with self._lock:
+            entry = self._execs.pop((req.uid, req.pid), None)
+        if entry is None or entry[1] <= self.clock() - EXEC_TTL:
+            return None
+        return entry[0]
+
+
 class Sudo:
     def __init__(self, core: Core, requests: Requests, authenticate=pam_authenticate,
                  which=shutil.which, reader=None) -> None:
@@ -63,32 +122,54 @@ class Sudo:
         self._lock = threading.Lock()  # timestamps and tries: auth threads and the worker
         self._stamps: dict[tuple[int, str], float] = {}
         self._tries: dict[tuple[int, str], tuple[int, float]] = {}  # (count, last try)
-        self.waiting: dict[str, Asked] = {}  # request id -> the invocation that waits
+        self.approvals = Approvals(core.clock)
 
-    # gathering and deciding (in the ordered worker) ----------------------------------------
+    # parsing, identifying, deciding ------------------------------------------------------
 
-    def ask(self, args: dict, approved: bool = False) -> Asked:
-        """Parse, identify, gather, decide (`approved`: approve guardrails passed)."""
-        req = self._request(args, args.get("argv", []))
-        return Asked(req, self._decide(req, self.reader, approved=approved))
+    @staticmethod
+    def parse(args: dict, argv: list[str] | None = None) -> SudoRequest:
+        """sudo's vectors, parsed once (pure: no look-up)."""
+        return SudoRequest.from_wire(args["settings"], args["user_info"],
+                                     args.get("argv", []) if argv is None else argv,
+                                     args.get("env", []),
+                                     intercepted=args.get("intercepted", False))
 
-    def _request(self, args: dict, argv: list[str]) -> SudoRequest:
-        """sudo's vectors, parsed once, with user_info's user checked against its uid."""
-        req = SudoRequest.from_wire(args["settings"], args["user_info"], argv,
-                                    args.get("env", []),
-                                    intercepted=args.get("intercepted", False))
-        name = self.core.accounts.user_by_uid(req.uid)
+    @staticmethod
+    def identify(req: SudoRequest, name: str | None) -> None:
+        """user_info's user must be the account of its uid (`name`, looked up by uid)."""
         if name is None or name != req.user:
             raise JitError("bad_request", f"user_info names {req.user!r}, uid {req.uid} is "
                                           f"{name!r}")
+
+    def decided(self, req: SudoRequest, groups: set[str] | frozenset[str],
+                runas: Account | None, approved: bool = False, store=None) -> Asked:
+        """The decision from what was gathered (the caller looked the accounts up);
+        `store`: the loop's read-only connection, or None for the worker's own (a
+        SQLite connection belongs to the thread that made it)."""
+        grants = self.core.list_grants(req.uid, store=store, name=req.user)
+        return Asked(req, decide(req, self.core.config, grants, set(groups),
+                                 runas_user(runas), self.core.now(), self.core.host.hostname,
+                                 self.which, approved=approved))
+
+    def ask(self, args: dict, approved: bool = False) -> Asked:
+        """Parse, identify, gather and decide in one thread, with this thread's own
+        look-ups (`approved`: approve guardrails passed)."""
+        req = self._request(args, args.get("argv", []))
+        return self._ask(req, approved)
+
+    def _ask(self, req: SudoRequest, approved: bool = False) -> Asked:
+        accounts = self.core.accounts
+        return self.decided(req, accounts.groups_of(req.user),
+                            accounts.account(req.runas_user), approved)
+
+    def _request(self, args: dict, argv: list[str]) -> SudoRequest:
+        """Parsed, with user_info's user checked against its uid (this thread's look-up)."""
+        req = self.parse(args, argv)
+        self.identify(req, self.core.accounts.user_by_uid(req.uid))
         return req
 
-    def _decide(self, req: SudoRequest, store=None, approved: bool = False) -> Decision:
-        """`store`: the loop's read-only connection, or None for the worker's own (a
-        SQLite connection belongs to the thread that made it)."""
-        return decide(req, self.core.config, self.core.list_grants(req.uid, store=store),
-                      self.core.accounts.groups_of(req.user), self._runas(req.runas_user),
-                      self.core.now(), self.core.host.hostname, self.which, approved=approved)
+    def _decide(self, req: SudoRequest) -> Decision:
+        return self._ask(req).decision
 
     def list_text(self, args: dict) -> str:
         """`sudo -l [-U USER] [COMMAND]`: what the user (or, for root, USER) may run; with
@@ -128,33 +209,26 @@ class Sudo:
         if d.approval_role is None:
             raise JitError("needs_approval", f"{d.command} needs an approval, and standing "
                                              "rules have no approvers: run it from a grant")
-        if len(self.waiting) >= MAX_PENDING_CONTEXTS:
+        if self.approvals.full():
             raise JitError("busy", "too many sudo commands wait for approval; try again")
         req = self.requests.create_command(asked.request.uid, d.approval_role, d.subject,
                                            f"sudo {d.line}")  # raw: shown escaped
-        self.waiting[req["id"]] = asked
+        self.approvals.wait(req["id"], asked)
         return req
 
     def approved(self, request_id: str) -> Decision:
         """Use an approval once: the command as decided, if its approval is consumed
         now and the user still holds a rule for it (a grant may have ended meanwhile)."""
-        asked = self.waiting.pop(request_id, None)
+        asked = self.approvals.take(request_id)
         if asked is None:
             raise JitError("not_found", f"no sudo command waits on request {request_id}")
         if not self.requests.consume_command(request_id, asked.decision.subject):
             raise JitError("denied", f"request {request_id} is no longer approved")
-        return self._decide(asked.request, approved=True)
-
-    def _runas(self, spec: str) -> RunasUser | None:
-        """The runas account (a name, or #UID), looked up here so decide() stays pure."""
-        account = self.core.accounts.account(spec)
-        return None if account is None else RunasUser(
-            account.name, account.uid, account.gid, account.home, account.shell,
-            account.gids, account.group)
+        return self._ask(asked.request, approved=True).decision
 
     def cancel(self, request_id: str) -> None:
         """The user gave up waiting (Ctrl-C): the request ends, unused."""
-        asked = self.waiting.pop(request_id, None)
+        asked = self.approvals.take(request_id)
         if asked is not None:
             self.requests.cancel_command(request_id, asked.request.user)
 

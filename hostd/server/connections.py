@@ -1,14 +1,18 @@
-"""The socket server: adapts lines on /run/jit/hostd.sock to Core and Requests calls.
+"""The socket server: adapts lines on /run/jit/hostd.sock to the op handlers.
 
-Identity comes from SO_PEERCRED only. The op table (protocol.OPS) says what each op
-takes, who may call it and its kind; this module checks that once, centrally, then
-calls the op's handler `op_<name>`.
+Identity comes from SO_PEERCRED only, as a `Caller` (uid, pid, gid) every handler
+receives. The op table (protocol.OPS) says what each op takes, who may call it and its
+kind; dispatch checks that once, centrally, then calls the handler registered for the
+op (hostd/server/ops.py). `Server` composes the handler families (grants, access,
+sudo, pam, record) with what they need, each as a constructor argument: the ordered
+worker (hostd/server/worker.py), the read-only store, the accounts cache, the session
+ending and the effects.
 
 Nothing slow runs on the event loop. Every call that changes state (gpasswd, SQLite
-writes) runs in one ordered worker thread, so changes to the host never race and never
-delay other clients; status and grant listings read a separate read-only SQLite
-connection on the loop. What a change says must follow (timers, notices) comes back as
-effects, carried out here: timers on the loop (D-Bus), notices in a side thread.
+writes) runs in the ordered worker; status and listings read a separate read-only
+SQLite connection on the loop; names and groups come from the accounts cache, whose
+misses run in a pool of their own. What a change says must follow (timers, notices,
+endings) is carried out in the background (hostd/server/effects.py).
 
 Connections are bounded per kind: a quick call waits at most IDLE_TIMEOUT for its next
 request and counts against MAX_QUICK_PER_UID; a connection in a `wait` or `stream` op
@@ -20,7 +24,6 @@ refused for a per-uid cap, and part of the global limit is kept for it, so expir
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import socket
 import struct
@@ -28,13 +31,14 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hostd import __version__
-from hostd.core.effects import ArmTimer, CancelTimer, Effect, EndSessions, Notify
+from hostd.core.effects import Effect
 from hostd.core.lifecycle import Core
 from hostd.core.requests import Requests
 from hostd.core.sudo import Sudo
 from hostd.errors import JitError
+from hostd.paths import Paths
 from hostd.protocol import (
     CALL,
     MAX_LINE,
@@ -46,12 +50,20 @@ from hostd.protocol import (
     encode,
     parse_line,
 )
+from hostd.server.effects import Effects
+from hostd.server.grants import AccessOps, GrantOps
+from hostd.server.ops import Caller, Handler, register
 from hostd.server.pam import PamOps
 from hostd.server.record import RecordOps
 from hostd.server.sessions import SessionEnding
 from hostd.server.sudo import SudoOps
+from hostd.server.worker import Worker
+from hostd.state.accounts_cache import TTL, AccountsCache
 from hostd.state.store import Store
 from hostd.state.timers import ExpiryTimers
+
+if TYPE_CHECKING:
+    from hostd.state.logind import Logind
 
 log = logging.getLogger("jit-hostd")
 
@@ -61,7 +73,6 @@ MAX_QUICK = 128  # quick calls of all non-root uids together
 MAX_LONG_PER_UID = 32  # waits and streams (approvals, recordings) of one non-root uid
 MAX_LONG = 256  # ... of all non-root uids together
 MAX_CONNECTIONS = 512  # everything, root included: the rest above is kept for root
-MAX_WAIT = 300  # an `access.wait` answers within this many seconds
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -72,16 +83,10 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
 
 
 @dataclass
-class Caller:
-    pid: int
-    uid: int
-    long: bool = False  # in a wait or stream op: counted against the long-lived caps
+class Seat:
+    """What a connection is counted as: in a wait or stream op, against the long caps."""
 
-
-# The caller of the request being handled, for the few ops that need its pid (the PAM
-# ops find the login session from it). Set by dispatch; each connection is a task of its
-# own, so concurrent requests never see each other's caller.
-CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("jit_caller")
+    long: bool = False
 
 
 class Channel:
@@ -157,43 +162,61 @@ async def _send(writer: asyncio.StreamWriter, obj: dict) -> bool:
         return False
 
 
-class Server(SudoOps, PamOps, SessionEnding, RecordOps):
-    def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "",
+class Server:
+    """The handler families, composed; connections and dispatch."""
+
+    def __init__(self, core: Core, timers: ExpiryTimers, *, config_error: str = "",
                  requests: Requests | None = None,
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
-                 reader: Store | None = None) -> None:
+                 reader: Store | None = None, logind: Logind | None = None,
+                 paths: Paths | None = None, names_ttl: float = TTL) -> None:
+        """`paths`: where /proc, /dev and the recordings are (DIR/... in a sandbox);
+        `logind`: None in a sandbox or without a bus; `names_ttl`: how long the
+        accounts cache keeps an answer (hostd/state/accounts_cache.py)."""
+        paths = paths or Paths.for_root(None)
         self.core = core
-        self.timers = timers
-        self.requests = requests or Requests(core, None)
-        self.notifier = notifier
-        self.reader = reader or core.store
         self.config_error = config_error
+        self.requests = requests or Requests(core, None)
+        self.reader = reader or core.store
         self.limits = Limits()
-        self.started = core.now()
-        # One ordered worker for every change: gpasswd and SQLite writes never race,
-        # and never hold up the loop. Notices go to a side thread of their own.
-        self.changes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-changes")
+        # Notices go to a side thread; PAM authentication may sleep seconds
+        # (pam_faildelay) on a wrong password; NSS look-ups may take seconds (sssd).
         self.side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-notices")
-        # PAM authentication may sleep seconds (pam_faildelay) on a wrong password
         self.auth = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jit-auth")
+        self.nss = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jit-nss")
+        self.names = AccountsCache(core.accounts, self.nss, names_ttl)
+        self.worker = Worker(core, self.carry_out, after_job=self.names.invalidate)
+        self.recordings = RecordOps(core, self.reader, paths.sessions_dir)
+        self.ending = SessionEnding(core, self.reader, self.worker, self.recordings,
+                                    self.side, logind, paths.proc, paths.dev)
+        self.effects = Effects(core, timers, self.ending, notifier, self.side)
         self.sudo = Sudo(core, self.requests, reader=self.reader)
-        self.init_recording()  # recordings are written in a pool of their own
-        self._changed = asyncio.Event()
-        self.logind = None  # hostd.state.logind.Logind, set by service.serve; None: no logind
-        self.init_ending()
+        self.ops: dict[str, Handler] = {}
+        for family in (GrantOps(core, self.reader, self.worker, self.names,
+                                lambda: self.config_error),
+                       AccessOps(core, self.requests, self.reader, self.worker),
+                       SudoOps(core, self.sudo, self.reader, self.worker, self.names,
+                               self.auth, self.recordings),
+                       PamOps(core, self.reader, self.worker, self.names, logind),
+                       self.recordings):
+            register(self.ops, family)
+
+    async def carry_out(self, effects: list[Effect]) -> None:
+        await self.effects.carry_out(effects)
 
     def close(self) -> None:
-        self.changes.shutdown(wait=True)
-        self.close_ending()
-        self.side.shutdown(wait=False, cancel_futures=True)
-        self.auth.shutdown(wait=False, cancel_futures=True)
-        self.close_recordings()
+        self.worker.close()
+        self.effects.close()
+        self.ending.close()
+        for pool in (self.side, self.auth, self.nss):
+            pool.shutdown(wait=False, cancel_futures=True)
+        self.recordings.close_recordings()
 
     # connection handling ----------------------------------------------------------------
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            pid, uid, _ = peer_credentials(writer.get_extra_info("socket"))
+            pid, uid, gid = peer_credentials(writer.get_extra_info("socket"))
         except OSError:
             writer.close()
             return
@@ -201,16 +224,16 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
             await _send(writer, JitError("busy", "hostd is busy; try again").to_wire())
             writer.close()
             return
-        caller = Caller(pid, uid)
+        seat = Seat()
         try:
-            await self._serve(caller, reader, writer)
+            await self._serve(Caller(uid, pid, gid), seat, reader, writer)
         except (ConnectionError, OSError):
             pass
         finally:
-            self.limits.release(uid, caller.long)
+            self.limits.release(uid, seat.long)
             writer.close()
 
-    async def _serve(self, caller: Caller, reader: asyncio.StreamReader,
+    async def _serve(self, caller: Caller, seat: Seat, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
         """Requests in turn until the client closes, idles out, or a stream ends."""
         while True:
@@ -228,15 +251,15 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
                 await _send(writer, JitError("bad_request",
                                              "request not ended by a newline").to_wire())
                 return
-            op, answer = await self.dispatch(line, caller, Channel(reader, writer))
+            op, answer = await self.dispatch(line, caller, Channel(reader, writer), seat)
             if not await _send(writer, answer) or (op is not None and op.kind == STREAM):
                 return
 
-    async def dispatch(self, line: bytes, caller: Caller,
-                       channel: Channel | None = None) -> tuple[Op | None, dict]:
+    async def dispatch(self, line: bytes, caller: Caller, channel: Channel | None = None,
+                       seat: Seat | None = None) -> tuple[Op | None, dict]:
         """Decode, check centrally, call; every failure becomes a named error answer."""
         op = None
-        CALLER.set(caller)
+        seat = seat or Seat()
         try:
             name, args = decode(line)
             op = OPS[name]
@@ -244,157 +267,30 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
                 raise JitError("permission_denied", f"only root may ask for {name}")
             if self.config_error and not op.without_policy:
                 raise JitError("config_error", self.config_error)
-            handler = getattr(self, op.handler)
+            handler = self.ops[name]
             if op.kind == CALL:
-                return op, await handler(args, caller.uid)
+                return op, await handler(args, caller)
             if not self.limits.to_long(caller.uid):
                 raise JitError("busy", "too many waiting connections; try again")
-            caller.long = True
+            seat.long = True
             try:
-                return op, await handler(args, caller.uid, channel)
+                return op, await handler(args, caller, channel)
             finally:
                 if op.kind != STREAM:
                     self.limits.to_quick(caller.uid)
-                    caller.long = False
+                    seat.long = False
         except JitError as exc:
             return op, exc.to_wire()
         except Exception:  # a bug: never a traceback to the client, always one in the log
             log.exception("internal error handling a request")
             return op, {"ok": False, "code": "internal", "message": "internal error in hostd"}
 
-    # the worker and effects -------------------------------------------------------------
-
-    async def run(self, fn: Callable, *args: object):
-        """Call fn in the ordered worker, then carry out what it said must follow."""
-        loop = asyncio.get_running_loop()
-        failure, value, effects, wrote = await loop.run_in_executor(
-            self.changes, self._job, fn, args)
-        if wrote:  # wake waiters (access.wait) to look again
-            self._changed.set()
-            self._changed = asyncio.Event()
-        await self.carry_out(effects)
-        if failure is not None:
-            raise failure
-        return value
-
-    def _job(self, fn: Callable, args: tuple) -> tuple[BaseException | None, object, list,
-                                                       bool]:
-        before = self.core.store.db.total_changes
-        try:
-            value, failure = fn(*args), None
-        except Exception as exc:
-            value, failure = None, exc
-        wrote = self.core.store.db.total_changes != before
-        return failure, value, self.core.take_effects(), wrote
-
-    async def carry_out(self, effects: list[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, ArmTimer):
-                self.schedule_warnings(effect.grant_id, effect.exp)
-                await self._arm(effect.grant_id, effect.exp)
-            elif isinstance(effect, CancelTimer):
-                self.cancel_warnings(effect.grant_id)
-                await self._cancel(effect.grant_id)
-            elif isinstance(effect, EndSessions):
-                self.end_sessions(effect)
-            elif isinstance(effect, Notify) and self.notifier is not None:
-                asyncio.get_running_loop().run_in_executor(
-                    self.side, self.notifier, effect.kind, effect.request,
-                    list(effect.recipients))
-
-    # operations -------------------------------------------------------------------------
-
-    async def op_status(self, args: dict, uid: int) -> dict:
-        return {"ok": True, "code": "ok", "message": "hostd is running",
-                "version": __version__, "uptime": self.core.now() - self.started,
-                "active_grants": self.reader.count_live(),
-                "config_error": self.config_error or None}
-
-    async def op_grant_activate(self, args: dict, uid: int) -> dict:
-        grant = await self.run(self.core.activate, args["token"], uid)
-        return {"ok": True, "code": "ok", "message": f"grant {grant['id']} activated",
-                "grant": grant}
-
-    async def op_grant_list(self, args: dict, uid: int) -> dict:
-        return {"ok": True, "code": "ok", "message": "",
-                "grants": self.core.list_grants(uid, bool(args.get("all")), self.reader)}
-
-    async def op_grant_revoke(self, args: dict, uid: int) -> dict:
-        grant = await self.run(self.core.revoke, args["id"], uid, args.get("reason", ""))
-        return {"ok": True, "code": "ok", "message": f"grant {grant['id']} revoked",
-                "grant": grant}
-
-    async def op_grant_expire(self, args: dict, uid: int) -> dict:
-        """Asked by the grant's expiry timer; the core re-checks exp itself."""
-        expired = await self.run(self.core.expire, args["id"])
-        return {"ok": True, "code": "ok", "expired": expired,
-                "message": "expired" if expired else "not due or already ended"}
-
-    async def op_access_request(self, args: dict, uid: int) -> dict:
-        req = await self.run(self.requests.create, uid, args["role"], args["duration"],
-                             args["reason"], args.get("ticket", ""))
-        return {"ok": True, "code": "ok", "message": f"request {req['id']} {req['state']}",
-                "request": req}
-
-    async def op_access_approve(self, args: dict, uid: int) -> dict:
-        req = await self.run(self.requests.approve, uid, args["id"], args.get("comment", ""))
-        return {"ok": True, "code": "ok", "message": f"request {req['id']} {req['state']}",
-                "request": req}
-
-    async def op_access_deny(self, args: dict, uid: int) -> dict:
-        req = await self.run(self.requests.deny, uid, args["id"], args["reason"])
-        return {"ok": True, "code": "ok", "message": f"request {req['id']} denied",
-                "request": req}
-
-    async def op_access_list(self, args: dict, uid: int) -> dict:
-        return {"ok": True, "code": "ok", "message": "",
-                "requests": await self.run(self.requests.visible, uid, args.get("id"))}
-
-    async def op_access_wait(self, args: dict, uid: int, channel: Channel) -> dict:
-        """Long wait for a decision on one's own request (`jit request --wait`): woken
-        by any change hostd makes, and by the request's own expiry."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(max(args.get("timeout", 60), 1), MAX_WAIT)
-        while True:
-            changed = self._changed  # taken before reading: no wake-up is lost
-            req = await self.run(self.requests.own, uid, args["id"])
-            left = deadline - loop.time()
-            if req["state"] != "pending" or left <= 0:
-                return {"ok": True, "code": "ok", "message": req["state"], "request": req}
-            row = self.reader.get_request(args["id"])
-            until_expiry = (row["expires"] if row else 0) - self.core.clock() + 0.05
-            try:
-                await asyncio.wait_for(changed.wait(), min(left, until_expiry))
-            except TimeoutError:
-                pass
+    # the worker's jobs that are not a client's ------------------------------------------
 
     def sweep(self) -> None:
         """Backstop: expire due grants and unanswered requests (in the worker)."""
         self.core.sweep()
         self.requests.expire_due()
-
-    # timers -----------------------------------------------------------------------------
-
-    async def _arm(self, grant_id: str, exp: int) -> None:
-        try:
-            await self.timers.arm(grant_id, exp)
-        except Exception as exc:  # the sweep is the backstop; never fail an activation
-            self.core.events.emit("timer_failed", f"could not arm expiry timer: {exc}",
-                                  grant_id=grant_id)
-
-    async def _cancel(self, grant_id: str) -> None:
-        try:
-            await self.timers.cancel(grant_id)
-        except Exception as exc:  # a stale timer only asks for an expiry that changes nothing
-            log.warning("could not cancel the expiry timer of %s: %s", grant_id, exc)
-
-    async def arm_missing(self, live: list[tuple[str, int]]) -> None:
-        for grant_id, exp in live:  # warnings live in this process: every start sets them
-            self.schedule_warnings(grant_id, exp)
-        armed = await self.timers.armed()
-        for grant_id, exp in live:
-            if grant_id not in armed:
-                await self._arm(grant_id, exp)
 
     def on_timer(self, grant_id: str) -> None:
         """In-process timer fired: ask the worker to expire (the core re-arms if early)."""
@@ -402,6 +298,6 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
 
     async def _expire_quietly(self, grant_id: str) -> None:
         try:
-            await self.run(self.core.expire, grant_id)
+            await self.worker.run(self.core.expire, grant_id)
         except Exception:
             log.exception("expiry of %s failed; the sweep retries", grant_id)

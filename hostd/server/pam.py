@@ -4,50 +4,59 @@ expiry ends (hostd/state/logind.py, Store.sessions_of_grant); `login.list` shows
 
 pam_jit.py calls them as root from inside login, sshd, su...: the user is the one PAM
 names (`pamh.user`, sent as a field, which only root may do), the process is the
-caller's own pid from SO_PEERCRED, and its logind session comes from logind, never from
-a field. Decisions are reads (grants through `self.reader`) and run on the loop; the
-registry changes go through the ordered worker.
+caller's own pid from SO_PEERCRED (`Caller.pid`), and its logind session comes from
+logind, never from a field. Decisions are reads (grants through the read-only store,
+names and groups through the accounts cache) and run on the loop; the registry changes
+go through the ordered worker.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
+from hostd.core.lifecycle import Core
 from hostd.errors import JitError
 from hostd.events import escape
 from hostd.policy import logins
+from hostd.server.grants import caller_name
+from hostd.server.ops import Caller
+from hostd.server.worker import Worker
+from hostd.state.accounts_cache import AccountsCache
+from hostd.state.store import Store
+
+if TYPE_CHECKING:  # loaded by service.py only when there is a bus
+    from hostd.state.logind import Logind
 
 log = logging.getLogger("jit-hostd")
 
 
-def _caller_pid() -> int:
-    from hostd.server.connections import (
-        CALLER,  # server imports this module: look it up when called
-    )
-
-    return CALLER.get().pid
-
-
 def _alive(pid: int) -> bool:
+    """The PAM callers are real processes, in a sandbox too: the real /proc."""
     return os.path.exists(f"/proc/{pid}")
 
 
 class PamOps:
-    """pam.account, pam.open_session, pam.close_session, login.list; needs Server's
-    core, reader, logind and run()."""
+    """pam.account, pam.open_session, pam.close_session, login.list."""
 
-    def _pam_user(self, args: dict) -> tuple[str, int]:
+    def __init__(self, core: Core, reader: Store, worker: Worker, names: AccountsCache,
+                 logind: Logind | None) -> None:
+        """`logind`: None in a sandbox or without a bus (sessions by pid only)."""
+        self.core, self.reader, self.worker, self.names = core, reader, worker, names
+        self.logind = logind
+
+    async def _pam_user(self, args: dict) -> tuple[str, int]:
         user = args["user"]
-        uid = self.core.accounts.uid_of(user)
+        uid = await self.names.uid_of(user)
         if uid is None:
             raise JitError("not_found", f"no such user: {escape(user)[:64]}")
         return user, uid
 
-    async def op_pam_account(self, args: dict, uid: int) -> dict:
+    async def op_pam_account(self, args: dict, caller: Caller) -> dict:
         """Admit or refuse one login; a refusal says why and how to ask."""
-        user, user_uid = self._pam_user(args)
-        groups = self.core.accounts.groups_of(user)
+        user, user_uid = await self._pam_user(args)
+        groups = set(await self.names.groups_of(user))
         cfg = self.core.config
         grants = self.reader.grants("active", user=user)
         d = logins.decide(cfg, grants, user, groups, self.core.now(), self.core.host.hostname)
@@ -74,10 +83,10 @@ class PamOps:
             return None
         return info["id"] if info is not None and info["uid"] == uid else None
 
-    async def op_pam_open_session(self, args: dict, uid: int) -> dict:
+    async def op_pam_open_session(self, args: dict, caller: Caller) -> dict:
         """Register the session against the user's live grants; say what they hold."""
-        user, user_uid = self._pam_user(args)
-        pid = _caller_pid()
+        user, user_uid = await self._pam_user(args)
+        pid = caller.pid
         sid = await self._logind_session(pid, user_uid)
         now = self.core.now()
         grants = logins.live(self.reader.grants("active", user=user), user, now)
@@ -85,7 +94,7 @@ class PamOps:
                "tty": args.get("tty", ""), "service": args.get("service", ""),
                "rhost": args.get("rhost", ""), "opened": now}
         ids = [g["id"] for g in grants]
-        await self.run(self._register, row, ids)
+        await self.worker.run(self._register, row, ids)
         self.core.events.emit(
             "session_opened", f"login session of {user} registered "
             f"({args.get('service') or 'pam'}, pid {pid}, {len(ids)} live grants)",
@@ -104,11 +113,11 @@ class PamOps:
                 session_id=gone["sid"], tty=gone["tty"], reason="process gone")
         store.open_login_session(row, grant_ids)
 
-    async def op_pam_close_session(self, args: dict, uid: int) -> dict:
+    async def op_pam_close_session(self, args: dict, caller: Caller) -> dict:
         """Mark the caller's session closed; closing one never registered is not an error."""
-        user, user_uid = self._pam_user(args)
-        pid = _caller_pid()
-        row = await self.run(self.core.store.close_login_session, user, pid, self.core.now())
+        user, user_uid = await self._pam_user(args)
+        pid = caller.pid
+        row = await self.worker.run(self.core.store.close_login_session, user, pid, self.core.now())
         if row is not None:
             self.core.events.emit(
                 "session_closed", f"login session of {user} closed ({row['service'] or 'pam'}"
@@ -116,14 +125,10 @@ class PamOps:
                 tty=row["tty"])
         return {"ok": True, "code": "ok", "closed": row is not None, "message": ""}
 
-    async def op_login_list(self, args: dict, uid: int) -> dict:
+    async def op_login_list(self, args: dict, caller: Caller) -> dict:
         """Registered login sessions (open ones unless `closed`): one's own, or all for root."""
-        if args.get("all") and uid != 0:
+        if args.get("all") and caller.uid != 0:
             raise JitError("permission_denied", "only root may list every user's sessions")
-        user = None
-        if not args.get("all"):
-            user = self.core.accounts.user_by_uid(uid)
-            if user is None:
-                raise JitError("wrong_user", f"uid {uid} has no local user name")
+        user = None if args.get("all") else await caller_name(self.names, caller.uid)
         return {"ok": True, "code": "ok", "message": "",
                 "sessions": self.reader.login_sessions(user, not args.get("closed"))}

@@ -1,5 +1,9 @@
-"""The recording ops of the server: `record.open`, the wrapping of recorded sudo
-commands in `jit-record`, hang-ups when a grant ends, retention. A mixin of Server.
+"""The recording ops: `record.open`, the wrapping of recorded sudo commands in
+`jit-record`, hang-ups when a grant ends, retention.
+
+A recorded session is hung up by the same path that ends a grant's login sessions:
+the EndSessions effect (hostd/server/sessions.py) calls `hang_up(grant_id, reason)`,
+and a session opened for a grant that has already ended is hung up at once.
 
 Where the writing happens: frames are read and checked on the loop (each at most
 64 KiB), and written to the file in `self.recording_pool`, a pool of its own (four
@@ -18,11 +22,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hostd.core.lifecycle import Core
 from hostd.errors import JitError
 from hostd.policy.liveness import is_live
 from hostd.record.recordings import (
-    MAX_TOKENS,
-    TOKEN_TTL,
     Recording,
     Session,
     Tokens,
@@ -30,6 +33,8 @@ from hostd.record.recordings import (
     should_record,
     wrap,
 )
+from hostd.server.ops import Caller
+from hostd.state.store import Store
 
 log = logging.getLogger("jit-hostd")
 
@@ -119,31 +124,28 @@ class _Pipeline:
 
 
 class RecordOps:
-    """record.open; needs Server's core, reader, _changed and init_recording()."""
+    """record.open, the wrapping of recorded commands, hang-ups and retention."""
 
-    def init_recording(self, sessions_dir: Path = SESSIONS_DIR) -> None:
+    def __init__(self, core: Core, reader: Store, sessions_dir: Path = SESSIONS_DIR) -> None:
+        self.core, self.reader = core, reader
         self.sessions_dir = sessions_dir
         self.record_tokens = Tokens()
         self.recording_pool = ThreadPoolExecutor(max_workers=4,
                                                  thread_name_prefix="jit-recording")
         self.live_recordings: dict[str, Recording] = {}
-        # (uid, sudo's pid) -> (command line, when): approved commands whose recorder
-        # has yet to exec them (that exec comes back as an intercepted sudo.check)
-        self.approved_execs: dict[tuple[int, str], tuple[str, float]] = {}
+        self._channels: dict[str, object] = {}  # recording id -> its stream, for hang_up
 
     # sudo.check: which allowed command is recorded, and how ---------------------------------
 
-    def record_wrap(self, asked, d, allow: dict, approved: bool = False) -> dict:
-        """Wrap an allowed sudo command in jit-record when the role says so; standing
-        rules (no role) follow a role's defaults (`interactive`, `terminate`).
-        `approved`: an approver let this command run once; the recorder's exec of it
-        comes back intercepted and must not need a second approval (approved_exec)."""
+    def wrap_allowed(self, asked, d, allow: dict) -> dict | None:
+        """The allow answer wrapped in jit-record when the role says so, else None;
+        standing rules (no role) follow a role's defaults (`interactive`, `terminate`)."""
         role = self.core.config.roles.get(d.source.role) if d.source and d.source.role \
             else None
         record = role.record if role else "interactive"
         req = asked.request
         if not should_record(record, req.tty, req.intercepted, req.sudoedit):
-            return allow
+            return None
         failure = role.record_failure if role else "terminate"
         session = Session(user=req.user, uid=req.uid, runas=req.runas_user, command=d.line,
                           tty=req.tty, host=self.core.host.hostname,
@@ -152,27 +154,12 @@ class RecordOps:
                           record_input=role.record_input if role else False,
                           record_failure=failure)
         token = self.record_tokens.issue(session)
-        if approved:
-            if len(self.approved_execs) >= MAX_TOKENS:
-                self.approved_execs.pop(next(iter(self.approved_execs)))
-            self.approved_execs[(req.uid, req.pid)] = (d.line, self.core.clock())
         info, argv = wrap(tuple(allow["command_info"]), tuple(allow["argv"]), token, failure)
         return {**allow, "command_info": list(info), "argv": list(argv)}
 
-    def approved_exec(self, asked) -> bool:
-        """An intercepted check that is the recorder's exec of the command an approver
-        just let run: same user, same sudo process, same resolved command line, within
-        TOKEN_TTL, once. Anything else the session runs meets the guardrail as usual."""
-        req = asked.request
-        if not req.intercepted or asked.decision.result != "pending":
-            return False
-        entry = self.approved_execs.pop((req.uid, req.pid), None)
-        return (entry is not None and entry[0] == asked.decision.line
-                and entry[1] > self.core.clock() - TOKEN_TTL)
-
     # record.open -------------------------------------------------------------------------
 
-    async def op_record_open(self, args: dict, uid: int, channel) -> dict:
+    async def op_record_open(self, args: dict, caller: Caller, channel) -> dict:
         session = self.record_tokens.take(args["token"])
         if session is None:
             raise JitError("not_found", "unknown, used or expired recording token")
@@ -192,7 +179,6 @@ class RecordOps:
         self.live_recordings[rec.id] = rec
         self._record_event("recording_started", rec, session,
                            f"recording {rec.id} started: {session.user} as {session.runas}")
-        watcher = None
         try:
             opened = {"ok": True, "code": "ok", "message": f"recording {rec.id}", "id": rec.id,
                       "masking": [list(rule) for rule in rules],
@@ -201,12 +187,13 @@ class RecordOps:
                       "record_failure": session.record_failure}
             if not await channel.send(opened):
                 return await self._record_failed(rec, "the recorder went away at the start")
-            if session.grant_id:
-                watcher = asyncio.ensure_future(self._watch_grant(rec, channel))
+            self._channels[rec.id] = channel  # from now on, hang_up finds it
+            ended = self._ended(session.grant_id)
+            if ended is not None:  # ended before the session started
+                await self._hang_up_one(rec, ended)
             return await self._record_frames(rec, channel)
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            self._channels.pop(rec.id, None)
             self.live_recordings.pop(rec.id, None)
 
     async def _record_frames(self, rec: Recording, channel) -> dict:
@@ -260,26 +247,34 @@ class RecordOps:
                            recording_sha256=digest or None)
         return {"ok": False, "code": "bad_request", "message": why}
 
-    async def _watch_grant(self, rec: Recording, channel) -> None:
-        """Hang the session up when the grant that allowed it ends: woken by every
-        change hostd makes (expiry, revocation) and at the grant's exp."""
-        grant_id = rec.session.grant_id
-        while True:
-            changed = self._changed  # taken before reading: no wake-up is lost
-            g = self.reader.get_grant(grant_id)
-            now = self.core.clock()
-            if g is None or not is_live(g, now):
-                state = "expired" if g is None or g["state"] == "active" else g["state"]
-                reason = f"grant {grant_id} {state}"
-                self.core.events.emit("session_terminated", f"recorded sudo session {rec.id} "
-                                      f"of {rec.session.user} hung up: {reason}",
-                                      **self._recording_fields(rec, rec.session), reason=reason)
-                await channel.send({"hangup": reason})
-                return
-            try:
-                await asyncio.wait_for(changed.wait(), max(0.05, g["exp"] - now + 0.05))
-            except TimeoutError:
-                pass
+    def _ended(self, grant_id: str | None) -> str | None:
+        """Why the session's grant no longer holds (`grant ID revoked`), None while it
+        does or for a standing rule. Read with no await after the session was listed,
+        so an ending either comes later (and finds it) or is seen here."""
+        if not grant_id:
+            return None
+        g = self.reader.get_grant(grant_id)
+        if g is not None and is_live(g, self.core.clock()):
+            return None
+        state = "expired" if g is None or g["state"] == "active" else g["state"]
+        return f"grant {grant_id} {state}"
+
+    async def hang_up(self, grant_id: str, reason: str) -> None:
+        """The grant ended ("expired", "revoked", "policy changed"): hang up every
+        recorded session it allowed (from the ending path, sessions.py)."""
+        why = f"grant {grant_id} {'expired' if reason == 'expired' else 'revoked'}"
+        await asyncio.gather(*(self._hang_up_one(rec, why)
+                               for rec in list(self.live_recordings.values())
+                               if rec.session.grant_id == grant_id and rec.id in self._channels))
+
+    async def _hang_up_one(self, rec: Recording, reason: str) -> None:
+        channel = self._channels.pop(rec.id, None)  # once per session
+        if channel is None:
+            return
+        self.core.events.emit("session_terminated", f"recorded sudo session {rec.id} "
+                              f"of {rec.session.user} hung up: {reason}",
+                              **self._recording_fields(rec, rec.session), reason=reason)
+        await channel.send({"hangup": reason})
 
     @staticmethod
     def _recording_fields(rec: Recording | None, session: Session) -> dict:

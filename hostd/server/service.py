@@ -24,7 +24,7 @@ from hostd.protocol import MAX_LINE
 from hostd.server import residue
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
-from hostd.state.accounts import accounts_for
+from hostd.state.accounts import Accounts, accounts_for
 from hostd.state.hostfacts import read_facts
 from hostd.state.store import Store
 from hostd.state.timers import InProcessTimers
@@ -45,8 +45,10 @@ def ensure_host_key(paths: Paths) -> bool:
     return False
 
 
-def build_core(paths: Paths) -> tuple[Core, str]:
-    """Everything the daemon and the offline modes share; returns (core, config error)."""
+def build_core(paths: Paths, accounts: Accounts | None = None) -> tuple[Core, str]:
+    """Everything the daemon and the offline modes share; returns (core, config error).
+    `accounts`: the host's (accounts_for) unless given (benchmarks/loop_latency.py
+    gives a slow directory)."""
     for d in (paths.state_db.parent, paths.sessions_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     events = Events(mirror=paths.events_mirror if paths.sandboxed else None)
@@ -61,7 +63,7 @@ def build_core(paths: Paths) -> tuple[Core, str]:
     if not error:
         write_login_gate(paths, cfg)
     host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
-    core = Core(cfg, Store(paths.state_db), accounts_for(paths), events, host)
+    core = Core(cfg, Store(paths.state_db), accounts or accounts_for(paths), events, host)
     core.boot_id = residue.boot_id(paths.proc)
     return core, error
 
@@ -131,8 +133,8 @@ async def _timers(paths: Paths, core: Core, on_due: Callable[[str], None]):
 
 
 async def _logind(paths: Paths, core: Core):
-    """Server.logind: logind on a system-bus connection of its own (hostd/state/logind.py);
-    None in a sandbox or without a bus: sessions are then registered by pid only."""
+    """logind on a system-bus connection of its own (hostd/state/logind.py); None in a
+    sandbox or without a bus: sessions are then registered by pid only."""
     if paths.sandboxed:
         return None
     try:
@@ -151,20 +153,20 @@ async def _logind(paths: Paths, core: Core):
 GIL_SWITCH_INTERVAL = 0.0001
 
 
-async def serve(paths: Paths) -> int:
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+async def build_server(paths: Paths, accounts: Accounts | None = None
+                       ) -> tuple[Server, list[tuple[str, int]]]:
+    """The daemon, composed from `paths` in this one place, reconciled; with the live
+    grants (id, exp), soonest first, whose timers serve() re-arms."""
     try:
         ensure_host_key(paths)
     except (OSError, ValueError, TypeError, JitError) as exc:  # requests off; expiry goes on
         log.warning("host issuer key %s: %s", paths.host_key, _why(exc))
-    core, error = build_core(paths)
+    core, error = build_core(paths, accounts)
     # in-process timers call back into the server, which is made just below
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
-    server = Server(core, timers, error, build_requests(paths, core),
-                    build_notifier(paths, core), Store.reader(paths.state_db))
-    server.proc_root, server.dev_root = paths.proc, paths.dev  # sandbox: DIR/proc, DIR/dev
-    server.logind = await _logind(paths, core)
-    server.sessions_dir = paths.sessions_dir
+    server = Server(core, timers, config_error=error, requests=build_requests(paths, core),
+                    notifier=build_notifier(paths, core), reader=Store.reader(paths.state_db),
+                    logind=await _logind(paths, core), paths=paths)
     pending = core.pending_endings()  # a previous run ended these and was killed first
     if not error:
         core.end_unsupported()
@@ -173,45 +175,50 @@ async def serve(paths: Paths) -> int:
     await server.carry_out(pending + core.take_effects())
     core.events.emit("hostd_started", f"jit-hostd started, {len(live)} live grants",
                      reason=error or None)
+    return server, live
 
-    sock = _listening_socket(paths)
-    srv = await asyncio.start_unix_server(server.handle, sock=sock, limit=MAX_LINE + 1)
+
+async def serve(paths: Paths, accounts: Accounts | None = None) -> int:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    server, live = await build_server(paths, accounts)
+    srv = await asyncio.start_unix_server(server.handle, sock=_listening_socket(paths),
+                                          limit=MAX_LINE + 1)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(paths, server))
     _notify("READY=1")
-
-    async def sweeper() -> None:
-        while True:
-            await asyncio.sleep(core.config.sweep_interval)
-            try:
-                await server.run(server.sweep)
-            except Exception:
-                log.exception("sweep failed")
-            try:  # retention of recordings: file I/O in the recording pool, not the worker
-                await server.sweep_recordings()
-            except Exception:
-                log.exception("recording retention failed")
-
     # Timers are re-armed while hostd already serves, soonest expiry first: after a
     # reboot with thousands of live grants this takes seconds of D-Bus calls, and nobody
     # should wait for it. Correctness does not depend on it: an expired grant never
     # authorizes, and the sweep is the backstop.
-    arm_task = asyncio.create_task(server.arm_missing(live))
-    sweep_task = asyncio.create_task(sweeper())
+    tasks = [asyncio.create_task(server.effects.arm_missing(live)),
+             asyncio.create_task(_sweeper(server))]
     async with srv:
         await stop.wait()
-    arm_task.cancel()
-    sweep_task.cancel()
+    for task in tasks:
+        task.cancel()
     _notify("STOPPING=1")
     server.close()
-    if server.logind is not None:
-        server.logind.close()
+    if server.ending.logind is not None:
+        server.ending.logind.close()
     server.reader.close()
-    core.store.close()
+    server.core.store.close()
     return 0
+
+
+async def _sweeper(server: Server) -> None:
+    while True:
+        await asyncio.sleep(server.core.config.sweep_interval)
+        try:
+            await server.worker.run(server.sweep)
+        except Exception:
+            log.exception("sweep failed")
+        try:  # retention of recordings: file I/O in the recording pool, not the worker
+            await server.recordings.sweep_recordings()
+        except Exception:
+            log.exception("recording retention failed")
 
 
 def _reload(paths: Paths, server: Server) -> None:
@@ -222,7 +229,7 @@ def _reload(paths: Paths, server: Server) -> None:
 
 async def _reload_async(paths: Paths, server: Server) -> None:
     try:
-        await server.run(_apply_reload, paths, server)
+        await server.worker.run(_apply_reload, paths, server)
     except JitError as exc:
         server.core.events.emit("config_error", f"reload refused, keeping the previous "
                                 f"configuration: {exc.message}", reason=exc.message)

@@ -1,4 +1,4 @@
-"""Ending what a grant opened, and warning before it ends: a mixin of Server.
+"""Ending what a grant opened, and warning before it ends.
 
 A removed group stays in the supplementary groups of every process started while the
 grant was live, so at the end of a grant (an `EndSessions` effect from the core) with
@@ -10,10 +10,11 @@ grant was live, so at the end of a grant (an `EndSessions` effect from the core)
    SIGKILL to whatever a new scan still finds (children forked meanwhile), each
    signal after checking the process again through a pidfd.
 With "keep-sessions" nothing is killed: one `privilege_residue` event lists the
-processes that outlive the grant's privilege.
+processes that outlive the grant's privilege. Either way, recorded sudo sessions the
+grant allowed are hung up first (RecordOps.hang_up): one ending path for both.
 
-logind calls are D-Bus calls on the loop (Server.logind, None in a sandbox or without
-a bus); reading /proc and signalling run in a thread of their own, so the loop never
+logind calls are D-Bus calls on the loop (`logind`, None in a sandbox or without a
+bus); reading /proc and signalling run in a thread of their own, so the loop never
 waits on either. The user's terminals are warned 5 and 1 minute before expiry and on
 revocation (hostd/server/warnings.py), from the side thread.
 """
@@ -23,13 +24,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hostd.core.effects import EndSessions
+from hostd.core.lifecycle import Core
 from hostd.policy.liveness import is_live
 from hostd.server import residue
 from hostd.server import warnings as expiry_warnings
+from hostd.server.record import RecordOps
+from hostd.server.worker import Worker
+from hostd.state.store import Store
+
+if TYPE_CHECKING:  # loaded by service.py only when there is a bus
+    from hostd.state.logind import Logind
 
 log = logging.getLogger("jit-hostd")
 
@@ -42,18 +51,22 @@ TELL_TIMEOUT = 1.0
 
 
 class SessionEnding:
-    """EndSessions and expiry warnings; needs Server's core, reader, side, logind."""
+    """EndSessions and expiry warnings."""
 
-    proc_root = Path("/proc")
-    dev_root = Path("/dev")
-
-    def init_ending(self) -> None:
+    def __init__(self, core: Core, reader: Store, worker: Worker, recordings: RecordOps,
+                 side: Executor, logind: Logind | None = None,
+                 proc_root: Path = Path("/proc"), dev_root: Path = Path("/dev")) -> None:
+        """`side`: the notices thread (terminal writes); `logind`: None in a sandbox or
+        without a bus; `proc_root`, `dev_root`: DIR/proc and DIR/dev in a sandbox."""
+        self.core, self.reader, self.worker = core, reader, worker
+        self.recordings, self.side, self.logind = recordings, side, logind
+        self.proc_root, self.dev_root = proc_root, dev_root
         self.ending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-ending")
         self._ending_tasks: set[asyncio.Task] = set()
         self._warn_handles: dict[str, list[asyncio.Handle]] = {}
         self._warned: dict[str, set[int]] = {}
 
-    def close_ending(self) -> None:
+    def close(self) -> None:
         self.ending.shutdown(wait=False, cancel_futures=True)
         for handles in self._warn_handles.values():
             for h in handles:
@@ -83,12 +96,16 @@ class SessionEnding:
             log.exception("ending the sessions of grant %s failed", e.grant_id)
             return
         try:
-            await self.run(self.core.store.forget_ending, e.grant_id)
+            await self.worker.run(self.core.store.forget_ending, e.grant_id)
         except Exception:  # stopping: the next start carries it out again, harmlessly
             log.exception("could not mark the ending of grant %s done", e.grant_id)
 
     async def _end(self, e: EndSessions) -> None:
         self.cancel_warnings(e.grant_id, forget=True)
+        try:
+            await self.recordings.hang_up(e.grant_id, e.reason)
+        except Exception:  # the login sessions and processes still end
+            log.exception("hanging up the recorded sessions of grant %s failed", e.grant_id)
         if e.reason != "expired":
             await self.tell(e.uid, expiry_warnings.revoked_line(e.role, e.by, e.mode))
         gids = self._taken(e)

@@ -1,18 +1,27 @@
-"""The sudo ops of the server: one `sudo.check` per sudo invocation, `sudo.wait` for a
-paused one. A mixin of Server, so each family of ops lives in a module of its own while
-the registry still finds every handler as `Server.op_<name>`.
+"""The sudo ops: one `sudo.check` per sudo invocation, `sudo.wait` for a paused one.
 
-Passwords are checked in the server's auth threads (PAM may sleep seconds on a wrong
-one); changes go through the ordered worker (`self.run`); reads use `self.reader`.
+The decision runs on the loop: grants come from the read-only store, and the user's
+name, groups and runas account from the accounts cache (whose misses run in a pool of
+their own), so a slow directory never stalls the loop. Passwords are checked in the
+auth threads (PAM may sleep seconds on a wrong one); changes (approvals, `sudo -l`,
+`-v`) go through the ordered worker. What waits for an approver, and which approved
+recorded command's exec is due, is held in one place: `Sudo.approvals`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
 
-from hostd.core.sudo import MAX_TRIES, stamp_key
+from hostd.core.lifecycle import Core
+from hostd.core.sudo import MAX_TRIES, Asked, Sudo, stamp_key
 from hostd.errors import JitError
 from hostd.protocol import SUDO_MODES
+from hostd.server.ops import Caller
+from hostd.server.record import RecordOps
+from hostd.server.worker import Worker
+from hostd.state.accounts_cache import AccountsCache
+from hostd.state.store import Store
 
 
 def _sudo_fields(req, d) -> dict:
@@ -23,29 +32,47 @@ def _sudo_fields(req, d) -> dict:
             "guardrail": str(d.guardrail) if d.guardrail >= 0 else None}
 
 
-
 class SudoOps:
-    """sudo.check and sudo.wait; needs Server's core, sudo, reader, auth, run()."""
+    """sudo.check and sudo.wait."""
 
-    async def op_sudo_check(self, args: dict, uid: int) -> dict:
+    def __init__(self, core: Core, sudo: Sudo, reader: Store, worker: Worker,
+                 names: AccountsCache, auth: Executor, recordings: RecordOps) -> None:
+        self.core, self.sudo, self.reader, self.worker = core, sudo, reader, worker
+        self.names, self.auth, self.recordings = names, auth, recordings
+        self.approvals = sudo.approvals
+
+    async def _ask(self, args: dict) -> Asked:
+        """Parse once, look the accounts up through the cache, decide once. An
+        intercepted check that is the recorder's exec of the command an approver just
+        let run (same user, same sudo process, same command line) is decided as
+        approved; any other command of that session meets the guardrails as usual."""
+        req = self.sudo.parse(args)
+        self.sudo.identify(req, await self.names.user_by_uid(req.uid))
+        groups, runas = await asyncio.gather(self.names.groups_of(req.user),
+                                             self.names.account(req.runas_user))
+        line = self.approvals.take_exec(req)
+        asked = self.sudo.decided(req, groups, runas, line is not None, self.reader)
+        if line is not None and asked.decision.line != line:  # not the approved command
+            asked = self.sudo.decided(req, groups, runas, False, self.reader)
+        return asked
+
+    async def op_sudo_check(self, args: dict, caller: Caller) -> dict:
         """One sudo invocation: allow (command_info), refuse, ask for the password, or
         pause for an approval. Passwords are checked in the auth threads."""
         mode = args["mode"]
         if mode not in SUDO_MODES:
             raise JitError("bad_request", f"mode must be one of {', '.join(SUDO_MODES)}")
         if mode == "list":
-            text = await self.run(self.sudo.list_text, args)
+            text = await self.worker.run(self.sudo.list_text, args)
             return {"ok": True, "code": "ok", "decision": "list", "message": text}
         if mode in ("validate", "invalidate"):
-            needs, req = await self.run(self.sudo.needs_password_to_validate, args)
+            needs, req = await self.worker.run(self.sudo.needs_password_to_validate, args)
             if mode == "invalidate":
                 self.sudo.forget(stamp_key(req))
             elif needs and not self.sudo.fresh(stamp_key(req)):
                 await self._password(args, req)
             return {"ok": True, "code": "ok", "decision": mode, "message": ""}
-        asked = self.sudo.ask(args)  # reads only (grants through self.reader): on the loop
-        if self.approved_exec(asked):  # a recorded, approved command's own exec
-            asked = self.sudo.ask(args, approved=True)
+        asked = await self._ask(args)
         d = asked.decision
         if d.result == "deny":
             return self._sudo_refused(asked, d.code, d.message)
@@ -58,26 +85,37 @@ class SudoOps:
             if asked.request.noninteractive:
                 return self._sudo_refused(asked, "needs_approval", f"{d.command} needs an "
                                           "approval; run sudo without -n to ask for one")
-            req = await self.run(self.sudo.request_approval, asked)
+            req = await self.worker.run(self.sudo.request_approval, asked)
             self._sudo_event("sudo_pending", asked, d, request_id=req["id"])
             return {"ok": True, "code": "ok", "decision": "pending", "request_id": req["id"],
                     "timeout": self.core.config.sudo_approval_timeout,
                     "message": f"jit: {d.message}: request {req['id']}; waiting for "
                                "approval (Ctrl-C to cancel)"}
         self._sudo_event("sudo_allowed", asked, d)
-        return self.record_wrap(asked, d, self._sudo_allow(d))
+        return self._allow(asked, d)
 
-    async def op_sudo_wait(self, args: dict, uid: int, channel) -> dict:
+    def _allow(self, asked: Asked, d, approved: bool = False) -> dict:
+        """The allow answer, wrapped in jit-record when the command is recorded; an
+        approved recorded command's exec is then expected (Approvals.take_exec)."""
+        allow = self._sudo_allow(d)
+        wrapped = self.recordings.wrap_allowed(asked, d, allow)
+        if wrapped is None:
+            return allow
+        if approved:
+            self.approvals.expect_exec(asked.request, d.line)
+        return wrapped
+
+    async def op_sudo_wait(self, args: dict, caller: Caller, channel) -> dict:
         """Wait for the approval of a paused command; Ctrl-C (the plugin's connection
         closing) cancels the request."""
         rid = args["id"]
-        asked = self.sudo.waiting.get(rid)
+        asked = self.approvals.waiting_for(rid)
         if asked is None:
             raise JitError("not_found", f"no sudo command waits on request {rid}")
         gone = asyncio.ensure_future(channel.reader.read(1))  # EOF: sudo went away
         try:
             while True:
-                changed = self._changed
+                changed = self.worker.changed
                 row = self.reader.get_request(rid)
                 left = (row["expires"] if row else 0) - self.core.clock()
                 if row is None or row["state"] != "pending" or left <= 0:
@@ -87,17 +125,17 @@ class SudoOps:
                                    return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 if gone.done():
-                    await self.run(self.sudo.cancel, rid)
+                    await self.worker.run(self.sudo.cancel, rid)
                     return {"ok": False, "code": "denied", "message": "cancelled"}
         finally:
             gone.cancel()
         if row is not None and row["state"] == "approved":
-            d = await self.run(self.sudo.approved, rid)
+            d = await self.worker.run(self.sudo.approved, rid)
             if d.allowed:
                 self._sudo_event("sudo_allowed", asked, d, request_id=rid)
-                return self.record_wrap(asked, d, self._sudo_allow(d), approved=True)
+                return self._allow(asked, d, approved=True)
             return self._sudo_refused(asked, d.code, d.message)
-        self.sudo.waiting.pop(rid, None)
+        self.approvals.take(rid)
         state = "denied" if row is not None and row["state"] == "denied" else "expired"
         return self._sudo_refused(asked, "denied", f"request {rid} was {state}: "
                                   f"{asked.decision.command} does not run")

@@ -1,13 +1,13 @@
 """systemd-logind over D-Bus: find the session a PAM process runs in, list a user's
 sessions, and end them (DESIGN.md §7, §13).
 
-hostd gets its bus in `service.serve`: `Logind.connect()` opens a system-bus
-connection of its own (the timers keep theirs, so neither depends on the other) and
-the server holds it as `Server.logind`; it is None in a sandbox (no logind there) or
+hostd gets its bus in `service.build_server`: `Logind.connect()` opens a system-bus
+connection of its own (the timers keep theirs, so neither depends on the other), given
+to the PAM ops and the session ending; it is None in a sandbox (no logind there) or
 when the bus cannot be reached, and every caller must cope with None.
 
-Only the low-level `Message`/`bus.call` API is used, as in hostd/state/systemd_timers.py,
-which dbus-next 0.2.3 (Debian 12) and its fork dbus-fast share.
+Calls go through hostd/state/dbus.py, shared with the systemd timers: each is bounded
+to 5 s (dbus.CALL_TIMEOUT), so a wedged logind never holds hostd's loop caller.
 """
 
 from __future__ import annotations
@@ -17,12 +17,7 @@ import re
 import time
 from typing import Any
 
-try:
-    from dbus_next import BusType, Message, MessageType, Variant
-    from dbus_next.aio import MessageBus
-except ImportError:  # pragma: no cover - dbus-fast, the API-compatible fork
-    from dbus_fast import BusType, Message, MessageType, Variant
-    from dbus_fast.aio import MessageBus
+from hostd.state import dbus
 
 LOGIN1 = "org.freedesktop.login1"
 LOGIN1_PATH = "/org/freedesktop/login1"
@@ -44,16 +39,11 @@ GONE = frozenset({
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KILL_WHO = ("all", "leader")
 POLL_SECONDS = 0.05
-CALL_TIMEOUT = 5.0  # a wedged logind must not hold hostd's loop caller forever
 
 
-class LogindError(RuntimeError):
-    """logind refused or failed a call: `name` is the D-Bus error name."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.name = name
-        self.message = message
+class LogindError(dbus.BusError):
+    """logind refused or failed a call (or gave no answer in time): `name` is the
+    D-Bus error name."""
 
 
 def _check_sid(sid: str) -> str:
@@ -62,8 +52,7 @@ def _check_sid(sid: str) -> str:
     return sid
 
 
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, Variant) else value
+_plain = dbus.plain
 
 
 def session_dict(props: dict) -> dict:
@@ -83,27 +72,15 @@ class Logind:
 
     @classmethod
     async def connect(cls) -> Logind:
-        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-        return cls(bus)
+        return cls(await dbus.connect_system())
 
     def close(self) -> None:
         self.bus.disconnect()
 
     async def _call(self, member: str, signature: str = "", body: list | None = None, *,
                     interface: str = MANAGER, path: str = LOGIN1_PATH) -> list:
-        msg = Message(destination=LOGIN1, path=path, interface=interface, member=member,
-                      signature=signature, body=body or [])
-        try:
-            reply = await asyncio.wait_for(self.bus.call(msg), CALL_TIMEOUT)
-        except TimeoutError:
-            raise LogindError("org.freedesktop.DBus.Error.Timeout",
-                              f"{member}: no answer in {CALL_TIMEOUT:g} s") from None
-        if reply is None:
-            raise LogindError("org.freedesktop.DBus.Error.NoReply", f"{member}: no reply")
-        if reply.message_type == MessageType.ERROR:
-            detail = reply.body[0] if reply.body else ""
-            raise LogindError(reply.error_name or "error", str(detail))
-        return list(reply.body)
+        return await dbus.call(self.bus, LOGIN1, path, interface, member, signature, body,
+                               error=LogindError)
 
     async def _unless_gone(self, member: str, signature: str, body: list,
                            **where: str) -> list | None:

@@ -7,8 +7,9 @@ systemd 252 refuses `Unit=` on a transient timer, so the timer cannot trigger a
 shipped unit. The service runs `jit-hostd --expire GRANT`, which asks the daemon
 (socket activation starts it when it is down); the daemon re-checks `exp` itself.
 
-Only the low-level `Message`/`bus.call` API is used, which dbus-next 0.2.3 (Debian 12)
-and its maintained fork dbus-fast share.
+Calls go through hostd/state/dbus.py, which bounds each one to 5 s (dbus.CALL_TIMEOUT),
+as for logind: a wedged systemd fails the call (the sweep is the backstop), it never
+holds the caller.
 """
 
 from __future__ import annotations
@@ -20,12 +21,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-try:
-    from dbus_next import BusType, Message, MessageType, Variant
-    from dbus_next.aio import MessageBus
-except ImportError:  # pragma: no cover - dbus-fast, the API-compatible fork
-    from dbus_fast import BusType, Message, MessageType, Variant
-    from dbus_fast.aio import MessageBus
+from hostd.state import dbus
+from hostd.state.dbus import Variant
 
 SYSTEMD = "org.freedesktop.systemd1"
 SYSTEMD_PATH = "/org/freedesktop/systemd1"
@@ -51,13 +48,9 @@ SETTLE_SECONDS = 3.0
 POLL_SECONDS = 0.05
 
 
-class TimerError(RuntimeError):
-    """systemd refused or failed a call: `name` is the D-Bus error name."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.name = name
-        self.message = message
+class TimerError(dbus.BusError):
+    """systemd refused or failed a call (or gave no answer in time): `name` is the
+    D-Bus error name."""
 
 
 def _check_id(grant_id: str) -> str:
@@ -113,8 +106,7 @@ class SystemdTimers:
 
     @classmethod
     async def connect(cls) -> SystemdTimers:
-        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-        return cls(bus)
+        return cls(await dbus.connect_system())
 
     def close(self) -> None:
         self.bus.disconnect()
@@ -130,22 +122,8 @@ class SystemdTimers:
         interface: str = MANAGER,
         path: str = SYSTEMD_PATH,
     ) -> list:
-        reply = await self.bus.call(
-            Message(
-                destination=SYSTEMD,
-                path=path,
-                interface=interface,
-                member=member,
-                signature=signature,
-                body=body or [],
-            )
-        )
-        if reply is None:
-            raise TimerError("org.freedesktop.DBus.Error.NoReply", f"{member}: no reply")
-        if reply.message_type == MessageType.ERROR:
-            detail = reply.body[0] if reply.body else ""
-            raise TimerError(reply.error_name or "error", str(detail))
-        return list(reply.body)
+        return await dbus.call(self.bus, SYSTEMD, path, interface, member, signature, body,
+                               error=TimerError)
 
     async def _unit_path(self, name: str) -> str | None:
         try:

@@ -13,6 +13,7 @@ from test_residue import put, status
 from test_server import FakeTimers
 
 from hostd.core.effects import EndSessions
+from hostd.paths import Paths
 from hostd.server.connections import Server
 
 DOCKER, ADM = 2006, 2000  # FakeAccounts.gid_of: 2000 + place in name order
@@ -22,9 +23,8 @@ DOCKER, ADM = 2006, 2000  # FakeAccounts.gid_of: 2000 + place in name order
 def w(tmp_path, config, host, mint):
     world = World(tmp_path, config, host, mint)
     world.timers = FakeTimers()
-    world.server = Server(world.core, world.timers)
-    world.server.proc_root = tmp_path / "proc"
-    world.server.dev_root = tmp_path / "dev"
+    world.paths = Paths.for_root(tmp_path)
+    world.server = Server(world.core, world.timers, paths=world.paths)
     yield world
     world.server.close()
     world.store.close()
@@ -90,7 +90,7 @@ def effect(mode: str = "keep-sessions", gids=(("docker", DOCKER),), reason="expi
 
 def carry(w, e: EndSessions) -> None:
     async def go() -> None:
-        await w.server.end_sessions(e)
+        await w.server.ending.end_sessions(e)
     asyncio.run(go())
 
 
@@ -165,10 +165,16 @@ def register(w, sid: str | None, grant_ids: list[str], pid: int = 500,
         w.store.close_login_session(user, pid, int(w.clock.t))
 
 
+def with_logind(w, logind) -> None:
+    """The server as service.py builds it when logind is on the bus."""
+    w.server.close()
+    w.server = Server(w.core, w.timers, paths=w.paths, logind=logind)
+
+
 def expire_and_carry(w, grant_id: str) -> None:
     async def go() -> None:
-        assert await w.server.run(w.core.expire, grant_id)
-        await asyncio.gather(*w.server._ending_tasks)
+        assert await w.server.worker.run(w.core.expire, grant_id)
+        await asyncio.gather(*w.server.ending._ending_tasks)
     w.clock.t += HOUR
     asyncio.run(go())
 
@@ -186,7 +192,7 @@ def test_terminate_ends_registered_sessions_then_kills_the_stubborn(w):
                          "5": session("5", leader=700), "6": session("6", uid=1001),
                          "7": session("7", leader=800), "9": session("9", leader=802)},
                         stubborn={"4"})
-    w.server.logind = logind
+    with_logind(w, logind)
     expire_and_carry(w, g["id"])
     assert sorted(logind.calls) == [("kill", "4", "all", 9), ("terminate", "3"),
                                     ("terminate", "4")]
@@ -201,7 +207,7 @@ def test_a_session_another_live_grant_covers_stays_when_nothing_was_taken(w):
     register(w, "3", [first["id"], other["id"]])
     register(w, "8", [first["id"]], pid=800)
     logind = FakeLogind({"3": session("3"), "8": session("8", leader=800)})
-    w.server.logind = logind
+    with_logind(w, logind)
     expire_and_carry(w, first["id"])
     assert logind.calls == [("terminate", "8")]
 
@@ -210,10 +216,10 @@ def test_warnings_are_scheduled_and_cancelled_with_the_grant(w):
     async def go() -> tuple:
         g = w.activate(exp=w.mint.now + HOUR)
         await w.server.carry_out(w.core.take_effects())
-        scheduled = len(w.server._warn_handles[g["id"]])
-        await w.server.run(w.core.revoke, g["id"], 1000)
-        await asyncio.gather(*w.server._ending_tasks)
-        return scheduled, w.server._warn_handles.get(g["id"])
+        scheduled = len(w.server.ending._warn_handles[g["id"]])
+        await w.server.worker.run(w.core.revoke, g["id"], 1000)
+        await asyncio.gather(*w.server.ending._ending_tasks)
+        return scheduled, w.server.ending._warn_handles.get(g["id"])
     assert asyncio.run(go()) == (2, None)
 
 
@@ -221,8 +227,8 @@ def test_a_warning_due_at_start_is_given_once(w):
     async def go() -> list[int]:
         g = w.activate(exp=w.mint.now + 200)
         w.core.take_effects()
-        await w.server.arm_missing([(g["id"], g["exp"])])
+        await w.server.effects.arm_missing([(g["id"], g["exp"])])
         await asyncio.sleep(0.01)
-        w.server.schedule_warnings(g["id"], g["exp"])  # re-armed: not given twice
-        return sorted(w.server._warned[g["id"]]), len(w.server._warn_handles[g["id"]])
+        w.server.ending.schedule_warnings(g["id"], g["exp"])  # re-armed: not given twice
+        return sorted(w.server.ending._warned[g["id"]]), len(w.server.ending._warn_handles[g["id"]])
     assert asyncio.run(go()) == ([300], 1)

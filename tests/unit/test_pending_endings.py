@@ -15,6 +15,7 @@ from test_residue import put, status
 from test_server import FakeTimers
 
 from hostd.core.effects import EndSessions
+from hostd.paths import Paths
 from hostd.server import residue
 from hostd.server.connections import Server
 from hostd.state.store import MIGRATIONS, Store
@@ -26,9 +27,7 @@ DOCKER = 2003  # FakeAccounts.gid_of("docker"): 2000 + its place in name order
 def w(tmp_path, config, host, mint):
     world = World(tmp_path, config, host, mint)
     world.core.boot_id = "this-boot"
-    world.server = Server(world.core, FakeTimers())
-    world.server.proc_root = tmp_path / "proc"
-    world.server.dev_root = tmp_path / "dev"
+    world.server = Server(world.core, FakeTimers(), paths=Paths.for_root(tmp_path))
     yield world
     world.server.close()
     world.store.close()
@@ -52,8 +51,8 @@ def carry(w, effects: list) -> None:
     """What the server does with effects, waiting for the background endings."""
     async def go() -> None:
         await w.server.carry_out(effects)
-        while w.server._ending_tasks:
-            await asyncio.gather(*w.server._ending_tasks)
+        while w.server.ending._ending_tasks:
+            await asyncio.gather(*w.server.ending._ending_tasks)
     asyncio.run(go())
 
 
@@ -147,9 +146,9 @@ def test_the_row_is_gone_once_the_ending_is_carried_out(w, make_config, tmp_path
     w.clock.t += HOUR
 
     async def go() -> None:
-        assert await w.server.run(w.core.expire, g["id"])
+        assert await w.server.worker.run(w.core.expire, g["id"])
         assert [r["grant_id"] for r in rows(w)] == [g["id"]], "recorded before carried out"
-        await asyncio.gather(*w.server._ending_tasks)
+        await asyncio.gather(*w.server.ending._ending_tasks)
     asyncio.run(go())
     (ev,) = w.events("privilege_residue")
     assert ev["JIT_GRANT_ID"] == g["id"] and ev["JIT_PIDS"] == "300"
@@ -163,7 +162,7 @@ def test_a_failed_carry_out_leaves_the_row_for_the_next_start(w, monkeypatch):
 
     async def broken(e: EndSessions) -> None:
         raise OSError("no /proc")
-    monkeypatch.setattr(w.server, "_end", broken)
+    monkeypatch.setattr(w.server.ending, "_end", broken)
     carry(w, w.core.take_effects())
     assert [r["grant_id"] for r in rows(w)] == [g["id"]]
 
@@ -179,8 +178,7 @@ def test_what_a_killed_hostd_left_is_carried_out_at_start(w, make_config, tmp_pa
     put(tmp_path / "proc", 300, status(1000, (1000, DOCKER)), b"sleep\x00300\x00")
     put(tmp_path / "proc", 301, status(1000, (1000,)), b"bash\x00")
     w.server.close()
-    w.server = Server(w.core, FakeTimers())  # the next start
-    w.server.proc_root, w.server.dev_root = tmp_path / "proc", tmp_path / "dev"
+    w.server = Server(w.core, FakeTimers(), paths=Paths.for_root(tmp_path))  # the next start
     pending = w.core.pending_endings()
     assert [e.grant_id for e in pending] == [g["id"]]
     carry(w, pending)

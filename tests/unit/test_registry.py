@@ -13,21 +13,36 @@ import pytest
 
 from hostd import errors, protocol
 from hostd.server.connections import Server
+from hostd.server.ops import register
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = (REPO / "docs" / "PROTOCOL.md").read_text()
 DOC_SECTIONS = set(re.findall(r"^### `([a-z_.]+)`$", DOC, re.M))
 
 
+@pytest.fixture
+def table(tmp_path, config, host, mint):
+    """The op table of a server as service.py composes one."""
+    from test_core import World
+    from test_server import FakeTimers
+
+    world = World(tmp_path, config, host, mint)
+    server = Server(world.core, FakeTimers())
+    yield server.ops
+    server.close()
+    world.store.close()
+
+
 @pytest.mark.parametrize("name", sorted(protocol.OPS))
-def test_every_op_has_a_coroutine_handler(name):
+def test_every_op_has_a_coroutine_handler(table, name):
     op = protocol.OPS[name]
-    handler = getattr(Server, op.handler, None)
-    assert handler is not None, f"{name}: no Server.{op.handler}"
+    handler = table.get(name)
+    assert handler is not None, f"{name}: no handler registered"
     assert inspect.iscoroutinefunction(handler)
+    assert handler.__name__ == op.handler
     params = list(inspect.signature(handler).parameters)
-    assert params == (["self", "args", "uid"] if op.kind == protocol.CALL
-                      else ["self", "args", "uid", "channel"])
+    assert params == (["args", "caller"] if op.kind == protocol.CALL
+                      else ["args", "caller", "channel"])
 
 
 @pytest.mark.parametrize("name", sorted(protocol.OPS))
@@ -63,9 +78,32 @@ def test_docs_name_every_field_and_the_kind(name):
         assert f"`{key}`" in section, f"{name}: field {key} undocumented"
 
 
-def test_no_handler_without_an_op():
-    handlers = {n for n in dir(Server) if n.startswith("op_")}  # mixins included
-    assert handlers == {op.handler for op in protocol.OPS.values()}
+def test_the_table_holds_every_op_and_nothing_else(table):
+    assert set(table) == set(protocol.OPS)
+
+
+def test_an_op_is_registered_once():
+    """Two families answering the same op would leave one silently unused."""
+    class First:
+        async def op_status(self, args, caller):
+            return {}
+
+    class Second:
+        async def op_status(self, args, caller):
+            return {}
+
+    ops = register({}, First())
+    with pytest.raises(ValueError, match="registered twice"):
+        register(ops, Second())
+
+
+def test_a_handler_without_an_op_is_refused():
+    class Stray:
+        async def op_no_such_thing(self, args, caller):
+            return {}
+
+    with pytest.raises(ValueError, match="answers no op"):
+        register({}, Stray())
 
 
 def _codes_used() -> dict[str, str]:
@@ -119,16 +157,3 @@ def test_client_never_reads_the_environment():
     tree = ast.parse((REPO / "hostd" / "client.py").read_text())
     names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     assert not names & {"environ", "getenv", "environb", "getenvb"}
-
-
-def test_server_mixins_share_no_method_names():
-    """Each family of ops is a mixin of Server: a helper named the same in two of them
-    would silently resolve to one (the MRO's first) for both."""
-    mixins = Server.__mro__[1:-1]
-    names: dict[str, str] = {}
-    for cls in (Server, *mixins):
-        for name in vars(cls):
-            if name.startswith("__"):
-                continue
-            assert name not in names, f"{name} in both {names[name]} and {cls.__name__}"
-            names[name] = cls.__name__

@@ -19,7 +19,8 @@ from hostd.client import Client
 from hostd.protocol import Field, Op
 from hostd.server import connections as server
 from hostd.server import daemon
-from hostd.server.connections import Caller, Limits, Server
+from hostd.server.connections import Limits, Server
+from hostd.server.ops import Caller, register
 
 
 class FakeTimers:
@@ -41,8 +42,12 @@ def line(op: str, **fields: object) -> bytes:
 
 
 def ask(srv: Server, uid: int, op: str, **fields: object) -> dict:
+    """One request; then the timer calls it asked for are waited for (they run in the
+    background: the answer never waits for systemd)."""
     async def go() -> dict:
-        return (await srv.dispatch(line(op, **fields), Caller(1, uid)))[1]
+        answer = (await srv.dispatch(line(op, **fields), Caller(uid, 1, uid)))[1]
+        await srv.effects.settled()
+        return answer
     return asyncio.run(go())
 
 
@@ -86,14 +91,14 @@ def test_revoke_works_while_the_policy_is_broken(w):
         "nan"])
 def test_hostile_frames_are_bad_requests_not_internal(w, raw):
     """Hardening findings 5 and 6 at the wire: surrogates, nesting, huge numbers."""
-    answer = asyncio.run(w.server.dispatch(raw, Caller(1, 1000)))[1]
+    answer = asyncio.run(w.server.dispatch(raw, Caller(1000, 1, 1000)))[1]
     assert answer["code"] in ("bad_request", "too_large"), answer
 
 
 def test_a_lone_surrogate_reason_never_blocks_the_revoke(w):
     g = w.activate()
     bad = b'{"v":1,"op":"grant.revoke","id":"%s","reason":"\\udce9"}\n' % g["id"].encode()
-    assert asyncio.run(w.server.dispatch(bad, Caller(1, 1000)))[1]["code"] == "bad_request"
+    assert asyncio.run(w.server.dispatch(bad, Caller(1000, 1, 1000)))[1]["code"] == "bad_request"
     assert ask(w.server, 1000, "grant.revoke", id=g["id"], reason="caf\u00e9")["ok"]
 
 
@@ -104,6 +109,63 @@ def test_effects_are_carried_out_after_the_change(w):
     assert w.timers.log == [("arm", g["id"])]
     ask(w.server, 1000, "grant.revoke", id=g["id"])
     assert w.timers.log[-1] == ("cancel", g["id"])
+
+
+class StuckTimers(FakeTimers):
+    """systemd that does not answer until told to (then fails, when `fail`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+        self.fail = False
+
+    async def arm(self, grant_id: str, exp: int) -> None:
+        await self.go.wait()
+        if self.fail:
+            raise RuntimeError("org.freedesktop.DBus.Error.Timeout: no answer in 5 s")
+        await super().arm(grant_id, exp)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_activation_answers_before_its_timer_is_armed(w, fail):
+    """Arming runs in the background; a failure still becomes `timer_failed`."""
+    srv = Server(w.core, StuckTimers())
+
+    async def go() -> tuple[dict, list]:
+        answer = (await srv.dispatch(line("grant.activate", token=w.token()),
+                                     Caller(1000, 1, 1000)))[1]
+        armed_before = list(srv.effects.timers.log)
+        srv.effects.timers.fail = fail
+        srv.effects.timers.go.set()
+        await srv.effects.settled()
+        return answer, armed_before
+    answer, armed_before = asyncio.run(go())
+    srv.close()
+    assert answer["ok"] and armed_before == []
+    if fail:
+        (ev,) = w.events("timer_failed")
+        assert ev["JIT_GRANT_ID"] == answer["grant"]["id"]
+    else:
+        assert srv.effects.timers.log == [("arm", answer["grant"]["id"])]
+        assert w.events("timer_failed") == []
+
+
+def test_timer_calls_of_one_grant_keep_their_order(w):
+    """An arm still waiting on systemd and then a cancel: the cancel comes after."""
+    timers = StuckTimers()
+    srv = Server(w.core, timers)
+
+    async def go() -> None:
+        g = (await srv.dispatch(line("grant.activate", token=w.token()),
+                                Caller(1000, 1, 1000)))[1]["grant"]
+        await srv.dispatch(line("grant.revoke", id=g["id"]), Caller(1000, 1, 1000))
+        await asyncio.sleep(0)
+        assert timers.log == []  # the cancel waits behind the arm
+        timers.go.set()
+        await srv.effects.settled()
+    asyncio.run(go())
+    srv.close()
+    assert [what for what, _ in timers.log] == ["arm", "cancel"]
 
 
 def test_an_early_firing_is_rearmed_by_the_core(w):
@@ -148,11 +210,11 @@ def test_status_and_listing_answer_while_a_change_is_stuck(w):
     w.accounts.add = slow_add
 
     async def go() -> tuple[dict, dict, bool]:
-        change = asyncio.create_task(w.server.dispatch(line("grant.activate",
-                                                            token=w.token()), Caller(1, 1000)))
+        change = asyncio.create_task(w.server.dispatch(
+            line("grant.activate", token=w.token()), Caller(1000, 1, 1000)))
         await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
-        status = (await w.server.dispatch(line("status"), Caller(1, 1000)))[1]
-        listing = (await w.server.dispatch(line("grant.list"), Caller(1, 1000)))[1]
+        status = (await w.server.dispatch(line("status"), Caller(1000, 1, 1000)))[1]
+        listing = (await w.server.dispatch(line("grant.list"), Caller(1000, 1, 1000)))[1]
         still_stuck = not change.done()
         release.set()
         await change
@@ -172,10 +234,10 @@ def test_wait_is_woken_by_the_decision_without_polling(tmp_path):
 
     async def go() -> dict:
         waiter = asyncio.create_task(srv.dispatch(line("access.wait", id=r["id"],
-                                                       timeout=60), Caller(1, 1000)))
+                                                       timeout=60), Caller(1000, 1, 1000)))
         await asyncio.sleep(0.5)  # a poller at 0.25 s would have read twice by now
         assert len(reads) == 1 and srv.limits.long[1000] == 1
-        await srv.dispatch(line("access.approve", id=r["id"]), Caller(2, 1001))
+        await srv.dispatch(line("access.approve", id=r["id"]), Caller(1001, 2, 1001))
         return (await asyncio.wait_for(waiter, 5))[1]
 
     answer = asyncio.run(go())
@@ -233,13 +295,13 @@ def test_peer_credentials_are_unsigned():
 
 # --- streams over a real socket ------------------------------------------------------------
 
-class EchoServer(Server):
-    async def op_test_echo(self, args: dict, uid: int, channel) -> dict:
+class EchoOps:
+    async def op_test_echo(self, args: dict, caller: Caller, channel) -> dict:
         await channel.send({"ok": True, "code": "ok", "message": "open", "stream": True})
         count = 0
         while (frame := await channel.recv()) is not None and frame.get("data") != "end":
             count += 1
-            await channel.send({"echo": frame["data"], "uid": uid})
+            await channel.send({"echo": frame["data"], "uid": caller.uid})
         return {"ok": True, "code": "ok", "message": "closed", "frames": count}
 
 
@@ -247,7 +309,8 @@ def test_stream_frames_both_ways_on_a_real_socket(w, tmp_path, monkeypatch):
     op = Op("test.echo", {"label": Field("str", length=8)}, kind=protocol.STREAM,
             summary="test")
     monkeypatch.setitem(protocol.OPS, "test.echo", op)
-    srv = EchoServer(w.core, w.timers)
+    srv = Server(w.core, w.timers)
+    register(srv.ops, EchoOps())  # a test-only op beside the real ones
     path = tmp_path / "s.sock"
     ready, done = threading.Event(), threading.Event()
     seen: dict = {}

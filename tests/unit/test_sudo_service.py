@@ -93,7 +93,7 @@ def test_approval_is_bound_used_once_and_cancellable(w):
     asked = w.sudo.ask(args(["/usr/bin/touch", "/tmp/ok"]))
     assert asked.decision.result == "pending"
     req = w.sudo.request_approval(asked)
-    assert req["kind"] == "command" and req["id"] in w.sudo.waiting
+    assert req["kind"] == "command" and w.sudo.approvals.waiting_for(req["id"]) is asked
     w.requests.approve(1001, req["id"])
     d = w.sudo.approved(req["id"])
     assert d.allowed and "command=/usr/bin/touch" in d.command_info
@@ -126,3 +126,60 @@ def test_remembered_passwords_and_tries_stay_bounded(w, monkeypatch):
     w.sudo.check_password((1000, "/dev/pts/99"), "99", "alice", "right")
     assert len(w.sudo._tries) == 0 and len(w.sudo._stamps) == 1
     assert w.sudo.fresh((1000, "/dev/pts/99"))
+
+
+def test_an_approved_recorded_commands_exec_is_expected_once(w):
+    """Approvals holds what the recorder's exec of an approved command may run: only
+    an intercepted check of the same user and sudo process, once, within EXEC_TTL."""
+    from dataclasses import replace
+
+    from hostd.core.sudo import EXEC_TTL
+
+    req = w.sudo.parse(args(["/usr/bin/touch", "/tmp/ok"]))
+    w.sudo.approvals.expect_exec(req, "/usr/bin/touch /tmp/ok")
+    assert w.sudo.approvals.take_exec(req) is None, "sudo's own check is not the exec"
+    intercepted = replace(req, intercepted=True)
+    assert w.sudo.approvals.take_exec(intercepted) == "/usr/bin/touch /tmp/ok"
+    assert w.sudo.approvals.take_exec(intercepted) is None, "once"
+    w.sudo.approvals.expect_exec(req, "/usr/bin/touch /tmp/ok")
+    assert w.sudo.approvals.take_exec(replace(intercepted, pid="78")) is None
+    w.sudo.approvals.expect_exec(req, "/usr/bin/touch /tmp/ok")
+    w.clock.t += EXEC_TTL
+    assert w.sudo.approvals.take_exec(intercepted) is None, "too late"
+
+
+def test_the_exec_ttl_is_the_recording_tokens():
+    from hostd.core.sudo import EXEC_TTL, MAX_EXECS
+    from hostd.record.recordings import MAX_TOKENS, TOKEN_TTL
+
+    assert (EXEC_TTL, MAX_EXECS) == (TOKEN_TTL, MAX_TOKENS)
+
+
+def test_the_recorders_exec_of_an_approved_command_is_decided_once(w, monkeypatch):
+    """Parsed once, looked up once, decided once (it used to be all twice); a later
+    intercepted check of the same command meets the approve guardrail again."""
+    import asyncio
+
+    from test_server import FakeTimers, line
+
+    from hostd.core import sudo as core_sudo
+    from hostd.server.connections import Server
+    from hostd.server.ops import Caller
+
+    grant(w)
+    srv = Server(w.core, FakeTimers(), requests=w.requests)
+    decided, real = [], core_sudo.decide
+    monkeypatch.setattr(core_sudo, "decide",
+                        lambda *a, **kw: decided.append(kw["approved"]) or real(*a, **kw))
+    argv = ["/usr/bin/touch", "/tmp/ok"]
+    srv.sudo.approvals.expect_exec(srv.sudo.parse(args(argv)), "/usr/bin/touch /tmp/ok")
+
+    async def check() -> dict:
+        return (await srv.dispatch(line("sudo.check", mode="run", intercepted=True,
+                                        **args(argv)), Caller(0, 1, 0)))[1]
+
+    first = asyncio.run(check())
+    assert first["decision"] == "allow" and decided == [True], first
+    again = asyncio.run(check())
+    assert again["decision"] == "pending" and decided == [True, False], again
+    srv.close()

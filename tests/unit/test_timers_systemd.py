@@ -238,3 +238,19 @@ def test_grant_id_must_be_twelve_lowercase_hex(timers, bad):
 def test_calendar_spec_is_utc():
     assert ts.calendar_spec(0) == "1970-01-01 00:00:00 UTC"
     assert ts.calendar_spec(EXP) == "2031-11-29 17:03:05 UTC"
+
+
+def test_a_wedged_systemd_fails_the_call_instead_of_holding_it(monkeypatch):
+    """Every systemd call is bounded like logind's (hostd/state/dbus.py): a bus that
+    never answers gives a named Timeout error, which the server turns into
+    `timer_failed` (the sweep is then the backstop)."""
+    from hostd.state import dbus
+
+    class Wedged:
+        async def call(self, msg):
+            await asyncio.Event().wait()  # never answers
+
+    monkeypatch.setattr(dbus, "CALL_TIMEOUT", 0.01)
+    with pytest.raises(TimerError) as info:
+        run(SystemdTimers(Wedged()).arm(GID, EXP))
+    assert info.value.name == "org.freedesktop.DBus.Error.Timeout"

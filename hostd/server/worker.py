@@ -1,0 +1,63 @@
+"""The ordered worker: every change hostd makes runs here, one at a time, in order.
+
+gpasswd and SQLite writes never race and never hold up the event loop. A job returns
+what the core says must follow (effects: timers, notices, endings), handed to
+`carry_out` on the loop once the job is done. A job that wrote to the store wakes the
+waiters on `changed` (access.wait, sudo.wait), which read again; SQLite's
+total_changes tells, so a job that changed nothing wakes nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from hostd.core.effects import Effect
+from hostd.core.lifecycle import Core
+
+
+class Worker:
+    def __init__(self, core: Core, carry_out: Callable[[list[Effect]], Awaitable[None]],
+                 after_job: Callable[[], None] = lambda: None) -> None:
+        """`after_job`: called on the loop after every job, before its effects (the
+        accounts cache forgets what a gpasswd may have changed)."""
+        self.core = core
+        self.carry_out = carry_out
+        self.after_job = after_job
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-changes")
+        self._changed = asyncio.Event()
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set once the store changes; take it *before* reading, so no wake-up is lost."""
+        return self._changed
+
+    async def run(self, fn: Callable[..., Any], *args: object) -> Any:
+        """Call fn in the worker, then carry out what it said must follow."""
+        loop = asyncio.get_running_loop()
+        failure, value, effects, wrote = await loop.run_in_executor(
+            self.pool, self._job, fn, args)
+        self.after_job()
+        if wrote:
+            self._changed.set()
+            self._changed = asyncio.Event()
+        await self.carry_out(effects)
+        if failure is not None:
+            raise failure
+        return value
+
+    def _job(self, fn: Callable[..., Any], args: tuple) -> tuple[BaseException | None, Any,
+                                                                 list[Effect], bool]:
+        before = self.core.store.db.total_changes
+        try:
+            value, failure = fn(*args), None
+        except Exception as exc:
+            value, failure = None, exc
+        wrote = self.core.store.db.total_changes != before
+        return failure, value, self.core.take_effects(), wrote
+
+    def close(self) -> None:
+        """Let the job under way finish (a gpasswd is never cut in half)."""
+        self.pool.shutdown(wait=True)
