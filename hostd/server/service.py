@@ -16,7 +16,6 @@ from collections.abc import Callable
 from hostd.core.lifecycle import Core
 from hostd.core.requests import HostSigner, Requests
 from hostd.errors import JitError
-from hostd.events import Events
 from hostd.paths import Paths
 from hostd.policy import config as config_mod
 from hostd.policy.hostmatch import read_facts
@@ -26,6 +25,7 @@ from hostd.server import residue
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
 from hostd.state.accounts import accounts_for
+from hostd.state.journal import Events
 from hostd.state.store import Store
 from hostd.state.timers import InProcessTimers
 

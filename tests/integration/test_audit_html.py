@@ -63,7 +63,9 @@ GRANTS = {
 
 def ev(minutes: float, kind: str, **fields: str) -> dict[str, str]:
     """One entry as `journalctl -o json` prints it."""
-    entry = {"MESSAGE": f"{kind} happened", "MESSAGE_ID": EVENT_TYPES.get(kind, ("0" * 32,))[0],
+    known = EVENT_TYPES.get(kind)
+    entry = {"MESSAGE": f"{kind} happened",
+             "MESSAGE_ID": known.message_id if known else "0" * 32,
              "SYSLOG_IDENTIFIER": "jit-hostd", "_HOSTNAME": "web-1", "PRIORITY": "5",
              "__REALTIME_TIMESTAMP": str(int((T0 + minutes * 60) * 1e6)), "JIT_EVENT": kind}
     entry.update({"JIT_" + k.upper(): v for k, v in fields.items()})

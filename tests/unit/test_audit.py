@@ -308,7 +308,7 @@ def test_html_report_is_written_private_or_refused_by_name(journal_file: Path,
 def test_a_sandbox_root_reads_its_mirror(tmp_path: Path, monkeypatch) -> None:
     """Under JIT_ROOT (tests, demos) the events come from DIR/var/log/jit/events.jsonl,
     filtered the same way."""
-    from hostd.events import Events
+    from hostd.state.journal import Events
 
     mirror = tmp_path / "var" / "log" / "jit" / "events.jsonl"
     mirror.parent.mkdir(parents=True)

@@ -9,7 +9,7 @@ from conftest import FakeAccounts  # the fake lives in conftest; test_approvals 
 
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
-from hostd.events import Events, read_mirror
+from hostd.state.journal import Events, read_mirror
 from hostd.state.store import Store
 
 HOUR = 3600

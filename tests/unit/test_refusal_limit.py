@@ -1,4 +1,4 @@
-"""Refusal events are limited per uid (events.RefusalLimiter), so one user hammering hostd
+"""Refusal events are limited per uid (state/journal.RefusalLimiter), so one user hammering hostd
 cannot flood the journal and push hostd's real events past journald's rate limit; what
 is held back is counted in one `refusals_suppressed` summary per uid and window."""
 
@@ -8,8 +8,8 @@ import pytest
 
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
-from hostd.events import (
-    EVENT_TYPES,
+from hostd.events import EVENT_TYPES
+from hostd.state.journal import (
     OTHER_UIDS,
     Events,
     RefusalLimiter,
@@ -76,7 +76,7 @@ def test_flood_from_one_uid_is_burst_then_one_summary(sink, clock):
     assert summary["JIT_USER"] == "alice" and summary["JIT_EVENT"] == "refusals_suppressed"
     assert summary["MESSAGE"] == ("4980 refusals suppressed for uid 1000 (alice): "
                                   "grant_refused 4980")
-    assert summary["MESSAGE_ID"] == EVENT_TYPES["refusals_suppressed"][0]
+    assert summary["MESSAGE_ID"] == EVENT_TYPES["refusals_suppressed"].message_id
     assert ev.flush_refusals() == [], "each refusal is summed up once"
     assert len(of(mirror, "refusals_suppressed")) == 1
 
