@@ -298,12 +298,23 @@ def _emit_calls():
             if name in ("emit", "refusal", "carried") and isinstance(first, ast.Constant) \
                     and isinstance(first.value, str):
                 yield (f"{path.relative_to(root)}:{node.lineno}", first.value,
-                       [k.arg for k in node.keywords if k.arg is not None])
+                       [k.arg for k in node.keywords if k.arg is not None], name)
 
 
 def test_every_literal_writer_uses_declared_fields():
     calls = list(_emit_calls())
     assert len(calls) > 20  # the walk finds hostd's writers
-    for where, event, names in calls:
+    for where, event, names, _ in calls:
         assert event in EVENT_TYPES, where
         assert set(names) <= set(EVENT_TYPES[event].fields), (where, event, names)
+
+
+def test_families_and_refusals_are_declared():
+    """The audit page draws by family; the refusal flag marks what Events.refusal limits."""
+    families = {"grant", "request", "sudo", "login", "session", "recording", "residue",
+                "hostd"}
+    assert {k.family for k in EVENT_TYPES.values()} <= families
+    assert {n for n, k in EVENT_TYPES.items() if k.refusal} == {
+        "grant_refused", "sudo_denied", "login_refused"}
+    limited = {event for _, event, _, call in _emit_calls() if call == "refusal"}
+    assert limited == {n for n, k in EVENT_TYPES.items() if k.refusal}
