@@ -24,7 +24,7 @@ from hostd.errors import EXIT_OK, EXIT_REFUSED, JitError, exit_code_for
 from hostd.events import escape, shown
 from hostd.paths import client_paths
 from hostd.policy.durations import rfc3339
-from hostd.record import castfile, termsafe
+from hostd.record import castexport, castfile, termsafe
 from hostd.state.journal import read_mirror
 
 EXIT_NOT_FOUND = 2  # verify-recording: no such recording (DESIGN.md §13)
@@ -201,7 +201,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     header, events = _open(path)
     if args.export_script is not None:
         try:
-            log, timing = castfile.export_events(path, header, _safe(events),
+            log, timing = castexport.export_events(path, header, _safe(events),
                                                  args.export_script)
         except FileExistsError as exc:
             raise JitError("denied", f"{escape(exc.filename)} exists already") from None

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from hostd.record import castfile
-from hostd.record.castfile import CastError, CastWriter, export_script, read_cast, summary, verify
+from hostd.record.castexport import export_script
+from hostd.record.castfile import CastError, CastWriter, read_cast, summary, verify
 
 RID = "0123456789abcdef"
 HEADER = {"width": 100, "height": 30, "timestamp": 1796018800, "env": {"TERM": "xterm"},
