@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from test_core import Clock, FakeAccounts
+from fakes import Clock, FakeAccounts
 
 from hostd.core import requests as approvals
 from hostd.core.effects import ArmTimer, CancelTimer, Notify

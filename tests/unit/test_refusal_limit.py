@@ -5,6 +5,7 @@ is held back is counted in one `refusals_suppressed` summary per uid and window.
 from __future__ import annotations
 
 import pytest
+from fakes import Clock, FakeAccounts
 
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
@@ -19,23 +20,6 @@ from hostd.state.journal import (
 from hostd.state.store import Store
 
 BURST, INTERVAL = 20, 30.0
-
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Accounts:
-    """Just enough of Accounts for refusals: a name for each uid."""
-
-    names = {0: "root", 1000: "alice", 1001: "bob"}
-
-    def user_by_uid(self, uid: int) -> str | None:
-        return self.names.get(uid)
 
 
 @pytest.fixture
@@ -58,7 +42,7 @@ def refuse(ev: Events, uid: int, n: int, clock: Clock | None = None, step: float
     logged = 0
     for _ in range(n):
         if ev.refusal("grant_refused", "grant refused: malformed", uid=uid,
-                      user=Accounts.names.get(uid), code="malformed") is not None:
+                      user=FakeAccounts().user_by_uid(uid), code="malformed") is not None:
             logged += 1
         if clock is not None:
             clock.t += step
@@ -179,7 +163,7 @@ def core(tmp_path, config, host, clock):
     store = Store(tmp_path / "state.db")
     events = Events(tmp_path / "events.jsonl", journal=False,
                     limiter=RefusalLimiter(clock=clock))
-    yield Core(config, store, Accounts(), events, host, clock=clock)
+    yield Core(config, store, FakeAccounts(), events, host, clock=clock)
     store.close()
 
 
