@@ -161,8 +161,9 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
     def __init__(self, core: Core, timers: ExpiryTimers, config_error: str = "",
                  requests: Requests | None = None,
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
-                 reader: Store | None = None) -> None:
+                 reader: Store | None = None, idle_timeout: float | None = None) -> None:
         self.core = core
+        self.idle_timeout = idle_timeout or IDLE_TIMEOUT  # sandbox: hostd/state/sandbox.py
         self.timers = timers
         self.requests = requests or Requests(core, None)
         self.notifier = notifier
@@ -215,7 +216,7 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
         """Requests in turn until the client closes, idles out, or a stream ends."""
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
+                line = await asyncio.wait_for(reader.readline(), self.idle_timeout)
             except TimeoutError:
                 return
             except (asyncio.LimitOverrunError, ValueError):

@@ -24,6 +24,7 @@ from hostd.protocol import MAX_LINE
 from hostd.server import residue
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
+from hostd.state import sandbox
 from hostd.state.accounts import accounts_for
 from hostd.state.journal import Events
 from hostd.state.store import Store
@@ -61,7 +62,8 @@ def build_core(paths: Paths) -> tuple[Core, str]:
     if not error:
         write_login_gate(paths, cfg)
     host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
-    core = Core(cfg, Store(paths.state_db), accounts_for(paths), events, host)
+    core = Core(cfg, Store(paths.state_db), accounts_for(paths), events, host,
+                clock=sandbox.knobs(paths).clock)
     core.boot_id = residue.boot_id(paths.proc)
     return core, error
 
@@ -161,7 +163,8 @@ async def serve(paths: Paths) -> int:
     # in-process timers call back into the server, which is made just below
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
     server = Server(core, timers, error, build_requests(paths, core),
-                    build_notifier(paths, core), Store.reader(paths.state_db))
+                    build_notifier(paths, core), Store.reader(paths.state_db),
+                    idle_timeout=sandbox.knobs(paths).idle_timeout)
     server.proc_root, server.dev_root = paths.proc, paths.dev  # sandbox: DIR/proc, DIR/dev
     server.logind = await _logind(paths, core)
     server.sessions_dir = paths.sessions_dir
