@@ -10,20 +10,16 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from hostd.record.castfile import END_PREFIX, RECORDING_ID, Cast
-
-
-def export_script(cast: Cast, directory: Path) -> tuple[Path, Path]:
-    """Write `ID.log` and `ID.timing` in util-linux `script` classic format into
-    `directory` (new files, 0600), so `scriptreplay -t ID.timing ID.log` plays the
-    session: the log holds a `Script started` line, the output bytes, a `Script done`
-    line; each timing line is `DELAY BYTES` for one output event."""
-    return export_events(cast.path, cast.header, cast.events, directory)
+from hostd.record.castfile import END_PREFIX, RECORDING_ID
 
 
 def export_events(path: Path, header: dict, events: Iterable[tuple[float, str, str]],
                   directory: Path) -> tuple[Path, Path]:
-    """export_script() for events from iter_cast() (a recording not held in memory)."""
+    """Write `ID.log` and `ID.timing` in util-linux `script` classic format into
+    `directory` (new files, 0600), from the header and events of iter_cast() (a
+    recording is never held in memory whole), so `scriptreplay -t ID.timing ID.log`
+    plays the session: the log holds a `Script started` line, the output bytes, a
+    `Script done` line; each timing line is `DELAY BYTES` for one output event."""
     directory = Path(directory)
     meta = header.get("jit") if isinstance(header.get("jit"), dict) else {}
     rid = str(meta.get("id") or Path(path).name.removesuffix(".cast"))

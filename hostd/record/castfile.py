@@ -37,7 +37,7 @@ import re
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -219,37 +219,6 @@ class CastWriter:
             self.close(self._t, "error")
 
 
-@dataclass
-class Cast:
-    """A recording read back: the header object and every event, markers included."""
-
-    path: Path
-    header: dict
-    events: list[tuple[float, str, str]] = field(default_factory=list)
-
-    @property
-    def meta(self) -> dict:
-        meta = self.header.get("jit")
-        return meta if isinstance(meta, dict) else {}
-
-    @property
-    def duration(self) -> float:
-        return self.events[-1][0] if self.events else 0.0
-
-    @property
-    def status(self) -> str | None:
-        """The status on the end line; None if the recording has no end (truncated)."""
-        if self.events and self.events[-1][1] == "m" and \
-                self.events[-1][2].startswith(END_PREFIX):
-            rest = self.events[-1][2][len(END_PREFIX) + 64:]
-            return rest[1:] if rest.startswith(" ") else rest
-        return None
-
-    def output(self) -> str:
-        """Everything the terminal showed, in order."""
-        return "".join(d for _, c, d in self.events if c == "o")
-
-
 def _parse_header(path: Path | str, raw: bytes) -> dict:
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -311,13 +280,6 @@ def _raw_lines(path: Path) -> Iterator[tuple[bytes, bool]]:
             else:
                 yield raw, False
                 return
-
-
-def read_cast(path: Path) -> Cast:
-    """Read a recording (CastError if malformed, FileNotFoundError if absent). The chain
-    is not checked here: verify() does that."""
-    header, events = iter_cast(path)
-    return Cast(Path(path), header, list(events))
 
 
 def iter_cast(path: Path) -> tuple[dict, Iterator[tuple[float, str, str]]]:
