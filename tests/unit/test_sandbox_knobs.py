@@ -58,3 +58,16 @@ def test_garbled_or_missing_file_means_defaults(tmp_path: Path) -> None:
     (tmp_path / KNOBS).write_text("{not json")
     k = knobs(Paths.for_root(tmp_path))
     assert k.idle_timeout is None and abs(k.clock() - time.time()) < 5
+
+
+def test_no_shipped_unit_starts_hostd_with_a_root() -> None:
+    """The knobs need --root; no unit hostd ships (nor the expiry timers it creates)
+    passes one."""
+    repo = Path(__file__).resolve().parents[2]
+    units = sorted((repo / "systemd").glob("*.service"))
+    assert units
+    for unit in units:
+        starts = [line for line in unit.read_text().splitlines() if line.startswith("Exec")]
+        assert not [line for line in starts if "--root" in line], unit.name
+    timers = (repo / "hostd" / "state" / "systemd_timers.py").read_text()
+    assert "--expire" in timers and "--root" not in timers
