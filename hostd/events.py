@@ -177,7 +177,10 @@ def escape(value: object, *, logged: bool = False) -> str:
         if text.isprintable():  # false for every unsafe character (and \n, \t, \r)
             return text
         return "".join(ch if ch == "\\" else _char(ch) for ch in text)
-    result = "".join(_char(ch) for ch in text)
+    if text.isprintable() and "\\" not in text:  # the common case: nothing to escape
+        result = text
+    else:
+        result = "".join(_char(ch) for ch in text)
     if len(result) > MAX_VALUE:
         result = result[:MAX_VALUE] + "...[truncated]"
     return result
