@@ -92,3 +92,15 @@ def test_fields_named_in_text_exist(entries):
         text = "\n".join(entry["body"])
         for name in re.findall(r"\bJIT_[A-Z0-9_]+\b", text):
             assert name in allowed, f"{entry['id']} names unknown field {name}"
+
+
+def test_entry_names_only_fields_its_type_carries(entries):
+    """The catalog says what an event carries: only fields its type declares
+    (events.EVENT_TYPES), so it never promises a field hostd does not write."""
+    by_id = {k.message_id: (name, k) for name, k in EVENT_TYPES.items()}
+    for entry in entries:
+        name, kind = by_id[entry["id"]]
+        text = "\n".join(entry["body"])
+        named = set(re.findall(r"\bJIT_[A-Z0-9_]+\b", text)) - {"JIT_EVENT"}
+        stray = sorted(n for n in named if n[4:].lower() not in kind.fields)
+        assert not stray, f"{name}: the catalog names {stray}, which it does not carry"
