@@ -318,3 +318,18 @@ def test_families_and_refusals_are_declared():
         "grant_refused", "sudo_denied", "login_refused"}
     limited = {event for _, event, _, call in _emit_calls() if call == "refusal"}
     assert limited == {n for n, k in EVENT_TYPES.items() if k.refusal}
+
+
+def test_the_vocabulary_is_pure():
+    """hostd.events (imported by the policy package) loads no writer: no journald, no
+    threads, no files; those are hostd.state.journal's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import hostd.events; "
+            "print(sorted(m for m in ('threading', 'systemd', 'json', 'hostd.state.journal') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(events.__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
