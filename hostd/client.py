@@ -1,9 +1,10 @@
 """Client library for hostd's socket: bounded requests, bounded answers, named failures.
 
-Standard library only (a test keeps it so): the PAM module, the recorder and the expiry
-timer's `jit-hostd --expire` import it on hot paths. The socket path is always an
-explicit argument: code that runs as root on behalf of users must never take it from
-the environment (only the `jit` CLI reads JIT_ROOT, in hostd.paths.client_paths).
+Standard library only (a test keeps it so): the recorder and the expiry timer's
+`jit-hostd --expire` import it on hot paths. The PAM module (pam/pam_jit.py) does not
+import it: it writes the same wire format with built-in modules only. The socket path is
+always an explicit argument: code that runs as root on behalf of users must never take
+it from the environment (only the `jit` CLI reads JIT_ROOT, in hostd.paths.client_paths).
 
 Every failure to get an answer becomes JitError `unreachable` or `timeout` (exit code
 3), so callers fail closed with a clear message. One `Client` holds one connection and

@@ -1,67 +1,22 @@
-"""Events to journald in the fixed schema of DESIGN.md §10.
+"""hostd's event vocabulary (DESIGN.md §10): the event types, the JIT_* fields each
+carries, and how a value is made inert. Pure: the journald writer that sends events
+(and mirrors them under --root) is hostd/state/journal.py; `jit audit` reads the same
+schema back (audit/export.py, audit/report.py).
 
 One MESSAGE_ID per event type (listed in systemd/jitaccess.catalog, which a test keeps
-in step with EVENT_TYPES). Values that come from users are escaped here, once, so no
-caller can forget: a command line or a reason can never forge a second journal line or
-what an approver sees. Under --root every event is also a JSON line in
-DIR/var/log/jit/events.jsonl, which is how the integration tests read them back.
+in step with EVENT_TYPES). Values that come from users are escaped when an entry is
+built, once, so no caller can forget: a command line or a reason can never forge a
+second journal line or what an approver sees.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import stat
-import threading
-import time
 import unicodedata
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-# event type -> (MESSAGE_ID, syslog PRIORITY, summary for the catalog)
-EVENT_TYPES: dict[str, tuple[str, int, str]] = {
-    "grant_activated": ("c07ff955bacb4885ae61f0027dc174aa", 5, "A grant was activated"),
-    "grant_refused": ("f008f1fa8a924a50a8b116da8159dc35", 4, "A grant was refused"),
-    "grant_expired": ("b39f91203ec24f77ae64e0b6554e1de0", 5, "A grant expired and was revoked"),
-    "grant_revoked": ("7416bcc08ff24304a7217b398b203c45", 5, "A grant was revoked before expiry"),
-    "membership_added": ("3621ad6a42a94bfc8908bfb5286808ab", 5, "Temporary group membership added"),
-    "membership_removed": ("dfff782f1c734168b810ca94901c54fe", 5,
-                           "Temporary group membership removed"),
-    "config_error": ("ed27619c9da940eb8523fe3d47fc891f", 3, "jitaccess configuration error"),
-    "hostd_started": ("e5d5ea939cb74ced871f9ba18409ad72", 6, "jit-hostd started and reconciled"),
-    "timer_failed": ("9c6671b290e64f74b6eb88e4b2090b98", 3, "An expiry timer could not be armed"),
-    "request_created": ("17d858f6a8704905b13370864327915f", 5, "An access request was made"),
-    "request_approved": ("7cb90cdf38d8406f9971eb41cb8f55a6", 5, "An approver approved a request"),
-    "request_denied": ("a42a0f12632c48ecb04d5c645180ad56", 5, "An approver denied a request"),
-    "request_expired": ("eb5c1537956b4df9b67f80a5bc5e253f", 5,
-                        "An access request expired unanswered"),
-    "breakglass": ("49db911c183842d6b9f555aae89921ff", 2,
-                   "Self-service break-glass access was taken"),
-    "notify_failed": ("4c2cf68098734e03bd7585cbcc1c7598", 4, "An approver notification failed"),
-    "sudo_allowed": ("522d89f209324a34a41c7b69b4f4b974", 5, "sudo allowed a command"),
-    "sudo_denied": ("e992777deb0e4195bb4aa4e214c4f628", 4, "sudo denied a command"),
-    "sudo_pending": ("11e70d0f024846bfb564c42ee8e0f93a", 5, "sudo paused a command for approval"),
-    "login_refused": ("661ebdc1a5344f91863fb7f80cfe0c85", 4, "A login was refused"),
-    "session_opened": ("9f0336d389ef46ca94d4fc76185d1b4c", 6, "A login session was registered"),
-    "session_closed": ("e03b8fc2ec354b33aa83f3029b1f230a", 6, "A login session ended"),
-    "session_terminated": ("a601c2c42c7842d9a006608e03f31ee7", 5,
-                           "A session was ended at grant expiry"),
-    "privilege_residue": ("e0981b68452e472b9e8190cc445531da", 4,
-                          "Processes kept a group after the grant that gave it ended"),
-    "recording_closed": ("2172f8a1707f4e31ad3c1cffefbcdb6e", 5, "A session recording was closed"),
-    "recording_started": ("143c0ef8d5844e15b9f530372def91aa", 6, "A session recording was started"),
-    "recording_failed": ("3d6190a5e50a4bee81da0b49a7682c2f", 3,
-                         "A session recording ended abnormally"),
-    "recording_removed": ("11bddced35fd4983a048f16208abb73d", 5,
-                          "A session recording was removed by retention"),
-    "refusals_suppressed": ("88745e31de5946f6889e5db6a3fe3443", 4,
-                            "Repeated refusals of one user were not logged one by one"),
-}
-
-# The JIT_* fields of DESIGN.md §10, as keyword names accepted by Events.emit.
+# The JIT_* fields of DESIGN.md §10 (JIT_NAME in the journal, `name` as a keyword).
 FIELDS = (
     "user", "uid", "role", "grant_id", "issuer", "not_after", "groups", "command", "runas",
     "decision", "reason", "request_id", "approver", "session_id", "recording",
@@ -69,35 +24,163 @@ FIELDS = (
     "pids", "processes",
 )
 
+# What an event says about its subject: a grant, a request, a sudo command, a recorded
+# session, a grant's ending. Declared once; an event type names the groups it carries.
+GRANT = ("user", "uid", "role", "grant_id", "issuer", "not_after", "groups", "reason",
+         "ticket")
+REQUEST = ("user", "uid", "role", "request_id", "reason", "ticket")
+SUDO = ("user", "uid", "role", "grant_id", "command", "runas", "tty", "guardrail")
+RECORDING = ("user", "uid", "role", "grant_id", "command", "runas", "tty", "recording",
+             "session_id")
+ENDING = ("user", "uid", "role", "grant_id", "groups", "reason")
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One event type: its journald identity, its catalog summary and the JIT_* fields
+    it may carry (a field outside them is a bug: the entry is refused)."""
+
+    name: str
+    family: str  # what it is about: grant, request, sudo, login, session, recording,
+    # residue or hostd (the audit page draws each family on its own track)
+    message_id: str
+    priority: int  # syslog PRIORITY
+    summary: str  # the catalog's Subject
+    fields: tuple[str, ...]
+    refusal: bool = False  # a user was refused: limited per uid, drawn as a refusal
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.fields if f not in FIELDS]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown event fields {unknown}")
+        object.__setattr__(self, "fields", tuple(dict.fromkeys(self.fields)))
+
+
+EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
+    EventType("grant_activated", "grant", "c07ff955bacb4885ae61f0027dc174aa", 5,
+              "A grant was activated",
+              (*GRANT, "decision", "request_id")),
+    EventType("grant_refused", "grant", "f008f1fa8a924a50a8b116da8159dc35", 4,
+              "A grant was refused",
+              ("user", "uid", "code", "decision", "reason"), refusal=True),
+    EventType("grant_expired", "grant", "b39f91203ec24f77ae64e0b6554e1de0", 5,
+              "A grant expired and was revoked",
+              (*GRANT, "decision")),
+    EventType("grant_revoked", "grant", "7416bcc08ff24304a7217b398b203c45", 5,
+              "A grant was revoked before expiry",
+              (*GRANT, "decision", "approver")),
+    EventType("membership_added", "grant", "3621ad6a42a94bfc8908bfb5286808ab", 5,
+              "Temporary group membership added",
+              (*GRANT,)),
+    EventType("membership_removed", "grant", "dfff782f1c734168b810ca94901c54fe", 5,
+              "Temporary group membership removed",
+              (*GRANT,)),
+    EventType("config_error", "hostd", "ed27619c9da940eb8523fe3d47fc891f", 3,
+              "jitaccess configuration error",
+              (*GRANT,)),
+    EventType("hostd_started", "hostd", "e5d5ea939cb74ced871f9ba18409ad72", 6,
+              "jit-hostd started and reconciled",
+              ("reason",)),
+    EventType("timer_failed", "hostd", "9c6671b290e64f74b6eb88e4b2090b98", 3,
+              "An expiry timer could not be armed",
+              ("grant_id",)),
+    EventType("request_created", "request", "17d858f6a8704905b13370864327915f", 5,
+              "An access request was made",
+              (*REQUEST, "decision")),
+    EventType("request_approved", "request", "7cb90cdf38d8406f9971eb41cb8f55a6", 5,
+              "An approver approved a request",
+              (*REQUEST, "approver", "decision")),
+    EventType("request_denied", "request", "a42a0f12632c48ecb04d5c645180ad56", 5,
+              "An approver denied a request",
+              (*REQUEST, "approver", "decision")),
+    EventType("request_expired", "request", "eb5c1537956b4df9b67f80a5bc5e253f", 5,
+              "An access request expired unanswered",
+              (*REQUEST, "decision")),
+    EventType("breakglass", "request", "49db911c183842d6b9f555aae89921ff", 2,
+              "Self-service break-glass access was taken",
+              (*REQUEST, "grant_id", "decision")),
+    EventType("notify_failed", "hostd", "4c2cf68098734e03bd7585cbcc1c7598", 4,
+              "An approver notification failed",
+              ("user", "role", "request_id")),
+    EventType("sudo_allowed", "sudo", "522d89f209324a34a41c7b69b4f4b974", 5,
+              "sudo allowed a command",
+              (*SUDO, "decision", "request_id")),
+    EventType("sudo_denied", "sudo", "e992777deb0e4195bb4aa4e214c4f628", 4,
+              "sudo denied a command",
+              (*SUDO, "decision", "code", "reason"), refusal=True),
+    EventType("sudo_pending", "sudo", "11e70d0f024846bfb564c42ee8e0f93a", 5,
+              "sudo paused a command for approval",
+              (*SUDO, "decision", "request_id")),
+    EventType("login_refused", "login", "661ebdc1a5344f91863fb7f80cfe0c85", 4,
+              "A login was refused",
+              ("user", "uid", "tty", "decision", "code", "reason"), refusal=True),
+    EventType("session_opened", "session", "9f0336d389ef46ca94d4fc76185d1b4c", 6,
+              "A login session was registered",
+              ("user", "uid", "session_id", "tty", "grant_id")),
+    EventType("session_closed", "session", "e03b8fc2ec354b33aa83f3029b1f230a", 6,
+              "A login session ended",
+              ("user", "uid", "session_id", "tty", "reason")),
+    EventType("session_terminated", "session", "a601c2c42c7842d9a006608e03f31ee7", 5,
+              "A session was ended at grant expiry",
+              (*ENDING, *RECORDING, "decision", "count", "pids", "processes")),
+    EventType("privilege_residue", "residue", "e0981b68452e472b9e8190cc445531da", 4,
+              "Processes kept a group after the grant that gave it ended",
+              (*ENDING, "decision", "count", "pids", "processes")),
+    EventType("recording_closed", "recording", "2172f8a1707f4e31ad3c1cffefbcdb6e", 5,
+              "A session recording was closed",
+              (*RECORDING, "decision", "recording_sha256")),
+    EventType("recording_started", "recording", "143c0ef8d5844e15b9f530372def91aa", 6,
+              "A session recording was started",
+              (*RECORDING,)),
+    EventType("recording_failed", "recording", "3d6190a5e50a4bee81da0b49a7682c2f", 3,
+              "A session recording ended abnormally",
+              (*RECORDING, "reason", "recording_sha256")),
+    EventType("recording_removed", "recording", "11bddced35fd4983a048f16208abb73d", 5,
+              "A session recording was removed by retention",
+              ("recording", "reason")),
+    EventType("refusals_suppressed", "hostd", "88745e31de5946f6889e5db6a3fe3443", 4,
+              "Repeated refusals of one user were not logged one by one",
+              ("user", "uid", "count", "decision")),
+)}
+NAME_OF_ID = {t.message_id: name for name, t in EVENT_TYPES.items()}
+
 MAX_VALUE = 4096
 
 
-def escape(value: object) -> str:
+_UNSAFE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _char(ch: str) -> str:
+    """One control, format, surrogate, private, unassigned or separator character as a
+    visible escape; any other character as itself."""
+    if ch in _NAMED:
+        return _NAMED[ch]
+    if unicodedata.category(ch) not in _UNSAFE:
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else (
+        f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+
+
+def escape(value: object, *, logged: bool = False) -> str:
     r"""Render any value as one inert line: control, format and separator characters
     become visible escapes (\n, \x1b, \u2028), backslashes are doubled, and overlong
-    values are cut with a marker. The result can be shown on a terminal or logged."""
+    values are cut with a marker. The result can be shown on a terminal or logged.
+
+    `logged=True` is for text read back from the journal (`jit audit`, its HTML page),
+    where hostd escaped its values already: backslashes stay single and nothing is cut,
+    so hostd's own text shows as it was logged (escape(escape(v), logged=True) ==
+    escape(v)) and only what another writer left raw is made visible."""
     text = value if isinstance(value, str) else str(value)
-    out: list[str] = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            code = ord(ch)
-            if code < 0x100:
-                out.append(f"\\x{code:02x}")
-            elif code <= 0xFFFF:
-                out.append(f"\\u{code:04x}")
-            else:
-                out.append(f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    result = "".join(out)
+    if logged:
+        if text.isprintable():  # false for every unsafe character (and \n, \t, \r)
+            return text
+        return "".join(ch if ch == "\\" else _char(ch) for ch in text)
+    if text.isprintable() and "\\" not in text:  # the common case: nothing to escape
+        result = text
+    else:
+        result = "".join(_char(ch) for ch in text)
     if len(result) > MAX_VALUE:
         result = result[:MAX_VALUE] + "...[truncated]"
     return result
@@ -141,205 +224,56 @@ def framed(label: str, value: object, width: int = 80) -> str:
     return f'{prefix}{shown(value, width - len(prefix) - 1)}"'
 
 
-def _field_value(value: object) -> str:
+def value(value: object) -> str:
+    """A field's journal text: escaped, list items each escaped and joined by commas."""
     if isinstance(value, list | tuple | set | frozenset):
         return ",".join(escape(v) for v in value)
     return escape(value)
 
 
-@dataclass
-class _Bucket:
-    """One uid's token bucket and what it held back since its last summary."""
-
-    tokens: float
-    at: float
-    user: str = ""
-    suppressed: Counter = field(default_factory=Counter)
-    since: float = 0.0  # when the first refusal held back since the last summary came
-
-
-OTHER_UIDS = -1  # the shared bucket of uids that found the table full
-
-
-class RefusalLimiter:
-    """Per-uid token bucket for refusal events (grant_refused; later sudo_denied,
-    login_refused): `burst` at once, then `rate` a second. Whatever is held back is counted
-    and summed up in one `refusals_suppressed` event per uid once `interval` has passed,
-    so one user hammering hostd cannot push its real events (expiries, activations) past
-    journald's rate limit, and nothing goes uncounted.
-
-    Memory is bounded: at most `max_uids` buckets. Buckets that have refilled and hold
-    nothing back are dropped first (recreating one gives the same full bucket); past that,
-    new uids share one bucket (OTHER_UIDS). Since a bucket lets through at most
-    burst + rate*T in any T seconds, dropped or not, all refusals logged in T are at most
-    (max_uids + 1) * (burst + rate*T): with the defaults 257 * (20 + 30) = 12,850 per 30 s.
-    """
-
-    def __init__(self, burst: int = 20, rate: float = 1.0, interval: float = 30.0,
-                 max_uids: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst, self.rate, self.interval, self.max_uids = burst, rate, interval, max_uids
-        self.clock = clock
-        self._buckets: dict[int, _Bucket] = {}
-        self._lock = threading.Lock()  # the webhook worker thread also emits events
-        self._next_due = float("inf")
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def allow(self, event: str, uid: int, user: str = "") -> bool:
-        """Take a token for one refusal of `uid`; False (and counted) when none is left."""
-        now = self.clock()
-        with self._lock:
-            bucket = self._bucket(uid, now)
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
-            bucket.at = now
-            if user:
-                bucket.user = user
-            if bucket.tokens >= 1:
-                bucket.tokens -= 1
-                return True
-            if not bucket.suppressed:
-                bucket.since = now
-                self._next_due = min(self._next_due, now + self.interval)
-            bucket.suppressed[event] += 1
-            return False
-
-    def _bucket(self, uid: int, now: float) -> _Bucket:
-        bucket = self._buckets.get(uid)
-        if bucket is not None:
-            return bucket
-        if len(self._buckets) >= self.max_uids:
-            self._drop_idle(now)
-        if len(self._buckets) >= self.max_uids:
-            uid = OTHER_UIDS
-            bucket = self._buckets.get(uid)
-            if bucket is not None:
-                return bucket
-        bucket = self._buckets[uid] = _Bucket(tokens=float(self.burst), at=now)
-        return bucket
-
-    def _drop_idle(self, now: float) -> None:
-        """Forget buckets that are full again and owe no summary: nothing is lost."""
-        for uid in [u for u, b in self._buckets.items() if not b.suppressed
-                    and b.tokens + (now - b.at) * self.rate >= self.burst]:
-            del self._buckets[uid]
-
-    def due(self) -> list[tuple[int, str, Counter]]:
-        """(uid, user, held back per event type) of every bucket whose summary is due,
-        reset so each refusal is summed up once. Cheap when nothing is due."""
-        now = self.clock()
-        if now < self._next_due:
-            return []
-        out = []
-        with self._lock:
-            self._next_due = float("inf")
-            for uid, bucket in self._buckets.items():
-                if not bucket.suppressed:
-                    continue
-                if now - bucket.since >= self.interval:
-                    out.append((uid, "" if uid == OTHER_UIDS else bucket.user,
-                                bucket.suppressed))
-                    bucket.suppressed = Counter()
-                else:
-                    self._next_due = min(self._next_due, bucket.since + self.interval)
-            self._drop_idle(now)
-        return out
+def carried(event: str, *subjects: object, **values: object) -> dict[str, object]:
+    """The one builder of an event's fields: for each field `event` declares, the value
+    given by keyword, else the first subject that has it (a mapping's key or an object's
+    attribute; None subjects are skipped). A subject's other keys are not carried, so a
+    whole grant row, request row or recorded session can be given; a keyword the type
+    does not declare is a bug (ValueError)."""
+    kind = EVENT_TYPES[event]
+    stray = [k for k in values if k not in kind.fields]
+    if stray:
+        raise ValueError(f"{event} carries no field {', '.join(stray)}")
+    out: dict[str, object] = {}
+    for name in kind.fields:
+        if name in values:
+            out[name] = values[name]
+            continue
+        for subject in subjects:
+            if isinstance(subject, Mapping):
+                if name in subject:
+                    out[name] = subject[name]
+                    break
+            elif subject is not None and hasattr(subject, name):
+                out[name] = getattr(subject, name)
+                break
+    return out
 
 
-def summary_message(uid: int, user: str, held: Counter) -> str:
-    """`N refusals suppressed for uid U (user)`, with the count of each event type."""
-    kinds = ", ".join(f"{event} {n}" for event, n in sorted(held.items()))
-    who = "other uids (too many to track one by one)" if uid == OTHER_UIDS else (
-        f"uid {uid}" + (f" ({user})" if user else ""))
-    return f"{sum(held.values())} refusals suppressed for {who}: {kinds}"
-
-
-class Events:
-    """Sends events to journald; under a sandbox root also mirrors them as JSON lines."""
-
-    def __init__(self, mirror: Path | None = None, journal: bool = True,
-                 limiter: RefusalLimiter | None = None) -> None:
-        self.mirror = mirror
-        self.limiter = limiter if limiter is not None else RefusalLimiter()
-        self._journal_send = None
-        if journal:
-            try:
-                from systemd import journal as _journal
-
-                if os.path.exists("/run/systemd/journal/socket"):
-                    self._journal_send = _journal.send
-            except ImportError:  # pragma: no cover - python3-systemd is a Depends
-                self._journal_send = None
-
-    def emit(self, event: str, message: str, **fields: object) -> dict[str, str]:
-        """Log one event, never rate-limited. `message` is hostd's own sentence; field
-        values are escaped. Summaries of held-back refusals that fell due go out first."""
-        self.flush_refusals()
-        return self._emit(event, message, **fields)
-
-    def refusal(self, event: str, message: str, *, uid: int,
-                **fields: object) -> dict[str, str] | None:
-        """Log a refusal caused by a user, limited per uid (RefusalLimiter). Returns the
-        record, or None when it was held back (counted for the next summary)."""
-        self.flush_refusals()
-        user = fields.get("user")
-        if not self.limiter.allow(event, uid, user if isinstance(user, str) else ""):
-            return None
-        return self._emit(event, message, uid=uid, **fields)
-
-    def flush_refusals(self) -> list[dict[str, str]]:
-        """Write the summaries that are due: from the sweep (every 30 s) and before any
-        event, so a summary is never much later than its window."""
-        return [self._emit("refusals_suppressed", summary_message(uid, user, held),
-                           uid=None if uid == OTHER_UIDS else uid, user=user,
-                           count=sum(held.values()), decision="suppressed")
-                for uid, user, held in self.limiter.due()]
-
-    def _emit(self, event: str, message: str, **fields: object) -> dict[str, str]:
-        message_id, priority, _ = EVENT_TYPES[event]
-        record: dict[str, str] = {
-            "MESSAGE": escape(message),
-            "MESSAGE_ID": message_id,
-            "PRIORITY": str(priority),
-            "SYSLOG_IDENTIFIER": "jit-hostd",
-            "JIT_EVENT": event,
-        }
-        for key, value in fields.items():
-            if key not in FIELDS:
-                raise ValueError(f"unknown event field {key}")  # a bug, not input
-            if value is None or value == "" or value == []:
-                continue
-            record["JIT_" + key.upper()] = _field_value(value)
-        if self._journal_send is not None:
-            try:
-                self._journal_send(**record)
-            except OSError:
-                pass  # journald gone: the mirror (if any) still has it; never block a decision
-        if self.mirror is not None:
-            line = dict(record, __REALTIME_TIMESTAMP=str(time.time_ns() // 1000))
-            data = (json.dumps(line, sort_keys=True) + "\n").encode()
-            with open_private(self.mirror) as fh:  # one O_APPEND write: whole lines even
-                fh.buffer.raw.write(data)          # when several threads emit at once
-        return record
-
-
-def open_private(path: Path):
-    """Open for appending, readable by the owner only: created 0600, and an existing file
-    put back to 0600 (the mirror holds what users asked for and why)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
-            os.fchmod(fd, 0o600)
-        return os.fdopen(fd, "a", encoding="utf-8")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_mirror(path: Path) -> Iterable[dict[str, str]]:
-    """Read back events.jsonl (tests, `jit audit` under a sandbox root)."""
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+def entry(event: str, message: str, **fields: object) -> dict[str, str]:
+    """The journald entry of one event: MESSAGE (escaped), MESSAGE_ID, PRIORITY,
+    SYSLOG_IDENTIFIER, JIT_EVENT and a JIT_* field for each non-empty value, escaped.
+    A field the type does not declare raises ValueError (a bug, not input)."""
+    kind = EVENT_TYPES[event]
+    record: dict[str, str] = {
+        "MESSAGE": escape(message),
+        "MESSAGE_ID": kind.message_id,
+        "PRIORITY": str(kind.priority),
+        "SYSLOG_IDENTIFIER": "jit-hostd",
+        "JIT_EVENT": event,
+    }
+    for key, val in fields.items():
+        if key not in kind.fields:
+            what = "unknown event field" if key not in FIELDS else "undeclared event field"
+            raise ValueError(f"{what} {key} for {event}")
+        if val is None or val == "" or val == []:
+            continue
+        record["JIT_" + key.upper()] = value(val)
+    return record

@@ -10,8 +10,9 @@ the handlers and docs/PROTOCOL.md in step.
 Requests are checked here before anything acts on them: unknown operations and fields
 are refused, every field has a type and a bound, and text must be valid Unicode without
 lone surrogates (SQLite and journald cannot store them). The caller's identity is never
-a field; the server takes it from SO_PEERCRED. Standard library only: the PAM module,
-the recorder and the expiry timer's service import this.
+a field; the server takes it from SO_PEERCRED. Standard library only: the recorder and
+the expiry timer's service import this (the PAM module, pam/pam_jit.py, imports only
+built-in modules and writes its few requests itself).
 """
 
 from __future__ import annotations

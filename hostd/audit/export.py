@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hostd import __version__
-from hostd.events import EVENT_TYPES
+from hostd.events import EVENT_TYPES, NAME_OF_ID
 
 OCSF_VERSION = "1.8.0"
 ECS_VERSION = "9.4.0"
@@ -143,7 +143,6 @@ ECS_FALLBACK = EcsMap((), (), "unknown")
 # syslog PRIORITY -> OCSF severity id and caption
 SEVERITY = {0: (6, "Fatal"), 1: (5, "Critical"), 2: (5, "Critical"), 3: (4, "High"),
             4: (3, "Medium"), 5: (2, "Low"), 6: (1, "Informational"), 7: (1, "Informational")}
-NAME_OF_ID = {mid: name for name, (mid, _, _) in EVENT_TYPES.items()}
 
 
 def event_name(e: dict[str, str]) -> str:
@@ -171,7 +170,7 @@ def _priority(e: dict[str, str], name: str) -> int:
     try:
         return int(e["PRIORITY"])
     except (KeyError, ValueError):
-        return EVENT_TYPES[name][1] if name in EVENT_TYPES else 6
+        return EVENT_TYPES[name].priority if name in EVENT_TYPES else 6
 
 
 def _usec(e: dict[str, str]) -> int:

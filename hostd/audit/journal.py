@@ -20,15 +20,15 @@ import json
 import os
 import sys
 import time
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hostd.errors import JitError
-from hostd.events import EVENT_TYPES, columns, cut, escape, read_mirror
+from hostd.events import EVENT_TYPES, columns, cut, escape
 from hostd.policy.durations import parse_duration, parse_time
+from hostd.state.journal import read_mirror
 
 # Who writes our events. hostd is the only writer today; a recorder or PAM module that
 # logs under its own identifier is added here (journald ORs values of one field).
@@ -37,7 +37,6 @@ IDENTIFIERS = ("jit-hostd",)
 READER_GROUPS = ("adm", "systemd-journal")
 # The fields kept from a journal entry, besides every JIT_* field.
 KEPT = frozenset({"MESSAGE", "MESSAGE_ID", "PRIORITY", "SYSLOG_IDENTIFIER", "_HOSTNAME"})
-NAME_OF_ID = {mid: name for name, (mid, _, _) in EVENT_TYPES.items()}
 
 GRANT_START = ("grant_activated",)
 GRANT_END = ("grant_expired", "grant_revoked")
@@ -72,7 +71,7 @@ class Query:
 
     def message_ids(self) -> list[str]:
         names = self.events or tuple(EVENT_TYPES)
-        return [EVENT_TYPES[n][0] for n in names]
+        return [EVENT_TYPES[n].message_id for n in names]
 
     def accepts(self, event: dict[str, str]) -> bool:
         """The same filter in Python, for sources without journald's indexes (the
@@ -299,16 +298,10 @@ TABLE_COLUMNS = (("TIME (UTC)", None), ("EVENT", "JIT_EVENT"), ("USER", "JIT_USE
 DETAILS = (("command", "JIT_COMMAND"), ("reason", "JIT_REASON"))
 
 
-_UNSAFE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
-
-
 def inert(value: str) -> str:
-    """Control, format and separator characters as visible escapes. hostd escaped its
-    values when it logged them (so backslashes are left alone here: `\\n` stays as
-    logged); this is the second fence, for whatever else reached the journal."""
-    if value.isascii() and value.isprintable():
-        return value
-    return "".join(escape(ch) if unicodedata.category(ch) in _UNSAFE else ch for ch in value)
+    """The second fence for whatever reached the journal: events.escape's `logged` form
+    (hostd's own escapes stay as logged; raw control characters become visible)."""
+    return escape(value, logged=True)
 
 
 def _cell(value: str, width: int) -> str:

@@ -1,13 +1,17 @@
 """hostd's events as an auditor reads them: grants (how each ended), requests (who
 decided, which grant they caused), from journal entries shaped like `journalctl -o json`
 lines. Pure: no I/O, the period's end is passed in. Used by the HTML report
-(audit_html.py)."""
+(report.py). Which event types are a request's is read from the event schema
+(hostd/events.py, family "request")."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from hostd.events import EVENT_TYPES
+
+REQUEST_EVENTS = frozenset(n for n, k in EVENT_TYPES.items() if k.family == "request")
 LINK_SECONDS = 10.0  # an approval and the grant it caused are logged within this
 
 
@@ -126,8 +130,7 @@ def build_requests(evs: list[Event], grants: dict[str, Grant]) -> dict[str, Requ
     reqs: dict[str, Request] = {}
     for ev in evs:
         rid = ev.get("request_id")
-        if not rid or ev.kind not in ("request_created", "request_approved", "request_denied",
-                                      "request_expired", "breakglass"):
+        if not rid or ev.kind not in REQUEST_EVENTS:
             continue
         r = reqs.setdefault(rid, Request(rid))
         r.user = r.user or ev.get("user")

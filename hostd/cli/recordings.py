@@ -21,10 +21,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from hostd.errors import EXIT_OK, EXIT_REFUSED, JitError, exit_code_for
-from hostd.events import escape, read_mirror, shown
+from hostd.events import escape, shown
 from hostd.paths import client_paths
 from hostd.policy.durations import rfc3339
-from hostd.record import castfile, termsafe
+from hostd.record import castexport, castfile, termsafe
+from hostd.state.journal import read_mirror
 
 EXIT_NOT_FOUND = 2  # verify-recording: no such recording (DESIGN.md §13)
 # What we write to a terminal before a message of ours, so the recording cannot hide
@@ -200,7 +201,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     header, events = _open(path)
     if args.export_script is not None:
         try:
-            log, timing = castfile.export_events(path, header, _safe(events),
+            log, timing = castexport.export_events(path, header, _safe(events),
                                                  args.export_script)
         except FileExistsError as exc:
             raise JitError("denied", f"{escape(exc.filename)} exists already") from None

@@ -17,7 +17,6 @@ checks are pure.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -67,12 +66,6 @@ def root_skips(account_text: str) -> bool:
             if not any(0 < i - j <= _skip(lines[j]) for j in range(i)):
                 return False
     return True
-
-
-def checksums(pam_d: Path) -> dict[str, str]:
-    """sha256 of every file in /etc/pam.d (what `--disable` must give back)."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(pam_d.iterdir()) if p.is_file()}
 
 
 def _pam_auth_update(root: Path, *args: str) -> None:

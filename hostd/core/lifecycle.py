@@ -17,13 +17,14 @@ from dataclasses import asdict
 
 from hostd.core.effects import ArmTimer, CancelTimer, EndSessions, Outbox
 from hostd.errors import JitError
-from hostd.events import Events
+from hostd.events import carried
 from hostd.policy import grants as grants_mod
 from hostd.policy.config import HOST_ISSUER, Config
 from hostd.policy.durations import rfc3339
 from hostd.policy.hostmatch import HostFacts
 from hostd.policy.liveness import is_live
 from hostd.state.accounts import Accounts, disagreements
+from hostd.state.journal import Events
 from hostd.state.store import Store
 
 SEEN_TOKEN_GRACE = 3600  # keep token ids an hour past exp + leeway (they expire anyway)
@@ -133,17 +134,17 @@ class Core:
             for grp, standing in intended:
                 if not standing and not self.accounts.is_member(grant.user, grp):
                     self.accounts.add(grant.user, grp)
-                    self.events.emit("membership_added", f"{grant.user} added to {grp}",
-                                     **{**self._fields(row), "groups": [grp]})
+                    self._grant_event("membership_added", f"{grant.user} added to {grp}",
+                                      row, groups=[grp])
                 self.store.set_membership(grant_id, grp, "applied")
         except Exception:  # undo everything, then let the caller see the error
             self._end(row, "failed", "activation failed", "hostd")
             self.store.forget_token(grant.issuer, grant.jti)
             raise
-        self.events.emit("grant_activated",
-                         f"grant {grant_id} activated: {grant.user} holds {grant.role}",
-                         **self._fields(row), decision="activated",
-                         request_id=request_of(grant.issuer, grant.jti))
+        self._grant_event("grant_activated",
+                          f"grant {grant_id} activated: {grant.user} holds {grant.role}",
+                          row, decision="activated",
+                          request_id=request_of(grant.issuer, grant.jti))
         self.outbox.add(ArmTimer(grant_id, grant.exp))
         return self.public_grant(self.store.get_grant(grant_id))
 
@@ -156,11 +157,11 @@ class Core:
             return all(h["standing"] for h in holders)
         return not self.store.leftovers(user, grp)
 
-    @staticmethod
-    def _fields(g: dict) -> dict:
-        return {"user": g["user"], "uid": g["uid"], "role": g["role"], "grant_id": g["id"],
-                "issuer": g["issuer"], "not_after": rfc3339(g["exp"]), "groups": g["groups"],
-                "reason": g["reason"], "ticket": g["ticket"]}
+    def _grant_event(self, event: str, message: str, g: dict, **values: object) -> None:
+        """An event about grant row `g`: the fields its type declares (events.carried),
+        taken from the row (its `id` is the grant_id, its `exp` the not_after)."""
+        self.events.emit(event, message, **carried(event, g, grant_id=g["id"],
+                                                   not_after=rfc3339(g["exp"]), **values))
 
     # ending -----------------------------------------------------------------------------
 
@@ -180,8 +181,8 @@ class Core:
         ending = self._ending(g, "policy changed" if reason == "policy changed"
                               else "revoked", by)
         self._end(g, "revoked", reason, by, ending)
-        self.events.emit("grant_revoked", message, **{**self._fields(g), "reason": logged_reason},
-                         decision="revoked", approver=by)
+        self._grant_event("grant_revoked", message, g, reason=logged_reason,
+                          decision="revoked", approver=by)
         self.outbox.add(CancelTimer(g["id"]))
         self.outbox.add(ending)
 
@@ -244,8 +245,8 @@ class Core:
             return False
         ending = self._ending(g, "expired", "hostd")
         self._end(g, "expired", "expired", "hostd", ending)
-        self.events.emit("grant_expired", f"grant {grant_id} expired: {g['user']} no longer "
-                         f"holds {g['role']}", **self._fields(g), decision="expired")
+        self._grant_event("grant_expired", f"grant {grant_id} expired: {g['user']} no longer "
+                          f"holds {g['role']}", g, decision="expired")
         self.outbox.add(ending)
         return True
 
@@ -296,19 +297,18 @@ class Core:
             return
         if self.accounts.uid_of(m["user"]) is None:  # account deleted: nothing to take back
             self.store.set_membership(g["id"], m["grp"], "removed")
-            self.events.emit("membership_removed", f"{m['user']} no longer exists; membership "
-                             f"of {m['grp']} ended with the account",
-                             **{**self._fields(g), "groups": [m["grp"]]})
+            self._grant_event("membership_removed", f"{m['user']} no longer exists; membership "
+                              f"of {m['grp']} ended with the account", g, groups=[m["grp"]])
             return
         try:
             self.accounts.remove(m["user"], m["grp"])
         except JitError as exc:  # left 'applied': reconcile retries
-            self.events.emit("config_error", f"could not remove {m['user']} from {m['grp']}: "
-                             f"{exc.message}", **self._fields(g))
+            self._grant_event("config_error", f"could not remove {m['user']} from {m['grp']}: "
+                              f"{exc.message}", g)
             return
         self.store.set_membership(g["id"], m["grp"], "removed")
-        self.events.emit("membership_removed", f"{m['user']} removed from {m['grp']}",
-                         **{**self._fields(g), "groups": [m["grp"]]})
+        self._grant_event("membership_removed", f"{m['user']} removed from {m['grp']}", g,
+                          groups=[m["grp"]])
 
     def _put_back(self, g: dict, m: dict) -> bool:
         """Re-add a live grant's membership; a failure (the account or group is gone) is
@@ -317,8 +317,8 @@ class Core:
             self.accounts.add(m["user"], m["grp"])
             return True
         except JitError as exc:
-            self.events.emit("config_error", f"could not restore {m['user']} in {m['grp']}: "
-                             f"{exc.message}", **self._fields(g))
+            self._grant_event("config_error", f"could not restore {m['user']} in {m['grp']}: "
+                              f"{exc.message}", g)
             return False
 
     # start-up ---------------------------------------------------------------------------
@@ -366,8 +366,8 @@ class Core:
             try:
                 self.accounts.remove(user, grp)
             except JitError as exc:
-                self.events.emit("config_error", f"could not remove {user} from {grp}: "
-                                 f"{exc.message}", **self._fields(g))
+                self._grant_event("config_error", f"could not remove {user} from {grp}: "
+                                  f"{exc.message}", g)
                 continue
             self._repaired("membership_removed", g, group, (user, grp), "removed from both")
 
@@ -375,6 +375,5 @@ class Core:
                   pair: tuple[str, str], done: str) -> None:
         user, grp = pair
         where = "group" if user in group.get(grp, set()) else "gshadow"
-        self.events.emit(event, f"repaired {user} in {grp}: listed in {where} only (a gpasswd "
-                         f"interrupted between the two files); {done}",
-                         **{**self._fields(g), "groups": [grp]})
+        self._grant_event(event, f"repaired {user} in {grp}: listed in {where} only (a gpasswd "
+                          f"interrupted between the two files); {done}", g, groups=[grp])

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from hostd.core.effects import Notify
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
+from hostd.events import carried
 from hostd.policy.approvals import (
     clean_reason,
     in_members,
@@ -137,16 +138,14 @@ class Requests:
                "expires": now + self.core.config.request_ttl}
         self.store.insert_request(req)
         req = self.store.get_request(req["id"])
-        fields = self._fields(req)
         if role.approvals == 0:  # break-glass: self-service with a reason, loudly logged
             grant_id = self._grant(req, [])  # logged once taken: a failed one gave nothing
-            self.core.events.emit("breakglass", f"break-glass: {user} took role {role.name} "
-                                  f"for {format_duration(capped)}", **fields,
-                                  grant_id=grant_id, decision="self-service")
+            self._request_event("breakglass", f"break-glass: {user} took role {role.name} "
+                                f"for {format_duration(capped)}", req,
+                                grant_id=grant_id, decision="self-service")
         else:
-            self.core.events.emit("request_created", f"{user} requests role {role.name} "
-                                  f"for {format_duration(capped)}", **fields,
-                                  decision="pending")
+            self._request_event("request_created", f"{user} requests role {role.name} "
+                                f"for {format_duration(capped)}", req, decision="pending")
             self.notify("created", self.public(req), self.approvers_of(role, user))
         out = self.public(self.store.get_request(req["id"]))
         out["capped"] = capped < duration
@@ -165,8 +164,8 @@ class Requests:
                "expires": now + self.core.config.sudo_approval_timeout}
         self.store.insert_request(req)
         req = self.store.get_request(req["id"])
-        self.core.events.emit("request_created", f"{user} asks to run a guarded command",
-                              **self._fields(req), decision="pending")
+        self._request_event("request_created", f"{user} asks to run a guarded command", req,
+                            decision="pending")
         self.notify("created", self.public(req), self.approvers_of(role, user))
         return self.public(req)
 
@@ -189,9 +188,8 @@ class Requests:
         if not self.store.set_request_state(request_id, "expired", self.core.now(),
                                             expect="pending", outcome="cancelled"):
             return False
-        self.core.events.emit("request_expired", f"request {request_id} of {user} cancelled: "
-                              "the command no longer waits", **self._fields(req),
-                              decision="cancelled")
+        self._request_event("request_expired", f"request {request_id} of {user} cancelled: "
+                            "the command no longer waits", req, decision="cancelled")
         return True
 
     # deciding ---------------------------------------------------------------------------
@@ -213,10 +211,9 @@ class Requests:
         except sqlite3.IntegrityError:
             raise JitError("already_decided", "you already decided on this request") from None
         event = "request_approved" if decision == "approve" else "request_denied"
-        self.core.events.emit(event, f"{approver} {decision}d request {request_id} of "
-                              f"{req['user']}",
-                              **{**self._fields(req), "reason": comment or req["reason"]},
-                              approver=approver, decision=decision)
+        self._request_event(event, f"{approver} {decision}d request {request_id} of "
+                            f"{req['user']}", req, reason=comment or req["reason"],
+                            approver=approver, decision=decision)
         decisions = self.store.decisions(request_id)
         outcome = tally(decisions, req["needed"])
         if outcome == "denied":
@@ -326,12 +323,13 @@ class Requests:
         if not self.store.set_request_state(req["id"], "expired", self.core.now(),
                                             expect="pending", outcome="unanswered"):
             return False
-        self.core.events.emit("request_expired", f"request {req['id']} of {req['user']} "
-                              f"expired unanswered", **self._fields(req), decision="expired")
+        self._request_event("request_expired", f"request {req['id']} of {req['user']} "
+                            f"expired unanswered", req, decision="expired")
         self.notify("expired", self.public(req), [req["user"]])
         return True
 
-    @staticmethod
-    def _fields(req: dict) -> dict:
-        return {"user": req["user"], "uid": req["uid"], "role": req["role"],
-                "request_id": req["id"], "reason": req["reason"], "ticket": req["ticket"]}
+    def _request_event(self, event: str, message: str, req: dict, **values: object) -> None:
+        """An event about request row `req`: the fields its type declares
+        (events.carried), taken from the row (its `id` is the request_id)."""
+        self.core.events.emit(event, message, **carried(event, req, request_id=req["id"],
+                                                        **values))

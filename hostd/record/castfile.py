@@ -36,8 +36,8 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -219,37 +219,6 @@ class CastWriter:
             self.close(self._t, "error")
 
 
-@dataclass
-class Cast:
-    """A recording read back: the header object and every event, markers included."""
-
-    path: Path
-    header: dict
-    events: list[tuple[float, str, str]] = field(default_factory=list)
-
-    @property
-    def meta(self) -> dict:
-        meta = self.header.get("jit")
-        return meta if isinstance(meta, dict) else {}
-
-    @property
-    def duration(self) -> float:
-        return self.events[-1][0] if self.events else 0.0
-
-    @property
-    def status(self) -> str | None:
-        """The status on the end line; None if the recording has no end (truncated)."""
-        if self.events and self.events[-1][1] == "m" and \
-                self.events[-1][2].startswith(END_PREFIX):
-            rest = self.events[-1][2][len(END_PREFIX) + 64:]
-            return rest[1:] if rest.startswith(" ") else rest
-        return None
-
-    def output(self) -> str:
-        """Everything the terminal showed, in order."""
-        return "".join(d for _, c, d in self.events if c == "o")
-
-
 def _parse_header(path: Path | str, raw: bytes) -> dict:
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -311,13 +280,6 @@ def _raw_lines(path: Path) -> Iterator[tuple[bytes, bool]]:
             else:
                 yield raw, False
                 return
-
-
-def read_cast(path: Path) -> Cast:
-    """Read a recording (CastError if malformed, FileNotFoundError if absent). The chain
-    is not checked here: verify() does that."""
-    header, events = iter_cast(path)
-    return Cast(Path(path), header, list(events))
 
 
 def iter_cast(path: Path) -> tuple[dict, Iterator[tuple[float, str, str]]]:
@@ -412,17 +374,8 @@ def verify(path: Path, expected_digest: str | None) -> Verdict:
         last_t = t
         if code == "m" and text.startswith((CHAIN_PREFIX, END_PREFIX)):
             prefix = CHAIN_PREFIX if text.startswith(CHAIN_PREFIX) else END_PREFIX
-            claimed = text[len(prefix):len(prefix) + 64]
-            if claimed != h.hex():
-                first_bad = good + 1
-                if first_bad >= number:
-                    span = f"line {number}"
-                elif first_bad == number - 1:
-                    span = f"line {first_bad}"
-                else:
-                    span = f"lines {first_bad}-{number - 1}"
-                return bad(first_bad, f"chain broken: {span} edited, removed, moved or "
-                                      f"added (the marker on line {number} does not match)")
+            if text[len(prefix):len(prefix) + 64] != h.hex():
+                return bad(good + 1, _broken(good + 1, number))
             good = number
             ended = prefix == END_PREFIX
         step = hashlib.sha256(h)
@@ -436,6 +389,18 @@ def verify(path: Path, expected_digest: str | None) -> Verdict:
                        "the file was rewritten", count, True)
     return Verdict(True, h.hex(), None, "chain intact" + (
         ", digest matches the one hostd logged" if expected_digest else ""), count, True)
+
+
+def _broken(first_bad: int, number: int) -> str:
+    """Why the marker on line `number` fails, naming the lines since the last good one."""
+    if first_bad >= number:
+        span = f"line {number}"
+    elif first_bad == number - 1:
+        span = f"line {first_bad}"
+    else:
+        span = f"lines {first_bad}-{number - 1}"
+    return (f"chain broken: {span} edited, removed, moved or added (the marker on line "
+            f"{number} does not match)")
 
 
 def summary(path: Path) -> dict:
@@ -468,64 +433,3 @@ def summary(path: Path) -> dict:
     row.update(duration=duration, size=st.st_size, status=status,
                ended=status is not None, timestamp=header.get("timestamp"))
     return row
-
-
-def export_script(cast: Cast, directory: Path) -> tuple[Path, Path]:
-    """Write `ID.log` and `ID.timing` in util-linux `script` classic format into
-    `directory` (new files, 0600), so `scriptreplay -t ID.timing ID.log` plays the
-    session: the log holds a `Script started` line, the output bytes, a `Script done`
-    line; each timing line is `DELAY BYTES` for one output event."""
-    return export_events(cast.path, cast.header, cast.events, directory)
-
-
-def export_events(path: Path, header: dict, events: Iterable[tuple[float, str, str]],
-                  directory: Path) -> tuple[Path, Path]:
-    """export_script() for events from iter_cast() (a recording not held in memory)."""
-    directory = Path(directory)
-    meta = header.get("jit") if isinstance(header.get("jit"), dict) else {}
-    rid = str(meta.get("id") or Path(path).name.removesuffix(".cast"))
-    if not RECORDING_ID.fullmatch(rid):
-        rid = "recording"
-    log_path, timing_path = directory / f"{rid}.log", directory / f"{rid}.timing"
-    stamp = header.get("timestamp")
-    started = time.strftime("%Y-%m-%d %H:%M:%S+00:00", time.gmtime(
-        stamp if isinstance(stamp, int | float) else 0))
-    command = meta.get("command")
-    if isinstance(command, list):
-        command = " ".join(str(c) for c in command)
-    head = f"Script started on {started} [COMMAND={json.dumps(str(command or ''))} " \
-           f"COLUMNS=\"{header.get('width')}\" LINES=\"{header.get('height')}\"]\n"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    log_fd = os.open(log_path, flags, 0o600)
-    try:
-        timing_fd = os.open(timing_path, flags, 0o600)
-    except BaseException:
-        os.close(log_fd)
-        os.unlink(log_path)
-        raise
-    try:
-        with os.fdopen(log_fd, "wb") as log, os.fdopen(timing_fd, "w") as timing:
-            log.write(head.encode("utf-8", "replace"))
-            last = 0.0
-            status = ""
-            for t, code, text in events:
-                if code == "m" and text.startswith(END_PREFIX):
-                    status = text[len(END_PREFIX) + 65:]
-                if code != "o":
-                    continue
-                data = text.encode("utf-8", "replace")
-                timing.write(f"{t - last:.6f} {len(data)}\n")
-                log.write(data)
-                last = t
-            log.write(f"\nScript done on {started} [COMMAND_EXIT_CODE="
-                      f"\"{_exit_code(status)}\"]\n".encode())
-    except BaseException:  # a malformed line half-way: no half export left behind
-        for p in (log_path, timing_path):
-            p.unlink(missing_ok=True)
-        raise
-    return log_path, timing_path
-
-
-def _exit_code(status: str) -> str:
-    m = re.fullmatch(r"(?:exit|status)[ =](\d{1,3})(?:\D.*)?", status, re.DOTALL)
-    return m.group(1) if m else "?"

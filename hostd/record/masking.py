@@ -356,10 +356,3 @@ def _widen_end(buf: bytes, e: int, n: int) -> int:
     while k < n and k - e < 3 and 0x80 <= buf[k] < 0xC0:
         k += 1
     return k
-
-
-def mask(data: bytes, rules: Sequence[tuple[str, str | bytes | re.Pattern]] = (), *,
-         builtins: bool = True) -> bytes:
-    """Mask a whole buffer (the reference the streaming guarantee is stated against)."""
-    m = Masker(rules, builtins=builtins)
-    return m.feed(data) + m.flush()

@@ -143,35 +143,18 @@ class PtyRecorder(Recorder):
     def loop(self) -> None:
         """Input to the pty is buffered and written without blocking: a command that
         reads no input while it prints must never leave both sides waiting."""
-        master = self.master
-        os.set_blocking(master, False)
-        typed = bytearray()
-        stdin_open = True
-        poller = select.poll()
-        poller.register(master, select.POLLIN)
+        os.set_blocking(self.master, False)
+        self.typed = bytearray()
+        self.stdin_open = True
+        self.poller = poller = select.poll()
+        poller.register(self.master, select.POLLIN)
         poller.register(0, select.POLLIN)
         if self.err_r >= 0:
             poller.register(self.err_r, select.POLLIN)
-
-        def pump() -> None:
-            while typed:
-                try:
-                    del typed[:os.write(master, typed)]
-                except BlockingIOError:
-                    break
-                except OSError:  # the pty is going away
-                    typed.clear()
-            poller.modify(master, select.POLLIN | (select.POLLOUT if typed else 0))
-            if stdin_open:
-                if len(typed) >= CHUNK:
-                    poller.modify(0, 0)  # read no more keys until the command takes these
-                else:
-                    poller.modify(0, select.POLLIN)
-
         poller.register(self.sig_r, select.POLLIN)
-        sink_fd = self.sink.fileno() if self.sink is not None else None
-        if sink_fd is not None:
-            poller.register(sink_fd, select.POLLIN)
+        self.sink_fd = self.sink.fileno() if self.sink is not None else None
+        if self.sink_fd is not None:
+            poller.register(self.sink_fd, select.POLLIN)
         while True:
             events = self.wait(poller)
             if not events:
@@ -180,55 +163,91 @@ class PtyRecorder(Recorder):
                     return  # the command is gone and the pty is quiet
                 continue
             for fd, ev in events:
-                if fd == master:
-                    if ev & select.POLLOUT:
-                        pump()
-                    if not ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                        continue
-                    try:
-                        data = os.read(master, CHUNK)
-                    except BlockingIOError:
-                        continue
-                    except OSError:  # EIO: every holder of the slave closed it
-                        data = b""
-                    if not data:
-                        self.reap_blocking()
-                        self.drain_stderr()
-                        return
-                    self.emit(1, self.out_masker, data)
-                elif fd == self.err_r:
-                    try:
-                        data = os.read(fd, CHUNK)
-                    except OSError:
-                        data = b""
-                    if not data or not self.emit(2, self.err_masker, data):
-                        poller.unregister(fd)
-                        os.close(fd)
-                        self.err_r = -1
-                elif fd == 0:
-                    try:
-                        data = os.read(0, CHUNK)
-                    except OSError:
-                        data = b""
-                    if not data:  # the user's terminal went away
-                        poller.unregister(0)
-                        stdin_open = False
-                        self.hang_up()
-                        continue
-                    if self.record_input:
-                        masked = self.in_masker.feed(data) if self.in_masker else data
-                        self.note_held()
-                        if masked:
-                            self.record("input", masked)
-                    typed += data
-                    pump()
-                elif fd == self.sig_r:
-                    self.on_signals(self.pending_signals())
-                elif fd == sink_fd:
-                    self.from_hostd()
-                    if self.sink is None:
-                        poller.unregister(sink_fd)
-                        sink_fd = None
+                if self.on_ready(fd, ev):
+                    return
+
+    def on_ready(self, fd: int, ev: int) -> bool:
+        """Handle one ready descriptor; True when the session is over."""
+        if fd == self.master:
+            return self.from_pty(ev)
+        if fd == self.err_r:
+            self.from_stderr()
+        elif fd == 0:
+            self.from_keys()
+        elif fd == self.sig_r:
+            self.on_signals(self.pending_signals())
+        elif fd == self.sink_fd:
+            self.from_hostd()
+            if self.sink is None:
+                self.poller.unregister(self.sink_fd)
+                self.sink_fd = None
+        return False
+
+    def pump(self) -> None:
+        """Write what was typed as far as the pty takes it; stop reading keys while
+        a chunk's worth waits."""
+        typed, poller = self.typed, self.poller
+        while typed:
+            try:
+                del typed[:os.write(self.master, typed)]
+            except BlockingIOError:
+                break
+            except OSError:  # the pty is going away
+                typed.clear()
+        poller.modify(self.master, select.POLLIN | (select.POLLOUT if typed else 0))
+        if self.stdin_open:
+            if len(typed) >= CHUNK:
+                poller.modify(0, 0)  # read no more keys until the command takes these
+            else:
+                poller.modify(0, select.POLLIN)
+
+    def from_pty(self, ev: int) -> bool:
+        """The command's output (or the pty's end: True)."""
+        if ev & select.POLLOUT:
+            self.pump()
+        if not ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            return False
+        try:
+            data = os.read(self.master, CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError:  # EIO: every holder of the slave closed it
+            data = b""
+        if not data:
+            self.reap_blocking()
+            self.drain_stderr()
+            return True
+        self.emit(1, self.out_masker, data)
+        return False
+
+    def from_stderr(self) -> None:
+        try:
+            data = os.read(self.err_r, CHUNK)
+        except OSError:
+            data = b""
+        if not data or not self.emit(2, self.err_masker, data):
+            self.poller.unregister(self.err_r)
+            os.close(self.err_r)
+            self.err_r = -1
+
+    def from_keys(self) -> None:
+        """What the user typed: recorded (masked) when input is recorded, then passed on."""
+        try:
+            data = os.read(0, CHUNK)
+        except OSError:
+            data = b""
+        if not data:  # the user's terminal went away
+            self.poller.unregister(0)
+            self.stdin_open = False
+            self.hang_up()
+            return
+        if self.record_input:
+            masked = self.in_masker.feed(data) if self.in_masker else data
+            self.note_held()
+            if masked:
+                self.record("input", masked)
+        self.typed += data
+        self.pump()
 
     def drain_stderr(self) -> None:
         """What the command left in the stderr pipe (never waiting for a writer that

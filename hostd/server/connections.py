@@ -169,12 +169,14 @@ class Server:
                  requests: Requests | None = None,
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
                  reader: Store | None = None, logind: Logind | None = None,
-                 paths: Paths | None = None, names_ttl: float = TTL) -> None:
+                 paths: Paths | None = None, names_ttl: float = TTL,
+                 idle_timeout: float | None = None) -> None:
         """`paths`: where /proc, /dev and the recordings are (DIR/... in a sandbox);
         `logind`: None in a sandbox or without a bus; `names_ttl`: how long the
         accounts cache keeps an answer (hostd/state/accounts_cache.py)."""
         paths = paths or Paths.for_root(None)
         self.core = core
+        self.idle_timeout = idle_timeout or IDLE_TIMEOUT  # sandbox: hostd/state/sandbox.py
         self.config_error = config_error
         self.requests = requests or Requests(core, None)
         self.reader = reader or core.store
@@ -238,7 +240,7 @@ class Server:
         """Requests in turn until the client closes, idles out, or a stream ends."""
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
+                line = await asyncio.wait_for(reader.readline(), self.idle_timeout)
             except TimeoutError:
                 return
             except (asyncio.LimitOverrunError, ValueError):

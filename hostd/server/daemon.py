@@ -47,7 +47,8 @@ def _ask_expire(paths: Paths, grant_id: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jit-hostd", description="jitaccess host daemon")
-    parser.add_argument("--root", help="sandbox root (tests and demos only)")
+    parser.add_argument("--root", help="sandbox root (tests and demos only; only then are "
+                        "the test knobs in DIR/etc/jit/test-knobs.json read)")
     parser.add_argument("--foreground", action="store_true", help="stay in the foreground")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--reconcile", action="store_true", help="expire what is due, then exit")

@@ -22,7 +22,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from hostd.events import Events, escape, framed, shown
+from hostd.events import escape, framed, shown
+from hostd.state.journal import Events
 
 UTMP_RECORD = struct.Struct("<hxxi32s4s32s256shhiii4i20s")
 USER_PROCESS = 7

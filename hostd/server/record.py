@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
+from hostd.events import carried
 from hostd.policy.liveness import is_live
 from hostd.record.recordings import (
     Recording,
@@ -273,19 +274,17 @@ class RecordOps:
             return
         self.core.events.emit("session_terminated", f"recorded sudo session {rec.id} "
                               f"of {rec.session.user} hung up: {reason}",
-                              **self._recording_fields(rec, rec.session), reason=reason)
+                              **carried("session_terminated", rec.session, recording=rec.id,
+                                      session_id=rec.id, reason=reason))
         await channel.send({"hangup": reason})
-
-    @staticmethod
-    def _recording_fields(rec: Recording | None, session: Session) -> dict:
-        return {"user": session.user, "uid": session.uid, "runas": session.runas,
-                "command": session.command, "tty": session.tty, "grant_id": session.grant_id,
-                "role": session.role, "recording": rec.id if rec else None,
-                "session_id": rec.id if rec else None}
 
     def _record_event(self, event: str, rec: Recording | None, session: Session, message: str,
                       **extra: object) -> None:
-        self.core.events.emit(event, message, **{**self._recording_fields(rec, session), **extra})
+        """An event about a recorded sudo: what its type declares (events.carried), from
+        the session hostd allowed and the recording's id (None before it exists)."""
+        rid = rec.id if rec else None
+        self.core.events.emit(event, message, **carried(event, session, recording=rid,
+                                                        session_id=rid, **extra))
 
     def close_recordings(self) -> None:
         """hostd stops: close what is open (its chain then verifies, ending

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from hostd.core.lifecycle import Core
 from hostd.core.requests import HostSigner, Requests
 from hostd.errors import JitError
-from hostd.events import Events
 from hostd.paths import Paths
 from hostd.policy import config as config_mod
 from hostd.policy.keys import generate_ed25519, load_private, write_public
@@ -24,8 +23,10 @@ from hostd.protocol import MAX_LINE
 from hostd.server import residue
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
+from hostd.state import sandbox
 from hostd.state.accounts import Accounts, accounts_for
 from hostd.state.hostfacts import read_facts
+from hostd.state.journal import Events
 from hostd.state.store import Store
 from hostd.state.timers import InProcessTimers
 
@@ -63,7 +64,8 @@ def build_core(paths: Paths, accounts: Accounts | None = None) -> tuple[Core, st
     if not error:
         write_login_gate(paths, cfg)
     host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
-    core = Core(cfg, Store(paths.state_db), accounts or accounts_for(paths), events, host)
+    core = Core(cfg, Store(paths.state_db), accounts or accounts_for(paths), events, host,
+                clock=sandbox.knobs(paths).clock)
     core.boot_id = residue.boot_id(paths.proc)
     return core, error
 
@@ -166,7 +168,8 @@ async def build_server(paths: Paths, accounts: Accounts | None = None
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
     server = Server(core, timers, config_error=error, requests=build_requests(paths, core),
                     notifier=build_notifier(paths, core), reader=Store.reader(paths.state_db),
-                    logind=await _logind(paths, core), paths=paths)
+                    logind=await _logind(paths, core), paths=paths,
+                    idle_timeout=sandbox.knobs(paths).idle_timeout)
     pending = core.pending_endings()  # a previous run ended these and was killed first
     if not error:
         core.end_unsupported()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from hostd.core.effects import EndSessions
 from hostd.core.lifecycle import Core
+from hostd.events import carried
 from hostd.policy.liveness import is_live
 from hostd.server import residue
 from hostd.server import warnings as expiry_warnings
@@ -127,10 +128,6 @@ class SessionEnding:
         return {gid: name for name, gid in e.gids
                 if not self.reader.live_holders(e.user, name)}
 
-    def _ending_fields(self, e: EndSessions, gids: dict[int, str]) -> dict:
-        return {"user": e.user, "uid": e.uid, "role": e.role, "grant_id": e.grant_id,
-                "groups": sorted(gids.values()), "reason": e.reason}
-
     async def _end_logind_sessions(self, e: EndSessions, gids: dict[int, str]) -> None:
         logind = self.logind
         if logind is None:
@@ -167,8 +164,9 @@ class SessionEnding:
             return
         self.core.events.emit(
             "session_terminated", f"session {sid} of {e.user} {decision}: grant "
-            f"{e.grant_id} {e.reason}", **self._ending_fields(e, gids), session_id=sid,
-            tty=s.get("tty") or info.get("tty"), decision=decision)
+            f"{e.grant_id} {e.reason}", **carried(
+                "session_terminated", e, groups=sorted(gids.values()), session_id=sid,
+                tty=s.get("tty") or info.get("tty"), decision=decision))
 
     async def _end_processes(self, e: EndSessions, gids: dict[int, str]) -> None:
         """SIGTERM to each process still holding a taken group, SIGKILL to those left
@@ -206,9 +204,10 @@ class SessionEnding:
         self.core.events.emit(
             "session_terminated", f"{len(everything)} processes of {e.user} still holding "
             f"{', '.join(sorted(gids.values()))} {decision}: grant {e.grant_id} {e.reason}",
-            **self._ending_fields(e, gids), decision=decision, count=len(everything),
-            pids=[p.pid for p in everything],
-            processes="; ".join(residue.describe(p, gids) for p in everything[:MAX_LISTED]))
+            **carried("session_terminated", e, groups=sorted(gids.values()), decision=decision,
+                      count=len(everything), pids=[p.pid for p in everything],
+                      processes="; ".join(residue.describe(p, gids)
+                                          for p in everything[:MAX_LISTED])))
 
     def _signal_all(self, procs: list[residue.Proc], uid: int, gids: frozenset[int],
                     signo: int) -> int:
@@ -220,9 +219,10 @@ class SessionEnding:
         self.core.events.emit(
             "privilege_residue", f"grant {e.grant_id} {e.reason} but {len(procs)} processes "
             f"of {e.user} still hold {', '.join(sorted(gids.values()))} "
-            "(on_expiry = keep-sessions)", **self._ending_fields(e, gids),
-            decision="kept", count=len(procs), pids=[p.pid for p in procs],
-            processes="; ".join(residue.describe(p, gids) for p in procs[:MAX_LISTED]))
+            "(on_expiry = keep-sessions)", **carried(
+                "privilege_residue", e, groups=sorted(gids.values()), decision="kept",
+                count=len(procs), pids=[p.pid for p in procs],
+                processes="; ".join(residue.describe(p, gids) for p in procs[:MAX_LISTED])))
 
     # warnings ---------------------------------------------------------------------------
 

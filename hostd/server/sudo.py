@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 from hostd.core.lifecycle import Core
 from hostd.core.sudo import MAX_TRIES, Asked, Sudo, stamp_key
 from hostd.errors import JitError
+from hostd.events import carried
 from hostd.protocol import SUDO_MODES
 from hostd.server.ops import Caller
 from hostd.server.record import RecordOps
@@ -24,12 +25,12 @@ from hostd.state.accounts_cache import AccountsCache
 from hostd.state.store import Store
 
 
-def _sudo_fields(req, d) -> dict:
-    """The JIT_* fields every sudo event carries."""
-    return {"uid": req.uid, "user": req.user, "command": d.line, "runas": req.runas_user,
-            "tty": req.tty, "grant_id": d.source.grant_id if d.source else None,
-            "role": d.source.role if d.source else None,
-            "guardrail": str(d.guardrail) if d.guardrail >= 0 else None}
+def _sudo_carried(event: str, req, d, **values: object) -> dict:
+    """What a sudo event carries (events.carried): the request's user and terminal, the
+    decision's command line, the grant that allowed it (d.source) and its guardrail."""
+    return carried(event, d.source, uid=req.uid, user=req.user, command=d.line,
+                   runas=req.runas_user, tty=req.tty,
+                   guardrail=str(d.guardrail) if d.guardrail >= 0 else None, **values)
 
 
 class SudoOps:
@@ -166,12 +167,12 @@ class SudoOps:
     def _sudo_refused(self, asked, code: str, message: str) -> dict:
         self.core.events.refusal(
             "sudo_denied", f"sudo refused to {asked.request.user}: {code}",
-            **_sudo_fields(asked.request, asked.decision), decision="denied", code=code,
-            reason=message)
+            **_sudo_carried("sudo_denied", asked.request, asked.decision, decision="denied",
+                            code=code, reason=message))
         return {"ok": False, "code": code, "message": message}
 
     def _sudo_event(self, event: str, asked, d, request_id: str | None = None) -> None:
         verb = {"sudo_allowed": "allowed", "sudo_pending": "paused for approval"}[event]
         self.core.events.emit(
             event, f"sudo {verb} for {asked.request.user} as {asked.request.runas_user}",
-            **_sudo_fields(asked.request, d), decision=verb, request_id=request_id)
+            **_sudo_carried(event, asked.request, d, decision=verb, request_id=request_id))

@@ -66,7 +66,7 @@ def lines(proc: subprocess.CompletedProcess[str]) -> list[dict]:
 def test_audit_reads_back_what_the_journal_holds(host: Host, story: dict) -> None:
     box = host.box
     ours = lines(audit(box, "--json", "--since", f"@{story['since']:.0f}"))
-    ids = {mid for mid, _, _ in EVENT_TYPES.values()}
+    ids = {k.message_id for k in EVENT_TYPES.values()}
     theirs = [e for e in journal(box, "-t", "jit-hostd", "--since", f"@{story['since']:.0f}")
               if e.get("MESSAGE_ID") in ids]
     assert [(e["__REALTIME_TIMESTAMP"], e["MESSAGE_ID"]) for e in ours] == [

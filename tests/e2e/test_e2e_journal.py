@@ -17,7 +17,7 @@ def test_events_carry_message_id_and_jit_fields(host: Host) -> None:
             found = events(box, name, grant_id)
             assert found, f"no {name} event for {grant_id}"
             entry = found[-1]
-            assert entry["MESSAGE_ID"] == EVENT_TYPES[name][0]
+            assert entry["MESSAGE_ID"] == EVENT_TYPES[name].message_id
             assert entry["SYSLOG_IDENTIFIER"] == "jit-hostd"
             assert entry["JIT_USER"] == "carol"
             assert entry["JIT_ROLE"] == "docker"
@@ -28,7 +28,7 @@ def test_events_carry_message_id_and_jit_fields(host: Host) -> None:
     finally:
         box.run(["jit", "revoke", grant_id, "--reason", "test done"])
     revoked = events(box, "grant_revoked", grant_id)
-    assert revoked and revoked[-1]["MESSAGE_ID"] == EVENT_TYPES["grant_revoked"][0]
+    assert revoked and revoked[-1]["MESSAGE_ID"] == EVENT_TYPES["grant_revoked"].message_id
 
 
 def test_refusals_are_logged_with_their_code(host: Host) -> None:
@@ -42,5 +42,5 @@ def test_refusals_are_logged_with_their_code(host: Host) -> None:
 
 def test_catalog_lists_every_message_id(host: Host) -> None:
     listed = host.box.run(["journalctl", "--list-catalog", "--no-pager"]).stdout.lower()
-    missing = [name for name, (mid, _, _) in EVENT_TYPES.items() if mid not in listed]
+    missing = [name for name, k in EVENT_TYPES.items() if k.message_id not in listed]
     assert not missing, f"not in the journal catalog: {missing}"

@@ -40,7 +40,10 @@ USERS = {"root": 0, "alice": 1001, "bob": 1002, "carol": 1003}
 
 
 class Sandbox:
-    def __init__(self, policy: str, extra_groups: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, policy: str, extra_groups: dict[str, list[str]] | None = None, *,
+                 idle_timeout: float | None = None) -> None:
+        """`idle_timeout`: hostd's for quick calls instead of its 10 s (a test knob,
+        hostd/state/sandbox.py)."""
         # short path: AF_UNIX socket paths are limited to 108 bytes
         self.root = Path(tempfile.mkdtemp(prefix="jit-", dir="/tmp"))
         os.chmod(self.root, 0o755)
@@ -77,7 +80,29 @@ class Sandbox:
             'name = "corp"\npublic_keys = ["/etc/jit/keys/corp.key.pub"]\n'
             'algorithms = ["EdDSA"]\n')
         (etc / "jit" / "jit.toml").write_text(policy)
+        self.knobs: dict[str, float] = {"clock_offset": 0.0}
+        if idle_timeout is not None:
+            self.knobs["idle_timeout"] = idle_timeout
+        self._write_knobs()
         self.proc: subprocess.Popen | None = None
+
+    # test knobs (hostd/state/sandbox.py: read only under --root) --------------------------
+
+    def _write_knobs(self) -> None:
+        path = self.root / "etc" / "jit" / "test-knobs.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.knobs))
+        tmp.replace(path)  # a new file: hostd sees a new mtime and reads it whole
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move hostd's clock forward, running or not (grants expire, listings change)
+        without waiting in real seconds."""
+        self.knobs["clock_offset"] += seconds
+        self._write_knobs()
+
+    def now(self) -> float:
+        """hostd's clock: the wall clock plus what advance_clock added."""
+        return time.time() + self.knobs["clock_offset"]
 
     # processes --------------------------------------------------------------------------
 

@@ -62,6 +62,20 @@ class Tmux:
             time.sleep(0.1)
         raise AssertionError(f"{what!r} never shown; the screen:\n{self.screen()}")
 
+    def raw(self) -> bool:
+        """The pane's terminal is raw (keys are bytes, not signals): the recorder holds
+        it; cooked again when the shell has it back."""
+        tty = self.tmux("display-message", "-p", "-t", "0", "#{pane_tty}").strip()
+        flags = subprocess.run(["stty", "-F", tty, "-a"], capture_output=True, text=True,
+                               check=True, timeout=30).stdout.split()
+        return "-icanon" in flags and "-isig" in flags
+
+    def wait_raw(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.raw() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.raw(), "the recorder never took the terminal"
+
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True,
                        timeout=30)
@@ -132,7 +146,11 @@ def test_job_control_stop_fg_and_the_signal_passed_on(term, tmp_path):
     cast = tmp_path / "sleep.cast"
     term.type(f"{RECORD} --file {cast} -- sleep 600")
     term.keys("Enter")
-    time.sleep(1.0)
+    term.wait_raw()  # the recorder holds the terminal: Ctrl-Z reaches the session
+    deadline = time.monotonic() + 20
+    while not running(b"sleep\x00600\x00") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running(b"sleep\x00600\x00"), "the command never started"
     term.keys("C-z")  # a program without job control of its own, as `sudo sleep` is
     term.wait("Stopped")
     assert states(str(cast)) == {"T"}  # recorder and monitor stopped
@@ -142,7 +160,7 @@ def test_job_control_stop_fg_and_the_signal_passed_on(term, tmp_path):
     while states(str(cast)) & {"T"} and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not states(str(cast)) & {"T"}, "fg did not continue the session"
-    time.sleep(0.5)
+    term.wait_raw()  # the recorder took the terminal back: Ctrl-C reaches the command
     term.keys("C-c")
     term.type("echo EXIT=$?")
     term.keys("Enter")
@@ -178,6 +196,17 @@ def pids(marker: str) -> list[int]:
         except OSError:
             continue
     return out
+
+
+def running(cmdline: bytes) -> bool:
+    """A process runs with exactly this command line (NUL-separated, as in /proc)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def states(marker: str) -> set[str]:

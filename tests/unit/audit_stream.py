@@ -13,8 +13,10 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from hostd.events import EVENT_TYPES, Events
+from hostd.events import EVENT_TYPES, escape
+from hostd.events import value as field_value
 from hostd.policy.durations import rfc3339
+from hostd.state.journal import Events
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 BOOT_ID = "0123456789abcdef0123456789abcdef"
@@ -39,9 +41,10 @@ def record(event: str, message: str, at_usec: int, host: str = HOST,
     if event in EVENT_TYPES:
         rec = _events()._emit(event, message, **fields)
     else:  # an event type this hostd does not know, written by a newer one
-        rec = _events()._emit("hostd_started", message, **fields)
-        rec["JIT_EVENT"] = event
-        rec["MESSAGE_ID"] = "0" * 31 + "1"
+        rec = {"MESSAGE": escape(message), "MESSAGE_ID": "0" * 31 + "1", "PRIORITY": "6",
+               "SYSLOG_IDENTIFIER": "jit-hostd", "JIT_EVENT": event}
+        rec.update({"JIT_" + k.upper(): field_value(v) for k, v in fields.items()
+                    if v not in (None, "", [])})
     return dict(rec, __REALTIME_TIMESTAMP=str(at_usec), _HOSTNAME=host)
 
 
@@ -81,7 +84,7 @@ def one_of_each(at_usec: int = 1_796_000_000_000_000) -> list[dict[str, str]]:
         "login_denied": {"user": "carol", "uid": 1003, "tty": "pts/2", "code": "no_grant",
                          "decision": "denied"},
         "session_opened": {"user": "alice", "uid": 1001, "session_id": "7", "tty": "pts/1",
-                           "grant_id": "g-1", "role": "docker"},
+                           "grant_id": "g-1"},
         "session_closed": {"user": "alice", "uid": 1001, "session_id": "7"},
         "session_terminated": {"user": "alice", "uid": 1001, "session_id": "7",
                                "grant_id": "g-1", "reason": "grant expired"},
@@ -90,14 +93,16 @@ def one_of_each(at_usec: int = 1_796_000_000_000_000) -> list[dict[str, str]]:
                              "recording_sha256": "ab" * 32},
         "refusals_suppressed": {"uid": 1002, "user": "bob", "count": 42,
                                 "decision": "suppressed"},
-        "privilege_residue": dict(g, reason="still in group docker"),
+        "privilege_residue": {"user": "alice", "uid": 1001, "role": "docker",
+                              "grant_id": "g-1", "groups": ["docker"], "decision": "kept",
+                              "reason": "still in group docker", "count": 1, "pids": [4242]},
         "login_refused": {"user": "carol", "uid": 1003, "code": "no_grant"},
         "recording_started": {"user": "alice", "session_id": "s-9",
                               "recording": "/var/log/jit/sessions/s-9.cast"},
         "recording_ended": {"user": "alice", "session_id": "s-9", "recording": "s-9"},
-        "recording_failed": {"user": "alice", "session_id": "s-9", "code": "disk_full",
+        "recording_failed": {"user": "alice", "session_id": "s-9", "reason": "disk full",
                              "recording": "/var/log/jit/sessions/s-9.cast"},
-        "recording_removed": {"session_id": "s-8",
+        "recording_removed": {"reason": "older than 90 days",
                               "recording": "/var/log/jit/sessions/s-8.cast"},
         "session_resumed": {"user": "alice"},
         "totally_new_event": {"reason": HOSTILE},

@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `pytest` run without `python -m` from the repo root
     sys.path.insert(0, str(REPO))
+if str(REPO / "tests") not in sys.path:  # the shared fakes: `from fakes import ...`
+    sys.path.insert(0, str(REPO / "tests"))
 
-from hostd.errors import JitError  # noqa: E402
 from hostd.policy.config import Config, Issuer, Role  # noqa: E402
 from hostd.policy.hostmatch import HostFacts  # noqa: E402
 from hostd.policy.keys import PublicKey, algorithm_for, thumbprint  # noqa: E402
@@ -134,95 +135,3 @@ class Minter:
 def mint(pki: Pki) -> Minter:
     return Minter(pki)
 
-
-class FakeAccounts:
-    """Users and groups in memory; add/remove can be told to fail like gpasswd would.
-
-    `members` is the group file's member lists. gshadow follows it (as gpasswd keeps
-    them) until a test splits a membership with `split`, as a gpasswd killed between
-    writing the two files would; add/remove then repair both, as real gpasswd does.
-    Groups in `directory` are answered by name but missing from an enumeration, like
-    sssd's with `enumerate = false`.
-    """
-
-    def __init__(self) -> None:
-        self.uids = {"root": 0, "alice": 1000, "bob": 1001}
-        self.primary = {"root": "root", "alice": "alice", "bob": "bob"}
-        self.members: dict[str, set[str]] = {
-            g: set() for g in ("root", "alice", "bob", "docker", "adm", "staff")}
-        self.shadow: dict[str, set[str]] | None = None  # None: in step with `members`
-        self.directory: set[str] = set()
-        self.fail_add: set[tuple[str, str]] = set()
-        self.fail_remove: set[tuple[str, str]] = set()
-        self.log: list[tuple[str, str, str]] = []
-
-    def user_by_uid(self, uid: int) -> str | None:
-        return next((n for n, u in self.uids.items() if u == uid), None)
-
-    def uid_of(self, user: str) -> int | None:
-        return self.uids.get(user)
-
-    def group_exists(self, group: str) -> bool:
-        return group in self.members
-
-    def gid_of(self, group: str) -> int | None:
-        """root 0, the others 2000 + their place in name order (stable per test)."""
-        if group not in self.members:
-            return None
-        return 0 if group == "root" else 2000 + sorted(self.members).index(group)
-
-    def is_member(self, user: str, group: str) -> bool:
-        return user in self.members.get(group, set()) or self.primary.get(user) == group
-
-    def members_of(self, group: str) -> set[str]:
-        return set(self.members.get(group, set()))
-
-    def membership_map(self) -> dict[str, set[str]]:
-        out = {g: set(m) for g, m in self.members.items() if g not in self.directory}
-        for user, g in self.primary.items():
-            if g not in self.directory:
-                out.setdefault(g, set()).add(user)
-        return out
-
-    def groups_of(self, user: str) -> set[str]:
-        return {g for g in self.members if self.is_member(user, g)}
-
-    def group_file_members(self) -> dict[str, set[str]]:
-        return {g: set(m) for g, m in self.members.items()}
-
-    def gshadow_members(self) -> dict[str, set[str]] | None:
-        source = self.members if self.shadow is None else self.shadow
-        return {g: set(m) for g, m in source.items()}
-
-    def split(self, user: str, group: str, *, in_group: bool, in_gshadow: bool) -> None:
-        """Leave `user` listed in only the files named, as a killed gpasswd would."""
-        if self.shadow is None:
-            self.shadow = {g: set(m) for g, m in self.members.items()}
-        for table, listed in ((self.members, in_group), (self.shadow, in_gshadow)):
-            members = table.setdefault(group, set())
-            (members.add if listed else members.discard)(user)
-
-    def add(self, user: str, group: str) -> None:
-        self.log.append(("add", user, group))
-        if (user, group) in self.fail_add:
-            raise JitError("internal", f"gpasswd -a {user} {group} failed")
-        self.members[group].add(user)
-        if self.shadow is not None:
-            self.shadow.setdefault(group, set()).add(user)
-
-    def remove(self, user: str, group: str) -> None:
-        self.log.append(("remove", user, group))
-        if (user, group) in self.fail_remove:
-            raise JitError("internal", f"gpasswd -d {user} {group} failed")
-        self.members[group].discard(user)
-        if self.shadow is not None:
-            self.shadow.setdefault(group, set()).discard(user)
-
-    def listed(self, user: str, group: str) -> bool:
-        """In the group file (what the tests have always looked at)."""
-        return user in self.members[group]
-
-    def in_step(self, user: str, group: str) -> bool:
-        """Listed in both group and gshadow, or in neither."""
-        shadow = self.gshadow_members() or {}
-        return (user in self.members[group]) == (user in shadow.get(group, set()))

@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import FakeAccounts
+from fakes import FakeAccounts
 from test_core import World
 from test_server import FakeTimers, line
 

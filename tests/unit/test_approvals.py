@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from test_core import Clock, FakeAccounts
+from fakes import Clock, FakeAccounts
 
 from hostd.core import requests
 from hostd.core.effects import ArmTimer, CancelTimer, Notify
 from hostd.core.lifecycle import Core
 from hostd.core.requests import HostSigner, Requests
 from hostd.errors import JitError
-from hostd.events import Events, read_mirror
 from hostd.policy import approvals
 from hostd.policy.config import Config, Issuer, Role
 from hostd.policy.keys import PublicKey, thumbprint
 from hostd.server.notify import entities, logged_in_ttys, message_for, write_to_tty
+from hostd.state.journal import Events, read_mirror
 from hostd.state.store import Store
 
 NOW = 1_800_000_000

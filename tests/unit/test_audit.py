@@ -108,6 +108,17 @@ def test_every_catalog_type_is_mapped_in_both() -> None:
     assert set(EVENT_TYPES) <= set(OCSF_MAP) and set(EVENT_TYPES) <= set(ECS_MAP)
 
 
+def test_the_export_tables_name_only_the_schema() -> None:
+    """Rows only for event types the schema knows (and the older name `login_denied`),
+    ECS fields only for JIT_* fields it declares: a renamed field cannot go unmapped."""
+    from hostd.audit.export import _ECS_TAKEN
+    from hostd.events import FIELDS
+
+    known = set(EVENT_TYPES) | {"login_denied"}
+    assert set(OCSF_MAP) <= known and set(ECS_MAP) <= known
+    assert _ECS_TAKEN <= {"JIT_EVENT"} | {"JIT_" + f.upper() for f in FIELDS}
+
+
 # --held-at ------------------------------------------------------------------------------------
 
 def grant_events(gid: str, user: str, start: int, end: int | None, how: str = "expired",
@@ -308,7 +319,7 @@ def test_html_report_is_written_private_or_refused_by_name(journal_file: Path,
 def test_a_sandbox_root_reads_its_mirror(tmp_path: Path, monkeypatch) -> None:
     """Under JIT_ROOT (tests, demos) the events come from DIR/var/log/jit/events.jsonl,
     filtered the same way."""
-    from hostd.events import Events
+    from hostd.state.journal import Events
 
     mirror = tmp_path / "var" / "log" / "jit" / "events.jsonl"
     mirror.parent.mkdir(parents=True)

@@ -12,8 +12,12 @@ from datetime import UTC, datetime
 import pytest
 
 from hostd.audit import report as audit_html
+from hostd.audit import timeline
+from hostd.audit.journal import inert
+from hostd.audit.markup import visible
 from hostd.audit.model import Event, build_grants, build_requests, parse_rfc3339
-from hostd.audit.report import CSS, _nice_step, _pack, render_html, visible
+from hostd.audit.report import CSS, render_html
+from hostd.audit.timeline import _nice_step, _pack
 from hostd.events import escape
 
 T0 = 1_800_000_000.0
@@ -120,10 +124,13 @@ def test_overlapping_grants_get_lanes_of_their_own() -> None:
 
 
 def test_visible_leaves_hostd_text_alone_and_shows_control_characters() -> None:
+    """The page's escaping is events.escape (its `logged` form), the same as `jit audit`'s
+    table: a newline shows as hostd logs it (\\n), backslashes are not doubled again."""
     hostile = "a\nb\x1b[31m\u202e\x00\u2028\\ c\u00a0é"
     assert visible(escape(hostile)) == escape(hostile)  # already escaped: unchanged
     shown = visible(hostile)
-    assert shown == "a\\x0ab\\x1b[31m\\u202e\\x00\\u2028\\ c\u00a0é"
+    assert shown == "a\\nb\\x1b[31m\\u202e\\x00\\u2028\\ c\u00a0é"
+    assert shown == escape(hostile, logged=True) == inert(hostile)
     assert not re.search(r"[\x00-\x1f\u202e\u2028]", shown)
 
 
@@ -177,6 +184,6 @@ def test_a_long_period_stays_light(monkeypatch: pytest.MonkeyPatch) -> None:
     ids = set(re.findall(r'<tr id="(e\d+)"', page))
     assert set(re.findall(r'href="#(e\d+)"', page)) <= ids
     marks = page.count('class="mark m-sudo"')
-    assert 0 < marks <= 0.1 * 1200 / audit_html.BIN + 2  # 1,000 commands in 10 % of it
+    assert 0 < marks <= 0.1 * 1200 / timeline.BIN + 2  # 1,000 commands in 10 % of it
     assert "more sudo_allowed until" in page
     assert page.index(">user2<") < page.index(">user10<")  # natural order

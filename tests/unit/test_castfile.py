@@ -10,12 +10,54 @@ import shutil
 import stat
 import subprocess
 import termios
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from hostd.record import castfile
-from hostd.record.castfile import CastError, CastWriter, export_script, read_cast, summary, verify
+from hostd.record.castexport import export_events
+from hostd.record.castfile import END_PREFIX, CastError, CastWriter, iter_cast, summary, verify
+
+
+# A recording read back whole: only tests need it (hostd streams with iter_cast).
+@dataclass
+class Cast:
+    """A recording read back: the header object and every event, markers included."""
+
+    path: Path
+    header: dict
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+
+    @property
+    def meta(self) -> dict:
+        meta = self.header.get("jit")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def duration(self) -> float:
+        return self.events[-1][0] if self.events else 0.0
+
+    @property
+    def status(self) -> str | None:
+        """The status on the end line; None if the recording has no end (truncated)."""
+        if self.events and self.events[-1][1] == "m" and \
+                self.events[-1][2].startswith(END_PREFIX):
+            rest = self.events[-1][2][len(END_PREFIX) + 64:]
+            return rest[1:] if rest.startswith(" ") else rest
+        return None
+
+    def output(self) -> str:
+        """Everything the terminal showed, in order."""
+        return "".join(d for _, c, d in self.events if c == "o")
+
+
+def read_cast(path: Path) -> Cast:
+    """Read a recording (CastError if malformed, FileNotFoundError if absent). The chain
+    is not checked here: verify() does that."""
+    header, events = iter_cast(path)
+    return Cast(Path(path), header, list(events))
+
 
 RID = "0123456789abcdef"
 HEADER = {"width": 100, "height": 30, "timestamp": 1796018800, "env": {"TERM": "xterm"},
@@ -320,7 +362,7 @@ def test_scriptreplay_plays_an_export(cast, tmp_path):
     path, _ = cast
     out_dir = tmp_path / "export"
     out_dir.mkdir()
-    log, timing = export_script(read_cast(path), out_dir)
+    log, timing = export_events(path, *iter_cast(path), out_dir)
     assert (log.name, timing.name) == (f"{RID}.log", f"{RID}.timing")
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     played = subprocess.run(["scriptreplay", "-t", str(timing), "-d", "1000", str(log)],
@@ -328,7 +370,7 @@ def test_scriptreplay_plays_an_export(cast, tmp_path):
     # scriptreplay ends with a newline of its own
     assert played == "".join(OUTPUT).encode() + b"\n"
     with pytest.raises(FileExistsError):  # never overwrites
-        export_script(read_cast(path), out_dir)
+        export_events(path, *iter_cast(path), out_dir)
 
 
 def test_summary_reads_header_and_end_only(cast):

@@ -56,25 +56,26 @@ def test_each_message_id_once(entries):
 
 def test_every_event_type_has_its_entry(entries):
     by_id = {e["id"]: e for e in entries}
-    missing = [t for t, (mid, _, _) in EVENT_TYPES.items() if mid not in by_id]
+    missing = [t for t, k in EVENT_TYPES.items() if k.message_id not in by_id]
     assert not missing, f"event types missing from the catalog: {missing}"
 
 
 def test_no_entry_without_event_type(entries):
-    known = {mid for mid, _, _ in EVENT_TYPES.values()}
+    known = {k.message_id for k in EVENT_TYPES.values()}
     extra = [e["id"] for e in entries if e["id"] not in known]
     assert not extra, f"catalog entries for no event type: {extra}"
 
 
 def test_message_ids_are_distinct_in_events():
-    ids = [mid for mid, _, _ in EVENT_TYPES.values()]
+    ids = [k.message_id for k in EVENT_TYPES.values()]
     assert len(ids) == len(set(ids))
     assert all(re.fullmatch(r"[0-9a-f]{32}", mid) for mid in ids)
 
 
 def test_entry_names_its_type_and_subject(entries):
     by_id = {e["id"]: e for e in entries}
-    for event, (mid, _, summary) in EVENT_TYPES.items():
+    for event, kind in EVENT_TYPES.items():
+        mid, summary = kind.message_id, kind.summary
         entry = by_id[mid]
         assert entry["headers"].get("Subject") == [summary], event
         assert entry["headers"].get("Defined-By") == ["jitaccess"], event
@@ -91,3 +92,15 @@ def test_fields_named_in_text_exist(entries):
         text = "\n".join(entry["body"])
         for name in re.findall(r"\bJIT_[A-Z0-9_]+\b", text):
             assert name in allowed, f"{entry['id']} names unknown field {name}"
+
+
+def test_entry_names_only_fields_its_type_carries(entries):
+    """The catalog says what an event carries: only fields its type declares
+    (events.EVENT_TYPES), so it never promises a field hostd does not write."""
+    by_id = {k.message_id: (name, k) for name, k in EVENT_TYPES.items()}
+    for entry in entries:
+        name, kind = by_id[entry["id"]]
+        text = "\n".join(entry["body"])
+        named = set(re.findall(r"\bJIT_[A-Z0-9_]+\b", text)) - {"JIT_EVENT"}
+        stray = sorted(n for n in named if n[4:].lower() not in kind.fields)
+        assert not stray, f"{name}: the catalog names {stray}, which it does not carry"

@@ -5,22 +5,14 @@ the tests move by hand."""
 from __future__ import annotations
 
 import pytest
-from conftest import FakeAccounts  # the fake lives in conftest; test_approvals imports it here
+from fakes import Clock, FakeAccounts
 
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
-from hostd.events import Events, read_mirror
+from hostd.state.journal import Events, read_mirror
 from hostd.state.store import Store
 
 HOUR = 3600
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class World:

@@ -8,9 +8,9 @@ import asyncio
 from dataclasses import replace
 
 import pytest
+from fakes import FakeTimers
 from test_core import HOUR, World
 from test_residue import put, status
-from test_server import FakeTimers
 
 from hostd.core.effects import EndSessions
 from hostd.paths import Paths

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from hostd import events
-from hostd.events import EVENT_TYPES, FIELDS, Events, escape, read_mirror
+from hostd.events import EVENT_TYPES, FIELDS, carried, entry, escape
+from hostd.state.journal import Events, read_mirror
 
 ESCAPES = [
     ("plain", "systemctl restart nginx", "systemctl restart nginx"),
@@ -86,28 +87,40 @@ def sink(tmp_path):
     return Events(mirror=mirror, journal=False), mirror
 
 
+def _carrier(kw: str) -> str:
+    """An event type that declares field `kw`."""
+    return next(name for name, kind in EVENT_TYPES.items() if kw in kind.fields)
+
+
 @pytest.mark.parametrize("field", DESIGN_FIELDS, ids=DESIGN_FIELDS)
 def test_every_design_field_can_be_emitted(field, sink):
     ev, mirror = sink
     kw = field.removeprefix("JIT_").lower()
     assert kw in FIELDS
-    record = ev.emit("grant_activated", "m", **{kw: "v\n1"})
+    record = ev.emit(_carrier(kw), "m", **{kw: "v\n1"})
     assert record[field] == "v\\n1"
     (line,) = read_mirror(mirror)
     assert line[field] == "v\\n1"
 
 
-def test_all_fields_together_and_mirror_matches(sink):
+def test_every_field_is_carried_by_some_event_type():
+    assert {f for kind in EVENT_TYPES.values() for f in kind.fields} == set(FIELDS)
+
+
+@pytest.mark.parametrize("event", sorted(EVENT_TYPES), ids=sorted(EVENT_TYPES))
+def test_all_declared_fields_together_and_mirror_matches(event, sink):
     ev, mirror = sink
-    fields = {name: f"{name}-value" for name in FIELDS}
-    fields["uid"] = 1000
-    fields["groups"] = ["docker", "adm"]
-    record = ev.emit("grant_activated", "grant g1 activated", **fields)
-    assert record["JIT_UID"] == "1000"
-    assert record["JIT_GROUPS"] == "docker,adm"
-    assert record["JIT_EVENT"] == "grant_activated"
+    fields = {name: f"{name}-value" for name in EVENT_TYPES[event].fields}
+    fields.update({k: v for k, v in {"uid": 1000, "groups": ["docker", "adm"]}.items()
+                   if k in fields})
+    record = ev.emit(event, f"{event} happened", **fields)
+    if "uid" in fields:
+        assert record["JIT_UID"] == "1000"
+    if "groups" in fields:
+        assert record["JIT_GROUPS"] == "docker,adm"
+    assert record["JIT_EVENT"] == event
     assert record["SYSLOG_IDENTIFIER"] == "jit-hostd"
-    expected = {"JIT_" + k.upper() for k in FIELDS} | {
+    expected = {"JIT_" + k.upper() for k in fields} | {
         "MESSAGE", "MESSAGE_ID", "PRIORITY", "SYSLOG_IDENTIFIER", "JIT_EVENT"}
     assert set(record) == expected
     lines = mirror.read_text().splitlines()
@@ -152,6 +165,44 @@ def test_unknown_field_raises(name, sink):
     assert not mirror.exists() or mirror.read_text() == ""
 
 
+@pytest.mark.parametrize(("event", "name"), [("hostd_started", "user"),
+                                             ("grant_expired", "command"),
+                                             ("sudo_allowed", "approver")])
+def test_field_the_type_does_not_declare_raises(event, name, sink):
+    """Each type declares its fields once (events.EVENT_TYPES); a writer cannot drift."""
+    ev, mirror = sink
+    assert name in FIELDS and name not in EVENT_TYPES[event].fields
+    with pytest.raises(ValueError, match="undeclared event field"):
+        ev.emit(event, "m", **{name: "x"})
+    with pytest.raises(ValueError, match="carries no field"):
+        carried(event, **{name: "x"})
+    assert not mirror.exists() or mirror.read_text() == ""
+
+
+def test_carried_takes_declared_fields_from_subjects():
+    """A whole row can be given: what the type does not declare stays out; keywords win
+    over subjects, earlier subjects over later ones; None subjects are skipped."""
+
+    class Session:
+        user, uid, host, command = "alice", 1001, "h1", "/bin/id"
+
+    row = {"user": "bob", "uid": 1002, "role": "docker", "state": "active", "kind": "role"}
+    got = carried("request_created", None, row, Session(), request_id="r1",
+                  decision="pending")
+    assert got == {"user": "bob", "uid": 1002, "role": "docker", "request_id": "r1",
+                   "decision": "pending"}
+    got = carried("recording_started", Session(), row, recording="s-1")
+    assert got == {"user": "alice", "uid": 1001, "role": "docker", "command": "/bin/id",
+                   "recording": "s-1"}
+
+
+def test_entry_is_pure_and_matches_what_events_writes(sink):
+    ev, _ = sink
+    fields = {"user": "al\nice", "uid": 7, "grant_id": "g1", "decision": "expired"}
+    assert entry("grant_expired", "m\x1b", **fields) == ev.emit("grant_expired", "m\x1b",
+                                                                 **fields)
+
+
 def test_unknown_event_raises(sink):
     ev, _ = sink
     with pytest.raises(KeyError):
@@ -161,8 +212,8 @@ def test_unknown_event_raises(sink):
 @pytest.mark.parametrize("event", sorted(EVENT_TYPES), ids=sorted(EVENT_TYPES))
 def test_each_event_carries_its_message_id_and_priority(event, sink):
     ev, mirror = sink
-    record = ev.emit(event, f"{event} happened", user="alice")
-    message_id, priority, _ = EVENT_TYPES[event]
+    record = ev.emit(event, f"{event} happened")
+    message_id, priority = EVENT_TYPES[event].message_id, EVENT_TYPES[event].priority
     assert (record["MESSAGE_ID"], record["PRIORITY"], record["JIT_EVENT"]) == (
         message_id, str(priority), event)
     assert read_mirror(mirror)[-1]["MESSAGE_ID"] == message_id
@@ -226,4 +277,59 @@ def test_mirror_through_a_symlink_is_refused(tmp_path):
 
 def test_count_field_and_summary_event_exist():
     assert "count" in FIELDS
-    assert EVENT_TYPES["refusals_suppressed"][1] == 4
+    assert EVENT_TYPES["refusals_suppressed"].priority == 4
+
+
+# --- every writer in hostd keeps to the declared fields --------------------------------------
+
+def _emit_calls():
+    """(where, event, keyword names) of each `.emit("type", ...)`, `.refusal("type", ...)`
+    and `carried("type", ...)` in hostd with a literal type (** splats are left out)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(events.__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+            first = node.args[0]
+            if name in ("emit", "refusal", "carried") and isinstance(first, ast.Constant) \
+                    and isinstance(first.value, str):
+                yield (f"{path.relative_to(root)}:{node.lineno}", first.value,
+                       [k.arg for k in node.keywords if k.arg is not None], name)
+
+
+def test_every_literal_writer_uses_declared_fields():
+    calls = list(_emit_calls())
+    assert len(calls) > 20  # the walk finds hostd's writers
+    for where, event, names, _ in calls:
+        assert event in EVENT_TYPES, where
+        assert set(names) <= set(EVENT_TYPES[event].fields), (where, event, names)
+
+
+def test_families_and_refusals_are_declared():
+    """The audit page draws by family; the refusal flag marks what Events.refusal limits."""
+    families = {"grant", "request", "sudo", "login", "session", "recording", "residue",
+                "hostd"}
+    assert {k.family for k in EVENT_TYPES.values()} <= families
+    assert {n for n, k in EVENT_TYPES.items() if k.refusal} == {
+        "grant_refused", "sudo_denied", "login_refused"}
+    limited = {event for _, event, _, call in _emit_calls() if call == "refusal"}
+    assert limited == {n for n, k in EVENT_TYPES.items() if k.refusal}
+
+
+def test_the_vocabulary_is_pure():
+    """hostd.events (imported by the policy package) loads no writer: no journald, no
+    threads, no files; those are hostd.state.journal's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import hostd.events; "
+            "print(sorted(m for m in ('threading', 'systemd', 'json', 'hostd.state.journal') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(events.__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"

@@ -91,7 +91,7 @@ LAYERS = {
     "state": {"top", "policy", "state"},
     "core": {"top", "policy", "state", "core"},
     "record": {"top", "policy", "record"},
-    "audit": {"top", "policy", "audit"},
+    "audit": {"top", "policy", "state", "audit"},
     "cli": {"top", "policy", "state", "record", "audit", "cli"},
     "server": {"top", "policy", "state", "core", "record", "server"},
     "main": {"top", "server"},

@@ -14,7 +14,14 @@ from hostd.errors import ConfigError
 from hostd.policy import config as cfg
 from hostd.policy import maskrules
 from hostd.policy.maskrules import MaskingRuleError
-from hostd.record.masking import Masker, builtin_rules, mask
+from hostd.record.masking import Masker, builtin_rules
+
+
+def mask(data: bytes, rules=(), *, builtins: bool = True) -> bytes:
+    """Mask a whole buffer at once: the reference the streaming guarantee is stated
+    against (hostd only ever streams, through Masker)."""
+    m = Masker(rules, builtins=builtins)
+    return m.feed(data) + m.flush()
 
 # Fake secrets, one per built-in rule (none of them is real).
 KEY_BODY = "MIIEowIBAAKCAQEAq7BFUpkGp3+LQmlQ\nYx5ZL0q8xV4aUj2hQ4qWJt9NfC1pW0mEzA==\n"

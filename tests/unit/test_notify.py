@@ -11,9 +11,10 @@ import unicodedata
 import pytest
 
 from hostd.cli.main import _request_text
-from hostd.events import Events, framed, shown
+from hostd.events import framed, shown
 from hostd.server import notify
 from hostd.server.notify import message_for, notice_lines, notice_text
+from hostd.state.journal import Events
 
 FAKE = "jit: request X was denied"
 REQ = {"id": "abcdefgh", "user": "alice", "role": "docker", "state": "pending",

@@ -1,15 +1,16 @@
-"""Refusal events are limited per uid (events.RefusalLimiter), so one user hammering hostd
+"""Refusal events are limited per uid (state/journal.RefusalLimiter), so one user hammering hostd
 cannot flood the journal and push hostd's real events past journald's rate limit; what
 is held back is counted in one `refusals_suppressed` summary per uid and window."""
 
 from __future__ import annotations
 
 import pytest
+from fakes import Clock, FakeAccounts
 
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
-from hostd.events import (
-    EVENT_TYPES,
+from hostd.events import EVENT_TYPES
+from hostd.state.journal import (
     OTHER_UIDS,
     Events,
     RefusalLimiter,
@@ -19,23 +20,6 @@ from hostd.events import (
 from hostd.state.store import Store
 
 BURST, INTERVAL = 20, 30.0
-
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Accounts:
-    """Just enough of Accounts for refusals: a name for each uid."""
-
-    names = {0: "root", 1000: "alice", 1001: "bob"}
-
-    def user_by_uid(self, uid: int) -> str | None:
-        return self.names.get(uid)
 
 
 @pytest.fixture
@@ -58,7 +42,7 @@ def refuse(ev: Events, uid: int, n: int, clock: Clock | None = None, step: float
     logged = 0
     for _ in range(n):
         if ev.refusal("grant_refused", "grant refused: malformed", uid=uid,
-                      user=Accounts.names.get(uid), code="malformed") is not None:
+                      user=FakeAccounts().user_by_uid(uid), code="malformed") is not None:
             logged += 1
         if clock is not None:
             clock.t += step
@@ -76,7 +60,7 @@ def test_flood_from_one_uid_is_burst_then_one_summary(sink, clock):
     assert summary["JIT_USER"] == "alice" and summary["JIT_EVENT"] == "refusals_suppressed"
     assert summary["MESSAGE"] == ("4980 refusals suppressed for uid 1000 (alice): "
                                   "grant_refused 4980")
-    assert summary["MESSAGE_ID"] == EVENT_TYPES["refusals_suppressed"][0]
+    assert summary["MESSAGE_ID"] == EVENT_TYPES["refusals_suppressed"].message_id
     assert ev.flush_refusals() == [], "each refusal is summed up once"
     assert len(of(mirror, "refusals_suppressed")) == 1
 
@@ -179,7 +163,7 @@ def core(tmp_path, config, host, clock):
     store = Store(tmp_path / "state.db")
     events = Events(tmp_path / "events.jsonl", journal=False,
                     limiter=RefusalLimiter(clock=clock))
-    yield Core(config, store, Accounts(), events, host, clock=clock)
+    yield Core(config, store, FakeAccounts(), events, host, clock=clock)
     store.close()
 
 

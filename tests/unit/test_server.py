@@ -11,6 +11,7 @@ import threading
 from dataclasses import replace
 
 import pytest
+from fakes import FakeTimers
 from test_approvals import World as RequestsWorld
 from test_core import HOUR, World
 
@@ -21,20 +22,6 @@ from hostd.server import connections as server
 from hostd.server import daemon
 from hostd.server.connections import Limits, Server
 from hostd.server.ops import Caller, register
-
-
-class FakeTimers:
-    def __init__(self) -> None:
-        self.log: list[tuple[str, str]] = []
-
-    async def arm(self, grant_id: str, exp: int) -> None:
-        self.log.append(("arm", grant_id))
-
-    async def cancel(self, grant_id: str) -> None:
-        self.log.append(("cancel", grant_id))
-
-    async def armed(self) -> set[str]:
-        return set()
 
 
 def line(op: str, **fields: object) -> bytes:
