@@ -67,6 +67,7 @@ FIELDS = (
     "decision", "reason", "request_id", "approver", "session_id", "recording",
     "recording_sha256", "code", "ticket", "count", "tty", "guardrail",
     "pids", "processes",
+    "path", "mode",  # privilege_residue of a setgid file (hostd/server/setgid_walks.py)
 )
 
 MAX_VALUE = 4096

@@ -22,7 +22,7 @@ from hostd.policy import config as config_mod
 from hostd.policy.hostmatch import read_facts
 from hostd.policy.keys import generate_ed25519, load_private, write_public
 from hostd.protocol import MAX_LINE
-from hostd.server import residue
+from hostd.server import residue, setgid_walks
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
 from hostd.state.accounts import accounts_for
@@ -165,6 +165,9 @@ async def serve(paths: Paths) -> int:
     server.proc_root, server.dev_root = paths.proc, paths.dev  # sandbox: DIR/proc, DIR/dev
     server.logind = await _logind(paths, core)
     server.sessions_dir = paths.sessions_dir
+    server.setgid_walks = setgid_walks.for_server(  # residue: setgid files (setgid_walks.py)
+        paths.state_db, core.events, paths.proc, paths.root if paths.sandboxed else None,
+        core.accounts.is_member)
     pending = core.pending_endings()  # a previous run ended these and was killed first
     if not error:
         core.end_unsupported()
@@ -173,6 +176,9 @@ async def serve(paths: Paths) -> int:
     await server.carry_out(pending + core.take_effects())
     core.events.emit("hostd_started", f"jit-hostd started, {len(live)} live grants",
                      reason=error or None)
+    server.setgid_walks.kick()  # residue: walks owed by a previous run
+    if not paths.sandboxed:  # residue: where setgid files could outlive a group grant
+        setgid_walks.warn_exposed(core.events, paths.proc)
 
     sock = _listening_socket(paths)
     srv = await asyncio.start_unix_server(server.handle, sock=sock, limit=MAX_LINE + 1)
@@ -207,6 +213,7 @@ async def serve(paths: Paths) -> int:
     sweep_task.cancel()
     _notify("STOPPING=1")
     server.close()
+    server.setgid_walks.close()  # residue
     if server.logind is not None:
         server.logind.close()
     server.reader.close()

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hostd.core.effects import EndSessions
-from hostd.server import residue
+from hostd.server import residue, setgid_walks
 from hostd.server import warnings as expiry_warnings
 
 log = logging.getLogger("jit-hostd")
@@ -71,7 +71,9 @@ class SessionEnding:
 
     def end_sessions(self, effect: EndSessions) -> asyncio.Task:
         """Carried out in the background: the op that ended the grant answers at once."""
-        return self._background(self._end_quietly(effect))
+        task = self._background(self._end_quietly(effect))
+        setgid_walks.follow(self, effect.grant_id, task)  # residue: setgid walk after it
+        return task
 
     async def _end_quietly(self, e: EndSessions) -> None:
         """Then the grant's pending_endings row goes (the core wrote it with the grant's

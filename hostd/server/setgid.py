@@ -288,7 +288,7 @@ class Walk:
                 it.close()
                 os.close(top_fd)
                 stack.pop()
-                if self.stop():
+                if stack and self.stop():
                     for fd_, _, it_ in stack:
                         it_.close()
                         os.close(fd_)
