@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hostd.core.effects import EndSessions
-from hostd.server import residue, setgid_walks
+from hostd.server import residue, residue_fds, setgid_walks
 from hostd.server import warnings as expiry_warnings
 
 log = logging.getLogger("jit-hostd")
@@ -94,16 +94,19 @@ class SessionEnding:
             await self.tell(e.uid, expiry_warnings.revoked_line(e.role, e.by, e.mode))
         gids = self._taken(e)
         if e.mode == "keep-sessions":
-            procs = await self._in_thread(residue.scan, self.proc_root, e.uid,
-                                          frozenset(gids))
+            procs, held = await self._in_thread(residue_fds.scan, self.proc_root, e.uid,
+                                                frozenset(gids))  # residue: + descriptors
             if procs:
                 self._residue_event(e, gids, procs)
+            if held:  # residue: descriptors
+                residue_fds.residue_event(self.core.events, e, gids, held)
             return
         try:
             await self._end_logind_sessions(e, gids)
         except Exception:  # the /proc pass still takes the groups away
             log.exception("ending the logind sessions of grant %s failed", e.grant_id)
         await self._end_processes(e, gids)
+        await residue_fds.end_holders(self, e, gids)  # residue: open descriptors
 
     def _taken(self, e: EndSessions) -> dict[int, str]:
         """gid -> name of the groups the grant took away that no live grant has given
