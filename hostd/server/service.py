@@ -66,6 +66,17 @@ def build_core(paths: Paths) -> tuple[Core, str]:
     return core, error
 
 
+def setgid_walk(paths: Paths) -> int:
+    """`jit-hostd --setgid-walk`: the walks ended group grants owe (residue)."""
+    from hostd.state.accounts import accounts_for
+
+    events = Events(mirror=paths.events_mirror if paths.sandboxed else None)
+    cleared = setgid_walks.walk_owed(paths.state_db, events, paths.proc,
+                                     accounts_for(paths).is_member)
+    print(f"jit-hostd: setgid walk: {cleared} setgid bits cleared")
+    return 0
+
+
 def write_login_gate(paths: Paths, cfg: config_mod.Config) -> None:
     """The [login] rules pam_jit applies when hostd cannot answer (hostd/policy/logins.py),
     written whenever a policy loads; a broken policy keeps the last good file."""
@@ -196,6 +207,7 @@ async def serve(paths: Paths) -> int:
                 await server.run(server.sweep)
             except Exception:
                 log.exception("sweep failed")
+            server.setgid_walks.kick()  # residue: a walk cut short or missed goes on
             try:  # retention of recordings: file I/O in the recording pool, not the worker
                 await server.sweep_recordings()
             except Exception:

@@ -19,6 +19,7 @@ import ctypes
 import logging
 import os
 import platform
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -52,13 +53,21 @@ def idle_priority() -> bool:
                         IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT) == 0
 
 
+def read_mounts(proc_root: Path) -> list[setgid.Mount] | None:
+    """The mount table of PID 1: the system's, which hostd's own (ProtectHome,
+    PrivateTmp) hides parts of; None if unreadable."""
+    try:
+        return setgid.parse_mountinfo((proc_root / "1" / "mountinfo").read_text(
+            errors="surrogateescape"))
+    except OSError:
+        return None
+
+
 def mount_points(proc_root: Path) -> tuple[list[str], frozenset[str]]:
     """(mount points to walk, every mount point): the second keeps each walk on its own
     mount, where the st_dev check alone would let a bind mount of the same filesystem in."""
-    try:
-        mounts = setgid.parse_mountinfo((proc_root / "self" / "mountinfo").read_text(
-            errors="surrogateescape"))
-    except OSError:
+    mounts = read_mounts(proc_root)
+    if mounts is None:
         return [], frozenset()
     return [m.point for m in setgid.effective(mounts)], frozenset(m.point for m in mounts)
 
@@ -69,7 +78,8 @@ class SetgidWalks:
     def __init__(self, db_path: Path, events: Events,
                  mounts: Callable[[], tuple[list[str], frozenset[str]]],
                  is_member: Callable[[str, str], bool], bound: float = WALK_BOUND,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 unit: str | None = None) -> None:
         self.db_path, self.events, self.mounts, self.is_member = (
             db_path, events, mounts, is_member)
         self.bound, self.clock = bound, clock
@@ -80,6 +90,7 @@ class SetgidWalks:
         self._waiting: set[str] = set()
         self._store: Store | None = None
         self._prioritised = False
+        self.unit = unit  # production: the walk is this unit's (`start_unit`)
 
     def follow(self, grant_id: str, task) -> None:
         """Walk for `grant_id` once `task` (its process ending, a future) is done."""
@@ -97,7 +108,29 @@ class SetgidWalks:
             if self._queued or self._closing:
                 return None
             self._queued = True
-        return self.pool.submit(self._drain_logged)
+        return self.pool.submit(self._start_unit if self.unit else self._drain_logged)
+
+    def _start_unit(self) -> int:
+        """Start the walk unit when a walk is owed (systemctl, off the loop); the unit
+        walks until none is owed. `--no-block`: the unit runs for minutes."""
+        with self._lock:
+            self._queued = False
+        if self._store is None:
+            self._store = Store(self.db_path)
+        if not self._store.setgid_walks():
+            return 0
+        try:
+            subprocess.run(["systemctl", "start", "--no-block", self.unit], check=True,
+                           capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("could not start %s, setgid walks wait for the next try: %s",
+                        self.unit, exc)
+        return 0
+
+    def owed(self) -> list[dict]:
+        if self._store is None:
+            self._store = Store(self.db_path)
+        return self._store.setgid_walks()
 
     def close(self) -> None:
         """Stop: a running pass notices within a directory and saves where it was."""
@@ -118,8 +151,8 @@ class SetgidWalks:
             self._queued = False
         if not self._prioritised:
             self._prioritised = True
-            if not idle_priority():
-                log.warning("setgid walk: no idle I/O priority on %s", platform.machine())
+            if not idle_priority():  # the unit's IOSchedulingClass=idle has it anyway
+                log.info("setgid walk: ioprio_set refused on %s", platform.machine())
         if self._store is None:
             self._store = Store(self.db_path)
         store = self._store
@@ -189,14 +222,37 @@ class SetgidWalks:
             path="; ".join(dirs[:MAX_NAMED]), count=len(dirs) or None)
 
 
+UNIT = "jit-setgid-walk.service"
+
+
 def for_server(db_path: Path, events: Events, proc_root: Path, sandbox_root: Path | None,
                is_member: Callable[[str, str], bool]) -> SetgidWalks:
-    """The walks of a daemon: every effective mount, or under --root the sandbox alone
-    (a sandbox hostd never walks the host)."""
+    """The walks of a daemon. Production: UNIT does them (`jit-hostd --setgid-walk`):
+    hostd's own unit may neither see /home and /tmp (ProtectHome, PrivateTmp) nor
+    chmod others' files, and should not. Under --root: in a thread of hostd, over the
+    sandbox alone (a sandbox hostd never walks the host)."""
     if sandbox_root is not None:
         return SetgidWalks(db_path, events, lambda: ([str(sandbox_root)], frozenset()),
                            is_member)
-    return SetgidWalks(db_path, events, lambda: mount_points(proc_root), is_member)
+    return SetgidWalks(db_path, events, lambda: mount_points(proc_root), is_member,
+                       unit=UNIT)
+
+
+def walk_owed(db_path: Path, events: Events, proc_root: Path,
+              is_member: Callable[[str, str], bool]) -> int:
+    """`jit-hostd --setgid-walk` (UNIT): walk until no walk is owed or a pass ends
+    incomplete (the bound; the next start of the unit goes on). Returns bits cleared."""
+    walks = SetgidWalks(db_path, events, lambda: mount_points(proc_root), is_member)
+    cleared = 0
+    try:
+        while True:
+            before = len(walks.owed())
+            cleared += walks.drain()
+            after = len(walks.owed())
+            if not after or after >= before:
+                return cleared
+    finally:
+        walks.close()
 
 
 def follow(server: object, grant_id: str, task) -> None:
@@ -209,10 +265,8 @@ def follow(server: object, grant_id: str, task) -> None:
 def warn_exposed(events: Events, proc_root: Path) -> list[tuple[str, str]]:
     """At start: one warning event naming the user-writable places where set-id bits
     take effect (none when all are nosuid)."""
-    try:
-        mounts = setgid.parse_mountinfo((proc_root / "self" / "mountinfo").read_text(
-            errors="surrogateescape"))
-    except OSError:
+    mounts = read_mounts(proc_root)
+    if mounts is None:
         return []
     found = setgid.exposed(mounts)
     if found:
