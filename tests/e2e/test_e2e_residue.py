@@ -89,8 +89,8 @@ def running(box: Container, pid: int) -> bool:
 
 def test_a_setgid_file_made_during_a_group_grant_loses_the_bit_at_expiry(box) -> None:
     g = activate(box, "20s")
-    box.run(GRANTED + "sh -c 'cp /bin/bash ~/sgbash && chgrp jitops ~/sgbash && "
-            "chmod 2755 ~/sgbash'")
+    box.run(GRANTED + "sh -c 'cd /home/alice && cp /bin/bash sgbash && chgrp jitops sgbash && "
+            "chmod 2755 sgbash'")
     assert box.run(["stat", "-c", "%a %G", "/home/alice/sgbash"]).stdout.split() == [
         "2755", "jitops"]
     reads = box.run(NEVER + "/home/alice/sgbash -p -c 'cat " + SECRET + "'", check=False)
