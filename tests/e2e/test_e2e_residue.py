@@ -128,3 +128,15 @@ def test_a_descriptor_passed_to_a_process_that_never_held_the_group_is_ended(box
         if "fd " in e.get("JIT_PROCESSES", "")], timeout=10)
     assert ev["JIT_PIDS"] == str(pid) and SECRET in ev["JIT_PROCESSES"]
     assert ev["JIT_REASON"] == "expired" and ev["JIT_GROUPS"] == "jitops"
+
+
+def test_hostd_and_check_config_name_where_set_id_bits_take_effect(box) -> None:
+    """/home is on the container's root filesystem, mounted without nosuid (the walk
+    above cleared a file there): both hostd's start and check-config say so."""
+    (ev, *_) = wait_for("the exposed event of hostd's start", lambda: [
+        e for e in events(box, "privilege_residue") if e.get("JIT_DECISION") == "exposed"],
+        timeout=10)
+    assert "/home" in ev["JIT_PATH"].split("; ") and "nosuid" in ev["MESSAGE"]
+    out = json.loads(box.run(["jit", "check-config", "--json"]).stdout)
+    assert {"place": "/home", "mount": "/"} in out["setgid_mounts"], out
+    assert any("nosuid" in w for w in out["warnings"])

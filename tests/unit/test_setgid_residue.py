@@ -246,3 +246,14 @@ def test_the_walking_thread_runs_at_idle_io_priority():
     t.start()
     t.join()
     assert got and got[0] >> 13 == 3  # IOPRIO_CLASS_IDLE
+
+
+def test_check_config_names_the_exposed_places_from_the_roots_mount_table(tmp_path):
+    from hostd.cli import main as cli
+    from hostd.paths import Paths
+
+    assert cli._setgid_exposure(Paths(tmp_path)) == [], "a sandbox has no mount table"
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/mountinfo").write_text(MOUNTINFO)
+    found = cli._setgid_exposure(Paths(tmp_path))
+    assert ("/home", "/home") in found and not [p for p, _ in found if p == "/tmp"]
