@@ -174,6 +174,10 @@ class SetgidWalks:
         ids = [t.grant_id for t, _ in owed]
         after = min(pos for _, pos in owed)  # the least advanced: the others redo a bit
         points, every = self.mounts()
+        if not points:  # no mount table: nothing was walked, so nothing is done
+            self._incomplete(owed, "no mount to walk (the mount table could not be read)",
+                             [])
+            return 0
         deadline = self.clock() + self.bound
         saved = [self.clock()]
 

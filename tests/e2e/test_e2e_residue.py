@@ -138,5 +138,5 @@ def test_hostd_and_check_config_name_where_set_id_bits_take_effect(box) -> None:
         timeout=10)
     assert "/home" in ev["JIT_PATH"].split("; ") and "nosuid" in ev["MESSAGE"]
     out = json.loads(box.run(["jit", "check-config", "--json"]).stdout)
-    assert {"place": "/home", "mount": "/"} in out["setgid_mounts"], out
+    assert "/home" in [m["place"] for m in out["setgid_mounts"]], out
     assert any("nosuid" in w for w in out["warnings"])

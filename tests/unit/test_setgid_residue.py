@@ -257,3 +257,18 @@ def test_check_config_names_the_exposed_places_from_the_roots_mount_table(tmp_pa
     (tmp_path / "proc/self/mountinfo").write_text(MOUNTINFO)
     found = cli._setgid_exposure(Paths(tmp_path))
     assert ("/home", "/home") in found and not [p for p, _ in found if p == "/tmp"]
+
+
+def test_without_a_mount_table_the_walk_is_not_taken_as_done(w, tmp_path):
+    g = w.activate(role="docker", exp=w.mint.now + HOUR)
+    w.core.revoke(g["id"], 1000, "done")
+    blind = setgid_walks.SetgidWalks(tmp_path / "state.db", w.core.events,
+                                     lambda: setgid_walks.mount_points(tmp_path / "none"),
+                                     w.accounts.is_member)
+    try:
+        assert blind.kick().result() == 0
+    finally:
+        blind.close()
+    assert [r["grant_id"] for r in w.store.setgid_walks()] == [g["id"]]
+    (ev,) = w.events("privilege_residue")
+    assert ev["JIT_DECISION"] == "incomplete" and "mount table" in ev["MESSAGE"]
