@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 # Filesystems no user writes set-id files to, or on which no exec happens.
@@ -243,7 +243,8 @@ class Walk:
                 self.cleared += 1
                 self.found(f"{prefix}/{name}", done[0], done[1])
 
-    def _open_dir(self, dir_fd: int, path: str, name: str, dev: int) -> int | None:
+    def _open_dir(self, dir_fd: int, path: str, name: str,
+                  dev: int) -> tuple[int, Iterator[os.DirEntry]] | None:
         if path in self.skip:
             return None
         try:
@@ -251,39 +252,27 @@ class Walk:
                          | os.O_NONBLOCK, dir_fd=dir_fd)
         except OSError:
             return None
-        if os.fstat(fd).st_dev != dev:  # another filesystem mounted here: -xdev
-            os.close(fd)
-            return None
-        return fd
+        try:
+            if os.fstat(fd).st_dev == dev:  # else another filesystem mounted here: -xdev
+                return fd, os.scandir(fd)
+        except OSError:
+            pass
+        os.close(fd)
+        return None
 
     def _tree(self, dir_fd: int, path: str, name: str, dev: int) -> bool:
         """Depth first over descriptors: (fd, path, scandir iterator) per open level;
         False if stopped before the end."""
-        fd = self._open_dir(dir_fd, path, name, dev)
-        if fd is None:
+        opened = self._open_dir(dir_fd, path, name, dev)
+        if opened is None:
             return True
-        stack = [(fd, path, os.scandir(fd))]
-        gids, want = self.gids, stat.S_ISGID
+        stack = [(opened[0], path, opened[1])]
         while stack:
             top_fd, top_path, it = stack[-1]
-            pushed = False
-            for e in it:
-                if e.is_dir(follow_symlinks=False):
-                    if len(stack) >= MAX_DEPTH:
-                        self.too_deep.append(f"{top_path}/{e.name}")
-                        continue
-                    child = self._open_dir(top_fd, f"{top_path}/{e.name}", e.name, dev)
-                    if child is not None:
-                        stack.append((child, f"{top_path}/{e.name}", os.scandir(child)))
-                        pushed = True
-                        break
-                elif e.is_file(follow_symlinks=False):
-                    try:
-                        st = e.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if st.st_mode & want and st.st_gid in gids:
-                        self._file(top_fd, top_path, e.name, st)
+            try:
+                pushed = self._level(stack, top_fd, top_path, it, dev)
+            except OSError:  # the directory went away mid-read: what is left of it is gone
+                pushed = False
             if not pushed:
                 it.close()
                 os.close(top_fd)
@@ -294,3 +283,25 @@ class Walk:
                         os.close(fd_)
                     return False
         return True
+
+    def _level(self, stack: list, top_fd: int, top_path: str, it, dev: int) -> bool:
+        """Go on reading one directory: True when a subdirectory was pushed (to be
+        walked first), False when this one is finished."""
+        gids, want = self.gids, stat.S_ISGID
+        for e in it:
+            if e.is_dir(follow_symlinks=False):
+                if len(stack) >= MAX_DEPTH:
+                    self.too_deep.append(f"{top_path}/{e.name}")
+                    continue
+                child = self._open_dir(top_fd, f"{top_path}/{e.name}", e.name, dev)
+                if child is not None:
+                    stack.append((child[0], f"{top_path}/{e.name}", child[1]))
+                    return True
+            elif e.is_file(follow_symlinks=False):
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_mode & want and st.st_gid in gids:
+                    self._file(top_fd, top_path, e.name, st)
+        return False
