@@ -272,3 +272,17 @@ def test_without_a_mount_table_the_walk_is_not_taken_as_done(w, tmp_path):
     assert [r["grant_id"] for r in w.store.setgid_walks()] == [g["id"]]
     (ev,) = w.events("privilege_residue")
     assert ev["JIT_DECISION"] == "incomplete" and "mount table" in ev["MESSAGE"]
+
+
+def test_the_walk_unit_clears_what_every_ended_grant_owes_and_leaves_none_owed(w, tmp_path):
+    """`jit-hostd --setgid-walk` (setgid_walks.walk_owed): mounts from PID 1's table."""
+    sg = make(tmp_path / "fs/home/alice/sgbash", 1000, DOCKER, 0o2755)
+    g = w.activate(role="docker", exp=w.mint.now + HOUR)
+    w.core.revoke(g["id"], 1000, "done")
+    (tmp_path / "proc/1").mkdir(parents=True)
+    (tmp_path / "proc/1/mountinfo").write_text(
+        f"30 1 8:9 / {tmp_path}/fs rw,relatime shared:1 - ext4 /dev/sdz rw\n"
+        f"31 1 8:10 / {tmp_path}/other rw,nosuid shared:2 - ext4 /dev/sdy rw\n")
+    cleared = setgid_walks.walk_owed(tmp_path / "state.db", w.core.events,
+                                     tmp_path / "proc", w.accounts.is_member)
+    assert cleared == 1 and mode(sg) == 0o755 and w.store.setgid_walks() == []
