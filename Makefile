@@ -69,6 +69,8 @@ bench:
 	$(PYTHON) benchmarks/masking.py
 	./benchmarks/pam_overhead.sh
 	$(PYTHON) benchmarks/residue_scan.py
+	$(PYTHON) benchmarks/residue_scan.py 15 --spawn 1000 50
+	$(PYTHON) benchmarks/setgid_walk.py
 
 clean:
 	rm -rf dist build *.egg-info

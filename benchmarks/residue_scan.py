@@ -9,7 +9,15 @@ baseline an administrator would use for the same question, `ps -e -o pid=,uid=,s
 (procps, one process start included). Prints milliseconds per scan and the ratio;
 asserts nothing.
 
+With `--spawn N FDS` (root) it first starts N real `sleep` processes holding FDS open
+descriptors each, then times today's pass (residue.scan) against the pass with
+descriptors (residue_fds.scan: one status read per process, one stat per descriptor
+of the processes it looks at) with the N processes run as a system account (uid 999:
+not looked at), as a login account (uid 47300: every descriptor looked at), and a mix
+(one in ten a login account).
+
     /usr/bin/python3 benchmarks/residue_scan.py [ROUNDS]
+    /usr/bin/python3 benchmarks/residue_scan.py 20 --spawn 1000 50
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostd.server import residue
+from hostd.server import residue, residue_fds
 
 UID, GID = 59_999, 59_998  # held by nothing: every process is read, none matches
 
@@ -37,8 +45,53 @@ def timed(fn, rounds: int) -> list[float]:
     return out
 
 
+def spawn(n: int, fds: int, login_every: int) -> list[subprocess.Popen]:
+    """n sleeps with `fds` descriptors each (0-2 and the rest on /etc/hostname); every
+    `login_every`-th one a login account's, the others a system account's."""
+    held = [os.open("/etc/hostname", os.O_RDONLY) for _ in range(fds - 3)]
+    out = []
+    try:
+        for i in range(n):
+            uid = 47300 if login_every and i % login_every == 0 else 999
+            out.append(subprocess.Popen(
+                ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep",
+                 "3600"], pass_fds=held, close_fds=True, stdin=subprocess.DEVNULL))
+    finally:
+        for fd in held:
+            os.close(fd)
+    for p in out:  # until each has become sleep (setpriv execs it)
+        while (Path("/proc") / str(p.pid) / "comm").read_text() != "sleep\n":
+            pass
+    return out
+
+
+def spawned(rounds: int, n: int, fds: int) -> None:
+    for label, every in (("system account", 0), ("login account", 1), ("1 in 10 login", 10)):
+        procs = spawn(n, fds, every)
+        try:
+            total = sum(len(os.listdir(f"/proc/{p.pid}/fd")) for p in procs)
+            base, new = [], []
+            for _ in range(rounds):  # alternating: the machine's load hits both alike
+                base += timed(lambda: residue.scan(Path("/proc"), UID, {GID}), 1)
+                new += timed(lambda: residue_fds.scan(Path("/proc"), UID, {GID}), 1)
+            a, b = statistics.median(base) * 1000, statistics.median(new) * 1000
+            print(f"{n} spawned processes ({label}), {total} descriptors, {rounds} rounds")
+            print(f"  today: residue.scan          {a:8.2f} ms")
+            print(f"  with descriptors             {b:8.2f} ms")
+            print(f"  ratio                        {b / a:8.2f}")
+        finally:
+            for p in procs:
+                p.kill()
+            for p in procs:
+                p.wait()
+
+
 def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    if "--spawn" in sys.argv:
+        at = sys.argv.index("--spawn")
+        spawned(rounds, int(sys.argv[at + 1]), int(sys.argv[at + 2]))
+        return 0
     procs = sum(1 for name in os.listdir("/proc") if name.isdigit())
     scan = timed(lambda: residue.scan(Path("/proc"), UID, {GID}), rounds)
     ps = timed(lambda: subprocess.run(["ps", "-e", "-o", "pid=,uid=,supgid="],

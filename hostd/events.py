@@ -22,6 +22,7 @@ FIELDS = (
     "decision", "reason", "request_id", "approver", "session_id", "recording",
     "recording_sha256", "code", "ticket", "count", "tty", "guardrail",
     "pids", "processes",
+    "path", "mode",  # privilege_residue of a setgid file (hostd/server/setgid_walks.py)
 )
 
 # What an event says about its subject: a grant, a request, a sudo command, a recorded
@@ -125,7 +126,7 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
               (*ENDING, *RECORDING, "decision", "count", "pids", "processes")),
     EventType("privilege_residue", "residue", "e0981b68452e472b9e8190cc445531da", 4,
               "Processes kept a group after the grant that gave it ended",
-              (*ENDING, "decision", "count", "pids", "processes")),
+              (*ENDING, "decision", "count", "pids", "processes", "path", "mode")),
     EventType("recording_closed", "recording", "2172f8a1707f4e31ad3c1cffefbcdb6e", 5,
               "A session recording was closed",
               (*RECORDING, "decision", "recording_sha256")),

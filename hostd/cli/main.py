@@ -20,6 +20,7 @@ from hostd.events import escape, framed, shown
 from hostd.paths import client_paths
 from hostd.policy import config as config_mod
 from hostd.policy import grants as grants_mod
+from hostd.policy import mounts
 from hostd.policy.durations import format_duration, parse_duration, parse_time, rfc3339
 from hostd.policy.keys import generate_ed25519, load_private
 from hostd.protocol import request
@@ -203,13 +204,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     warnings = [f"role {r.name}: group {g!r} does not exist on this host"
                 for r in cfg.roles.values() for g in r.groups if not accounts.group_exists(g)]
     warnings += [f"{paths.config.name}: {w}" for w in rule_warnings(cfg)]
+    exposed = _setgid_exposure(paths)  # residue: hostd/server/setgid.py
+    if exposed:
+        warnings.append(mounts.exposure_text(exposed))
     summary = (f"{paths.config}: ok: {len(cfg.roles)} roles, {len(cfg.issuers)} issuers "
                f"({', '.join(sorted(cfg.issuers)) or 'none'})")
     if not getattr(args, "json", False):
         for w in warnings:
             print(f"jit: warning: {escape(w)}", file=sys.stderr)
     return _out(args, {"ok": True, "code": "ok", "message": summary, "warnings": warnings,
-                       "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers)}, summary)
+                       "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers),
+                       "setgid_mounts": [{"place": p, "mount": m} for p, m in exposed]},
+                summary)
+
+
+def _setgid_exposure(paths) -> list[tuple[str, str]]:
+    """User-writable places whose mount honours set-id bits, from the mount table under
+    the root's proc (a sandbox has none unless linked): where a setgid file made during
+    a group grant outlives it until hostd clears it."""
+    try:
+        text = (paths.proc / "self" / "mountinfo").read_text(errors="surrogateescape")
+    except OSError:
+        return []
+    return mounts.exposed(mounts.parse_mountinfo(text))
 
 
 def _request_text(r: dict) -> str:

@@ -63,6 +63,7 @@ from hostd.state.store import Store
 from hostd.state.timers import ExpiryTimers
 
 if TYPE_CHECKING:
+    from hostd.server.setgid_walks import SetgidWalks
     from hostd.state.logind import Logind
 
 log = logging.getLogger("jit-hostd")
@@ -170,10 +171,13 @@ class Server:
                  notifier: Callable[[str, dict, list[str]], object] | None = None,
                  reader: Store | None = None, logind: Logind | None = None,
                  paths: Paths | None = None, names_ttl: float = TTL,
-                 idle_timeout: float | None = None) -> None:
+                 idle_timeout: float | None = None,
+                 setgid_walks: SetgidWalks | None = None) -> None:
         """`paths`: where /proc, /dev and the recordings are (DIR/... in a sandbox);
         `logind`: None in a sandbox or without a bus; `names_ttl`: how long the
-        accounts cache keeps an answer (hostd/state/accounts_cache.py)."""
+        accounts cache keeps an answer (hostd/state/accounts_cache.py);
+        `setgid_walks`: the walks for setgid files at a grant's end (service.py builds
+        them; None: none, as in unit tests)."""
         paths = paths or Paths.for_root(None)
         self.core = core
         self.idle_timeout = idle_timeout or IDLE_TIMEOUT  # sandbox: hostd/state/sandbox.py
@@ -189,8 +193,9 @@ class Server:
         self.names = AccountsCache(core.accounts, self.nss, names_ttl)
         self.worker = Worker(core, self.carry_out, after_job=self.names.invalidate)
         self.recordings = RecordOps(core, self.reader, paths.sessions_dir)
+        self.setgid_walks = setgid_walks
         self.ending = SessionEnding(core, self.reader, self.worker, self.recordings,
-                                    self.side, logind, paths.proc, paths.dev)
+                                    self.side, logind, paths.proc, paths.dev, setgid_walks)
         self.effects = Effects(core, timers, self.ending, notifier, self.side)
         self.sudo = Sudo(core, self.requests, reader=self.reader)
         self.ops: dict[str, Handler] = {}

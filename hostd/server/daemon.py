@@ -5,6 +5,7 @@
     jit-hostd --expire GRANT_ID                ask the running daemon to expire a grant
     jit-hostd --revoke-all --reason TEXT       end every grant, offline (package removal)
     jit-hostd --ensure-host-key                create this host's issuer key if missing
+    jit-hostd --setgid-walk                    clear setgid residue of ended grants (its unit)
 
 A broken configuration does not stop expiry: hostd then serves with no roles, answers
 every request that needs the policy with `config_error`, and keeps revoking on time.
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--expire", metavar="GRANT_ID", help="ask hostd to expire a grant")
     mode.add_argument("--revoke-all", action="store_true", help="end every grant (offline)")
     mode.add_argument("--ensure-host-key", action="store_true", help="create the host key")
+    mode.add_argument("--setgid-walk", action="store_true",  # residue: setgid_walks.py
+                      help="clear setgid bits ended group grants left (jit-setgid-walk.service)")
     parser.add_argument("--reason", default="revoked by administrator")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="jit-hostd: %(message)s")
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         made = service.ensure_host_key(paths)
         print("jit-hostd: host issuer key " + ("created" if made else "present"))
         return 0
+    if args.setgid_walk:  # residue: hostd/server/setgid_walks.py
+        return service.setgid_walk(paths)
     if args.reconcile or args.revoke_all:
         core, _ = service.build_core(paths)
         if args.revoke_all:

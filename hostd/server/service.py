@@ -20,7 +20,7 @@ from hostd.paths import Paths
 from hostd.policy import config as config_mod
 from hostd.policy.keys import generate_ed25519, load_private, write_public
 from hostd.protocol import MAX_LINE
-from hostd.server import residue
+from hostd.server import residue, setgid_walks
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
 from hostd.state import sandbox
@@ -68,6 +68,17 @@ def build_core(paths: Paths, accounts: Accounts | None = None) -> tuple[Core, st
                 clock=sandbox.knobs(paths).clock)
     core.boot_id = residue.boot_id(paths.proc)
     return core, error
+
+
+def setgid_walk(paths: Paths) -> int:
+    """`jit-hostd --setgid-walk`: the walks ended group grants owe (residue)."""
+    from hostd.state.accounts import accounts_for
+
+    events = Events(mirror=paths.events_mirror if paths.sandboxed else None)
+    cleared = setgid_walks.walk_owed(paths.state_db, events, paths.proc,
+                                     accounts_for(paths).is_member)
+    print(f"jit-hostd: setgid walk: {cleared} setgid bits cleared")
+    return 0
 
 
 def write_login_gate(paths: Paths, cfg: config_mod.Config) -> None:
@@ -169,7 +180,10 @@ async def build_server(paths: Paths, accounts: Accounts | None = None
     server = Server(core, timers, config_error=error, requests=build_requests(paths, core),
                     notifier=build_notifier(paths, core), reader=Store.reader(paths.state_db),
                     logind=await _logind(paths, core), paths=paths,
-                    idle_timeout=sandbox.knobs(paths).idle_timeout)
+                    idle_timeout=sandbox.knobs(paths).idle_timeout,
+                    setgid_walks=setgid_walks.for_server(  # setgid files (setgid_walks.py)
+                        paths.state_db, core.events, paths.proc,
+                        paths.root if paths.sandboxed else None, core.accounts.is_member))
     pending = core.pending_endings()  # a previous run ended these and was killed first
     if not error:
         core.end_unsupported()
@@ -178,6 +192,9 @@ async def build_server(paths: Paths, accounts: Accounts | None = None
     await server.carry_out(pending + core.take_effects())
     core.events.emit("hostd_started", f"jit-hostd started, {len(live)} live grants",
                      reason=error or None)
+    server.setgid_walks.kick()  # walks owed by a previous run
+    if not paths.sandboxed:  # where setgid files could outlive a group grant
+        setgid_walks.warn_exposed(core.events, paths.proc)
     return server, live
 
 
@@ -204,6 +221,7 @@ async def serve(paths: Paths, accounts: Accounts | None = None) -> int:
         task.cancel()
     _notify("STOPPING=1")
     server.close()
+    server.setgid_walks.close()
     if server.ending.logind is not None:
         server.ending.logind.close()
     server.reader.close()
@@ -218,6 +236,7 @@ async def _sweeper(server: Server) -> None:
             await server.worker.run(server.sweep)
         except Exception:
             log.exception("sweep failed")
+        server.setgid_walks.kick()  # a walk cut short or missed goes on
         try:  # retention of recordings: file I/O in the recording pool, not the worker
             await server.recordings.sweep_recordings()
         except Exception:

@@ -32,13 +32,14 @@ from hostd.core.effects import EndSessions
 from hostd.core.lifecycle import Core
 from hostd.events import carried
 from hostd.policy.liveness import is_live
-from hostd.server import residue
+from hostd.server import residue, residue_fds
 from hostd.server import warnings as expiry_warnings
 from hostd.server.record import RecordOps
 from hostd.server.worker import Worker
 from hostd.state.store import Store
 
 if TYPE_CHECKING:  # loaded by service.py only when there is a bus
+    from hostd.server.setgid_walks import SetgidWalks
     from hostd.state.logind import Logind
 
 log = logging.getLogger("jit-hostd")
@@ -56,12 +57,15 @@ class SessionEnding:
 
     def __init__(self, core: Core, reader: Store, worker: Worker, recordings: RecordOps,
                  side: Executor, logind: Logind | None = None,
-                 proc_root: Path = Path("/proc"), dev_root: Path = Path("/dev")) -> None:
+                 proc_root: Path = Path("/proc"), dev_root: Path = Path("/dev"),
+                 setgid_walks: SetgidWalks | None = None) -> None:
         """`side`: the notices thread (terminal writes); `logind`: None in a sandbox or
-        without a bus; `proc_root`, `dev_root`: DIR/proc and DIR/dev in a sandbox."""
+        without a bus; `proc_root`, `dev_root`: DIR/proc and DIR/dev in a sandbox;
+        `setgid_walks`: walked after each ending (None: no walk)."""
         self.core, self.reader, self.worker = core, reader, worker
         self.recordings, self.side, self.logind = recordings, side, logind
         self.proc_root, self.dev_root = proc_root, dev_root
+        self.setgid_walks = setgid_walks
         self.ending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-ending")
         self._ending_tasks: set[asyncio.Task] = set()
         self._warn_handles: dict[str, list[asyncio.Handle]] = {}
@@ -86,7 +90,10 @@ class SessionEnding:
 
     def end_sessions(self, effect: EndSessions) -> asyncio.Task:
         """Carried out in the background: the op that ended the grant answers at once."""
-        return self._background(self._end_quietly(effect))
+        task = self._background(self._end_quietly(effect))
+        if self.setgid_walks is not None:  # the setgid walk follows the process ending
+            self.setgid_walks.follow(effect.grant_id, task)
+        return task
 
     async def _end_quietly(self, e: EndSessions) -> None:
         """Then the grant's pending_endings row goes (the core wrote it with the grant's
@@ -111,16 +118,19 @@ class SessionEnding:
             await self.tell(e.uid, expiry_warnings.revoked_line(e.role, e.by, e.mode))
         gids = self._taken(e)
         if e.mode == "keep-sessions":
-            procs = await self._in_thread(residue.scan, self.proc_root, e.uid,
-                                          frozenset(gids))
+            procs, held = await self._in_thread(residue_fds.scan, self.proc_root, e.uid,
+                                                frozenset(gids))  # residue: + descriptors
             if procs:
                 self._residue_event(e, gids, procs)
+            if held:  # residue: descriptors
+                residue_fds.residue_event(self.core.events, e, gids, held)
             return
         try:
             await self._end_logind_sessions(e, gids)
         except Exception:  # the /proc pass still takes the groups away
             log.exception("ending the logind sessions of grant %s failed", e.grant_id)
         await self._end_processes(e, gids)
+        await residue_fds.end_holders(self, e, gids)  # residue: open descriptors
 
     def _taken(self, e: EndSessions) -> dict[int, str]:
         """gid -> name of the groups the grant took away that no live grant has given

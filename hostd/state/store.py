@@ -125,6 +125,20 @@ MIGRATIONS: list[str] = [
         boot_id TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 5: setgid walks owed by ended group grants (hostd/server/setgid_walks.py), written
+    # with the grant's end, their progress as they go, deleted once walked. No boot id:
+    # files, unlike processes, outlive a reboot.
+    """
+    CREATE TABLE setgid_walks (
+        grant_id TEXT PRIMARY KEY REFERENCES grants (id),
+        uid INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        gids TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        ended_at INTEGER NOT NULL,
+        position TEXT NOT NULL DEFAULT '[]'
+    );
+    """,
 ]
 
 GRANT_COLUMNS = (
@@ -268,6 +282,12 @@ class Store:
                 "?, ?)", (grant_id, ending["uid"], ending["user"], ending["role"],
                           json.dumps([list(g) for g in ending["gids"]]), ending["mode"],
                           ending["reason"], ending["ended_by"], now, ending.get("boot_id", "")))
+            if ending["gids"]:  # a group grant: the setgid walk is owed too
+                db.execute(
+                    "INSERT OR REPLACE INTO setgid_walks (grant_id, uid, user, gids, since, "
+                    "ended_at) SELECT id, ?, ?, ?, activated_at, ? FROM grants WHERE id = ?",
+                    (ending["uid"], ending["user"],
+                     json.dumps([list(g) for g in ending["gids"]]), now, grant_id))
         return True
 
     def pending_endings(self) -> list[dict]:
@@ -282,6 +302,25 @@ class Store:
     def forget_ending(self, grant_id: str) -> None:
         """The ending was carried out: nothing is left to do at the next start."""
         self.db.execute("DELETE FROM pending_endings WHERE grant_id = ?", (grant_id,))
+
+    def setgid_walks(self) -> list[dict]:
+        """Setgid walks owed, oldest end first; `gids` as (name, gid), `position` as the
+        (mount point, top-level name) walked so far, ("", "") for none."""
+        out = []
+        for r in self.db.execute("SELECT * FROM setgid_walks ORDER BY ended_at, grant_id"):
+            row = dict(r)
+            row["gids"] = tuple((str(n), int(g)) for n, g in json.loads(row["gids"]))
+            pos = json.loads(row["position"])
+            row["position"] = (str(pos[0]), str(pos[1])) if len(pos) == 2 else ("", "")
+            out.append(row)
+        return out
+
+    def walk_progress(self, grant_ids: list[str], position: tuple[str, str]) -> None:
+        self.db.executemany("UPDATE setgid_walks SET position = ? WHERE grant_id = ?",
+                            [(json.dumps(list(position)), g) for g in grant_ids])
+
+    def forget_walk(self, grant_id: str) -> None:
+        self.db.execute("DELETE FROM setgid_walks WHERE grant_id = ?", (grant_id,))
 
     def grant_of_token(self, issuer: str, jti: str) -> str | None:
         row = self.db.execute("SELECT grant_id FROM seen_tokens WHERE issuer = ? AND jti = ?",

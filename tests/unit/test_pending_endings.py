@@ -70,7 +70,7 @@ def test_a_version_3_database_gains_the_table_and_keeps_its_grants(tmp_path):
     db.close()
     store = Store(path)
     try:
-        assert store.schema_version == 4 == len(MIGRATIONS)
+        assert store.schema_version == len(MIGRATIONS) >= 4
         assert store.pending_endings() == []
         assert store.get_grant("g1")["state"] == "active"
     finally:

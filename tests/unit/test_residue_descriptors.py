@@ -1,0 +1,146 @@
+"""An open file survives the grant (issue 17, item 2): a descriptor opened while the
+group was held, passed to a process that never held it, still reads the group-only
+file; so does a stream connected to a group-guarded socket. The /proc pass now finds
+such descriptors: their holders are ended (terminate-sessions) or named
+(keep-sessions). Real processes (setpriv), the real /proc and sock_diag."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from fakes import FakeTimers
+from test_core import World
+
+from hostd.core.effects import EndSessions
+from hostd.paths import Paths
+from hostd.server import residue_fds
+from hostd.server.connections import Server
+
+PROC = Path("/proc")
+UID, GID = 47210, 47211  # the holder's uid; the group-only file's group (nothing holds it)
+
+
+def holder(fds: list[int], uid: int = UID) -> subprocess.Popen:
+    """A process of `uid` with no group but its own, keeping `fds` open."""
+    return subprocess.Popen(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "600"],
+        pass_fds=fds, close_fds=True)
+
+
+def running(p: subprocess.Popen) -> int:
+    """Wait until setpriv has become sleep (its credentials are the holder's)."""
+    while True:
+        status = (PROC / str(p.pid) / "status").read_text()
+        if f"Uid:\t{UID}" in status and (PROC / str(p.pid) / "comm").read_text() == "sleep\n":
+            return p.pid
+        assert p.poll() is None, "the holder died"
+
+
+@pytest.fixture
+def secret(tmp_path):
+    f = tmp_path / "secret"
+    f.write_text("jitops only\n")
+    os.chown(f, 0, GID)
+    os.chmod(f, 0o640)
+    tmp_path.chmod(0o755)
+    return f
+
+
+@pytest.fixture
+def procs():
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        p.kill()
+        p.wait()
+
+
+def test_a_file_descriptor_passed_to_a_process_that_never_held_the_group_is_found(
+        secret, procs):
+    fd = os.open(secret, os.O_RDONLY)
+    procs.append(holder([fd]))
+    os.close(fd)
+    pid = running(procs[0])
+    creds, held = residue_fds.scan(PROC, UID, {GID})
+    assert creds == []
+    (h,) = [h for h in held if h.pid == pid]
+    assert (h.fd, h.what, h.gid) == (fd, str(secret), GID)
+
+
+def test_a_descriptor_others_may_use_anyway_is_not_residue(secret, tmp_path, procs):
+    public = tmp_path / "public"
+    public.write_text("x")
+    os.chown(public, 0, GID)
+    os.chmod(public, 0o644)
+    fds = [os.open(public, os.O_RDONLY), os.open(secret, os.O_PATH)]
+    procs.append(holder(fds))
+    for fd in fds:
+        os.close(fd)
+    pid = running(procs[0])
+    assert [h for h in residue_fds.scan(PROC, UID, {GID})[1] if h.pid == pid] == []
+
+
+def test_a_stream_connected_to_a_group_guarded_socket_is_found(tmp_path, procs):
+    path = tmp_path / "docker.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen()
+    os.chown(path, 0, GID)
+    os.chmod(path, 0o660)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(path))
+    conn, _ = srv.accept()
+    try:
+        procs.append(holder([client.fileno()]))
+        client.close()
+        pid = running(procs[0])
+        held = [h for h in residue_fds.scan(PROC, UID, {GID})[1] if h.pid == pid]
+        assert [(h.what, h.gid) for h in held] == [(f"socket to {path}", GID)]
+    finally:
+        conn.close()
+        srv.close()
+
+
+@pytest.fixture
+def w(tmp_path, config, host, mint):
+    world = World(tmp_path, config, host, mint)
+    (tmp_path / "proc").symlink_to(PROC)  # the sandbox's /proc is the real one
+    world.server = Server(world.core, FakeTimers(), paths=Paths.for_root(tmp_path))
+    yield world
+    world.server.close()
+    world.store.close()
+
+
+def end(w, mode: str) -> None:
+    e = EndSessions("g" * 12, UID, "holder", "grp", (("jitops", GID),), mode, "expired",
+                    "hostd")
+    asyncio.run(w.server.ending._end(e))
+
+
+def test_the_holder_of_a_residue_descriptor_is_ended_under_terminate_sessions(
+        w, secret, procs):
+    fd = os.open(secret, os.O_RDONLY)
+    procs.append(holder([fd]))
+    os.close(fd)
+    pid = running(procs[0])
+    end(w, "terminate-sessions")
+    assert procs[0].wait(timeout=30) in (-15, -9)
+    (ev,) = w.events("session_terminated")
+    assert ev["JIT_PIDS"] == str(pid) and f"fd {fd} {secret} (jitops)" in ev["JIT_PROCESSES"]
+
+
+def test_the_holder_is_named_and_left_running_under_keep_sessions(w, secret, procs):
+    fd = os.open(secret, os.O_RDONLY)
+    procs.append(holder([fd]))
+    os.close(fd)
+    pid = running(procs[0])
+    end(w, "keep-sessions")
+    assert procs[0].poll() is None
+    (ev,) = w.events("privilege_residue")
+    assert ev["JIT_DECISION"] == "kept" and ev["JIT_PIDS"] == str(pid)
+    assert f"fd {fd} {secret}" in ev["JIT_PROCESSES"]
