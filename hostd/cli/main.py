@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from hostd.cli import recordings as cli_recordings
+from hostd.cli.argv import join_relative_times
 from hostd.client import Client
 from hostd.errors import EXIT_OK, JitError, exit_code_for
 from hostd.events import escape, framed, shown
@@ -430,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_relative_times(parser, sys.argv[1:] if argv is None else argv))
     try:
         _check_arguments(parser, args)
         return args.func(args)
