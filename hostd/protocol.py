@@ -72,6 +72,8 @@ PAM_FIELDS = {"user": Field("str", required=True, length=256),
 OPS: dict[str, Op] = {op.name: op for op in (
     _op("status", "daemon version, uptime, live grants, configuration state",
         without_policy=True),
+    _op("config.reload", "re-read the policy now and say whether it took (`jit reload`)",
+        access=ROOT, without_policy=True),
     _op("grant.activate", "verify a grant token and apply it",
         {"token": Field("str", required=True, length=16 * 1024 + 64)}),
     _op("grant.list", "live grants: the caller's own, or every user's for root",

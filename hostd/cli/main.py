@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hostd.cli import recordings as cli_recordings
 from hostd.cli.argv import join_relative_times
+from hostd.cli.extend import extend
 from hostd.client import Client
 from hostd.errors import EXIT_OK, JitError, exit_code_for
 from hostd.events import escape, framed, shown
@@ -430,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = extend(build_parser())  # hostd/cli/extend.py: reload, requests --cancel
     args = parser.parse_args(join_relative_times(parser, sys.argv[1:] if argv is None else argv))
     try:
         _check_arguments(parser, args)

@@ -46,6 +46,7 @@ from hostd.protocol import (
     encode,
     parse_line,
 )
+from hostd.server import reload
 from hostd.server.pam import PamOps
 from hostd.server.record import RecordOps
 from hostd.server.sessions import SessionEnding
@@ -180,6 +181,7 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
         self.init_recording()  # recordings are written in a pool of their own
         self._changed = asyncio.Event()
         self.logind = None  # hostd.state.logind.Logind, set by service.serve; None: no logind
+        self.paths = None  # hostd.paths.Paths, set by service.serve (config.reload)
         self.init_ending()
 
     def close(self) -> None:
@@ -309,6 +311,9 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
                 "version": __version__, "uptime": self.core.now() - self.started,
                 "active_grants": self.reader.count_live(),
                 "config_error": self.config_error or None}
+
+    async def op_config_reload(self, args: dict, uid: int) -> dict:
+        return await reload.op_config_reload(self, args, uid)  # hostd/server/reload.py
 
     async def op_grant_activate(self, args: dict, uid: int) -> dict:
         grant = await self.run(self.core.activate, args["token"], uid)

@@ -25,6 +25,7 @@ from hostd.protocol import MAX_LINE
 from hostd.server import residue
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
+from hostd.server.reload import reload_policy
 from hostd.state.accounts import accounts_for
 from hostd.state.store import Store
 from hostd.state.timers import InProcessTimers
@@ -165,6 +166,7 @@ async def serve(paths: Paths) -> int:
     server.proc_root, server.dev_root = paths.proc, paths.dev  # sandbox: DIR/proc, DIR/dev
     server.logind = await _logind(paths, core)
     server.sessions_dir = paths.sessions_dir
+    server.paths = paths  # the config.reload op re-reads the policy from here
     pending = core.pending_endings()  # a previous run ended these and was killed first
     if not error:
         core.end_unsupported()
@@ -222,21 +224,9 @@ def _reload(paths: Paths, server: Server) -> None:
 
 async def _reload_async(paths: Paths, server: Server) -> None:
     try:
-        await server.run(_apply_reload, paths, server)
-    except JitError as exc:
-        server.core.events.emit("config_error", f"reload refused, keeping the previous "
-                                f"configuration: {exc.message}", reason=exc.message)
+        await reload_policy(paths, server)  # hostd/server/reload.py, shared with config.reload
     except Exception:
         log.exception("reload failed")
-
-
-def _apply_reload(paths: Paths, server: Server) -> None:
-    """In the worker: swap the policy, then end grants the new one no longer supports
-    (a removed role or issuer), as revocations with reason "policy changed"."""
-    server.core.config = config_mod.load(paths)
-    server.config_error = ""
-    write_login_gate(paths, server.core.config)
-    server.core.end_unsupported()
 
 
 def _notify(state: str) -> None:

@@ -1,0 +1,74 @@
+"""An admin's first hour (issue 20) against a real hostd in a sandbox root: `jit reload`
+says whether the new policy took, and requesters withdraw their own requests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from sandbox import POLICY, PYTHON, USERS
+
+SELF_SERVE_FREE = POLICY + """
+[roles.db]
+groups = ["docker"]
+max_ttl = "1h"
+issuers = ["host"]
+requesters = ["alice"]
+approvers = ["bob"]
+approvals = 1
+"""
+
+
+def call_op(box, op: str, user: str = "root") -> dict:
+    """One raw op through the standard client (what `jit reload` sends)."""
+    code = ("import json,sys; from hostd.client import Client; from hostd.wire import request;"
+            f"print(json.dumps(Client({str(box.socket_path)!r}).call(request({op!r}))))")
+    cmd = [PYTHON, "-c", code]
+    if user != "root":
+        cmd = ["setpriv", f"--reuid={USERS[user]}", f"--regid={USERS[user]}",
+               "--clear-groups", *cmd]
+    out = subprocess.run(cmd, env=box.env, capture_output=True, text=True, check=True,
+                         cwd=box.root, timeout=60)
+    return json.loads(out.stdout)
+
+
+def test_reload_applies_a_good_policy_and_says_so(sandbox):
+    (sandbox.root / "etc/jit/jit.toml").write_text(SELF_SERVE_FREE)
+    r = sandbox.jit("reload")
+    assert r.returncode == 0, r.stderr
+    assert "reloaded; hostd now serves roles db, docker, ops" in r.stdout
+    code, answer = sandbox.jit_json("reload")
+    assert code == 0 and answer["reloaded"] is True and answer["roles"] == ["db", "docker", "ops"]
+    code, made = sandbox.jit_json("request", "db", "--for", "10m", "--reason", "r",
+                                  user="alice")
+    assert code == 0, made  # hostd serves the new role
+
+
+def test_reload_of_a_broken_policy_is_refused_and_exits_non_zero(sandbox):
+    (sandbox.root / "etc/jit/jit.toml").write_text(POLICY + "\n[roles.x]\ngroups = 3\n")
+    r = sandbox.jit("reload")
+    assert r.returncode == 2
+    assert r.stderr.startswith("jit: config_error: ") and "not reloaded" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    # hostd's own answer when asked directly: refused, the previous policy stays
+    answer = call_op(sandbox, "config.reload")
+    assert answer["ok"] is False and answer["code"] == "config_error"
+    assert "hostd keeps the previous one" in answer["message"]
+    assert call_op(sandbox, "status")["config_error"] is None
+    refused = sandbox.events("config_error")
+    assert refused and "reload refused" in refused[-1]["MESSAGE"]
+    code, grant = sandbox.jit_json("activate", sandbox.issue("alice"), user="alice")
+    assert code == 0, grant  # the previous policy still serves docker
+
+
+def test_reload_is_root_only(sandbox):
+    r = sandbox.jit("reload", user="alice")
+    assert r.returncode != 0 and "run it as root" in r.stderr
+    answer = call_op(sandbox, "config.reload", user="alice")
+    assert answer["code"] == "permission_denied"
+
+
+def test_reload_without_a_running_hostd_checks_and_says_so(sandbox):
+    sandbox.stop()
+    r = sandbox.jit("reload")
+    assert r.returncode == 0 and "hostd is not running" in r.stdout
