@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from hostd.cli import config_checks
 from hostd.cli import recordings as cli_recordings
 from hostd.cli.argv import join_relative_times
 from hostd.cli.extend import extend
@@ -201,13 +202,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     accounts = accounts_for(paths)
     warnings = [f"role {r.name}: group {g!r} does not exist on this host"
                 for r in cfg.roles.values() for g in r.groups if not accounts.group_exists(g)]
+    warnings += config_checks.warnings(cfg, accounts)  # hostd/cli/config_checks.py
     summary = (f"{paths.config}: ok: {len(cfg.roles)} roles, {len(cfg.issuers)} issuers "
                f"({', '.join(sorted(cfg.issuers)) or 'none'})")
     if not getattr(args, "json", False):
         for w in warnings:
             print(f"jit: warning: {escape(w)}", file=sys.stderr)
     return _out(args, {"ok": True, "code": "ok", "message": summary, "warnings": warnings,
-                       "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers)}, summary)
+                       "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers),
+                       "max_ttl": {r.name: r.max_ttl for r in cfg.roles.values()}},
+                "\n".join([summary, *config_checks.max_ttls(cfg, paths.config)]))
 
 
 def _request_text(r: dict) -> str:

@@ -70,3 +70,15 @@ def parse_time(text: str, now: float) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return int(value.timestamp())
+
+
+def compact_duration(seconds: int) -> str:
+    """A span as an admin writes it in jit.toml: `2h`, `1h30m`, `45s` (refusal messages
+    quote limits this way, so the number can be pasted back into the policy)."""
+    s = max(0, int(seconds))
+    parts = []
+    for unit, size in _UNITS.items():
+        n, s = divmod(s, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"

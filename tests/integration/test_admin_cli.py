@@ -72,3 +72,33 @@ def test_reload_without_a_running_hostd_checks_and_says_so(sandbox):
     sandbox.stop()
     r = sandbox.jit("reload")
     assert r.returncode == 0 and "hostd is not running" in r.stdout
+
+
+def test_check_config_warns_of_names_this_host_lacks_and_shows_max_ttl(sandbox):
+    (sandbox.root / "etc/jit/jit.toml").write_text(POLICY + """
+[roles.db]
+issuers = ["host"]
+requesters = ["%nosuchgroup"]
+approvers = ["nosuchuser"]
+[[standing]]
+members = ["%oncall"]
+sudo = [ { runas = "root", commands = ["ALL"] } ]
+""")
+    r = sandbox.jit("check-config")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "jit: warning: role db: requesters: group '%nosuchgroup' does not exist on this host",
+        "jit: warning: role db: approvers: user 'nosuchuser' does not exist on this host",
+        "jit: warning: standing[0]: members: group '%oncall' does not exist on this host",
+        "jit: warning: role db: approvals = 1 but this host knows 0 approver(s): its "
+        "requests can never be approved"]
+    assert "role db: max_ttl 1h (the default)" in r.stdout.splitlines()
+    assert "role docker: max_ttl 4h" in r.stdout.splitlines()
+    code, answer = sandbox.jit_json("check-config")
+    assert code == 0 and answer["max_ttl"] == {"db": 3600, "docker": 14400, "ops": 3600}
+
+
+def test_a_ttl_refusal_names_the_roles_limit(sandbox):
+    r = sandbox.jit("activate", sandbox.issue("alice", role="ops", duration="2h"), user="alice")
+    assert r.returncode == 1
+    assert r.stderr == "jit: ttl_exceeds_role_max: 2h asked, role ops allows 1h\n"
