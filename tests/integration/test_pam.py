@@ -142,6 +142,10 @@ def test_open_sessions_are_listed_by_jit_grants_sessions(box, pam):
     assert r.returncode == 1 and "permission_denied" in r.stderr
     text = box.jit("grants", "--sessions", "--all").stdout
     assert "alice" in text and grant_id in text
+    # root without --all: not "no registered login sessions" while alice's is (issue 20)
+    assert box.jit("grants", "--sessions").stdout == (
+        "root has no registered login sessions (root's logins are never gated); 1 of other "
+        "users: jit grants --sessions --all\n")
 
 
 def test_sessions_left_open_by_a_gone_process_are_closed_at_the_next_open(box, pam):
