@@ -6,6 +6,7 @@ formatting; no policy here. Exit codes: 0 done, 1 refused, 2 usage/configuration
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from hostd.cli import config_checks
+from hostd.cli import files as cli_files
 from hostd.cli import recordings as cli_recordings
 from hostd.cli.argv import join_relative_times
 from hostd.cli.extend import extend
@@ -24,7 +26,7 @@ from hostd.policy import config as config_mod
 from hostd.policy import grants as grants_mod
 from hostd.policy.durations import format_duration, parse_duration, parse_time, rfc3339
 from hostd.policy.hostmatch import read_facts
-from hostd.policy.keys import generate_ed25519, load_private
+from hostd.policy.keys import generate_ed25519
 from hostd.protocol import request
 
 
@@ -99,9 +101,11 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     path = Path(args.out)
-    if path.exists():
-        raise UsageError(f"{path} exists; refusing to overwrite a key")
-    key = generate_ed25519(path)
+    cli_files.new_file(path)  # exists, or no such directory: one line, not a traceback
+    try:
+        key = generate_ed25519(path)
+    except OSError as exc:
+        raise cli_files.file_error(exc, "cannot write") from None
     return _out(args, {"ok": True, "code": "ok", "message": "key written", "path": str(path),
                        "public_key": f"{path}.pub", "kid": key.kid},
                 f"Ed25519 key written to {path} (0600); public key {path}.pub (kid {key.kid})")
@@ -123,10 +127,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
     if not args.hosts and not args.json:
         print("jit: note: no --hosts given; the grant is valid on every host that trusts "
               f"issuer {args.issuer}", file=sys.stderr)
-    try:
-        key = load_private(Path(args.key))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot load key {args.key}: {exc}") from None
+    key = cli_files.private_key(Path(args.key))
     token = grants_mod.issue(key, args.issuer, args.user, args.role, start, exp, hosts, now,
                              reason=args.reason or "", ticket=args.ticket or "")
     return _out(args, {"ok": True, "code": "ok", "message": "grant issued", "token": token,
@@ -343,7 +344,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
         journal as audit,  # hostd/audit/journal.py: reading, filters, --held-at, formats
     )
 
-    return audit.run(args)
+    try:
+        return audit.run(args)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # the journal reader names no file: name the one given
+        if exc.filename is None and (args.journal_file or args.journal_dir):
+            exc.filename = ", ".join(args.journal_file or [args.journal_dir])
+            if exc.errno in (errno.EBADMSG, errno.ENODATA, errno.EPROTONOSUPPORT):
+                exc.strerror = f"not a journal file ({exc.strerror})"
+        raise cli_files.file_error(exc) from None
 
 
 # parser -----------------------------------------------------------------------------------
@@ -446,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         os._exit(0)  # `jit grants | head` is not an error
+    except OSError as exc:  # a file the user named: say which and why (hostd/cli/files.py)
+        return _out(args, cli_files.file_error(exc).to_wire())
 
 
 if __name__ == "__main__":
