@@ -91,6 +91,8 @@ OPS: dict[str, Op] = {op.name: op for op in (
         {"id": ID, "comment": Field("str", length=TEXT)}),
     _op("access.deny", "deny a request as one of its role's approvers",
         {"id": ID, "reason": Field("str", required=True, length=TEXT)}),
+    _op("access.cancel", "withdraw one's own pending request (`jit requests --cancel`)",
+        {"id": ID}),
     _op("access.list", "requests the caller made or may decide",
         {"id": Field("str", length=64)}),
     _op("access.wait", "wait for a decision on one's own request (at most 300 s)",

@@ -120,6 +120,9 @@ DEFS = (
 
 # ---- text ------------------------------------------------------------------------------
 
+# how a request ended, as `jit requests` names it (a cancelled one: withdrawn or Ctrl-C)
+REQUEST_OUTCOMES = ("approved", "denied", "expired", "cancelled", "break-glass", "pending")
+
 def visible(value: object) -> str:
     r"""Control, format, separator and unassigned characters as `\xNN`/`\uNNNN`: a value
     hostd logged is already escaped and passes unchanged; one from elsewhere cannot hide
@@ -468,9 +471,10 @@ def _cards(grants: dict[str, Grant], reqs: dict[str, Request], evs: list[Event],
         (len(users), "users"),
         (len(grants), f"grants · {count['expired']} expired, {count['revoked']} revoked, "
                       f"{count['failed']} failed, {count['live']} live"),
-        (len(reqs), "requests · " + ", ".join(
+        (len(reqs), "requests · " + ", ".join(  # every outcome: the counts add up
             f"{sum(1 for r in reqs.values() if r.outcome == o)} {o}"
-            for o in ("approved", "denied", "expired", "break-glass"))),
+            for o in REQUEST_OUTCOMES + tuple(sorted(
+                {r.outcome for r in reqs.values()} - set(REQUEST_OUTCOMES))))),
         (len(sudo), f"sudo commands · {sum(1 for e in sudo if e.kind == 'sudo_denied')} "
                     "denied"),
         (len(recs), "recordings"),

@@ -247,7 +247,11 @@ def cmd_request(args: argparse.Namespace) -> int:
     r = answer["request"]
     note = (f" (capped at the role's maximum, {format_duration(r['duration'])})"
             if r.get("capped") else "")
-    if r["state"] == "approved":
+    if r.get("joined"):
+        text = (f"request {r['id']} for role {r['role']} is already pending (asked "
+                f"{r['created']}); this joins it. `jit requests --cancel {r['id']}` "
+                "withdraws it")
+    elif r["state"] == "approved":
         text = (f"request {r['id']}: self-service (break-glass) access granted{note}; "
                 f"grant {r['grant_id']}. This is logged as a break-glass event.")
     else:
@@ -267,7 +271,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     final = answer.get("request") or {}
     if answer.get("ok") and final["state"] != "approved":
         # failed: the approved grant could not be activated; its outcome names why
-        code = {"expired": "request_expired", "denied": "denied"}.get(
+        code = {"expired": "request_expired", "denied": "denied", "cancelled": "denied"}.get(
             final["state"], final["outcome"].partition(":")[0] or "denied")
         answer = {"ok": False, "code": code, "request": final,
                   "message": f"request {r['id']} was {final['state']}"

@@ -31,7 +31,17 @@ MAX_REASON = 1024
 MAX_PENDING_PER_USER = 5  # more would only flood approvers' terminals
 
 
+CANCELLED = "cancelled"  # ended by its requester (withdrawn, or sudo's Ctrl-C)
+
+
 # pure decisions ---------------------------------------------------------------------------
+
+def shown_state(req: dict) -> str:
+    """The state users read: a cancelled request is stored as expired with outcome
+    `cancelled` (the table's states predate it) and shown as `cancelled` everywhere."""
+    return CANCELLED if req["state"] == "expired" and req.get("outcome") == CANCELLED \
+        else req["state"]
+
 
 def in_members(members: tuple[str, ...], user: str, user_groups: set[str]) -> bool:
     """`alice` or `%group` entries of the policy."""
@@ -50,6 +60,8 @@ def may_decide(role: Role, req: dict, approver: str, approver_groups: set[str],
         raise JitError("self_approval", "you cannot decide on your own request")
     if not in_members(role.approvers, approver, approver_groups):
         raise JitError("not_approver", f"you are not an approver of role {role.name}")
+    if shown_state(req) == CANCELLED:
+        raise JitError("already_decided", f"request {req['id']} was cancelled by its requester")
     if req["state"] == "expired" or (req["state"] == "pending" and req["expires"] <= now):
         raise JitError("request_expired", f"request {req['id']} expired unanswered")
     if req["state"] != "pending":
@@ -149,7 +161,7 @@ class Requests:
         """The §12 shape of `jit requests --json`."""
         decisions = self.store.decisions(req["id"])
         return {"id": req["id"], "kind": req["kind"], "user": req["user"], "role": req["role"],
-                "state": req["state"], "reason": req["reason"], "ticket": req["ticket"],
+                "state": shown_state(req), "reason": req["reason"], "ticket": req["ticket"],
                 "duration": req["duration"], "needed": req["needed"],
                 "approvals": [d["approver"] for d in decisions if d["decision"] == "approve"],
                 "denied_by": [d["approver"] for d in decisions if d["decision"] == "deny"],
@@ -166,6 +178,9 @@ class Requests:
         reason = clean_reason(reason)
         self.expire_due()
         pending = [r for r in self.store.requests(("pending",)) if r["user"] == user]
+        same = next((r for r in pending if r["kind"] == "role" and r["role"] == role.name), None)
+        if same is not None:  # asking again (after Ctrl-C of --wait) joins the first
+            return dict(self.public(same), joined=True, capped=False)
         if len(pending) >= MAX_PENDING_PER_USER:
             raise JitError("too_many_requests", f"you already have {len(pending)} pending "
                                                 "requests; wait for a decision")
@@ -231,12 +246,28 @@ class Requests:
         if req is None or req["kind"] != "command" or req["user"] != user:
             return False
         if not self.store.set_request_state(request_id, "expired", self.core.now(),
-                                            expect="pending", outcome="cancelled"):
+                                            expect="pending", outcome=CANCELLED):
             return False
         self.core.events.emit("request_expired", f"request {request_id} of {user} cancelled: "
                               "the command no longer waits", **self._fields(req),
-                              decision="cancelled")
+                              decision=CANCELLED)
         return True
+
+    def withdraw(self, uid: int, request_id: str) -> dict:
+        """`jit requests --cancel ID`: the requester ends their own pending role request;
+        it ends as a Ctrl-C'd sudo approval does (state `cancelled`, one name everywhere)."""
+        user, _ = self._who(uid)
+        req = self.store.get_request(request_id) if isinstance(request_id, str) else None
+        if req is None or req["user"] != user or req["kind"] != "role":
+            raise JitError("not_found", f"no request {request_id!r} of yours to withdraw")
+        if not self.store.set_request_state(request_id, "expired", self.core.now(),
+                                            expect="pending", outcome=CANCELLED):
+            raise JitError("already_decided", f"request {request_id} is "
+                                              f"{shown_state(self.store.get_request(request_id))}")
+        self.core.events.emit("request_expired", f"request {request_id} of {user} cancelled: "
+                              "withdrawn by its requester", **self._fields(req),
+                              decision=CANCELLED)
+        return self.public(self.store.get_request(request_id))
 
     # deciding ---------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from hostd.protocol import (
     encode,
     parse_line,
 )
-from hostd.server import reload
+from hostd.server import reload, withdraw
 from hostd.server.pam import PamOps
 from hostd.server.record import RecordOps
 from hostd.server.sessions import SessionEnding
@@ -350,6 +350,9 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
         req = await self.run(self.requests.deny, uid, args["id"], args["reason"])
         return {"ok": True, "code": "ok", "message": f"request {req['id']} denied",
                 "request": req}
+
+    async def op_access_cancel(self, args: dict, uid: int) -> dict:
+        return await withdraw.op_access_cancel(self, args, uid)  # hostd/server/withdraw.py
 
     async def op_access_list(self, args: dict, uid: int) -> dict:
         return {"ok": True, "code": "ok", "message": "",

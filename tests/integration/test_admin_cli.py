@@ -102,3 +102,25 @@ def test_a_ttl_refusal_names_the_roles_limit(sandbox):
     r = sandbox.jit("activate", sandbox.issue("alice", role="ops", duration="2h"), user="alice")
     assert r.returncode == 1
     assert r.stderr == "jit: ttl_exceeds_role_max: 2h asked, role ops allows 1h\n"
+
+
+def test_a_requester_withdraws_a_pending_request_and_asking_twice_joins(sandbox):
+    (sandbox.root / "etc/jit/jit.toml").write_text(SELF_SERVE_FREE)
+    assert sandbox.jit("reload").returncode == 0
+    code, first = sandbox.jit_json("request", "db", "--for", "10m", "--reason", "r",
+                                   user="alice")
+    assert code == 0 and first["request"]["state"] == "pending"
+    rid = first["request"]["id"]
+    again = sandbox.jit("request", "db", "--for", "20m", "--reason", "r2", user="alice")
+    assert again.returncode == 0
+    assert again.stdout.startswith(f"request {rid} for role db is already pending")
+    r = sandbox.jit("requests", "--cancel", rid, user="bob")  # an approver, not its requester
+    assert r.returncode == 1 and r.stderr.startswith("jit: not_found: ")
+    r = sandbox.jit("requests", "--cancel", rid, user="alice")
+    assert (r.returncode, r.stdout) == (0, f"request {rid} withdrawn\n")
+    code, listed = sandbox.jit_json("requests", user="alice")
+    assert [x["state"] for x in listed["requests"] if x["id"] == rid] == ["cancelled"]
+    r = sandbox.jit("approve", rid, user="bob")
+    assert r.returncode == 1 and "cancelled by its requester" in r.stderr
+    [ev] = [e for e in sandbox.events("request_expired") if e["JIT_REQUEST_ID"] == rid]
+    assert ev["JIT_DECISION"] == "cancelled"

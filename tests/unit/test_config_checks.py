@@ -118,3 +118,4 @@ def test_a_ttl_refusal_says_the_limit(mint, make_config, host) -> None:
         grants.verify(mint.token(exp=mint.now + 7200), config, host, mint.now)
     assert info.value.code == "ttl_exceeds_role_max"
     assert info.value.message == "2h asked, role docker allows 1h"
+
