@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from sandbox import POLICY, PYTHON, USERS
+from sandbox import POLICY, PYTHON, REPO, USERS
 
 SELF_SERVE_FREE = POLICY + """
 [roles.db]
@@ -124,3 +124,31 @@ def test_a_requester_withdraws_a_pending_request_and_asking_twice_joins(sandbox)
     assert r.returncode == 1 and "cancelled by its requester" in r.stderr
     [ev] = [e for e in sandbox.events("request_expired") if e["JIT_REQUEST_ID"] == rid]
     assert ev["JIT_DECISION"] == "cancelled"
+
+
+def test_bash_completion_offers_grant_request_and_recording_ids_from_hostd(sandbox):
+    """completion/jit asks the real `jit` (COMP_WORDS[0]) for ids, as the user."""
+    (sandbox.root / "etc/jit/jit.toml").write_text(SELF_SERVE_FREE)
+    assert sandbox.jit("reload").returncode == 0
+    code, g = sandbox.jit_json("activate", sandbox.issue("alice"), user="alice")
+    assert code == 0, g
+    code, r = sandbox.jit_json("request", "db", "--for", "10m", "--reason", "r", user="alice")
+    assert code == 0, r
+    jit = sandbox.root / "jit"
+    jit.write_text(f'#!/bin/sh\nexec {PYTHON} -m hostd.cli.main "$@"\n')
+    jit.chmod(0o755)
+    script = REPO / "completion" / "jit"
+
+    def complete(*words: str, user: str = "alice") -> list[str]:
+        code = (f"source {script}; COMP_WORDS=({jit} {' '.join(words)} ''); "
+                f"COMP_CWORD={len(words) + 1}; _jit; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+        uid = USERS[user]
+        out = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                              "bash", "--norc", "-c", code], env=sandbox.env,
+                             capture_output=True, text=True, check=True, timeout=60)
+        return [x for x in out.stdout.splitlines() if x]
+
+    assert complete("revoke") == [g["grant"]["id"]]
+    assert complete("requests", "--cancel") == [r["request"]["id"]]
+    assert complete("approve", user="bob") == [r["request"]["id"]]
+    assert complete("request") == ["docker", "ops", "db"]
