@@ -22,7 +22,8 @@ import json, sys
 from pathlib import Path
 from hostd.record.castfile import CastWriter
 w = CastWriter(Path({PATH!r}), {{"width": 80, "height": 24, "id": {RID!r}, "user": "alice",
-    "runas": "root", "command": ["/bin/bash"], "grant_id": "g-e2e", "host": "e2e"}})
+    "runas": "root", "command": ["/bin/bash"], "grant_id": "g-e2e", "host": "e2e"}},
+    mode=0o640)  # as hostd writes it (hostd/record/recordings.py: group adm reads)
 for i, text in enumerate(json.loads(sys.argv[1])):
     w.output(0.2 * i, text.encode())
 print(w.close(1.0, "exit 0"))
