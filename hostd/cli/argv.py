@@ -10,7 +10,10 @@ every command, instead of each command working around it.
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import sys
+from typing import NoReturn
 
 TIME_METAVAR = "TIME"
 _RELATIVE = re.compile(r"-[0-9][0-9a-z.]*\Z")  # -1d, -2h, -90m, -1h30m
@@ -47,3 +50,35 @@ def join_relative_times(parser: argparse.ArgumentParser, argv: list[str]) -> lis
         out.append(word)
         i += 1
     return out
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += _parsers(child)
+    return found
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args after join_relative_times; with --json on the line a usage error is
+    one JSON object on stdout ({"ok": false, "code": "usage", ...}, exit 2) like every
+    other error, so a script reading --json output never gets argparse's text."""
+    argv = join_relative_times(parser, argv)
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    if "--json" in words:
+        for p in _parsers(parser):
+            p.error = _json_error(p)  # type: ignore[method-assign]
+    return parser.parse_args(argv)
+
+
+def _json_error(parser: argparse.ArgumentParser):
+    def error(message: str) -> NoReturn:
+        from hostd.events import escape
+
+        print(json.dumps({"ok": False, "code": "usage",
+                          "message": escape(f"{parser.prog}: {message}")}, sort_keys=True))
+        sys.exit(2)
+
+    return error

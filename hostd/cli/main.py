@@ -16,7 +16,7 @@ from pathlib import Path
 from hostd.cli import config_checks
 from hostd.cli import files as cli_files
 from hostd.cli import recordings as cli_recordings
-from hostd.cli.argv import join_relative_times
+from hostd.cli.argv import parse
 from hostd.cli.extend import extend
 from hostd.client import Client
 from hostd.errors import EXIT_OK, JitError, exit_code_for
@@ -450,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = extend(build_parser())  # hostd/cli/extend.py: reload, requests --cancel
-    args = parser.parse_args(join_relative_times(parser, sys.argv[1:] if argv is None else argv))
+    args = parse(parser, sys.argv[1:] if argv is None else argv)  # hostd/cli/argv.py
     try:
         _check_arguments(parser, args)
         return args.func(args)

@@ -68,3 +68,25 @@ def test_held_at_live_is_now(recent_journal: Path) -> None:
     code, lines = audit("--json", "--journal-file", str(recent_journal), "--held-at", "live")
     answer = json.loads(lines[0])
     assert code == 0 and [h["grant_id"] for h in answer["held"]] == ["g-new"]
+
+
+@pytest.mark.parametrize("argv", [["audit", "--json", "--format", "xml"],
+                                  ["request", "docker", "--json"],
+                                  ["--json"],
+                                  ["revoke", "--json", "--bogus", "x"]])
+def test_usage_errors_are_json_with_json(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    out = capsys.readouterr()
+    answer = json.loads(out.out)
+    assert answer["ok"] is False and answer["code"] == "usage" and answer["message"]
+    assert out.err == ""
+
+
+def test_usage_errors_stay_text_without_json(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["audit", "--format", "xml"])
+    assert info.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "invalid choice: 'xml'" in out.err
