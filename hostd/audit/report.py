@@ -571,6 +571,23 @@ def content_security_policy() -> str:
             "form-action 'none'")
 
 
+def _window(times: list[float], live_ends: list[float], since: float | None,
+            until: float | None, ref: float) -> tuple[float, float]:
+    """The timeline's span: the events shown (and live grants up to now), inside
+    [since, until] but no wider, so `--since -7d` on a host with today's events only does
+    not squeeze them into one pixel column; a little room on each side."""
+    if not times:
+        return (since if since is not None else ref - 3600), (until if until is not None
+                                                              else ref)
+    first, last = min(times), max([*times, *live_ends])
+    t0 = first if since is None else max(since, first)
+    t1 = last if until is None else min(until, last)
+    pad = max(t1 - t0, 60.0) * 0.02
+    t0 = t0 - pad if since is None else max(since, t0 - pad)
+    t1 = t1 + pad if until is None else min(until, t1 + pad)
+    return t0, max(t1, t0 + 60.0)
+
+
 def render_html(events: list[dict], *, host: str, since: float | None,
                 until: float | None) -> str:
     """The whole page for `events` (journal entries as `journalctl -o json` gives them)
@@ -581,17 +598,8 @@ def render_html(events: list[dict], *, host: str, since: float | None,
     ref = until if until is not None else time.time()
     grants = build_grants(evs, ref)
     reqs = build_requests(evs, grants)
-    t0 = since if since is not None else (min(times) if times else ref - 3600)
-    if until is not None:
-        t1 = until
-    else:
-        ends = [g.not_after or ref for g in grants.values() if g.ending == "live"]
-        t1 = max([*times, *(min(e, ref) for e in ends)], default=ref)
-    span = max(t1 - t0, 60.0)
-    if since is None:
-        t0 -= span * 0.02
-    if until is None:
-        t1 += span * 0.02
+    ends = [min(g.not_after or ref, ref) for g in grants.values() if g.ending == "live"]
+    t0, t1 = _window(times, ends, since, until, ref)
     users = sorted({e.get("user") for e in evs if e.get("user")} |
                    {g.user for g in grants.values() if g.user}, key=_natural)
     listed = evs[:MAX_ROWS]

@@ -27,3 +27,18 @@ def test_the_reports_request_counts_add_up_and_name_cancelled() -> None:
     assert counts == {"approved": 0, "denied": 1, "expired": 0, "cancelled": 1,
                       "break-glass": 0, "pending": 1}
     assert "<td>cancelled</td>" in page
+
+
+def test_the_timeline_fits_the_events_not_the_asked_period() -> None:
+    """`--since -7d` on a host whose events are all from the last hour: the axis spans
+    that hour, not seven days (issue 20: everything sat in one pixel column)."""
+    from hostd.audit.report import _window
+
+    now = 1_796_000_000.0
+    times = [now - 3600, now - 1800, now - 60]
+    t0, t1 = _window(times, [], now - 7 * 86400, now, now)
+    assert now - 3600 - 3600 * 0.02 <= t0 < now - 3600 and now - 60 < t1 <= now
+    assert t1 - t0 < 2 * 3600
+    # a live grant keeps the window open to now; without events the period is kept
+    assert _window(times, [now], now - 86400, None, now)[1] >= now
+    assert _window([], [], now - 86400, now, now) == (now - 86400, now)
