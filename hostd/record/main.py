@@ -97,9 +97,29 @@ def parse_args(argv: list[str]) -> Options:
     return opts
 
 
+HELP = f"""{USAGE}
+
+Records COMMAND's terminal session, secrets masked (jit-record(1)). sudo runs it with
+--token when a role's `record` says so; --file PATH makes a local recording.
+  --token T                 the recording hostd opened (record.open); hostd writes it
+  --uid U --gid G --groups  run COMMAND as this user, group and supplementary groups
+  --record-failure MODE     hostd gone mid-session: terminate (hang up) or continue
+  --command PATH            the program to run (argv[0] stays as given)
+  --file PATH               write a local asciicast v2 recording, no hostd
+  --no-mask                 with --file: keep the output unmasked
+  --socket PATH             hostd's socket (default {SOCKET})"""
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["-h"], ["--help"]):
+        try:
+            print(HELP, flush=True)
+        except BrokenPipeError:  # `jit-record --help | head`
+            os._exit(0)
+        return 0
     try:
-        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        opts = parse_args(args)
     except Usage as exc:
         print(f"jit-record: {exc}\n{USAGE}", file=sys.stderr)
         return 2
