@@ -94,12 +94,13 @@ class Query:
 
 
 def parse_when(text: str, now: float) -> float:
-    """--since/--until/--held-at: RFC 3339, @EPOCH, +DURATION, or -DURATION (ago)."""
+    """--since/--until/--held-at: RFC 3339, @EPOCH, +DURATION, -DURATION (ago), or `now`
+    (also spelled `live`: `--held-at live` is who holds which role right now)."""
     text = text.strip()
     try:
         if text.startswith("-"):
             return now - parse_duration(text[1:])
-        if text == "now":
+        if text in ("now", "live"):
             return now
         if text.startswith("@") and text[1:].replace(".", "", 1).isdigit():
             return float(text[1:])  # @EPOCH with a fraction: the journal has microseconds

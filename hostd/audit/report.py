@@ -101,6 +101,11 @@ DEFS = (
 )
 
 
+
+# how a request ended, as `jit requests` names it (a cancelled one: withdrawn or Ctrl-C)
+REQUEST_OUTCOMES = ("approved", "denied", "expired", "cancelled", "break-glass", "pending")
+
+
 def _natural(name: str) -> list:
     """user2 before user10."""
     return [(0, int(part), "") if part.isascii() and part.isdigit() else (1, 0, part)
@@ -145,9 +150,10 @@ def _cards(grants: dict[str, Grant], reqs: dict[str, Request], evs: list[Event],
         (len(users), "users"),
         (len(grants), f"grants · {count['expired']} expired, {count['revoked']} revoked, "
                       f"{count['failed']} failed, {count['live']} live"),
-        (len(reqs), "requests · " + ", ".join(
+        (len(reqs), "requests · " + ", ".join(  # every outcome: the counts add up
             f"{sum(1 for r in reqs.values() if r.outcome == o)} {o}"
-            for o in ("approved", "denied", "expired", "break-glass"))),
+            for o in REQUEST_OUTCOMES + tuple(sorted(
+                {r.outcome for r in reqs.values()} - set(REQUEST_OUTCOMES))))),
         (len(sudo), f"sudo commands · {sum(1 for e in sudo if e.kind == 'sudo_denied')} "
                     "denied"),
         (len(recs), "recordings"),
@@ -246,21 +252,26 @@ def content_security_policy() -> str:
 
 def _period(evs: list[Event], grants: dict[str, Grant], ref: float, since: float | None,
             until: float | None) -> tuple[float, float]:
-    """The timeline's span: the asked period, or the events' (and live grants') times
-    with a 2 % margin on each open side."""
-    times = [e.t for e in evs if e.t is not None]
-    t0 = since if since is not None else (min(times) if times else ref - 3600)
-    if until is not None:
-        t1 = until
-    else:
-        ends = [g.not_after or ref for g in grants.values() if g.ending == "live"]
-        t1 = max([*times, *(min(e, ref) for e in ends)], default=ref)
-    span = max(t1 - t0, 60.0)
-    if since is None:
-        t0 -= span * 0.02
-    if until is None:
-        t1 += span * 0.02
-    return t0, t1
+    """The timeline's span for these events and grants (see `_window`)."""
+    live_ends = [min(g.not_after or ref, ref) for g in grants.values() if g.ending == "live"]
+    return _window([e.t for e in evs if e.t is not None], live_ends, since, until, ref)
+
+
+def _window(times: list[float], live_ends: list[float], since: float | None,
+            until: float | None, ref: float) -> tuple[float, float]:
+    """The timeline's span: the events shown (and live grants up to now), inside
+    [since, until] but no wider, so `--since -7d` on a host with today's events only does
+    not squeeze them into one pixel column; a little room on each side."""
+    if not times:
+        return (since if since is not None else ref - 3600), (until if until is not None
+                                                              else ref)
+    first, last = min(times), max([*times, *live_ends])
+    t0 = first if since is None else max(since, first)
+    t1 = last if until is None else min(until, last)
+    pad = max(t1 - t0, 60.0) * 0.02
+    t0 = t0 - pad if since is None else max(since, t0 - pad)
+    t1 = t1 + pad if until is None else min(until, t1 + pad)
+    return t0, max(t1, t0 + 60.0)
 
 
 def _timeline(evs: list[Event], grants: dict[str, Grant], reqs: dict[str, Request],

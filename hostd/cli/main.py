@@ -6,49 +6,30 @@ formatting; no policy here. Exit codes: 0 done, 1 refused, 2 usage/configuration
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hostd.cli import config_checks
+from hostd.cli import files as cli_files
 from hostd.cli import recordings as cli_recordings
+from hostd.cli.argv import parse
+from hostd.cli.common import UsageError, call, out
+from hostd.cli.extend import extend
 from hostd.client import Client
-from hostd.errors import EXIT_OK, JitError, exit_code_for
+from hostd.errors import JitError
 from hostd.events import escape, framed, shown
 from hostd.paths import client_paths
 from hostd.policy import config as config_mod
 from hostd.policy import grants as grants_mod
 from hostd.policy import mounts
 from hostd.policy.durations import format_duration, parse_duration, parse_time, rfc3339
-from hostd.policy.keys import generate_ed25519, load_private
+from hostd.policy.keys import generate_ed25519
 from hostd.protocol import request
 from hostd.state.hostfacts import read_facts
-
-
-class UsageError(JitError):
-    def __init__(self, message: str) -> None:
-        super().__init__("usage", message)
-
-
-def _out(args: argparse.Namespace, answer: dict, text: str | None = None) -> int:
-    """Print an answer as JSON or as text; return its exit code."""
-    if getattr(args, "json", False):
-        print(json.dumps(answer, sort_keys=True))
-    elif answer.get("ok"):
-        if text:
-            print(text)
-    else:
-        print(f"jit: {answer.get('code')}: {escape(answer.get('message', ''))}", file=sys.stderr)
-    return EXIT_OK if answer.get("ok") else exit_code_for(str(answer.get("code")))
-
-
-def _call(op: str, **fields: object) -> dict:
-    answer = Client(client_paths().socket, timeout=30).call(request(op, **fields))
-    if not answer.get("ok"):
-        raise JitError(str(answer.get("code")), str(answer.get("message", "")))
-    return answer
 
 
 def _read_token(arg: str) -> str:
@@ -98,10 +79,12 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     path = Path(args.out)
-    if path.exists():
-        raise UsageError(f"{path} exists; refusing to overwrite a key")
-    key = generate_ed25519(path)
-    return _out(args, {"ok": True, "code": "ok", "message": "key written", "path": str(path),
+    cli_files.new_file(path)  # exists, or no such directory: one line, not a traceback
+    try:
+        key = generate_ed25519(path)
+    except OSError as exc:
+        raise cli_files.file_error(exc, "cannot write") from None
+    return out(args, {"ok": True, "code": "ok", "message": "key written", "path": str(path),
                        "public_key": f"{path}.pub", "kid": key.kid},
                 f"Ed25519 key written to {path} (0600); public key {path}.pub (kid {key.kid})")
 
@@ -122,13 +105,10 @@ def cmd_issue(args: argparse.Namespace) -> int:
     if not args.hosts and not args.json:
         print("jit: note: no --hosts given; the grant is valid on every host that trusts "
               f"issuer {args.issuer}", file=sys.stderr)
-    try:
-        key = load_private(Path(args.key))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot load key {args.key}: {exc}") from None
+    key = cli_files.private_key(Path(args.key))
     token = grants_mod.issue(key, args.issuer, args.user, args.role, start, exp, hosts, now,
                              reason=args.reason or "", ticket=args.ticket or "")
-    return _out(args, {"ok": True, "code": "ok", "message": "grant issued", "token": token,
+    return out(args, {"ok": True, "code": "ok", "message": "grant issued", "token": token,
                        "not_before": rfc3339(start), "not_after": rfc3339(exp)}, token)
 
 
@@ -150,15 +130,15 @@ def cmd_grant_verify(args: argparse.Namespace) -> int:
     text = (f"valid: {g.user} may hold role {g.role} (groups {', '.join(g.groups) or '-'}) "
             f"until {rfc3339(g.exp)}, issued by {g.issuer}"
             + (f"\nreason: {escape(g.reason)}" if g.reason else ""))
-    return _out(args, {"ok": True, "code": "ok", "message": "grant is valid on this host",
+    return out(args, {"ok": True, "code": "ok", "message": "grant is valid on this host",
                        "grant": info}, text)
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
-    answer = _call("grant.activate", token=_read_token(args.token))
+    answer = call("grant.activate", token=_read_token(args.token))
     g = answer["grant"]
     left = format_duration(g["exp"] - time.time())
-    return _out(args, answer, f"grant {g['id']} active: role {g['role']}, groups "
+    return out(args, answer, f"grant {g['id']} active: role {g['role']}, groups "
                               f"{', '.join(g['groups']) or '-'}, until {g['not_after']} "
                               f"({left} left)")
 
@@ -182,15 +162,15 @@ def cmd_grants(args: argparse.Namespace) -> int:
     if args.sessions:  # registered login sessions (hostd/cli/setup_pam.py)
         from hostd.cli import setup_pam as pamconf
 
-        return pamconf.list_sessions(args, _out, _call)
-    answer = _call("grant.list", all=bool(args.all))
-    return _out(args, answer, _grants_table(answer["grants"], args.all))
+        return pamconf.list_sessions(args, out, call)
+    answer = call("grant.list", all=bool(args.all))
+    return out(args, answer, _grants_table(answer["grants"], args.all))
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    answer = _call("grant.revoke", id=args.grant_id, **({"reason": args.reason}
+    answer = call("grant.revoke", id=args.grant_id, **({"reason": args.reason}
                                                          if args.reason else {}))
-    return _out(args, answer, f"grant {args.grant_id} revoked")
+    return out(args, answer, f"grant {args.grant_id} revoked")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -207,15 +187,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     exposed = _setgid_exposure(paths)  # residue: hostd/server/setgid.py
     if exposed:
         warnings.append(mounts.exposure_text(exposed))
+    warnings += config_checks.warnings(cfg, accounts)  # hostd/cli/config_checks.py
     summary = (f"{paths.config}: ok: {len(cfg.roles)} roles, {len(cfg.issuers)} issuers "
                f"({', '.join(sorted(cfg.issuers)) or 'none'})")
     if not getattr(args, "json", False):
         for w in warnings:
             print(f"jit: warning: {escape(w)}", file=sys.stderr)
-    return _out(args, {"ok": True, "code": "ok", "message": summary, "warnings": warnings,
+    return out(args, {"ok": True, "code": "ok", "message": summary, "warnings": warnings,
                        "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers),
-                       "setgid_mounts": [{"place": p, "mount": m} for p, m in exposed]},
-                summary)
+                       "setgid_mounts": [{"place": p, "mount": m} for p, m in exposed],
+                       "max_ttl": {r.name: r.max_ttl for r in cfg.roles.values()}},
+                "\n".join([summary, *config_checks.max_ttls(cfg, paths.config)]))
 
 
 def _setgid_exposure(paths) -> list[tuple[str, str]]:
@@ -257,11 +239,15 @@ def cmd_request(args: argparse.Namespace) -> int:
     fields: dict = {"role": args.role, "duration": duration, "reason": args.reason}
     if args.ticket:
         fields["ticket"] = args.ticket
-    answer = _call("access.request", **fields)
+    answer = call("access.request", **fields)
     r = answer["request"]
     note = (f" (capped at the role's maximum, {format_duration(r['duration'])})"
             if r.get("capped") else "")
-    if r["state"] == "approved":
+    if r.get("joined"):
+        text = (f"request {r['id']} for role {r['role']} is already pending (asked "
+                f"{r['created']}); this joins it. `jit requests --cancel {r['id']}` "
+                "withdraws it")
+    elif r["state"] == "approved":
         text = (f"request {r['id']}: self-service (break-glass) access granted{note}; "
                 f"grant {r['grant_id']}. This is logged as a break-glass event.")
     else:
@@ -269,7 +255,7 @@ def cmd_request(args: argparse.Namespace) -> int:
                 f"{format_duration(r['duration'])}, needs {r['needed']} approval(s); "
                 f"approvers have been notified")
     if not args.wait or r["state"] != "pending":
-        return _out(args, answer, text)
+        return out(args, answer, text)
     if not args.json:
         print(text + "\nwaiting for a decision (Ctrl-C stops waiting; the request stays)...",
               flush=True)
@@ -281,25 +267,25 @@ def cmd_request(args: argparse.Namespace) -> int:
     final = answer.get("request") or {}
     if answer.get("ok") and final["state"] != "approved":
         # failed: the approved grant could not be activated; its outcome names why
-        code = {"expired": "request_expired", "denied": "denied"}.get(
+        code = {"expired": "request_expired", "denied": "denied", "cancelled": "denied"}.get(
             final["state"], final["outcome"].partition(":")[0] or "denied")
         answer = {"ok": False, "code": code, "request": final,
                   "message": f"request {r['id']} was {final['state']}"
                              + (f": {final['outcome']}" if final["outcome"] else "")}
-    return _out(args, answer, f"request {r['id']} approved; grant {final.get('grant_id')} "
+    return out(args, answer, f"request {r['id']} approved; grant {final.get('grant_id')} "
                               "is active (new logins and `newgrp` see the groups)")
 
 
 def cmd_requests(args: argparse.Namespace) -> int:
-    answer = _call("access.list")
+    answer = call("access.list")
     reqs = answer["requests"]
     text = "\n".join(_request_text(r) for r in reqs) if reqs else "no requests"
-    return _out(args, answer, text)
+    return out(args, answer, text)
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
     fields = {"comment": args.comment} if args.comment else {}
-    answer = _call("access.approve", id=args.request_id, **fields)
+    answer = call("access.approve", id=args.request_id, **fields)
     r = answer["request"]
     if r["state"] != "approved":
         text = f"approval recorded: {len(r['approvals'])}/{r['needed']}"
@@ -307,12 +293,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
         text = f"request {r['id']} approved: {r['user']}'s waiting sudo command runs once"
     else:
         text = f"request {r['id']} approved; grant {r['grant_id']} is active for {r['user']}"
-    return _out(args, answer, text)
+    return out(args, answer, text)
 
 
 def cmd_deny(args: argparse.Namespace) -> int:
-    answer = _call("access.deny", id=args.request_id, reason=args.reason)
-    return _out(args, answer, f"request {args.request_id} denied")
+    answer = call("access.deny", id=args.request_id, reason=args.reason)
+    return out(args, answer, f"request {args.request_id} denied")
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -322,16 +308,16 @@ def cmd_setup(args: argparse.Namespace) -> int:
     if args.part == "pam":  # pam-auth-update's jitaccess profile (hostd/cli/setup_pam.py)
         from hostd.cli import setup_pam as pamconf
 
-        return pamconf.setup(args, _out, client_paths().root)
+        return pamconf.setup(args, out, client_paths().root)
     if os.geteuid() != 0:
         raise JitError("permission_denied", "jit setup changes /etc/sudo.conf: run it as root")
     conf = client_paths().sudo_conf
     if args.disable:
         changed = sudoconf.disable(conf)
-        return _out(args, {"ok": True, "code": "ok", "message": "disabled", "changed": changed},
+        return out(args, {"ok": True, "code": "ok", "message": "disabled", "changed": changed},
                     f"sudo's policy is sudoers again ({conf})" if changed
                     else f"jit_sudo.so was not enabled in {conf}")
-    grants = _call("grant.list", all=True)["grants"]  # hostd must answer
+    grants = call("grant.list", all=True)["grants"]  # hostd must answer
     cfg = config_mod.load(client_paths())
     ways = sudoconf.ways_to_root(cfg, grants)
     lose = sudoconf.uncovered(cfg, sudoconf.sudoers_admins())
@@ -346,7 +332,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         raise JitError("denied", "refusing to enable jit_sudo.so: " + "; ".join(problems)
                        + " (--force overrides)")
     changed = sudoconf.enable(conf)
-    return _out(args, {"ok": True, "code": "ok", "message": "enabled", "changed": changed,
+    return out(args, {"ok": True, "code": "ok", "message": "enabled", "changed": changed,
                        "ways_to_root": ways, "losing_sudo": lose},
                 f"sudo's policy is now jit_sudo.so ({conf}; backup "
                 f"{sudoconf.backup_path(conf).name}); `jit setup sudo --disable` restores it"
@@ -358,7 +344,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
         journal as audit,  # hostd/audit/journal.py: reading, filters, --held-at, formats
     )
 
-    return audit.run(args)
+    try:
+        return audit.run(args)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # the journal reader names no file: name the one given
+        if exc.filename is None and (args.journal_file or args.journal_dir):
+            exc.filename = ", ".join(args.journal_file or [args.journal_dir])
+            if exc.errno in (errno.EBADMSG, errno.ENODATA, errno.EPROTONOSUPPORT):
+                exc.strerror = f"not a journal file ({exc.strerror})"
+        raise cli_files.file_error(exc) from None
 
 
 # parser -----------------------------------------------------------------------------------
@@ -467,17 +462,19 @@ def _host_commands(command: Command) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser = extend(build_parser())  # hostd/cli/extend.py: reload, requests --cancel
+    args = parse(parser, sys.argv[1:] if argv is None else argv)  # hostd/cli/argv.py
     try:
         _check_arguments(parser, args)
         return args.func(args)
     except JitError as exc:
-        return _out(args, exc.to_wire())
+        return out(args, exc.to_wire())
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         os._exit(0)  # `jit grants | head` is not an error
+    except OSError as exc:  # a file the user named: say which and why (hostd/cli/files.py)
+        return out(args, cli_files.file_error(exc).to_wire())
 
 
 if __name__ == "__main__":

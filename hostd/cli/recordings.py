@@ -207,8 +207,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise JitError("denied", f"{escape(exc.filename)} exists already") from None
         except castfile.CastError as exc:
             raise JitError("malformed", f"{escape(path.name)}: {escape(exc)}") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise JitError("usage", f"{escape(args.export_script)}: no such directory "
+                                    "(--export-script names a directory that exists)") from None
         except OSError as exc:
-            raise JitError("denied", f"cannot write there: {escape(exc.strerror)}") from None
+            raise JitError("denied", f"cannot write in {escape(args.export_script)}: "
+                                     f"{escape(exc.strerror)}") from None
         return _say(args, {"ok": True, "code": "ok", "message": "exported",
                            "log": str(log), "timing": str(timing)},
                     f"{escape(log)}\n{escape(timing)}\n"
@@ -315,7 +319,11 @@ def journal_digests(recording_id: str) -> list[str]:
 def cmd_verify_recording(args: argparse.Namespace) -> int:
     path = _recording(args)
     rid = args.recording_id
-    if not path.exists() and not path.is_symlink():
+    try:
+        missing = not path.exists() and not path.is_symlink()
+    except PermissionError:  # Path.exists raises it for a directory we may not search
+        raise JitError("permission_denied", f"cannot read {escape(path.parent)}") from None
+    if missing:
         _say(args, {"ok": False, "code": "not_found",
                     "message": f"no recording {rid} in {path.parent}"},
              f"jit: not_found: no recording {rid} in {escape(path.parent)}")

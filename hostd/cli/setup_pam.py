@@ -174,4 +174,9 @@ def sessions_table(sessions: list[dict], all_users: bool) -> str:
 def list_sessions(args, out, call) -> int:
     """`jit grants --sessions [--all]`: login sessions hostd registered."""
     answer = call("login.list", all=bool(args.all))
-    return out(args, answer, sessions_table(answer["sessions"], bool(args.all)))
+    text = sessions_table(answer["sessions"], bool(args.all))
+    if not answer["sessions"] and not args.all and os.geteuid() == 0:
+        others = len(call("login.list", all=True)["sessions"])
+        text = (f"root has no registered login sessions (root's logins are never gated); "
+                f"{others} of other users: jit grants --sessions --all")
+    return out(args, answer, text)

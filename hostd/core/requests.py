@@ -24,10 +24,12 @@ from hostd.core.lifecycle import Core
 from hostd.errors import JitError
 from hostd.events import carried
 from hostd.policy.approvals import (
+    CANCELLED,
     clean_reason,
     in_members,
     may_decide,
     may_request,
+    shown_state,
     subject_digest,
     tally,
 )
@@ -106,7 +108,7 @@ class Requests:
         """The §12 shape of `jit requests --json`."""
         decisions = self.store.decisions(req["id"])
         return {"id": req["id"], "kind": req["kind"], "user": req["user"], "role": req["role"],
-                "state": req["state"], "reason": req["reason"], "ticket": req["ticket"],
+                "state": shown_state(req), "reason": req["reason"], "ticket": req["ticket"],
                 "duration": req["duration"], "needed": req["needed"],
                 "approvals": [d["approver"] for d in decisions if d["decision"] == "approve"],
                 "denied_by": [d["approver"] for d in decisions if d["decision"] == "deny"],
@@ -123,6 +125,9 @@ class Requests:
         reason = clean_reason(reason)
         self.expire_due()
         pending = [r for r in self.store.requests(("pending",)) if r["user"] == user]
+        same = next((r for r in pending if r["kind"] == "role" and r["role"] == role.name), None)
+        if same is not None:  # asking again (after Ctrl-C of --wait) joins the first
+            return dict(self.public(same), joined=True, capped=False)
         if len(pending) >= MAX_PENDING_PER_USER:
             raise JitError("too_many_requests", f"you already have {len(pending)} pending "
                                                 "requests; wait for a decision")
@@ -186,11 +191,26 @@ class Requests:
         if req is None or req["kind"] != "command" or req["user"] != user:
             return False
         if not self.store.set_request_state(request_id, "expired", self.core.now(),
-                                            expect="pending", outcome="cancelled"):
+                                            expect="pending", outcome=CANCELLED):
             return False
         self._request_event("request_expired", f"request {request_id} of {user} cancelled: "
-                            "the command no longer waits", req, decision="cancelled")
+                            "the command no longer waits", req, decision=CANCELLED)
         return True
+
+    def withdraw(self, uid: int, request_id: str) -> dict:
+        """`jit requests --cancel ID`: the requester ends their own pending role request;
+        it ends as a Ctrl-C'd sudo approval does (state `cancelled`, one name everywhere)."""
+        user, _ = self._who(uid)
+        req = self.store.get_request(request_id) if isinstance(request_id, str) else None
+        if req is None or req["user"] != user or req["kind"] != "role":
+            raise JitError("not_found", f"no request {request_id!r} of yours to withdraw")
+        if not self.store.set_request_state(request_id, "expired", self.core.now(),
+                                            expect="pending", outcome=CANCELLED):
+            raise JitError("already_decided", f"request {request_id} is "
+                                              f"{shown_state(self.store.get_request(request_id))}")
+        self._request_event("request_expired", f"request {request_id} of {user} cancelled: "
+                            "withdrawn by its requester", req, decision=CANCELLED)
+        return self.public(self.store.get_request(request_id))
 
     # deciding ---------------------------------------------------------------------------
 

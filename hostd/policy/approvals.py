@@ -27,6 +27,16 @@ def may_request(role: Role, user: str, user_groups: set[str]) -> None:
         raise JitError("not_requester", f"you are not among the requesters of role {role.name}")
 
 
+CANCELLED = "cancelled"  # ended by its requester (withdrawn, or sudo's Ctrl-C)
+
+
+def shown_state(req: dict) -> str:
+    """The state users read: a cancelled request is stored as expired with outcome
+    `cancelled` (the table's states predate it) and shown as `cancelled` everywhere."""
+    return CANCELLED if req["state"] == "expired" and req.get("outcome") == CANCELLED \
+        else req["state"]
+
+
 def may_decide(role: Role, req: dict, approver: str, approver_groups: set[str],
                now: int) -> None:
     """Checks common to approve and deny, in the order an approver would want them."""
@@ -34,6 +44,8 @@ def may_decide(role: Role, req: dict, approver: str, approver_groups: set[str],
         raise JitError("self_approval", "you cannot decide on your own request")
     if not in_members(role.approvers, approver, approver_groups):
         raise JitError("not_approver", f"you are not an approver of role {role.name}")
+    if shown_state(req) == CANCELLED:
+        raise JitError("already_decided", f"request {req['id']} was cancelled by its requester")
     if req["state"] == "expired" or (req["state"] == "pending" and req["expires"] <= now):
         raise JitError("request_expired", f"request {req['id']} expired unanswered")
     if req["state"] != "pending":

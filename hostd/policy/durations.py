@@ -86,3 +86,15 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise ValueError(f"bad size {text!r}: must be more than zero")
     return value
+
+
+def compact_duration(seconds: int) -> str:
+    """A span as an admin writes it in jit.toml: `2h`, `1h30m`, `45s` (refusal messages
+    quote limits this way, so the number can be pasted back into the policy)."""
+    s = max(0, int(seconds))
+    parts = []
+    for unit, size in _UNITS.items():
+        n, s = divmod(s, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"

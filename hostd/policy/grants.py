@@ -20,6 +20,7 @@ import jwt
 
 from hostd.errors import JitError
 from hostd.policy.config import USER_NAME, Config, Issuer
+from hostd.policy.durations import compact_duration
 from hostd.policy.hostmatch import HostFacts, matches
 from hostd.policy.keys import algorithm_for, thumbprint
 
@@ -239,7 +240,8 @@ def verify(token: object, config: Config, host: HostFacts, now: float) -> Grant:
         raise _refuse("not_yet_valid", "grant is not valid yet")
     if c["exp"] - c["start"] > role.max_ttl:
         raise _refuse("ttl_exceeds_role_max",
-                      f"lifetime exceeds the maximum of role {role.name!r}")
+                      f"{compact_duration(c['exp'] - c['start'])} asked, role {role.name} "
+                      f"allows {compact_duration(role.max_ttl)}")
     try:
         host_ok = matches(list(c["hosts"]), host)
     except ValueError as exc:

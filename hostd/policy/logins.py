@@ -51,20 +51,25 @@ def login_grants(config: Config, grants: Iterable[dict], user: str, now: int) ->
             if (role := config.roles.get(g["role"])) is not None and role.login]
 
 
-def suggested_role(config: Config, user: str, user_groups: set[str]) -> str | None:
-    """A login = true role the user may request here, else any login = true role."""
+def suggested_role(config: Config, user: str, user_groups: set[str]) -> tuple[str | None, bool]:
+    """(role, may_request): a login = true role the user may request here, else any
+    login = true role (which only an issuer can grant them), else None."""
     roles = [r for r in config.roles.values() if r.login]
     mine = [r for r in roles if in_members(r.requesters, user, user_groups)]
     chosen = (mine or roles or [None])[0]
-    return chosen.name if chosen is not None else None
+    return (chosen.name if chosen is not None else None), bool(mine)
 
 
-def refusal(host: str, role: str | None) -> str:
-    """What a refused user reads (the issue's wording)."""
+def refusal(host: str, role: str | None, may_request: bool = True) -> str:
+    """What a refused user reads: only what this user can do (a request only when they
+    are among the role's requesters)."""
     where = shown(host, 60)
     if role is None:
         return (f"jit: logging in to {where} requires an active grant; no role here "
                 "admits logins: ask the administrator")
+    if not may_request:
+        return (f"jit: logging in to {where} requires an active grant of role "
+                f"{shown(role, 32)}; ask an administrator for one")
     return f"jit: logging in to {where} requires an active grant; ask with: jit request {role}"
 
 
@@ -77,7 +82,7 @@ def decide(config: Config, grants: Iterable[dict], user: str, user_groups: set[s
     if admitting:
         return LoginDecision(True, True, tuple(g["id"] for g in admitting))
     return LoginDecision(False, True,
-                         message=refusal(host, suggested_role(config, user, user_groups)))
+                         message=refusal(host, *suggested_role(config, user, user_groups)))
 
 
 def session_text(grants: Iterable[dict], now: int) -> str:

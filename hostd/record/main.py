@@ -29,14 +29,34 @@ from __future__ import annotations
 import os
 import sys
 
-from hostd.record.options import USAGE, Usage, parse_args
+from hostd.record.options import SOCKET, USAGE, Usage, parse_args
 
 RECORDER = "/usr/bin/jit-record"
 
 
+HELP = f"""{USAGE}
+
+Records COMMAND's terminal session, secrets masked (jit-record(1)). sudo runs it with
+--token when a role's `record` says so; --file PATH makes a local recording.
+  --token T                 the recording hostd opened (record.open); hostd writes it
+  --uid U --gid G --groups  run COMMAND as this user, group and supplementary groups
+  --record-failure MODE     hostd gone mid-session: terminate (hang up) or continue
+  --command PATH            the program to run (argv[0] stays as given)
+  --file PATH               write a local asciicast v2 recording, no hostd
+  --no-mask                 with --file: keep the output unmasked
+  --socket PATH             hostd's socket (default {SOCKET})"""
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["-h"], ["--help"]):
+        try:
+            print(HELP, flush=True)
+        except BrokenPipeError:  # `jit-record --help | head`
+            os._exit(0)
+        return 0
     try:
-        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        opts = parse_args(args)
     except Usage as exc:
         print(f"jit-record: {exc}\n{USAGE}", file=sys.stderr)
         return 2

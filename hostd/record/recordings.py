@@ -149,14 +149,31 @@ def header(rid: str, session: Session, width: int, height: int, term: str,
                     "session_id": rid}}
 
 
+READERS_GROUP = "adm"  # reads recordings as it reads /var/log (jit(1): sessions, verify)
+
+
 def open_dir(path: Path) -> None:
-    """/var/log/jit/sessions: root's alone (0700), created if missing."""
+    """/var/log/jit/sessions: root's, readable by group adm (2750 root:adm: files made in
+    it get the group), created if missing; 0700 on a host without an adm group."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         raise OSError(f"{path} is not a directory of hostd's own")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    gid = readers_gid()
+    mode = 0o700 if gid is None else 0o2750
+    if gid is not None and st.st_gid != gid:
+        os.chown(path, -1, gid)
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+
+
+def readers_gid() -> int | None:
+    import grp
+
+    try:
+        return grp.getgrnam(READERS_GROUP).gr_gid
+    except KeyError:
+        return None
 
 
 @dataclass
@@ -184,7 +201,8 @@ class Recording:
         rid = new_id()
         path = directory / f"{rid}.cast"
         shown = replace(session, command=mask_text(session.command, rules))
-        writer = CastWriter(path, header(rid, shown, width, height, term, now, pty))
+        writer = CastWriter(path, header(rid, shown, width, height, term, now, pty),
+                            mode=0o600 if readers_gid() is None else 0o640)
         return cls(rid, session, writer, path)
 
     def write(self, items: list[tuple[str, float, object]]) -> None:

@@ -55,6 +55,7 @@ from hostd.server.grants import AccessOps, GrantOps
 from hostd.server.ops import Caller, Handler, register
 from hostd.server.pam import PamOps
 from hostd.server.record import RecordOps
+from hostd.server.reload import ReloadOps
 from hostd.server.sessions import SessionEnding
 from hostd.server.sudo import SudoOps
 from hostd.server.worker import Worker
@@ -198,6 +199,7 @@ class Server:
                                     self.side, logind, paths.proc, paths.dev, setgid_walks)
         self.effects = Effects(core, timers, self.ending, notifier, self.side)
         self.sudo = Sudo(core, self.requests, reader=self.reader)
+        self.reload = ReloadOps(core, self.worker, paths, self._set_config_error)
         self.ops: dict[str, Handler] = {}
         for family in (GrantOps(core, self.reader, self.worker, self.names,
                                 lambda: self.config_error),
@@ -205,8 +207,12 @@ class Server:
                        SudoOps(core, self.sudo, self.reader, self.worker, self.names,
                                self.auth, self.recordings),
                        PamOps(core, self.reader, self.worker, self.names, logind),
+                       self.reload,
                        self.recordings):
             register(self.ops, family)
+
+    def _set_config_error(self, error: str) -> None:
+        self.config_error = error
 
     async def carry_out(self, effects: list[Effect]) -> None:
         await self.effects.carry_out(effects)

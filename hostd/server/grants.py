@@ -70,7 +70,7 @@ class GrantOps:
 
 
 class AccessOps:
-    """access.request, access.approve, access.deny, access.list, access.wait."""
+    """access.request, access.approve, access.deny, access.cancel, access.list, access.wait."""
 
     def __init__(self, core: Core, requests: Requests, reader: Store, worker: Worker) -> None:
         self.core, self.requests, self.reader, self.worker = core, requests, reader, worker
@@ -90,6 +90,12 @@ class AccessOps:
     async def op_access_deny(self, args: dict, caller: Caller) -> dict:
         req = await self.worker.run(self.requests.deny, caller.uid, args["id"], args["reason"])
         return {"ok": True, "code": "ok", "message": f"request {req['id']} denied",
+                "request": req}
+
+    async def op_access_cancel(self, args: dict, caller: Caller) -> dict:
+        """`jit requests --cancel ID`: a requester withdraws their own pending request."""
+        req = await self.worker.run(self.requests.withdraw, caller.uid, args["id"])
+        return {"ok": True, "code": "ok", "message": f"request {req['id']} cancelled",
                 "request": req}
 
     async def op_access_list(self, args: dict, caller: Caller) -> dict:

@@ -23,6 +23,7 @@ from hostd.protocol import MAX_LINE
 from hostd.server import residue, setgid_walks
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
+from hostd.server.reload import write_login_gate
 from hostd.state import sandbox
 from hostd.state.accounts import Accounts, accounts_for
 from hostd.state.hostfacts import read_facts
@@ -79,17 +80,6 @@ def setgid_walk(paths: Paths) -> int:
                                      accounts_for(paths).is_member)
     print(f"jit-hostd: setgid walk: {cleared} setgid bits cleared")
     return 0
-
-
-def write_login_gate(paths: Paths, cfg: config_mod.Config) -> None:
-    """The [login] rules pam_jit applies when hostd cannot answer (hostd/policy/logins.py),
-    written whenever a policy loads; a broken policy keeps the last good file."""
-    from hostd.policy.logins import write_gate
-
-    try:
-        write_gate(paths.login_gate, cfg)
-    except OSError as exc:
-        log.warning("could not write %s: %s", paths.login_gate, exc)
 
 
 def build_requests(paths: Paths, core: Core) -> Requests:
@@ -251,21 +241,9 @@ def _reload(paths: Paths, server: Server) -> None:
 
 async def _reload_async(paths: Paths, server: Server) -> None:
     try:
-        await server.worker.run(_apply_reload, paths, server)
-    except JitError as exc:
-        server.core.events.emit("config_error", f"reload refused, keeping the previous "
-                                f"configuration: {exc.message}", reason=exc.message)
+        await server.reload.reload()  # hostd/server/reload.py, shared with config.reload
     except Exception:
         log.exception("reload failed")
-
-
-def _apply_reload(paths: Paths, server: Server) -> None:
-    """In the worker: swap the policy, then end grants the new one no longer supports
-    (a removed role or issuer), as revocations with reason "policy changed"."""
-    server.core.config = config_mod.load(paths)
-    server.config_error = ""
-    write_login_gate(paths, server.core.config)
-    server.core.end_unsupported()
 
 
 def _notify(state: str) -> None:

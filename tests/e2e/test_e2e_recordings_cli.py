@@ -22,7 +22,8 @@ import json, sys
 from pathlib import Path
 from hostd.record.castfile import CastWriter
 w = CastWriter(Path({PATH!r}), {{"width": 80, "height": 24, "id": {RID!r}, "user": "alice",
-    "runas": "root", "command": ["/bin/bash"], "grant_id": "g-e2e", "host": "e2e"}})
+    "runas": "root", "command": ["/bin/bash"], "grant_id": "g-e2e", "host": "e2e"}},
+    mode=0o640)  # as hostd writes it (hostd/record/recordings.py: group adm reads)
 for i, text in enumerate(json.loads(sys.argv[1])):
     w.output(0.2 * i, text.encode())
 print(w.close(1.0, "exit 0"))
@@ -72,24 +73,23 @@ def test_sessions_lists_it_for_root_and_refuses_others(recorded):
         "alice", "root", "exit 0", 1.0)
     proc = host.box.run(["jit", "sessions", "--json"], user="bob", check=False)
     assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == "permission_denied"
-    # group adm may list (where the directories let adm in); a 0600 recording, the
-    # CastWriter's default mode, shows as unreadable
+    # group adm lists and verifies as installed (issue 20: it once got a traceback)
     box = host.box
-    saved = {d: box.run(["stat", "-c", "%U:%G %a", d]).stdout.split()
+    modes = {d: box.run(["stat", "-c", "%U:%G %a", d]).stdout.split()
              for d in ("/var/log/jit", SESSIONS)}
+    assert modes == {"/var/log/jit": ["root:root", "755"], SESSIONS: ["root:adm", "2750"]}
     box.run(["usermod", "-aG", "adm", "carol"])
     try:
-        for d in saved:
-            box.run(["chown", "root:adm", d])
-            box.run(["chmod", "0750", d])
         rows = json.loads(box.run(["jit", "sessions", "--json"], user="carol").stdout)
         row = next(r for r in rows["sessions"] if r["id"] == RID)
-        assert row["error"] == "Permission denied" and "user" not in row
+        assert (row["user"], row["status"]) == ("alice", "exit 0")
+        proc = box.run(["jit", "verify-recording", RID], user="carol", check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        proc = box.run(["jit", "verify-recording", RID], user="bob", check=False)
+        assert proc.returncode == 1 and proc.stderr.startswith("jit: permission_denied: ")
+        assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
     finally:
         box.run(["gpasswd", "-d", "carol", "adm"])
-        for d, (owner, mode) in saved.items():
-            box.run(["chown", owner, d])
-            box.run(["chmod", mode, d])
 
 
 def test_replay_and_scriptreplay_show_the_output(recorded):
@@ -101,6 +101,10 @@ def test_replay_and_scriptreplay_show_the_output(recorded):
     box.run(["rm", "-rf", "/root/export"])
     box.run(["mkdir", "/root/export"])
     box.run(["jit", "replay", RID, "--export-script", "/root/export"])
+    proc = box.run(["jit", "replay", RID, "--export-script", "/root/no/such"], check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == ("jit: usage: /root/no/such: no such directory (--export-script "
+                           "names a directory that exists)\n")
     played = box.run(f"scriptreplay -t /root/export/{RID}.timing -d 100 "
                      f"/root/export/{RID}.log | base64 -w0").stdout
     assert base64.b64decode(played) == "".join(OUTPUT).encode() + b"\n"

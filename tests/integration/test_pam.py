@@ -89,8 +89,9 @@ def activate(box: Sandbox, user: str, role: str) -> str:
 def test_gated_user_without_a_grant_is_refused_with_how_to_ask(box, pam):
     out = pam.run("alice", ("account", PERM_DENIED))
     assert out["ok"], out
-    assert out["errors"] == ["jit: logging in to testhost requires an active grant; "
-                             "ask with: jit request console"]
+    # console has no requesters: alice cannot ask for it on the host (issue 20)
+    assert out["errors"] == ["jit: logging in to testhost requires an active grant of role "
+                             "console; ask an administrator for one"]
     refused = box.events("login_refused")
     assert [e["JIT_USER"] for e in refused] == ["alice"]
     assert refused[0]["JIT_CODE"] == "no_grant"
@@ -141,6 +142,10 @@ def test_open_sessions_are_listed_by_jit_grants_sessions(box, pam):
     assert r.returncode == 1 and "permission_denied" in r.stderr
     text = box.jit("grants", "--sessions", "--all").stdout
     assert "alice" in text and grant_id in text
+    # root without --all: not "no registered login sessions" while alice's is (issue 20)
+    assert box.jit("grants", "--sessions").stdout == (
+        "root has no registered login sessions (root's logins are never gated); 1 of other "
+        "users: jit grants --sessions --all\n")
 
 
 def test_sessions_left_open_by_a_gone_process_are_closed_at_the_next_open(box, pam):

@@ -6,6 +6,7 @@ recordings. The recorder is the real one; only sudo itself is the e2e tier's."""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import signal
@@ -149,8 +150,10 @@ def test_a_recorded_command_runs_as_the_runas_user_and_hostd_writes_it(box):
     assert ev["JIT_DECISION"] == "exit 0" and len(ev["JIT_RECORDING_SHA256"]) == 64
     directory = box.root / "var/log/jit/sessions"
     path = directory / f"{rid}.cast"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_uid == 0
-    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    adm = grp.getgrnam("adm").gr_gid  # group adm reads recordings (jit(1), issue 20)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 and path.stat().st_uid == 0
+    assert path.stat().st_gid == adm
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o2750 and directory.stat().st_gid == adm
     lines = path.read_text().splitlines()
     head = json.loads(lines[0])
     assert head["version"] == 2 and head["jit"]["user"] == "alice"

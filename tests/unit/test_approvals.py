@@ -4,6 +4,8 @@ group database and a hand-moved clock."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from fakes import Clock, FakeAccounts
@@ -338,14 +340,56 @@ def test_webhook_failure_is_retried_then_logged(tmp_path, monkeypatch):
 
 
 def test_pending_requests_per_user_are_bounded(w):
-    for _ in range(requests.MAX_PENDING_PER_USER):
-        w.requests.create(1000, "docker", 600, "again")
+    # five roles, each asked once (asking again for one role joins its request)
+    roles = [f"r{i}" for i in range(requests.MAX_PENDING_PER_USER + 1)]
+    docker = w.core.config.roles["docker"]
+    for name in roles:
+        w.core.config.roles[name] = replace(docker, name=name)
+    for name in roles[:-1]:
+        w.requests.create(1000, name, 600, "again")
     with pytest.raises(JitError) as info:
-        w.requests.create(1000, "docker", 600, "and again")
+        w.requests.create(1000, roles[-1], 600, "and again")
     assert info.value.code == "too_many_requests"
     assert len(w.notices) == requests.MAX_PENDING_PER_USER
     w.clock.t += 601  # they expire unanswered: room again
     assert w.requests.create(1000, "docker", 600, "later")["state"] == "pending"
+
+
+def test_asking_again_for_a_pending_role_joins_the_first_request(w):
+    first = w.requests.create(1000, "docker", 600, "deploy")
+    again = w.requests.create(1000, "docker", 1200, "deploy, again")
+    assert again["id"] == first["id"] and again["joined"] is True
+    assert len(w.store.requests(("pending",))) == 1
+    assert len(w.events("request_created")) == 1, "approvers are not asked twice"
+
+
+def test_a_requester_withdraws_their_own_pending_request(w):
+    r = w.requests.create(1000, "docker", 600, "deploy")
+    with pytest.raises(JitError) as info:
+        w.requests.withdraw(1001, r["id"])  # bob, an approver, is not its requester
+    assert info.value.code == "not_found"
+    out = w.requests.withdraw(1000, r["id"])
+    assert out["state"] == "cancelled"
+    [ev] = w.events("request_expired")
+    assert ev["JIT_DECISION"] == "cancelled" and "withdrawn" in ev["MESSAGE"]
+    with pytest.raises(JitError) as info:
+        w.requests.approve(1001, r["id"])
+    assert (info.value.code, info.value.message) == (
+        "already_decided", f"request {r['id']} was cancelled by its requester")
+    with pytest.raises(JitError) as info:
+        w.requests.withdraw(1000, r["id"])
+    assert info.value.code == "already_decided"
+    assert w.requests.create(1000, "docker", 600, "again")["id"] != r["id"]
+
+
+def test_a_sudo_approval_cancelled_by_ctrl_c_is_cancelled_everywhere(w):
+    subject = approvals.command_subject("alice", "root", ["/usr/bin/systemctl", "stop", "x"],
+                                       "/", "web-1")
+    r = w.requests.create_command(1000, "docker", subject, "sudo systemctl stop x")
+    assert w.requests.cancel_command(r["id"], "alice")
+    [listed] = [x for x in w.requests.visible(1000) if x["id"] == r["id"]]
+    assert listed["state"] == "cancelled"
+    assert w.events("request_expired")[-1]["JIT_DECISION"] == "cancelled"
 
 
 def test_a_request_grants_at_most_once(w):

@@ -178,9 +178,10 @@ def test_a_long_period_stays_light(monkeypatch: pytest.MonkeyPatch) -> None:
     entries += [raw(i, "sudo_allowed", grant_id="g1", user="user10", command=f"/bin/c {i}")
                 for i in range(1, 1001)]
     entries.append(raw(1, "sudo_denied", user="user2", command="/bin/x"))
+    entries.append(raw(9999, "hostd_started"))  # the timeline spans the events (issue 20)
     page = render_html(entries, host="h", since=T0, until=T0 + 10_000)
     assert page.count('<tr id="e') == 50
-    assert "The table lists the first 50 of 1,002 events" in page
+    assert "The table lists the first 50 of 1,003 events" in page
     ids = set(re.findall(r'<tr id="(e\d+)"', page))
     assert set(re.findall(r'href="#(e\d+)"', page)) <= ids
     marks = page.count('class="mark m-sudo"')

@@ -48,9 +48,10 @@ def test_ungated_users_pass_without_a_grant():
 def test_gated_without_a_grant_is_refused_with_a_role_to_ask_for():
     d = logins.decide(CONF, [], "alice", set(), NOW, "web1")
     assert not d.allowed and d.gated
-    # alice is not among console's requesters: the first login role is suggested
-    assert d.message == ("jit: logging in to web1 requires an active grant; ask with: "
-                         "jit request console")
+    # alice is not among console's requesters: she cannot request it, so the hint
+    # names the role and who can help, never a command she would be refused (issue 20)
+    assert d.message == ("jit: logging in to web1 requires an active grant of role "
+                         "console; ask an administrator for one")
     d = logins.decide(CONF, [], "dave", {"contractors", "ops"}, NOW, "web1")
     assert d.message.endswith("ask with: jit request console")
 

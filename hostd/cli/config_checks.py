@@ -1,0 +1,88 @@
+"""What `jit check-config` adds to "the files parse" (issue 20): names that do not exist
+on this host, approvals that can never be given, and each role's effective max_ttl.
+
+These are warnings, not errors: a directory (sssd) may know a user this host cannot look
+up yet, and hostd serves such a policy. They catch the README-shaped mistakes a new
+admin makes: `%oncall` on a fresh host, an `approve` guardrail under a role nobody may
+approve.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from hostd.policy.config import Config, Role
+from hostd.policy.durations import compact_duration
+from hostd.state.accounts import Accounts
+
+
+def _missing(members: tuple[str, ...], accounts: Accounts) -> list[str]:
+    """Members (`user` or `%group`) this host cannot resolve."""
+    out = []
+    for m in members:
+        if m.startswith("%"):
+            if not accounts.group_exists(m[1:]):
+                out.append(f"group {m!r} does not exist on this host")
+        elif accounts.uid_of(m) is None:
+            out.append(f"user {m!r} does not exist on this host")
+    return out
+
+
+def _decidable(role: Role, accounts: Accounts) -> int:
+    """How many distinct users this host knows among the role's approvers."""
+    users: set[str] = set()
+    for m in role.approvers:
+        if m.startswith("%"):
+            users |= accounts.members_of(m[1:])
+        elif accounts.uid_of(m) is not None:
+            users.add(m)
+    return len(users)
+
+
+def name_warnings(cfg: Config, accounts: Accounts) -> list[str]:
+    """Every policy list of users and %groups, resolved on this host."""
+    lists: list[tuple[str, tuple[str, ...]]] = []
+    for r in cfg.roles.values():
+        lists += [(f"role {r.name}: requesters", r.requesters),
+                  (f"role {r.name}: approvers", r.approvers)]
+    lists += [(f"standing[{i}]: members", s.members) for i, s in enumerate(cfg.standing)]
+    lists.append(("login: require_grant", cfg.login_require_grant))
+    return [f"{where}: {problem}" for where, members in lists
+            for problem in _missing(members, accounts)]
+
+
+def approval_warnings(cfg: Config, accounts: Accounts) -> list[str]:
+    """Requests and paused sudo commands that nobody could ever decide."""
+    out = []
+    pausing = [g.match.pattern for g in cfg.guardrails if g.action == "approve"]
+    for r in cfg.roles.values():
+        if r.sudo and pausing and not r.approvers:
+            out.append(f"role {r.name}: no approvers, so sudo commands an approve guardrail "
+                       f"matches ({', '.join(repr(p) for p in pausing)}) can never be "
+                       "approved under it (add approvers to the role)")
+        if r.requesters and r.approvers and r.approvals > 0:
+            known = _decidable(r, accounts)
+            if known < r.approvals:
+                out.append(f"role {r.name}: approvals = {r.approvals} but this host knows "
+                           f"{known} approver(s): its requests can never be approved")
+    if pausing and cfg.standing:
+        out.append("standing rules have no approvers: commands they allow that an approve "
+                   "guardrail matches are refused (run them from a grant)")
+    return out
+
+
+def warnings(cfg: Config, accounts: Accounts) -> list[str]:
+    """Everything above, in the order an admin reads the file."""
+    return name_warnings(cfg, accounts) + approval_warnings(cfg, accounts)
+
+
+def max_ttls(cfg: Config, config_file: Path) -> list[str]:
+    """One line per role with its max_ttl, saying when it is the default (1h)."""
+    try:
+        raw = tomllib.loads(config_file.read_text(encoding="utf-8")).get("roles", {})
+    except (OSError, ValueError):
+        raw = {}
+    return [f"role {r.name}: max_ttl {compact_duration(r.max_ttl)}"
+            + ("" if "max_ttl" in raw.get(r.name, {}) else " (the default)")
+            for r in sorted(cfg.roles.values(), key=lambda r: r.name)]

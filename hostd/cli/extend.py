@@ -1,0 +1,31 @@
+"""Commands and options added to `jit`'s parser outside build_parser (issue 20): `jit
+reload`, `jit requests --cancel`, `jit --version`. main() calls `extend` once, so the
+parser's own layout (hostd/cli/main.py) stays one place to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hostd import __version__
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def extend(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the commands and options of hostd/cli/reload.py and requests.py."""
+    from hostd.cli import reload as cli_reload
+    from hostd.cli import requests as cli_requests
+
+    parser.add_argument("--version", action="version", version=f"jit {__version__}")
+    sub = _subparsers(parser)
+    c = sub.add_parser("reload", help=cli_reload.HELP, description=cli_reload.HELP)
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cli_reload.cmd_reload)
+    requests = sub.choices["requests"]
+    requests.add_argument("--cancel", metavar="ID",
+                          help="withdraw your own pending request ID")
+    requests.set_defaults(func=cli_requests.wrap(requests.get_default("func")))
+    return parser
