@@ -228,3 +228,38 @@ def test_no_module_over_500_lines():
 def test_no_function_over_60_lines():
     functions = _too_long()[1]
     assert not functions, "split these functions:\n" + "\n".join(functions)
+
+
+# docs/DESIGN.md §1.1 is the layout: it must say what the tree and LAYERS say --------------
+
+def _design_layout() -> dict[str, tuple[set[str], set[str]]]:
+    """layer -> (modules listed, layers it may import), from DESIGN §1.1's table."""
+    text = (HOSTD.parent / "docs" / "DESIGN.md").read_text()
+    section = text.split("### 1.1 The house", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, tuple[set[str], set[str]]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or cells[0] in ("package", "---"):
+            continue
+        name = cells[0].split()[0].strip("`").removeprefix("hostd/").strip("/")
+        rows[name] = ({m.strip() for m in cells[1].split(",")},
+                      {m.strip() for m in cells[3].split(",")})
+    return rows
+
+
+def test_the_design_layout_section_lists_every_module_of_the_tree():
+    rows = _design_layout()
+    assert set(rows) == set(LAYERS)
+    tree: dict[str, set[str]] = {name: set() for name in LAYERS}
+    for path in HOSTD.rglob("*.py"):
+        module = ".".join(path.relative_to(HOSTD.parent).with_suffix("").parts)
+        if path.name == "__init__.py":
+            continue
+        tree[layer(module)].add(path.stem)
+    for name, (listed, _) in rows.items():
+        assert listed == tree[name], f"DESIGN §1.1 row {name}: {sorted(listed ^ tree[name])}"
+
+
+def test_the_design_layout_section_states_the_enforced_layering():
+    for name, (_, may_import) in _design_layout().items():
+        assert may_import | {name} == LAYERS[name] | {name}, name  # itself implied
