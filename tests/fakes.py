@@ -106,13 +106,6 @@ class FakeAccounts(Accounts):
     def members_of(self, group: str) -> set[str]:
         return set(self.members.get(group, set()))
 
-    def membership_map(self) -> dict[str, set[str]]:
-        out = {g: set(m) for g, m in self.members.items() if g not in self.directory}
-        for user, g in self.primary.items():
-            if g not in self.directory:
-                out.setdefault(g, set()).add(user)
-        return out
-
     def groups_of(self, user: str) -> set[str]:
         return {g for g in self.members if self.is_member(user, g)}
 

@@ -97,15 +97,6 @@ class Accounts(ABC):
         """The group's gid: what running processes hold in their credentials."""
         return next((gid for name, gid, _ in self._groups() if name == group), None)
 
-    def membership_map(self) -> dict[str, set[str]]:
-        """Every group's members (listed or by primary group), read once. Enumerates every
-        user and group: directory groups (sssd without enumerate) are missing from it."""
-        by_gid: dict[int, set[str]] = {}
-        for name, _, gid in self._passwd():
-            by_gid.setdefault(gid, set()).add(name)
-        return {name: set(members) | by_gid.get(gid, set())
-                for name, gid, members in self._groups()}
-
     # the files gpasswd writes -----------------------------------------------------------
 
     @property

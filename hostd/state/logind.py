@@ -107,17 +107,9 @@ class Logind:
         reply = await self._unless_gone("GetSessionByPID", "u", [pid])
         return None if reply is None else reply[0]
 
-    async def session_of_pid(self, pid: int) -> str | None:
-        """The Id of the session `pid` belongs to; None when it is in none."""
-        path = await self._path_of_pid(pid)
-        if path is None:
-            return None
-        reply = await self._unless_gone("Get", "ss", [SESSION, "Id"], interface=PROPERTIES,
-                                        path=path)
-        return None if reply is None else _plain(reply[0])
-
     async def session_by_pid(self, pid: int) -> dict | None:
-        """session_of_pid and session in two calls instead of four (the PAM hot path)."""
+        """The session `pid` belongs to, with its properties, in two calls (the PAM hot
+        path); None when it is in none."""
         path = await self._path_of_pid(pid)
         return None if path is None else await self._props(path)
 

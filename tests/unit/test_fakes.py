@@ -39,8 +39,7 @@ def test_fake_accounts_overrides_keep_the_interface_signatures() -> None:
 def test_fake_accounts_never_reaches_gpasswd_or_the_files() -> None:
     """What Accounts does with real files and gpasswd is replaced, so a test can never
     change the host's groups."""
-    for name in ("add", "remove", "group_file_members", "gshadow_members", "gid_of",
-                 "membership_map"):
+    for name in ("add", "remove", "group_file_members", "gshadow_members", "gid_of"):
         assert name in vars(FakeAccounts), name
     with pytest.raises(AttributeError):  # no Paths: a path the fake lacks fails loudly
         _ = FakeAccounts().group_file

@@ -112,19 +112,13 @@ def fake() -> FakeLogind:
     return f
 
 
-def test_session_of_pid(fake):
-    lo = Logind(fake)
-    assert run(lo.session_of_pid(400)) == "3"
-    assert run(lo.session_of_pid(999)) is None
-    with pytest.raises(ValueError):
-        run(lo.session_of_pid(0))
-
-
 def test_session_by_pid(fake):
     lo = Logind(fake)
     assert run(lo.session_by_pid(600))["user"] == "bob"
     assert len(fake.calls) == 2
     assert run(lo.session_by_pid(999)) is None
+    with pytest.raises(ValueError):
+        run(lo.session_by_pid(0))
 
 
 def test_session_and_user_sessions(fake):
@@ -165,4 +159,4 @@ def test_other_failures_raise(fake):
         run(lo.terminate("3"))
     assert err.value.name == "org.freedesktop.DBus.Error.AccessDenied"
     with pytest.raises(LogindError):
-        run(lo.session_of_pid(400))
+        run(lo.session_by_pid(400))
