@@ -136,6 +136,26 @@ def test_user_writable_places_that_honour_set_id_bits_are_named():
     assert "nosuid" in mounts.exposure_text(found)
 
 
+def test_hostd_start_warns_once_about_exposed_places_from_pid_1s_mount_table(tmp_path):
+    """The start-up warning reads PID 1's mount table under the proc root (it crashed
+    hostd's start once: a local name shadowed the mounts module)."""
+    (tmp_path / "proc/1").mkdir(parents=True)
+    (tmp_path / "proc/1/mountinfo").write_text(MOUNTINFO)
+    emitted: list[tuple[str, str, dict]] = []
+
+    class Recorder:
+        def emit(self, event: str, message: str, **fields: object) -> None:
+            emitted.append((event, message, fields))
+
+    found = setgid_walks.warn_exposed(Recorder(), tmp_path / "proc")
+    assert ("/var/tmp", "/") in found and not any(p == "/tmp" for p, _ in found)
+    ((event, message, fields),) = emitted
+    assert event == "privilege_residue" and fields["decision"] == "exposed"
+    assert "/var/tmp" in fields["path"] and "nosuid" in message
+    assert setgid_walks.warn_exposed(Recorder(), tmp_path / "nowhere") == []
+    assert len(emitted) == 1
+
+
 # --- the store and the driver --------------------------------------------------------------
 
 @pytest.fixture
