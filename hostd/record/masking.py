@@ -55,50 +55,11 @@ class MaskingRuleError(ValueError):
     """A rule that cannot be used: bad syntax, unbounded, can match nothing, too costly."""
 
 
-# Where a built-in rule's matches can start, lower-cased: rules whose first bytes are
-# letters in either case are not searched by the regex engine (which would try them at
-# every letter, ~20 MB/s) but by bytes.find() on the lower-cased text, then matched at
-# each hit. Every match of the rule starts with one of these (case-insensitively).
-_ANCHORS: dict[str, tuple[bytes, ...]] = {
-    "assignment": (b"pass", b"secret", b"token", b"api", b"pwd"),
-    "authorization": (b"bearer", b"authorization"),
-}
-
-
 def builtin_rules() -> list[tuple[str, str]]:
-    """Rules always applied unless `builtins=False`: (name, regex), regexes on bytes.
+    """(name, regex) of the default rules (hostd.record.rules)."""
+    from hostd.record.rules import builtin_rules as rules
 
-    Each starts with a rare literal (or has anchors, above) so text that holds no secret
-    is searched at C speed, and each has bounded repeats (see Masker). A named group
-    `secret` (or `secret2`, ...) marks the part to mask; without one the whole match is."""
-    sgr = r"(?:\x1b\[[0-9;]{0,12}[mK]){0,4}"  # colours around a match (grep --color)
-    value = r"""(?:"(?P<secret>[^"\r\n]{1,512})"|'(?P<secret2>[^'\r\n]{1,512})'""" \
-            r"""|(?P<secret3>(?:[^\s"',;&<>\x1b]|\x1b\[[0-9;]{0,12}[mK]){1,512}))"""
-    key = r"(?i:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|pwd)" \
-          r"(?:[_.-][A-Za-z0-9_.-]{0,32})?" + sgr
-    return [
-        ("private_key",
-         r"-----BEGIN[ A-Z0-9]{0,32} PRIVATE KEY(?: BLOCK)?-----"
-         r"(?:[\s\S]{1,12288}?-----END[ A-Z0-9]{0,32} PRIVATE KEY(?: BLOCK)?-----"
-         r"|[A-Za-z0-9+/=:,. \t\r\n-]{0,12288})"),
-        ("aws_access_key_id",
-         r"(?:A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{16}"),
-        ("jwt", r"eyJ[A-Za-z0-9_-]{4,4096}\.eyJ[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{0,4096}"),
-        ("authorization",  # Bearer TOKEN anywhere; Authorization: Basic/Digest/... CREDENTIALS
-         r"(?:(?i:bearer)[ \t]{1,4}(?P<secret>[A-Za-z0-9._~+/-]{8,2048}={0,2})"
-         r"|(?i:authorization)[\"']?[ \t]{0,4}[:=][ \t]{0,4}[\"']?[A-Za-z]{2,16}[ \t]{1,4}"
-         r"(?P<secret2>[^\s\"']{4,2048}))"),
-        ("assignment",  # password=..., DB_PASSWORD: ..., "apiKey": "...", --token=...,
-         # --password VALUE, aws_secret_access_key = ... (found at "secret")
-         r"(?:(?<=--)" + key + r"[ \t]{1,4}(?P<secret4>[^\s\"'-][^\s\"']{0,511})"
-         r"|(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z])|(?<=\x1b\[[mK])|(?<=[0-9;]m))" + key
-         + r"[\"']?[ \t]{0,4}[=:][ \t]{0,4}" + sgr + value + ")"),
-        ("url_credentials", r"://[^\s/:@]{1,128}:(?P<secret>[^\s/@]{1,256})@"),
-        ("github_token", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
-        ("slack_token", r"xox[abposr]-[A-Za-z0-9-]{10,255}"),
-        ("google_api_key", r"AIza[0-9A-Za-z_-]{35}"),
-        ("stripe_key", r"_live_(?<=[rs]k_live_)[0-9A-Za-z]{16,247}"),
-    ]
+    return rules()
 
 
 def _to_bytes_pattern(name: str, pattern: str | bytes | re.Pattern) -> re.Pattern:
@@ -213,17 +174,23 @@ def check_rule(name: str, pattern: str | bytes | re.Pattern) -> None:
 class _Rule:
     """One compiled rule and how to find its matches fast."""
 
-    __slots__ = ("anchors", "behind", "name", "pattern", "prefix", "rare", "reach")
+    __slots__ = ("anchors", "behind", "check", "forming", "name", "pattern", "prefix",
+                 "prefixes", "rare", "reach")
 
     def __init__(self, name: str, pattern: str | bytes | re.Pattern, *, trusted: bool = False,
-                 anchors: tuple[bytes, ...] = ()) -> None:
+                 anchors: tuple[bytes, ...] = (), forming=None, check=None) -> None:
         self.name = name
         self.pattern, reach, self.behind = analyse(name, pattern, check_cost=not trusted)
         self.reach = reach + _UTF8_SLACK
         self.anchors = anchors
+        self.check = check
         self.prefix = _literal_prefix(self.pattern)
         # the prefix's least common byte: `in` (memchr, ~10 GB/s) rules a batch out
         self.rare = bytes([min(self.prefix, key=_commonness)]) if self.prefix else b""
+        # a secret still forming (the idle-flush hold): its fixed starts and a regex
+        # matching a partial one up to the end of what arrived
+        self.prefixes: tuple[bytes, ...] = forming.prefixes if forming else ()
+        self.forming = re.compile(forming.regex + rb"\Z") if forming else None
 
 
 # Bytes from least to most common in terminal text (a rough guess: only speed depends
@@ -248,15 +215,22 @@ def _literal_prefix(pattern: re.Pattern) -> bytes:
     return bytes(out)
 
 
-_BUILTINS: list[_Rule] | None = None
+_BUILTINS: dict[tuple, list[_Rule]] = {}
 
 
-def _builtins() -> list[_Rule]:
-    global _BUILTINS
-    if _BUILTINS is None:
-        _BUILTINS = [_Rule(n, r, trusted=True, anchors=_ANCHORS.get(n, ()))
-                     for n, r in builtin_rules()]
-    return _BUILTINS
+def _builtins(fields: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> list[_Rule]:
+    """The built-in rules compiled once per (fields, optional) set."""
+    key = (tuple(fields), tuple(sorted(optional)))
+    if key not in _BUILTINS:
+        from hostd.record.rules import FieldNameError, builtin_specs, check_field_names
+
+        try:
+            specs = builtin_specs(check_field_names(key[0]), key[1])
+        except FieldNameError as exc:
+            raise MaskingRuleError(str(exc)) from None
+        _BUILTINS[key] = [_Rule(s.name, s.regex, trusted=True, anchors=s.anchors,
+                                forming=s.forming, check=s.check) for s in specs]
+    return _BUILTINS[key]
 
 
 BATCH = 16 * 1024  # bytes gathered before searching: a pty gives ~4 KiB per read
@@ -275,9 +249,11 @@ class Masker:
     `max_holding` (= hold_back + BATCH + 3) bytes are held back."""
 
     def __init__(self, rules: Sequence[tuple[str, str | bytes | re.Pattern]] = (), *,
-                 builtins: bool = True) -> None:
-        self._rules = list(_builtins()) if builtins else []
-        self._rules += [_Rule(name, pattern) for name, pattern in rules]
+                 builtins: bool = True, fields: Sequence[str] = (),
+                 optional: Sequence[str] = ()) -> None:
+        self._rules = list(_builtins(tuple(fields), tuple(optional))) if builtins else []
+        self._rules += [_Rule(name, pattern, forming=_forming_of(name, pattern))
+                        for name, pattern in rules]
         self.names = [r.name for r in self._rules]
         self.hold_back = max((r.reach for r in self._rules), default=0) + _UTF8_SLACK \
             if self._rules else 0
@@ -327,18 +303,54 @@ class Masker:
             return b""
         return self._emit(buf, end)
 
-    def flush(self) -> bytes:
-        """Return everything held, masked as if the stream ended here; searching goes on
-        as if it had not (a match that began before the flush still masks the rest)."""
+    def flush(self, idle: bool = False, hold: bool = False) -> bytes:
+        """Return what is held, masked as if the stream ended here; searching goes on as
+        if it had not (a match that began before the flush still masks the rest).
+
+        An `idle` flush (the stream goes on later) also looks for a secret still forming
+        at the end (a rule's fixed start, or a partial match: see rules.Forming): with
+        `hold` it is kept back when none of it was shown yet (the recorder's idle flush,
+        up to its bound); otherwise it goes out with its part past the fixed start
+        masked (`AKIA****`), a bare fixed start as typed."""
         if not self.holding:
             return b""
         buf = self._take()
         n = len(buf)
         self._search(buf, n, final=False)  # where undecided matches may start: kept
-        resume = list(self._resume)
+        resume, decided = list(self._resume), list(self._spans)
         self._search(buf, n, final=True)   # everything that matches if the stream ended
         self._resume = resume
-        return self._emit(buf, n)
+        cut, spans = self._forming(buf, n, hold) if idle else (n, [])
+        self._spans.extend(spans)
+        out = self._emit(buf, cut)
+        if cut < n:  # what was held stays undecided: only the real matches' spans remain
+            self._spans = [s for s in decided if s[1] > self._emitted]
+        return out
+
+    def _forming(self, buf: bytes, n: int, hold: bool) -> tuple[int, list[tuple[int, int]]]:
+        """Where a flush stops (n: nowhere) and the spans of partial secrets it masks."""
+        cut, spans, off = n, [], self._off
+        shown = self._emitted - off  # buf[:shown] is already on the screen
+        for rule in self._rules:
+            if rule.forming is None:
+                continue
+            lo = max(0, n - rule.reach)
+            m = rule.forming.search(buf, lo)
+            if m is not None:
+                if hold and m.start() >= shown:
+                    cut = min(cut, m.start())
+                else:
+                    s, e = _secret_span(m)
+                    if s < e:
+                        spans.append((off + max(s, shown), off + n))
+                continue
+            if hold:  # a fixed start arriving (AK, ghp): held, then shown as typed
+                for prefix in rule.prefixes:
+                    for k in range(min(len(prefix), n - shown), 1, -1):
+                        if buf.endswith(prefix[:k]):
+                            cut = min(cut, n - k)
+                            break
+        return cut, spans
 
     def _search(self, buf: bytes, n: int, final: bool) -> None:
         off = self._off
@@ -371,6 +383,8 @@ class Masker:
                         break
                     found.append(m)
                     pos = m.end()
+            if rule.check is not None:
+                found = [m for m in found if rule.check(m.group())]
             for m in found:
                 s, e = _secret_span(m)
                 spans.append((off + _widen_start(buf, s), off + _widen_end(buf, e, n)))
@@ -470,6 +484,17 @@ def _widen_end(buf: bytes, e: int, n: int) -> int:
     while k < n and k - e < 3 and 0x80 <= buf[k] < 0xC0:
         k += 1
     return k
+
+
+def _forming_of(name: str, pattern: str | bytes | re.Pattern):
+    """A configured rule with a literal start (`ACC-SECRET-`): while forming, that start
+    and then anything but white space."""
+    from hostd.record.rules import Forming
+
+    prefix = _literal_prefix(_to_bytes_pattern(name, pattern))
+    if len(prefix) < 2:
+        return None
+    return Forming((prefix,), re.escape(prefix) + rb"(?P<secret>[^\s]{1,256})")
 
 
 def mask(data: bytes, rules: Sequence[tuple[str, str | bytes | re.Pattern]] = (), *,

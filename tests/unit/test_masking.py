@@ -14,6 +14,7 @@ from hostd.errors import ConfigError
 from hostd.policy import config as cfg
 from hostd.record import masking
 from hostd.record.masking import Masker, MaskingRuleError, builtin_rules, mask
+from hostd.record.screen import mask_screen
 
 # Fake secrets, one per built-in rule (none of them is real).
 KEY_BODY = "MIIEowIBAAKCAQEAq7BFUpkGp3+LQmlQ\nYx5ZL0q8xV4aUj2hQ4qWJt9NfC1pW0mEzA==\n"
@@ -82,11 +83,12 @@ def test_ordinary_text_is_left_alone(text):
 
 def test_grep_colours_around_an_assignment_do_not_hide_it():
     # grep --color=always -E 'PASSWORD' and -E 'hunter'
-    assert mask(b"DB_\x1b[01;31m\x1b[KPASSWORD\x1b[m\x1b[K=hunter2\n") == \
+    # matched on the visible text (hostd.record.screen): the colours stay
+    assert mask_screen(b"DB_\x1b[01;31m\x1b[KPASSWORD\x1b[m\x1b[K=hunter2\n") == \
         b"DB_\x1b[01;31m\x1b[KPASSWORD\x1b[m\x1b[K=*******\n"
-    out = mask(b"DB_PASSWORD=\x1b[01;31m\x1b[Khunter\x1b[m\x1b[K2\n")
+    out = mask_screen(b"DB_PASSWORD=\x1b[01;31m\x1b[Khunter\x1b[m\x1b[K2\n")
     assert out.startswith(b"DB_PASSWORD=\x1b[01;31m\x1b[K") and b"hunter" not in out
-    assert out.endswith(b"*\n") and b"2" not in out
+    assert out == b"DB_PASSWORD=\x1b[01;31m\x1b[K******\x1b[m\x1b[K*\n"
 
 
 def test_a_private_key_keeps_its_line_structure():
@@ -177,11 +179,18 @@ def test_a_secret_typed_with_echo_is_masked_key_by_key():
     assert out == b"export TOKEN=***********; ls\r\n"
 
 
-def test_the_documented_cost_of_an_idle_flush():
+def test_a_plain_flush_in_the_middle_is_whole_stream_masking_so_far():
     m = Masker()
     key = b"AKIAIOSFODNN7EXAMPLE"
     out = b"".join(m.feed(key[i:i + 1]) + m.flush() for i in range(len(key)))
     assert out == key[:-1] + b"*"  # no rule matches a key id until its last character
+
+
+def test_an_idle_flush_masks_a_forming_secret_past_its_fixed_start():
+    m = Masker()
+    key = b"AKIAIOSFODNN7EXAMPLE"
+    out = b"".join(m.feed(key[i:i + 1]) + m.flush(idle=True) for i in range(len(key)))
+    assert out == b"AKIA" + b"*" * 16
 
 
 def test_counts_say_what_was_masked():
@@ -189,7 +198,7 @@ def test_counts_say_what_was_masked():
     m.feed(b"AKIAIOSFODNN7EXAMPLE password=x ")
     m.flush()
     counts = dict(zip(m.names, m.counts, strict=True))
-    assert counts["aws_access_key_id"] == 1 and counts["assignment"] == 1
+    assert counts["aws_access_key_id"] == 1 and counts["field"] == 1
 
 
 # property: chunked == whole -------------------------------------------------------------
