@@ -66,7 +66,7 @@ FIELDS = (
     "user", "uid", "role", "grant_id", "issuer", "not_after", "groups", "command", "runas",
     "decision", "reason", "request_id", "approver", "session_id", "recording",
     "recording_sha256", "code", "ticket", "count", "tty", "guardrail",
-    "pids", "processes",
+    "pids", "processes", "masked",
 )
 
 MAX_VALUE = 4096
@@ -296,6 +296,7 @@ class Events:
                 for uid, user, held in self.limiter.due()]
 
     def _emit(self, event: str, message: str, **fields: object) -> dict[str, str]:
+        fields = _masked(fields)
         message_id, priority, _ = EVENT_TYPES[event]
         record: dict[str, str] = {
             "MESSAGE": escape(message),
@@ -321,6 +322,16 @@ class Events:
             with open_private(self.mirror) as fh:  # one O_APPEND write: whole lines even
                 fh.buffer.raw.write(data)          # when several threads emit at once
         return record
+
+
+def _masked(fields: dict) -> dict:
+    """Command lines masked with the host's rules, and JIT_MASKED (counts per rule,
+    never the values): one masker for every sink (hostd.record.textmask)."""
+    if not any(fields.get(k) for k in ("command", "processes")):
+        return fields
+    from hostd.record.textmask import mask_event_fields
+
+    return mask_event_fields(fields)
 
 
 def open_private(path: Path):

@@ -22,6 +22,7 @@ from hostd.policy import grants as grants_mod
 from hostd.policy.config import HOST_ISSUER, Config
 from hostd.policy.durations import rfc3339
 from hostd.policy.hostmatch import HostFacts
+from hostd.record import textmask
 from hostd.state.accounts import Accounts, disagreements
 from hostd.state.store import Store
 
@@ -40,6 +41,7 @@ class Core:
     def __init__(self, config: Config, store: Store, accounts: Accounts, events: Events,
                  host: HostFacts, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        textmask.configure(config)  # command lines in events masked with its [masking]
         self.store = store
         self.accounts = accounts
         self.events = events

@@ -24,6 +24,7 @@ from hostd.core.lifecycle import Core
 from hostd.errors import JitError
 from hostd.policy.config import HOST_ISSUER, Role
 from hostd.policy.durations import format_duration, rfc3339
+from hostd.record import textmask
 
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud, typed by hand
 ID_LENGTH = 8
@@ -197,7 +198,9 @@ class Requests:
         return out
 
     def create_command(self, uid: int, role_name: str, subject: dict, reason: str) -> dict:
-        """A pending approval for one command (sudo's `approve` guardrail)."""
+        """A pending approval for one command (sudo's `approve` guardrail). The command
+        line is kept masked: approvers see which command, never its secrets."""
+        reason = textmask.mask_text(reason)[0]
         user, _ = self._who(uid)
         role = self._role(role_name)
         now = self.core.now()

@@ -82,17 +82,20 @@ def _field_rules(extra: tuple[str, ...]) -> list[RuleSpec]:
     assignment = (r"(?:(?<=--)" + key + r"[ \t]{1,4}(?P<secret5>[^\s\"'-][^\s\"']{0,511})"
                   r"|" + start + key + quote_end + sep + value + ")")
     extra_anchors = tuple(n.lower().encode() for n in extra)
+    auth = (r"(?<![A-Za-z])(?i:authorization)\\?[\"']?[ \t]{0,4}[:=][ \t]{0,4}\\?[\"']?"
+            r"[A-Za-z]{2,16}[ \t]{1,4}")
     open_value = (r"""(?:\\?["'])(?P<secret>(?:[^"'\\\r\n]|\\[^\r\n]){1,512})""")
     return [
         RuleSpec("field", assignment, FIELD_ANCHORS + extra_anchors,
                  Forming((), (start + key + quote_end + sep + open_value).encode())),
         RuleSpec("http_authorization",
                  r"(?:(?i:bearer)[ \t]{1,4}(?P<secret>[A-Za-z0-9._~+/-]{8,2048}={0,2})"
-                 r"|(?<![A-Za-z])(?i:authorization)\\?[\"']?[ \t]{0,4}[:=][ \t]{0,4}"
-                 r"\\?[\"']?(?:[A-Za-z]{2,16}[ \t]{1,4})?(?P<secret2>[^\s\"'\\]{4,2048}))",
-                 (b"bearer", b"authorization")),
+                 r"|" + auth + r"(?P<secret2>[^\s\"'\\]{4,2048}))",
+                 (b"bearer", b"authorization"),
+                 Forming((), (r"(?:(?i:bearer)[ \t]{1,4}(?P<secret>[A-Za-z0-9._~+/-]{1,2048})"
+                              r"|" + auth + r"(?P<secret2>[^\s\"'\\]{1,2048}))").encode())),
         RuleSpec("http_cookie",
-                 r"(?<![A-Za-z])(?i:cookie)[ \t]{0,4}:[ \t]{0,4}(?P<secret>[^\r\n]{1,4096})",
+                 r"(?<![A-Za-z])(?i:cookie)[ \t]{0,4}:[ \t]{0,4}(?P<secret>[^\s][^\r\n]{0,4095})",
                  (b"cookie",)),
         RuleSpec("command_password",  # mysql -pSECRET, mariadb-dump -pX, sshpass -p X
                  r"(?:(?<![A-Za-z])(?:mysql|mariadb)[a-z-]{0,16}[ \t](?:[^\r\n;|&]{0,256}?"

@@ -22,6 +22,7 @@ from hostd.policy import config as config_mod
 from hostd.policy.hostmatch import read_facts
 from hostd.policy.keys import generate_ed25519, load_private, write_public
 from hostd.protocol import MAX_LINE
+from hostd.record import textmask
 from hostd.server import residue
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
@@ -234,6 +235,7 @@ def _apply_reload(paths: Paths, server: Server) -> None:
     """In the worker: swap the policy, then end grants the new one no longer supports
     (a removed role or issuer), as revocations with reason "policy changed"."""
     server.core.config = config_mod.load(paths)
+    textmask.configure(server.core.config)  # events mask command lines with its rules
     server.config_error = ""
     write_login_gate(paths, server.core.config)
     server.core.end_unsupported()
