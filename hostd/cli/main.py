@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from hostd.cli import mask as cli_mask
 from hostd.cli import recordings as cli_recordings
 from hostd.client import Client
 from hostd.errors import EXIT_OK, JitError, exit_code_for
@@ -425,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--journal-dir", help=argparse.SUPPRESS)  # tests and benchmarks/audit.py
     c.add_argument("--journal-file", action="append", help=argparse.SUPPRESS)
     cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
+    cli_mask.add_arguments(sub, command)  # mask test
     return p
 
 

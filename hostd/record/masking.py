@@ -250,10 +250,12 @@ class Masker:
 
     def __init__(self, rules: Sequence[tuple[str, str | bytes | re.Pattern]] = (), *,
                  builtins: bool = True, fields: Sequence[str] = (),
-                 optional: Sequence[str] = ()) -> None:
+                 optional: Sequence[str] = (), only: Sequence[str] | None = None) -> None:
         self._rules = list(_builtins(tuple(fields), tuple(optional))) if builtins else []
         self._rules += [_Rule(name, pattern, forming=_forming_of(name, pattern))
                         for name, pattern in rules]
+        if only is not None:  # `jit mask test --explain`: one rule at a time
+            self._rules = [r for r in self._rules if r.name in only]
         self.names = [r.name for r in self._rules]
         self.hold_back = max((r.reach for r in self._rules), default=0) + _UTF8_SLACK \
             if self._rules else 0
