@@ -37,6 +37,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from hostd.record.hsscan import matches_at
+
 try:  # the regex parser is private; reach and cost checks need it (3.11: re._parser)
     from re import _constants as _c  # type: ignore[attr-defined]
     from re import _parser as _p  # type: ignore[attr-defined]
@@ -256,6 +258,7 @@ class Masker:
                         for name, pattern in rules]
         if only is not None:  # `jit mask test --explain`: one rule at a time
             self._rules = [r for r in self._rules if r.name in only]
+        self._lits, self._lit_owner, self._longest = _literals(self._rules)
         self.names = [r.name for r in self._rules]
         self.hold_back = max((r.reach for r in self._rules), default=0) + _UTF8_SLACK \
             if self._rules else 0
@@ -358,13 +361,17 @@ class Masker:
         off = self._off
         spans = self._spans
         low: list = [None, 0]  # the lower-cased tail of buf (for anchors) and its start
+        hits = self._literal_hits(buf, n, final) if self._lits is not None else None
         for i, rule in enumerate(self._rules):
             limit = n if final else n - rule.reach
             pos = self._resume[i] - off
             if pos >= limit:
                 continue
             found: list[re.Match] = []
-            if rule.anchors:
+            if hits is not None and i in self._longest:
+                pos = matches_at(rule.pattern, hits.get(i, ()), buf, n, pos, limit, found,
+                                 self._longest[i])
+            elif rule.anchors:
                 if low[0] is None or low[1] > pos:
                     start = min(r - off for r, x in zip(self._resume, self._rules, strict=True)
                                 if x.anchors)
@@ -393,6 +400,21 @@ class Masker:
             self.counts[i] += len(found)
             self._resume[i] = off + pos
 
+    def _literal_hits(self, buf: bytes, n: int, final: bool) -> dict[int, list[int]]:
+        """Candidate starts per rule (index) from one Hyperscan pass (hsscan)."""
+        off = self._off
+        todo = [self._resume[i] - off for i in self._longest
+                if self._resume[i] - off < (n if final else n - self._rules[i].reach)]
+        if not todo:
+            return {}
+        per_rule: dict[int, list[int]] = {}
+        owner = self._lit_owner
+        for lit, k in self._lits.scan(buf, max(0, min(todo))):
+            per_rule.setdefault(owner[lit], []).append(k)
+        for ks in per_rule.values():
+            ks.sort()
+        return per_rule
+
     def _emit(self, buf: bytes, end: int) -> bytes:
         """Return buf[emitted:end] masked; keep look-behind context and what is held."""
         off = self._off
@@ -417,6 +439,28 @@ class Masker:
         self._off = off + cut
         self._emitted = off + end
         return result
+
+
+def _literals(rules: list[_Rule]):
+    """Hyperscan over every rule's anchors (caseless) and literal prefix: the scanner,
+    which rule each literal belongs to, the longest literal per rule (or None, {}, {})."""
+    lits: list[tuple[bytes, bool]] = []
+    owner: list[int] = []
+    longest: dict[int, int] = {}
+    for i, rule in enumerate(rules):
+        starts = rule.prefixes if rule.prefix and all(
+            p.startswith(rule.prefix) for p in rule.prefixes) else ()
+        mine = [(a, True) for a in rule.anchors] or [(p, False) for p in starts] or (
+            [(rule.prefix, False)] if rule.prefix else [])
+        for lit in mine:
+            lits.append(lit)
+            owner.append(i)
+        if mine:
+            longest[i] = max(len(lit) for lit, _ in mine)
+    from hostd.record.hsscan import Literals
+
+    scanner = Literals.load(lits) if lits else None
+    return (scanner, owner, longest) if scanner is not None else (None, [], {})
 
 
 def _prefixed(pat: re.Pattern, prefix: bytes, buf: bytes, n: int, pos: int, limit: int,

@@ -44,6 +44,7 @@ _SEQ = (rb"\x1b(?:\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}[\x40-\x7e]"
         rb"|[\x20-\x2f]{0,4}[\x30-\x4f\x51-\x57\x59-\x5a\x5c\x60-\x7e]"
         rb"|)")
 _SPLIT = re.compile(b"(" + _SEQ + b")")
+_STARS = re.compile(rb"\*+")
 # every proper beginning of a sequence, up to the end of the buffer
 _PARTIAL = re.compile(rb"\x1b(?:\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}|\][^\x07\x1b]{0,4096}"
                       rb"\x1b?|[PX^_][^\x1b]{0,4096}\x1b?|[\x20-\x2f]{0,4})\Z")
@@ -82,30 +83,26 @@ class _Segment:
 
     def piece(self, r0: int, r1: int, masked: bytes, start: int) -> bytes:
         """Raw bytes r0:r1 with the visible ones replaced by their masked form (`masked`
-        holds the visible bytes from stream offset `start`)."""
+        holds the visible bytes from stream offset `start`): the runs of `*` in it are
+        copied over the visible bytes they stand for, around the sequences."""
         if not self.escapes:
             v0 = r0 + self.vis - start
             return masked[v0:v0 + r1 - r0]
-        if b"*" not in masked:  # nothing was masked: the raw bytes as they came
+        v0 = max(0, start - self.vis)  # the first visible byte (relative) of the piece
+        v1 = min(self.vis_len, start + len(masked) - self.vis)
+        part = masked[v0 + self.vis - start:v1 + self.vis - start]
+        if b"*" not in part:
             return self.raw[r0:r1]
-        out = bytearray()
-        r = v = 0
-        for i in range(len(self.escapes) + 1):
-            size = (self.vis_at[i] if i < len(self.escapes) else self.vis_len) - v
-            a, b = max(r, r0), min(r + size, r1)
-            if a < b:
-                vi = v + (a - r) + self.vis - start
-                out += masked[vi:vi + b - a]
-            r += size
-            v += size
-            if i < len(self.escapes):
-                esc = self.escapes[i]
-                a, b = max(r, r0), min(r + len(esc), r1)
-                if a < b:
-                    out += esc[a - r:b - r]
-                r += len(esc)
-            if r >= r1:
-                break
+        out = bytearray(self.raw[r0:r1])
+        vis_at = self.vis_at
+        for run in _STARS.finditer(part):
+            va, vb = v0 + run.start(), v0 + run.end()
+            while va < vb:
+                k = bisect_right(vis_at, va)
+                stop = min(vb, vis_at[k]) if k < len(vis_at) else vb
+                ra = self.raw_at(va) - r0
+                out[ra:ra + stop - va] = b"*" * (stop - va)
+                va = stop
         return bytes(out)
 
 
@@ -176,17 +173,21 @@ class ScreenMasker:
 
     def _cut_partial(self, raw: bytes, parts: list[bytes]) -> tuple[bytes, list[bytes]]:
         """An ESC that matched no complete sequence but near the end may still begin one
-        when more bytes come: it and what follows become the carry."""
+        when more bytes come: it and what follows become the carry. Only the parts in
+        the last MAX_SEQUENCE bytes are looked at."""
         n = len(raw)
-        pos = 0
-        for i, part in enumerate(parts):
-            if i % 2 and part == b"\x1b" and n - pos <= MAX_SEQUENCE \
-                    and _PARTIAL.match(raw, pos):
-                self._carry = raw[pos:]
-                parts = parts[:i]  # ends with the text before the ESC
-                return raw[:pos], parts
-            pos += len(part)
-        return raw, parts
+        pos, cut = n, -1
+        for i in range(len(parts) - 1, -1, -1):
+            pos -= len(parts[i])
+            if i % 2 and parts[i] == b"\x1b" and _PARTIAL.match(raw, pos):
+                cut = i  # the leftmost one wins: keep looking
+            if pos < n - MAX_SEQUENCE:
+                break
+        if cut < 0:
+            return raw, parts
+        at = sum(map(len, parts[:cut]))
+        self._carry = raw[at:]
+        return raw[:at], parts[:cut]  # ends with the text before the ESC
 
     def _rebuild(self, masked: bytes) -> bytes:
         """The raw bytes up to the end of `masked` (the next visible bytes, masked), with
