@@ -31,7 +31,7 @@ from bisect import bisect_right
 from collections import deque
 from itertools import accumulate
 
-from hostd.record.masking import Masker
+from hostd.record.masking import BATCH, Masker
 
 ESC = 0x1B
 MAX_STRING = 4096
@@ -115,12 +115,15 @@ class ScreenMasker:
         self.names = self.inner.names
         self.hold_back = self.inner.hold_back
         self.max_holding = self.inner.max_holding + MAX_HELD_ESCAPES + 2 * MAX_SEQUENCE \
+            + BATCH \
             if self.inner.hold_back else 0
         self._carry = b""          # raw bytes that may still be a sequence's beginning
         self._segs: deque[_Segment] = deque()
         self._vis = 0              # visible bytes classified so far
         self._out = 0              # visible bytes returned so far
         self._raw_held = 0         # raw bytes in _segs not returned yet
+        self._pending: list[bytes] = []  # fed, not classified yet
+        self._npending = 0
 
     @property
     def counts(self) -> list[int]:
@@ -129,15 +132,27 @@ class ScreenMasker:
     @property
     def holding(self) -> int:
         """Bytes fed but not yet returned."""
-        return self._raw_held + len(self._carry)
+        return self._raw_held + len(self._carry) + self._npending
 
     def feed(self, data: bytes) -> bytes:
-        """Take a chunk; return the masked bytes that are now decided (maybe none)."""
+        """Take a chunk; return the masked bytes that are now decided (maybe none).
+        Chunks are gathered up to a batch first (the inner masker would hold them
+        anyway): the per-chunk work is then paid once per batch."""
         if not data:
             return b""
         if not self.inner.hold_back:
             return bytes(data)
-        raw = self._carry + bytes(data) if self._carry else bytes(data)
+        self._pending.append(bytes(data))
+        self._npending += len(data)
+        if self._npending < BATCH:
+            return b""
+        return self._classify()
+
+    def _classify(self) -> bytes:
+        """Split what was gathered into text and sequences, and feed the text."""
+        raw = b"".join([self._carry, *self._pending])
+        self._pending.clear()
+        self._npending = 0
         self._carry = b""
         if ESC in raw:
             raw, parts = self._cut_partial(raw, _SPLIT.split(raw))
@@ -165,7 +180,8 @@ class ScreenMasker:
     def flush(self, idle: bool = False, hold: bool = False) -> bytes:
         """Masker.flush on the visible text; a sequence still incomplete is held with
         `hold`, else returned as it is (and what follows it is parsed afresh)."""
-        out = self._rebuild(self.inner.flush(idle, hold))
+        out = self._classify() if self._npending else b""
+        out += self._rebuild(self.inner.flush(idle, hold))
         if self._carry and not hold and not self._segs:
             carry, self._carry = self._carry, b""
             out += carry
@@ -175,6 +191,8 @@ class ScreenMasker:
         """An ESC that matched no complete sequence but near the end may still begin one
         when more bytes come: it and what follows become the carry. Only the parts in
         the last MAX_SEQUENCE bytes are looked at."""
+        if b"\x1b" not in parts[1::2]:  # every ESC began a complete sequence
+            return raw, parts
         n = len(raw)
         pos, cut = n, -1
         for i in range(len(parts) - 1, -1, -1):

@@ -62,11 +62,16 @@ def test_no_escape_at_all_is_the_plain_masker():
     assert mask_screen(text) == mask(text)
 
 
-def test_a_stream_of_sequences_is_not_held():
+def test_sequences_alone_are_held_no_longer_than_text():
     m = ScreenMasker()
-    assert m.feed(b"\x1b[31m") == b"\x1b[31m"
-    assert m.feed(b"\x1b[0m\x1b[2J") == b"\x1b[0m\x1b[2J"
-    assert m.holding == 0
+    assert m.feed(b"\x1b[31m") + m.feed(b"\x1b[0m\x1b[2J") == b""  # a batch forms
+    assert m.flush(idle=True) == b"\x1b[31m\x1b[0m\x1b[2J" and m.holding == 0
+    burst = b"\x1b[31mx\x1b[0m" * 20000  # escape-heavy: holding stays bounded
+    out = b""
+    for i in range(0, len(burst), 4096):
+        out += m.feed(burst[i:i + 4096])
+        assert m.holding <= m.max_holding
+    assert out + m.flush() == burst
 
 
 def test_colours_and_bytes_of_a_listing_survive():
