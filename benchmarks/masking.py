@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hostd.record import hsscan, masking
 from hostd.record.castfile import CastWriter
 from hostd.record.screen import ScreenMasker
 
@@ -119,9 +120,13 @@ def coloured(block: bytes) -> bytes:
 
 def masker(engine: str) -> ScreenMasker:
     m = ScreenMasker()
+    inner = m.inner
     if engine == "find":  # the fallback without libhyperscan5
-        m.inner._lits, m.inner._lit_owner, m.inner._longest = None, [], {}
-    elif m.inner._lits is None:
+        inner._searched = float("-inf")  # never switches
+        return m
+    inner._lits, inner._lit_owner, inner._longest = masking._literals(inner._rules)
+    inner._searched = hsscan.AFTER
+    if inner._lits is None:
         raise SystemExit("masking.py: libhyperscan5 is not installed (scripts/install-deps.sh)")
     return m
 

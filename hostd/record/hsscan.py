@@ -17,14 +17,16 @@ uses bytes.find.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 
 HS_MODE_BLOCK = 1
 HS_FLAG_CASELESS = 1
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint, ctypes.c_ulonglong,
-                             ctypes.c_ulonglong, ctypes.c_uint, ctypes.c_void_p)
+# Hyperscan is compiled only once a stream has had this much text searched: a short
+# command never pays the import of ctypes and the compile (~30 ms).
+AFTER = 256 * 1024
+ctypes = None  # imported on first use
+_CALLBACK = None
 
 _lib = None
 _lib_lock = threading.Lock()
@@ -33,13 +35,18 @@ _tried = False
 
 def _load():
     """libhs.so.5 with its prototypes, or None."""
-    global _lib, _tried
+    global _lib, _tried, ctypes, _CALLBACK
     with _lib_lock:
         if _tried:
             return _lib
         _tried = True
         if os.environ.get("JIT_MASK_ENGINE") == "python":  # benchmarks, tests
             return None
+        import ctypes as _ctypes
+
+        ctypes = _ctypes
+        _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint, ctypes.c_ulonglong,
+                                     ctypes.c_ulonglong, ctypes.c_uint, ctypes.c_void_p)
         try:
             lib = ctypes.CDLL("libhs.so.5")
         except OSError:
@@ -67,9 +74,9 @@ def _escape(literal: bytes) -> bytes:
 class Literals:
     """A compiled set of literals: scan(buf, start) -> [(literal index, start offset)]."""
 
-    _cache: dict[tuple, ctypes.c_void_p] = {}
+    _cache: dict[tuple, object] = {}
 
-    def __init__(self, lib, db: ctypes.c_void_p, lengths: list[int]) -> None:
+    def __init__(self, lib, db, lengths: list[int]) -> None:
         self._lib, self._db, self._lengths = lib, db, lengths
         self._scratch = ctypes.c_void_p()
         if lib.hs_alloc_scratch(db, ctypes.byref(self._scratch)) != 0:

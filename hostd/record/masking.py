@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from hostd.record.hsscan import matches_at
+from hostd.record.hsscan import AFTER, matches_at
 
 try:  # the regex parser is private; reach and cost checks need it (3.11: re._parser)
     from re import _constants as _c  # type: ignore[attr-defined]
@@ -258,7 +258,8 @@ class Masker:
                         for name, pattern in rules]
         if only is not None:  # `jit mask test --explain`: one rule at a time
             self._rules = [r for r in self._rules if r.name in only]
-        self._lits, self._lit_owner, self._longest = _literals(self._rules)
+        self._lits, self._lit_owner, self._longest = None, [], {}
+        self._searched = 0  # bytes fed to searches: Hyperscan comes after hsscan.AFTER
         self.names = [r.name for r in self._rules]
         self.hold_back = max((r.reach for r in self._rules), default=0) + _UTF8_SLACK \
             if self._rules else 0
@@ -361,6 +362,10 @@ class Masker:
         off = self._off
         spans = self._spans
         low: list = [None, 0]  # the lower-cased tail of buf (for anchors) and its start
+        if self._searched < AFTER:
+            self._searched += n
+            if self._searched >= AFTER:  # a long stream: one pass finds every literal
+                self._lits, self._lit_owner, self._longest = _literals(self._rules)
         hits = self._literal_hits(buf, n, final) if self._lits is not None else None
         for i, rule in enumerate(self._rules):
             limit = n if final else n - rule.reach

@@ -15,7 +15,6 @@ matches; it is logged with the masking counts and listed in docs (jit.toml(5)).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 RULES_VERSION = 2
 
@@ -34,24 +33,29 @@ class FieldNameError(ValueError):
     """A `[masking] fields` entry that is not a plain field name."""
 
 
-@dataclass(frozen=True)
 class Forming:
     """How a secret of a rule looks before its last character: `prefixes` are the fixed
     starts (AKIA, ghp_: not secret, shown); `regex` matches a partial secret up to the
     end of what has arrived, with group `secret` for what is masked once the hold bound
-    has passed (absent: shown as typed)."""
+    has passed (absent: shown as typed). (Plain classes: dataclasses imports inspect,
+    milliseconds at every recorder start.)"""
 
-    prefixes: tuple[bytes, ...]
-    regex: bytes
+    __slots__ = ("prefixes", "regex")
+
+    def __init__(self, prefixes: tuple[bytes, ...], regex: bytes) -> None:
+        self.prefixes, self.regex = prefixes, regex
 
 
-@dataclass(frozen=True)
 class RuleSpec:
-    name: str
-    regex: str
-    anchors: tuple[bytes, ...] = ()
-    forming: Forming | None = None
-    check: object = None  # a function(bytes) -> bool that confirms a match (Luhn)
+    """A built-in rule: name, regex, anchors, Forming, and a check(bytes) -> bool that
+    confirms a match (Luhn)."""
+
+    __slots__ = ("anchors", "check", "forming", "name", "regex")
+
+    def __init__(self, name: str, regex: str, anchors: tuple[bytes, ...] = (),
+                 forming: Forming | None = None, check=None) -> None:
+        self.name, self.regex, self.anchors = name, regex, anchors
+        self.forming, self.check = forming, check
 
 
 _AWS = (b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"AIPA", b"ANPA", b"ANVA", b"APKA",

@@ -45,6 +45,7 @@ _SEQ = (rb"\x1b(?:\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}[\x40-\x7e]"
         rb"|)")
 _SPLIT = re.compile(b"(" + _SEQ + b")")
 _STARS = re.compile(rb"\*+")
+_STRING = re.compile(rb"\x1b[\]PX^_]")
 # every proper beginning of a sequence, up to the end of the buffer
 _PARTIAL = re.compile(rb"\x1b(?:\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}|\][^\x07\x1b]{0,4096}"
                       rb"\x1b?|[PX^_][^\x1b]{0,4096}\x1b?|[\x20-\x2f]{0,4})\Z")
@@ -112,6 +113,7 @@ class ScreenMasker:
 
     def __init__(self, *args, **kwargs) -> None:
         self.inner = Masker(*args, **kwargs)
+        self._args, self._kwargs = args, kwargs  # for strings' maskers
         self.names = self.inner.names
         self.hold_back = self.inner.hold_back
         self.max_holding = self.inner.max_holding + MAX_HELD_ESCAPES + 2 * MAX_SEQUENCE \
@@ -157,6 +159,8 @@ class ScreenMasker:
         if ESC in raw:
             raw, parts = self._cut_partial(raw, _SPLIT.split(raw))
             if len(parts) > 1:
+                if _STRING.search(raw):  # a title or other string: its text masked too
+                    raw, parts = self._mask_strings(parts)
                 seg = _Segment(self._vis, len(raw), raw, parts)
                 self._segs.append(seg)
                 self._vis += seg.vis_len
@@ -186,6 +190,20 @@ class ScreenMasker:
             carry, self._carry = self._carry, b""
             out += carry
         return out
+
+    def _mask_strings(self, parts: list[bytes]) -> tuple[bytes, list[bytes]]:
+        """OSC, DCS, SOS, PM and APC strings are not visible text, but a title can hold
+        a command line (`ESC ]0;mysql -pSECRET BEL`): each string's text is masked on
+        its own with the same rules (its length and terminator kept)."""
+        for i in range(1, len(parts), 2):
+            seq = parts[i]
+            if len(seq) > 3 and seq[1] in b"]PX^_":
+                end = len(seq) - (1 if seq[-1] == 0x07 else 2)
+                m = Masker(*self._args, **self._kwargs)
+                body = m.feed(seq[2:end]) + m.flush()
+                if body != seq[2:end]:
+                    parts[i] = seq[:2] + body + seq[end:]
+        return b"".join(parts), parts
 
     def _cut_partial(self, raw: bytes, parts: list[bytes]) -> tuple[bytes, list[bytes]]:
         """An ESC that matched no complete sequence but near the end may still begin one

@@ -49,7 +49,14 @@ def test_a_sequence_split_across_reads_is_held_like_a_secret():
         assert chunked(line, [cut]) == mask_screen(line)
 
 
-def test_a_secret_in_a_title_is_not_visible_text_and_text_after_a_stray_esc_is():
+def test_a_secret_in_a_title_is_masked_on_its_own():
+    title = b"\x1b]0;root@db: mysql -u root -pS3cret\x07$ "
+    assert mask_screen(title) == b"\x1b]0;root@db: mysql -u root -p******\x07$ "
+    osc8 = b"\x1b]8;;https://bob:pa55w0rd@git.example/\x1b\\link\x1b]8;;\x1b\\"
+    assert b"pa55w0rd" not in mask_screen(osc8) and len(mask_screen(osc8)) == len(osc8)
+
+
+def test_text_after_a_stray_esc_is_visible_text():
     assert mask_screen(b"\x1bZAKIAIOSFODNN7EXAMPLE") == b"\x1bZ" + b"*" * 20
     assert mask_screen(b"\x1b\x1b[1m" + KEY) == b"\x1b\x1b[1m" + b"*" * 20
     # an OSC string longer than the bound is not a sequence: its text is matched
