@@ -296,7 +296,7 @@ class Events:
                 for uid, user, held in self.limiter.due()]
 
     def _emit(self, event: str, message: str, **fields: object) -> dict[str, str]:
-        fields = _masked(fields)
+        message, fields = _masked(message, fields)
         message_id, priority, _ = EVENT_TYPES[event]
         record: dict[str, str] = {
             "MESSAGE": escape(message),
@@ -324,14 +324,15 @@ class Events:
         return record
 
 
-def _masked(fields: dict) -> dict:
-    """Command lines masked with the host's rules, and JIT_MASKED (counts per rule,
-    never the values): one masker for every sink (hostd.record.textmask)."""
+def _masked(message: str, fields: dict) -> tuple[str, dict]:
+    """Command lines masked with the host's rules, in their fields and in the message
+    that quotes them, and JIT_MASKED (counts per rule, never the values): one masker
+    for every sink (hostd.record.textmask)."""
     if not any(fields.get(k) for k in ("command", "processes")):
-        return fields
-    from hostd.record.textmask import mask_event_fields
+        return message, fields
+    from hostd.record.textmask import mask_event
 
-    return mask_event_fields(fields)
+    return mask_event(message, fields)
 
 
 def open_private(path: Path):

@@ -10,7 +10,8 @@ whole character, so masking never breaks UTF-8.
 Replacement: each masked byte becomes `*`, except CR and LF, which stay. The output has
 exactly the length of the input, so full-screen programs keep their layout and a masked
 private key keeps its line structure; the secret's length is visible, its content not.
-Escape sequences inside a match are masked too (no half sequence is left behind).
+This module matches raw bytes; the recorder wraps it in screen.ScreenMasker, which
+takes escape sequences out before matching and puts them back (colours survive).
 
 Streaming guarantee (exact): for any split of a stream into chunks,
 ``b"".join(m.feed(c) for c in chunks) + m.flush()`` equals

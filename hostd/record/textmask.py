@@ -79,3 +79,12 @@ def mask_event_fields(fields: dict) -> dict:
     if total:
         out["masked"] = counts_text(total)
     return out
+
+
+def mask_event(message: str, fields: dict) -> tuple[str, dict]:
+    """mask_event_fields, and the message masked too when a field was: hostd's
+    sentences quote the command line (`recording ... closed: alice ran CMD`)."""
+    out = mask_event_fields(fields)
+    if "masked" in out:
+        message = mask_text(message)[0]
+    return message, out

@@ -43,3 +43,10 @@ def test_the_host_rules_apply_once_configured():
 def test_colour_codes_in_a_command_line_do_not_hide_a_secret():
     out, _ = textmask.mask_text("echo \x1b[31mAKIA\x1b[0mIOSFODNN7EXAMPLE")
     assert out == "echo \x1b[31m****\x1b[0m****************"
+
+
+def test_the_message_quoting_a_command_is_masked_too(tmp_path):
+    rec = Events(mirror=tmp_path / "e", journal=False).emit(
+        "recording_closed", "recording 1 closed: alice ran mysql -pS3cret x (exit 1)",
+        command="mysql -pS3cret x")
+    assert "S3cret" not in json.dumps(rec) and "mysql -p****** x" in rec["MESSAGE"]
