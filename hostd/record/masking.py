@@ -294,7 +294,7 @@ class Masker:
             self.counts[i] += len(found)
             self._resume[i] = off + pos
 
-    def _literal_hits(self, buf: bytes, n: int, final: bool) -> dict[int, list[int]]:
+    def _literal_hits(self, buf: bytes, n: int, final: bool) -> dict[int, list[int]] | None:
         """Candidate starts per rule (index) from one Hyperscan pass (hsscan)."""
         off = self._off
         todo = [self._resume[i] - off for i in self._longest
@@ -303,7 +303,13 @@ class Masker:
             return {}
         per_rule: dict[int, list[int]] = {}
         owner = self._lit_owner
-        for lit, k in self._lits.scan(buf, max(0, min(todo))):
+        try:
+            found = self._lits.scan(buf, max(0, min(todo)))
+        except RuntimeError:  # hs_scan failed: bytes.find from now on (same masking)
+            self._lits, self._lit_owner, self._longest = None, [], {}
+            self._searched = float("-inf")
+            return None
+        for lit, k in found:
             per_rule.setdefault(owner[lit], []).append(k)
         for ks in per_rule.values():
             ks.sort()

@@ -57,3 +57,15 @@ def test_same_masking_with_and_without_hyperscan(parts, cuts):
     rules = [("ticket", r"TICKET-[0-9]{6}")]
     assert run(hyperscan_engine(Masker(rules)), data, cuts) == \
         run(python_engine(Masker(rules)), data, cuts)
+
+
+def test_a_failing_scan_falls_back_to_find_with_the_same_masking():
+    data = (b"x" * 20000 + b" AKIAIOSFODNN7EXAMPLE password=hunter2 ") * 3
+    m = hyperscan_engine(Masker())
+
+    def broken(buf, start):
+        raise RuntimeError("hs_scan failed")
+
+    m._lits.scan = broken
+    assert run(m, data, [5000, 30000]) == run(python_engine(Masker()), data, [])
+    assert m._lits is None
