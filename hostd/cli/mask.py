@@ -108,8 +108,11 @@ def cmd_mask_test(args: argparse.Namespace) -> int:
     counts = {n: c for n, c in zip(masker.names, masker.counts, strict=True) if c}
     matches = explain(data, kwargs) if args.explain else []
     if args.json:
+        from hostd.record.rules import RULES_VERSION
+
         print(json.dumps({"ok": True, "code": "ok", "masked": out.decode("utf-8", "replace"),
-                          "counts": counts, "matches": matches}, sort_keys=True))
+                          "counts": counts, "matches": matches,
+                          "rules_version": RULES_VERSION}, sort_keys=True))
     else:
         sys.stdout.buffer.write(out)
         sys.stdout.flush()

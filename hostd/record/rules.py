@@ -9,7 +9,8 @@ Rules match the *visible* text: `screen.ScreenMasker` removes escape sequences b
 matching, so no rule needs to allow colour codes.
 
 RULES_VERSION changes whenever a default rule is added, removed or changes what it
-matches; it is logged with the masking counts and listed in docs (jit.toml(5)).
+matches; `jit mask test --json` reports it, and README's table lists the rules of
+this version.
 """
 
 from __future__ import annotations

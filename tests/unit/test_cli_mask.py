@@ -36,6 +36,7 @@ def test_masked_text_counts_and_explanations(tmp_path):
     (tmp_path / "in.txt").write_bytes(text)
     answer = json.loads(jit(root, "--json", str(tmp_path / "in.txt")).stdout)
     assert answer["counts"] == {"aws_access_key_id": 1, "field": 1, "ticket": 1}
+    assert answer["rules_version"] == 2
 
 
 def test_nothing_to_mask_exits_0(tmp_path):

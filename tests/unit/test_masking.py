@@ -295,3 +295,27 @@ def test_config_refuses_a_catastrophic_rule_by_name():
     policy = tomllib.loads('[masking]\nrules = [ { name = "ok", regex = "PIN [0-9]{4}" } ]\n')
     c = cfg.parse_policy(cfg.Path("/etc/jit/jit.toml"), policy)
     assert mask(b"PIN 1234", c["masking"], builtins=False) == b"********"
+
+
+@pytest.mark.parametrize(("toml", "key"), [
+    ('fields = ["pin", "2fa"]', "masking.fields"),
+    ('fields = ["a b"]', "masking.fields"),
+    ('optional = ["phone"]', "masking.optional"),
+    ("hold = 11", "masking.hold"),
+    ("hold = -1", "masking.hold"),
+    ('hold = "1s"', "masking.hold"),
+])
+def test_config_refuses_bad_masking_extras_by_name(toml, key):
+    with pytest.raises(ConfigError) as err:
+        cfg.parse_policy(cfg.Path("/etc/jit/jit.toml"), tomllib.loads(f"[masking]\n{toml}\n"))
+    assert key in str(err.value)
+
+
+def test_config_reads_the_masking_extras():
+    c = cfg.parse_policy(cfg.Path("/etc/jit/jit.toml"), tomllib.loads(
+        '[masking]\nfields = ["pin", "ssn"]\noptional = ["card"]\nhold = 0.5\n'))
+    assert (c["masking_fields"], c["masking_optional"], c["masking_hold"]) == (
+        ("pin", "ssn"), ("card",), 0.5)
+    defaults = cfg.Config()
+    assert (defaults.masking_fields, defaults.masking_optional, defaults.masking_hold) == (
+        (), (), 1.0)
