@@ -45,7 +45,12 @@ _SEQ = (rb"\x1b(?:\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}[\x40-\x7e]"
         rb"|)")
 _SPLIT = re.compile(b"(" + _SEQ + b")")
 _STARS = re.compile(rb"\*+")
-_STRING = re.compile(rb"\x1b[\]PX^_]")
+_STRINGS = (b"\x1b]", b"\x1bP", b"\x1b_", b"\x1b^", b"\x1bX")
+
+
+def _has_string(raw: bytes) -> bool:
+    """An OSC, DCS, APC, PM or SOS introducer in raw (five memmem: faster than a regex)."""
+    return any(s in raw for s in _STRINGS)
 # every proper beginning of a sequence, up to the end of the buffer
 _PARTIAL = re.compile(rb"\x1b(?:\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}|\][^\x07\x1b]{0,4096}"
                       rb"\x1b?|[PX^_][^\x1b]{0,4096}\x1b?|[\x20-\x2f]{0,4})\Z")
@@ -159,7 +164,7 @@ class ScreenMasker:
         if ESC in raw:
             raw, parts = self._cut_partial(raw, _SPLIT.split(raw))
             if len(parts) > 1:
-                if _STRING.search(raw):  # a title or other string: its text masked too
+                if _has_string(raw):  # a title or other string: its text masked too
                     raw, parts = self._mask_strings(parts)
                 seg = _Segment(self._vis, len(raw), raw, parts)
                 self._segs.append(seg)
