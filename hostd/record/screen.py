@@ -47,13 +47,14 @@ _SPLIT = re.compile(b"(" + _SEQ + b")")
 _STARS = re.compile(rb"\*+")
 _STRINGS = (b"\x1b]", b"\x1bP", b"\x1b_", b"\x1b^", b"\x1bX")
 
+# every proper beginning of a sequence, up to the end of the buffer
+_PARTIAL = re.compile(rb"\x1b(?:\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}|\][^\x07\x1b]{0,4096}"
+                      rb"\x1b?|[PX^_][^\x1b]{0,4096}\x1b?|[\x20-\x2f]{0,4})\Z")
+
 
 def _has_string(raw: bytes) -> bool:
     """An OSC, DCS, APC, PM or SOS introducer in raw (five memmem: faster than a regex)."""
     return any(s in raw for s in _STRINGS)
-# every proper beginning of a sequence, up to the end of the buffer
-_PARTIAL = re.compile(rb"\x1b(?:\[[\x30-\x3f]{0,64}[\x20-\x2f]{0,16}|\][^\x07\x1b]{0,4096}"
-                      rb"\x1b?|[PX^_][^\x1b]{0,4096}\x1b?|[\x20-\x2f]{0,4})\Z")
 
 
 class _Segment:
