@@ -143,3 +143,39 @@ def test_jit_mask_test_uses_the_hosts_rules(box) -> None:
     assert "jit: ticket: line 1, columns 11-27" in r.stderr
     r = box.run("echo nothing here | jit mask test", user="alice", check=False)
     assert r.returncode == 0
+
+
+PTY_PROBE = r"""
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvpe("sudo", ["sudo", "-i"], dict(os.environ, TERM="xterm-256color"))
+out, sent, deadline = b"", False, time.monotonic() + 30
+while time.monotonic() < deadline:
+    r, _, _ = select.select([fd], [], [], 0.5)
+    if r:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    if not sent and b"# " in out:
+        os.write(fd, b"echo raw-$((40+2)) AKIAIOSFODNN7EXAMPLE; exit\r")
+        sent = True
+os.waitpid(pid, 0)
+sys.stdout.write(out.hex())
+"""
+
+
+def test_what_a_raw_terminal_receives_has_no_nul_and_no_secret(box) -> None:
+    """The bytes alice's terminal gets (a pty of a Python script, not tmux, which would
+    hide a NUL): the session's output starts with the shell's, no NUL anywhere."""
+    box.write("/home/alice/ptyprobe.py", PTY_PROBE, mode=0o644)
+    r = box.run(["python3", "/home/alice/ptyprobe.py"], user="alice", env=ALICE_ENV,
+                timeout=60)
+    raw = bytes.fromhex(r.stdout)
+    assert b"raw-42 ********************" in raw, raw[-400:]
+    assert b"\x00" not in raw, raw[:200]
+    assert b"IOSFODNN7EXAMPLE" not in raw.split(b"raw-42", 1)[1]
