@@ -51,11 +51,18 @@ run_script() { script -q -c "cat $work/text" "$work/script.log"; }
 run_unmasked() { $record --file "$work/plain.cast" --no-mask -- cat "$work/text"; }
 # shellcheck disable=SC2086
 run_masked() { $record --file "$work/masked.cast" -- cat "$work/text"; }
+# the masker without Hyperscan (libhyperscan5 absent): bytes.find per literal
+# shellcheck disable=SC2086
+run_masked_find() {
+    rm -f "$work/masked.cast"
+    JIT_MASK_ENGINE=python $record --file "$work/masked.cast" -- cat "$work/text"
+}
 
 echo "throughput: $((bytes / 1024 / 1024)) MiB of text, output to /dev/null, recording to disk"
 t_script=$(seconds run_script)
 t_plain=$(seconds run_unmasked)
 t_masked=$(seconds run_masked)
+t_find=$(seconds run_masked_find)
 # the sudo path: sandbox hostd, token, frames on the socket, hostd writing the file
 t_hostd=$(python3 "$repo/benchmarks/recorder_hostd.py" "$work/text")
 rate() { awk -v n="$bytes" -v t="$1" 'BEGIN { printf "%.1f", n / 1048576 / t }'; }
@@ -63,8 +70,10 @@ ratio() { awk -v s="$t_script" -v t="$1" 'BEGIN { printf "%.2f", s / t }'; }
 printf '  %-32s %8s MiB/s\n' "script -q -c" "$(rate "$t_script")"
 printf '  %-32s %8s MiB/s  %sx script (goal >= 1.0x, then 1.5x)\n' \
     "jit-record --no-mask" "$(rate "$t_plain")" "$(ratio "$t_plain")"
-printf '  %-32s %8s MiB/s  %sx script (goal >= 0.8x)\n' \
-    "jit-record (built-in masking)" "$(rate "$t_masked")" "$(ratio "$t_masked")"
+printf '  %-32s %8s MiB/s  %sx script (goal >= 1.0x)\n' \
+    "jit-record (default masking)" "$(rate "$t_masked")" "$(ratio "$t_masked")"
+printf '  %-32s %8s MiB/s  %sx script (without libhyperscan5)\n' \
+    "jit-record (masking, bytes.find)" "$(rate "$t_find")" "$(ratio "$t_find")"
 printf '  %-32s %8s MiB/s  %sx script (goal >= 0.8x)\n' \
     "jit-record via hostd (masking)" "$(rate "$t_hostd")" "$(ratio "$t_hostd")"
 

@@ -22,6 +22,7 @@ FIELDS = (
     "decision", "reason", "request_id", "approver", "session_id", "recording",
     "recording_sha256", "code", "ticket", "count", "tty", "guardrail",
     "pids", "processes",
+    "masked",  # secrets masked in a command line, per rule (hostd/masking/text.py)
     "path", "mode",  # privilege_residue of a setgid file (hostd/server/setgid_walks.py)
 )
 
@@ -30,9 +31,9 @@ FIELDS = (
 GRANT = ("user", "uid", "role", "grant_id", "issuer", "not_after", "groups", "reason",
          "ticket")
 REQUEST = ("user", "uid", "role", "request_id", "reason", "ticket")
-SUDO = ("user", "uid", "role", "grant_id", "command", "runas", "tty", "guardrail")
+SUDO = ("user", "uid", "role", "grant_id", "command", "runas", "tty", "guardrail", "masked")
 RECORDING = ("user", "uid", "role", "grant_id", "command", "runas", "tty", "recording",
-             "session_id")
+             "session_id", "masked")
 ENDING = ("user", "uid", "role", "grant_id", "groups", "reason")
 
 
@@ -126,7 +127,7 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
               (*ENDING, *RECORDING, "decision", "count", "pids", "processes")),
     EventType("privilege_residue", "residue", "e0981b68452e472b9e8190cc445531da", 4,
               "Processes kept a group after the grant that gave it ended",
-              (*ENDING, "decision", "count", "pids", "processes", "path", "mode")),
+              (*ENDING, "decision", "count", "pids", "processes", "masked", "path", "mode")),
     EventType("recording_closed", "recording", "2172f8a1707f4e31ad3c1cffefbcdb6e", 5,
               "A session recording was closed",
               (*RECORDING, "decision", "recording_sha256")),

@@ -14,6 +14,7 @@ PACKAGES=(
     libjson-c-dev valgrind
     shellcheck
     libpam-wrapper python3-pypamtest python3-hypothesis asciinema tmux hyperfine chromium
+    libhyperscan5
     systemd-journal-remote
 )
 TOOLS=/var/cache/jitaccess-tools

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hostd.cli import config_checks
 from hostd.cli import files as cli_files
+from hostd.cli import mask as cli_mask
 from hostd.cli import recordings as cli_recordings
 from hostd.cli.argv import parse
 from hostd.cli.common import UsageError, call, out
@@ -376,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     _request_commands(command)
     _host_commands(command)
     cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
+    cli_mask.add_arguments(sub, command)  # mask test
     return p
 
 

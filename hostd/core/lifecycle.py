@@ -18,6 +18,7 @@ from dataclasses import asdict
 from hostd.core.effects import ArmTimer, CancelTimer, EndSessions, Outbox
 from hostd.errors import JitError
 from hostd.events import carried
+from hostd.masking import text as textmask
 from hostd.policy import grants as grants_mod
 from hostd.policy.config import HOST_ISSUER, Config
 from hostd.policy.durations import rfc3339
@@ -42,6 +43,7 @@ class Core:
     def __init__(self, config: Config, store: Store, accounts: Accounts, events: Events,
                  host: HostFacts, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        textmask.configure(config)  # command lines in events masked with its [masking]
         self.store = store
         self.accounts = accounts
         self.events = events

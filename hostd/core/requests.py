@@ -23,6 +23,7 @@ from hostd.core.effects import Notify
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
 from hostd.events import carried
+from hostd.masking import text as textmask
 from hostd.policy.approvals import (
     CANCELLED,
     clean_reason,
@@ -157,7 +158,9 @@ class Requests:
         return out
 
     def create_command(self, uid: int, role_name: str, subject: dict, reason: str) -> dict:
-        """A pending approval for one command (sudo's `approve` guardrail)."""
+        """A pending approval for one command (sudo's `approve` guardrail). The command
+        line is kept masked: approvers see which command, never its secrets."""
+        reason = textmask.mask_text(reason)[0]
         user, _ = self._who(uid)
         role = self._role(role_name)
         now = self.core.now()

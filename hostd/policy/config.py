@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hostd.errors import ConfigError
+from hostd.masking import analysis as maskrules
 from hostd.paths import Paths
-from hostd.policy import maskrules
 from hostd.policy.durations import parse_duration, parse_size
 from hostd.policy.sudorules import Rule, parse_rule
 from hostd.policy.trust import check as check_trusted
@@ -100,10 +100,33 @@ class Config:
     sudo_approval_timeout: int = 300
     notify_webhook: str = ""
     masking: tuple[tuple[str, re.Pattern], ...] = ()
+    masking_fields: tuple[str, ...] = ()     # field names added to the built-in family
+    masking_optional: tuple[str, ...] = ()   # opt-in rule sets: "email", "card"
+    masking_hold: float = 1.0                # seconds a secret still forming is held
     leeway: int = 30
     sweep_interval: int = 30
     recording_max_age: int = 0  # seconds; 0: recordings are not removed for their age
     recording_max_total_size: int = DEFAULT_MAX_TOTAL_SIZE  # bytes; 0: no limit
+
+
+def _masking_extras(masking: _Table) -> dict:
+    """[masking] fields, optional and hold (hostd.masking.rules)."""
+    from hostd.masking import rules as rules_mod
+    fields = masking.strings("fields", unique=True)
+    try:
+        rules_mod.check_field_names(fields)
+    except rules_mod.FieldNameError as exc:
+        raise masking.fail("fields", str(exc)) from None
+    optional = masking.strings("optional", unique=True)
+    for name in optional:
+        if name not in rules_mod.OPTIONAL:
+            raise masking.fail("optional", f"{name!r} is not one of "
+                               f"{', '.join(rules_mod.OPTIONAL)}")
+    hold = masking.get("hold", (int, float), 1.0)
+    if isinstance(hold, bool) or not 0 <= hold <= 10:
+        raise masking.fail("hold", "must be seconds from 0 to 10")
+    return {"masking_fields": fields, "masking_optional": optional,
+            "masking_hold": float(hold)}
 
 
 class _Table:
@@ -290,7 +313,9 @@ def _masking(masking: _Table) -> dict[str, Any]:
             raise t.fail("regex", str(exc)) from None
         rules.append((name, regex))
         t.finish()
-    return {"masking": tuple(rules)}
+    out: dict[str, Any] = {"masking": tuple(rules)}
+    out.update(_masking_extras(masking))
+    return out
 
 
 def _recording(recording: _Table) -> dict[str, Any]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 CHUNK = 64 * 1024
 IDLE_FLUSH = 0.05  # masked text held back this long is shown (prompts must appear)
+HOLD_MAX = 1.0  # a secret still forming is held this long at most ([masking] hold)
 HANGUP_GRACE = 10.0  # after a hangup, SIGKILL if the command is still there
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGCONT, signal.SIGTSTP, signal.SIGWINCH, signal.SIGCHLD,
@@ -127,6 +128,8 @@ class Recorder:
         self.saved_tty = None
         self.hangup_at: float | None = None
         self.held_since: float | None = None  # when a masker began holding bytes back
+        self.due: float | None = None  # when what the maskers hold is next looked at
+        self.hold_max = HOLD_MAX
         self.sig_r, self.sig_w = os.pipe()
         os.set_blocking(self.sig_w, False)
         os.set_blocking(self.sig_r, False)
@@ -160,10 +163,14 @@ class Recorder:
         rules = answer.get("masking") or []
         builtins = bool(answer.get("builtins", True))
         self.record_input = bool(answer.get("record_input"))
+        hold = answer.get("hold", HOLD_MAX)
+        if isinstance(hold, int | float) and not isinstance(hold, bool) and 0 <= hold <= 10:
+            self.hold_max = float(hold)
         self.record_failure = str(answer.get("record_failure", opts.record_failure))
-        self.out_masker = make_masker(rules, builtins)
-        self.err_masker = make_masker(rules, builtins)
-        self.in_masker = make_masker(rules, builtins) if self.record_input else None
+        extra = (answer.get("fields") or [], answer.get("optional") or [])
+        self.out_masker = make_masker(rules, builtins, *extra)
+        self.err_masker = make_masker(rules, builtins, *extra)
+        self.in_masker = make_masker(rules, builtins, *extra) if self.record_input else None
         if os.isatty(2):
             say(f"this session is recorded ({self.sink.id})")
 
@@ -281,13 +288,13 @@ class Recorder:
         except InterruptedError:
             events = []
         if not events:
-            self.flush_maskers()
+            self.flush_due()
             self.check_grace()
         return events
 
-    def show_held(self, fd: int, masker) -> None:
+    def show_held(self, fd: int, masker, idle: bool = False, hold: bool = False) -> None:
         """Show on `fd` and record what `masker` held back."""
-        data = masker.flush()
+        data = masker.flush(idle, hold)
         if data:
             self.record("output", data)
             try:
@@ -295,32 +302,45 @@ class Recorder:
             except OSError:
                 pass
 
-    def flush_maskers(self) -> None:
-        """Show and record what the maskers held back (IDLE_FLUSH after it came)."""
-        self.held_since = None
+    def flush_maskers(self, idle: bool = False, hold: bool = False) -> None:
+        """Show and record what the maskers held back: at the end everything; on an idle
+        flush all but a secret still forming, which `hold` keeps until hold_max."""
         for fd, masker in ((1, self.out_masker), (2, self.err_masker)):
             if masker is not None and masker.holding:
-                self.show_held(fd, masker)
+                self.show_held(fd, masker, idle, hold)
         if self.in_masker is not None and self.in_masker.holding:
-            data = self.in_masker.flush()
+            data = self.in_masker.flush(idle, hold)
             if data:
                 self.record("input", data)
+        if not self.holding():
+            self.held_since = self.due = None
+        elif hold:
+            self.due = self.held_since + self.hold_max  # only forming secrets are left
+        else:
+            self.held_since = self.due = None
+            self.note_held()
 
     def holding(self) -> bool:
         return any(m is not None and m.holding
                    for m in (self.out_masker, self.err_masker, self.in_masker))
 
     def note_held(self) -> None:
-        """Start the idle clock when a masker begins to hold bytes back: they are shown
-        IDLE_FLUSH later at the latest, however busy the session is meanwhile."""
+        """After bytes came: what a masker holds is looked at IDLE_FLUSH after it began
+        to be held (a clock per hold, however busy the session is meanwhile), and a
+        secret still forming IDLE_FLUSH after its latest byte, up to hold_max."""
         if not self.holding():
-            self.held_since = None
-        elif self.held_since is None:
-            self.held_since = time.monotonic()
+            self.held_since = self.due = None
+            return
+        now = time.monotonic()
+        if self.held_since is None:
+            self.held_since = now
+        if self.due is None or self.due > now + IDLE_FLUSH:
+            self.due = now + IDLE_FLUSH
 
     def flush_due(self) -> None:
-        if self.held_since is not None and time.monotonic() >= self.held_since + IDLE_FLUSH:
-            self.flush_maskers()
+        now = time.monotonic()
+        if self.due is not None and now >= self.due:
+            self.flush_maskers(idle=True, hold=now < self.held_since + self.hold_max)
 
     def reap(self) -> None:
         if self.status is not None:
@@ -391,8 +411,8 @@ class Recorder:
     def timeout(self) -> float | None:
         waits = []
         if self.holding():
-            since = self.held_since if self.held_since is not None else time.monotonic()
-            waits.append(max(0.0, since + IDLE_FLUSH - time.monotonic()))
+            due = self.due if self.due is not None else time.monotonic() + IDLE_FLUSH
+            waits.append(max(0.0, due - time.monotonic()))
         if self.hangup_at is not None:
             waits.append(max(0.0, self.hangup_at - time.monotonic()))
         return min(waits) if waits else None

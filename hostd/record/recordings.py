@@ -125,12 +125,10 @@ def new_id() -> str:
 
 def mask_text(text: str, rules: list[tuple[str, str]]) -> str:
     """A command line masked as the session's output is (a secret passed as an argument
-    must not reach the recording through its header)."""
-    from hostd.record.masking import Masker
+    must not reach the recording through its header): the host's rules (textmask)."""
+    from hostd.masking.text import mask_text as masked
 
-    masker = Masker(rules)
-    data = masker.feed(text.encode("utf-8", "surrogateescape")) + masker.flush()
-    return data.decode("utf-8", "replace")
+    return masked(text, rules=list(rules))[0]
 
 
 def header(rid: str, session: Session, width: int, height: int, term: str,

@@ -143,12 +143,15 @@ def open_hostd(opts: Options, width: int, height: int, pty_mode: bool):
     return HostdSink(stream), stream.opened
 
 
-def make_masker(rules: list, builtins: bool):
-    """A Masker, or None when there is nothing to mask (the fast path)."""
+def make_masker(rules: list, builtins: bool, fields=(), optional=()):
+    """A masker of what the terminal shows (hostd.masking.screen), or None when there is
+    nothing to mask (the fast path). `fields` and `optional` come from [masking]."""
     if not rules and not builtins:
         return None
-    from hostd.record.masking import Masker
+    from hostd.masking.screen import ScreenMasker
 
-    return Masker([(str(n), str(r)) for n, r in rules], builtins=builtins)
+    return ScreenMasker([(str(n), str(r)) for n, r in rules], builtins=builtins,
+                        fields=[str(f) for f in fields or ()],
+                        optional=[str(o) for o in optional or ()])
 
 

@@ -184,6 +184,9 @@ class RecordOps:
             opened = {"ok": True, "code": "ok", "message": f"recording {rec.id}", "id": rec.id,
                       "masking": [list(rule) for rule in rules],
                       "builtins": True,  # the built-in rules always apply on this path
+                      "fields": list(config.masking_fields),
+                      "optional": list(config.masking_optional),
+                      "hold": config.masking_hold,
                       "record_input": session.record_input,
                       "record_failure": session.record_failure}
             if not await channel.send(opened):

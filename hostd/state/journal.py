@@ -168,6 +168,7 @@ class Events:
                 for uid, user, held in self.limiter.due()]
 
     def _emit(self, event: str, message: str, **fields: object) -> dict[str, str]:
+        message, fields = _masked(message, fields)
         record = entry(event, message, **fields)
         if self._journal_send is not None:
             try:
@@ -202,3 +203,15 @@ def read_mirror(path: Path) -> Iterable[dict[str, str]]:
         return []
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def _masked(message: str, fields: dict) -> tuple[str, dict]:
+    """Command lines masked with the host's rules, in their fields and in the message
+    that quotes them, and JIT_MASKED (counts per rule, never the values): one masker
+    for every sink (hostd/masking/text.py)."""
+    if not any(fields.get(k) for k in ("command", "processes")):
+        return message, fields
+    from hostd.masking.text import mask_event
+
+    return mask_event(message, fields)
+

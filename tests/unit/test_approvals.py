@@ -434,3 +434,13 @@ def test_undecided_requests_are_left_alone_at_start(w):
     r = w.requests.create(1000, "docker", 1800, "deploy")
     assert w.requests.finish_interrupted() == []
     assert w.store.get_request(r["id"])["state"] == "pending"
+
+
+def test_a_command_approval_keeps_the_command_line_masked(w):
+    """Approvers see which command waits (`jit requests`, the notice), not its secrets."""
+    subject = approvals.command_subject("alice", "root", ["/usr/bin/mysql", "-pS3cret"],
+                                        "/root", "web-1")
+    r = w.requests.create_command(1000, "docker", subject, "sudo /usr/bin/mysql -pS3cret")
+    assert r["reason"] == "sudo /usr/bin/mysql -p******"
+    assert all("S3cret" not in str(x) for x in w.requests.visible(1001))
+    assert "S3cret" not in str(w.events("request_created"))

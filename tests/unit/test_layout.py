@@ -87,13 +87,14 @@ def test_the_probe_sees_what_it_looks_for():
 # wire, protocol, errors, paths, events); `main` is `python3 -m hostd`.
 LAYERS = {
     "top": {"top"},
-    "policy": {"top", "policy"},
-    "state": {"top", "policy", "state"},
-    "core": {"top", "policy", "state", "core"},
-    "record": {"top", "policy", "record"},
-    "audit": {"top", "policy", "state", "audit"},
-    "cli": {"top", "policy", "state", "record", "audit", "cli"},
-    "server": {"top", "policy", "state", "core", "record", "server"},
+    "masking": {"top", "masking"},
+    "policy": {"top", "masking", "policy"},
+    "state": {"top", "masking", "policy", "state"},
+    "core": {"top", "masking", "policy", "state", "core"},
+    "record": {"top", "masking", "policy", "record"},
+    "audit": {"top", "masking", "policy", "state", "audit"},
+    "cli": {"top", "masking", "policy", "state", "record", "audit", "cli"},
+    "server": {"top", "masking", "policy", "state", "core", "record", "server"},
     "main": {"top", "server"},
 }
 

@@ -164,7 +164,7 @@ def test_the_recorder_imports_no_asyncio_and_no_masking_until_asked():
     import sys
 
     probe = ("import sys, hostd.record.main, hostd.record.terminal, hostd.record.piped; "
-             "print(sorted(m for m in ('asyncio', 'hostd.record.masking', 'hostd.record.castfile', "
+             "print(sorted(m for m in ('asyncio', 'hostd.masking.masker', 'hostd.record.castfile', "
              "'argparse', 'json', 'typing', 'dataclasses') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=REPO_ROOT)

@@ -2,7 +2,7 @@
 match, no exponential backtracking (DESIGN.md §9, §13 "Masking").
 
 The policy checks each configured rule with `check_rule` when the configuration loads;
-the recorder's Masker (hostd/record/masking.py) compiles its rules with `analyse`. Pure
+the recorder's Masker (hostd/masking/masker.py) compiles its rules with `analyse`. Pure
 and stdlib only: jit-record imports it and must start fast.
 """
 

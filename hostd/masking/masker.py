@@ -10,7 +10,8 @@ whole character, so masking never breaks UTF-8.
 Replacement: each masked byte becomes `*`, except CR and LF, which stay. The output has
 exactly the length of the input, so full-screen programs keep their layout and a masked
 private key keeps its line structure; the secret's length is visible, its content not.
-Escape sequences inside a match are masked too (no half sequence is left behind).
+This module matches raw bytes; the recorder wraps it in screen.ScreenMasker, which
+takes escape sequences out before matching and puts them back (colours survive).
 
 Streaming guarantee (exact): for any split of a stream into chunks,
 ``b"".join(m.feed(c) for c in chunks) + m.flush()`` equals
@@ -37,79 +38,47 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from hostd.policy.maskrules import analyse
-
-try:  # the regex parser is private; reach and cost checks need it (3.11: re._parser)
-    from re import _constants as _c  # type: ignore[attr-defined]
-    from re import _parser as _p  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - Python < 3.11
-    import sre_constants as _c  # type: ignore[no-redef]
-    import sre_parse as _p  # type: ignore[no-redef]
+from hostd.masking.analysis import (
+    MaskingRuleError,
+    _c,
+    _p,
+    _to_bytes_pattern,
+    analyse,
+)
+from hostd.masking.hsscan import AFTER, matches_at
 
 _UTF8_SLACK = 4            # widening a match to whole UTF-8 characters looks 3 bytes away
 _MASK_TABLE = bytes(b if b in (0x0A, 0x0D) else 0x2A for b in range(256))
 
 
-# Where a built-in rule's matches can start, lower-cased: rules whose first bytes are
-# letters in either case are not searched by the regex engine (which would try them at
-# every letter, ~20 MB/s) but by bytes.find() on the lower-cased text, then matched at
-# each hit. Every match of the rule starts with one of these (case-insensitively).
-_ANCHORS: dict[str, tuple[bytes, ...]] = {
-    "assignment": (b"pass", b"secret", b"token", b"api", b"pwd"),
-    "authorization": (b"bearer", b"authorization"),
-}
-
 
 def builtin_rules() -> list[tuple[str, str]]:
-    """Rules always applied unless `builtins=False`: (name, regex), regexes on bytes.
+    """(name, regex) of the default rules (hostd.masking.rules)."""
+    from hostd.masking.rules import builtin_rules as rules
 
-    Each starts with a rare literal (or has anchors, above) so text that holds no secret
-    is searched at C speed, and each has bounded repeats (see Masker). A named group
-    `secret` (or `secret2`, ...) marks the part to mask; without one the whole match is."""
-    sgr = r"(?:\x1b\[[0-9;]{0,12}[mK]){0,4}"  # colours around a match (grep --color)
-    value = r"""(?:"(?P<secret>[^"\r\n]{1,512})"|'(?P<secret2>[^'\r\n]{1,512})'""" \
-            r"""|(?P<secret3>(?:[^\s"',;&<>\x1b]|\x1b\[[0-9;]{0,12}[mK]){1,512}))"""
-    key = r"(?i:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|pwd)" \
-          r"(?:[_.-][A-Za-z0-9_.-]{0,32})?" + sgr
-    return [
-        ("private_key",
-         r"-----BEGIN[ A-Z0-9]{0,32} PRIVATE KEY(?: BLOCK)?-----"
-         r"(?:[\s\S]{1,12288}?-----END[ A-Z0-9]{0,32} PRIVATE KEY(?: BLOCK)?-----"
-         r"|[A-Za-z0-9+/=:,. \t\r\n-]{0,12288})"),
-        ("aws_access_key_id",
-         r"(?:A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{16}"),
-        ("jwt", r"eyJ[A-Za-z0-9_-]{4,4096}\.eyJ[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{0,4096}"),
-        ("authorization",  # Bearer TOKEN anywhere; Authorization: Basic/Digest/... CREDENTIALS
-         r"(?:(?i:bearer)[ \t]{1,4}(?P<secret>[A-Za-z0-9._~+/-]{8,2048}={0,2})"
-         r"|(?i:authorization)[\"']?[ \t]{0,4}[:=][ \t]{0,4}[\"']?[A-Za-z]{2,16}[ \t]{1,4}"
-         r"(?P<secret2>[^\s\"']{4,2048}))"),
-        ("assignment",  # password=..., DB_PASSWORD: ..., "apiKey": "...", --token=...,
-         # --password VALUE, aws_secret_access_key = ... (found at "secret")
-         r"(?:(?<=--)" + key + r"[ \t]{1,4}(?P<secret4>[^\s\"'-][^\s\"']{0,511})"
-         r"|(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z])|(?<=\x1b\[[mK])|(?<=[0-9;]m))" + key
-         + r"[\"']?[ \t]{0,4}[=:][ \t]{0,4}" + sgr + value + ")"),
-        ("url_credentials", r"://[^\s/:@]{1,128}:(?P<secret>[^\s/@]{1,256})@"),
-        ("github_token", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
-        ("slack_token", r"xox[abposr]-[A-Za-z0-9-]{10,255}"),
-        ("google_api_key", r"AIza[0-9A-Za-z_-]{35}"),
-        ("stripe_key", r"_live_(?<=[rs]k_live_)[0-9A-Za-z]{16,247}"),
-    ]
+    return rules()
 
 
 class _Rule:
     """One compiled rule and how to find its matches fast."""
 
-    __slots__ = ("anchors", "behind", "name", "pattern", "prefix", "rare", "reach")
+    __slots__ = ("anchors", "behind", "check", "forming", "name", "pattern", "prefix",
+                 "prefixes", "rare", "reach")
 
     def __init__(self, name: str, pattern: str | bytes | re.Pattern, *, trusted: bool = False,
-                 anchors: tuple[bytes, ...] = ()) -> None:
+                 anchors: tuple[bytes, ...] = (), forming=None, check=None) -> None:
         self.name = name
         self.pattern, reach, self.behind = analyse(name, pattern, check_cost=not trusted)
         self.reach = reach + _UTF8_SLACK
         self.anchors = anchors
+        self.check = check
         self.prefix = _literal_prefix(self.pattern)
         # the prefix's least common byte: `in` (memchr, ~10 GB/s) rules a batch out
         self.rare = bytes([min(self.prefix, key=_commonness)]) if self.prefix else b""
+        # a secret still forming (the idle-flush hold): its fixed starts and a regex
+        # matching a partial one up to the end of what arrived
+        self.prefixes: tuple[bytes, ...] = forming.prefixes if forming else ()
+        self.forming = re.compile(forming.regex + rb"\Z") if forming else None
 
 
 # Bytes from least to most common in terminal text (a rough guess: only speed depends
@@ -134,15 +103,22 @@ def _literal_prefix(pattern: re.Pattern) -> bytes:
     return bytes(out)
 
 
-_BUILTINS: list[_Rule] | None = None
+_BUILTINS: dict[tuple, list[_Rule]] = {}
 
 
-def _builtins() -> list[_Rule]:
-    global _BUILTINS
-    if _BUILTINS is None:
-        _BUILTINS = [_Rule(n, r, trusted=True, anchors=_ANCHORS.get(n, ()))
-                     for n, r in builtin_rules()]
-    return _BUILTINS
+def _builtins(fields: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> list[_Rule]:
+    """The built-in rules compiled once per (fields, optional) set."""
+    key = (tuple(fields), tuple(sorted(optional)))
+    if key not in _BUILTINS:
+        from hostd.masking.rules import FieldNameError, builtin_specs, check_field_names
+
+        try:
+            specs = builtin_specs(check_field_names(key[0]), key[1])
+        except FieldNameError as exc:
+            raise MaskingRuleError(str(exc)) from None
+        _BUILTINS[key] = [_Rule(s.name, s.regex, trusted=True, anchors=s.anchors,
+                                forming=s.forming, check=s.check) for s in specs]
+    return _BUILTINS[key]
 
 
 BATCH = 16 * 1024  # bytes gathered before searching: a pty gives ~4 KiB per read
@@ -161,9 +137,15 @@ class Masker:
     `max_holding` (= hold_back + BATCH + 3) bytes are held back."""
 
     def __init__(self, rules: Sequence[tuple[str, str | bytes | re.Pattern]] = (), *,
-                 builtins: bool = True) -> None:
-        self._rules = list(_builtins()) if builtins else []
-        self._rules += [_Rule(name, pattern) for name, pattern in rules]
+                 builtins: bool = True, fields: Sequence[str] = (),
+                 optional: Sequence[str] = (), only: Sequence[str] | None = None) -> None:
+        self._rules = list(_builtins(tuple(fields), tuple(optional))) if builtins else []
+        self._rules += [_Rule(name, pattern, forming=_forming_of(name, pattern))
+                        for name, pattern in rules]
+        if only is not None:  # `jit mask test --explain`: one rule at a time
+            self._rules = [r for r in self._rules if r.name in only]
+        self._lits, self._lit_owner, self._longest = None, [], {}
+        self._searched = 0  # bytes fed to searches: Hyperscan comes after hsscan.AFTER
         self.names = [r.name for r in self._rules]
         self.hold_back = max((r.reach for r in self._rules), default=0) + _UTF8_SLACK \
             if self._rules else 0
@@ -213,30 +195,74 @@ class Masker:
             return b""
         return self._emit(buf, end)
 
-    def flush(self) -> bytes:
-        """Return everything held, masked as if the stream ended here; searching goes on
-        as if it had not (a match that began before the flush still masks the rest)."""
+    def flush(self, idle: bool = False, hold: bool = False) -> bytes:
+        """Return what is held, masked as if the stream ended here; searching goes on as
+        if it had not (a match that began before the flush still masks the rest).
+
+        An `idle` flush (the stream goes on later) also looks for a secret still forming
+        at the end (a rule's fixed start, or a partial match: see rules.Forming): with
+        `hold` it is kept back when none of it was shown yet (the recorder's idle flush,
+        up to its bound); otherwise it goes out with its part past the fixed start
+        masked (`AKIA****`), a bare fixed start as typed."""
         if not self.holding:
             return b""
         buf = self._take()
         n = len(buf)
         self._search(buf, n, final=False)  # where undecided matches may start: kept
-        resume = list(self._resume)
+        resume, decided = list(self._resume), list(self._spans)
         self._search(buf, n, final=True)   # everything that matches if the stream ended
         self._resume = resume
-        return self._emit(buf, n)
+        cut, spans = self._forming(buf, n, hold) if idle else (n, [])
+        self._spans.extend(spans)
+        out = self._emit(buf, cut)
+        if cut < n:  # what was held stays undecided: only the real matches' spans remain
+            self._spans = [s for s in decided if s[1] > self._emitted]
+        return out
+
+    def _forming(self, buf: bytes, n: int, hold: bool) -> tuple[int, list[tuple[int, int]]]:
+        """Where a flush stops (n: nowhere) and the spans of partial secrets it masks."""
+        cut, spans, off = n, [], self._off
+        shown = self._emitted - off  # buf[:shown] is already on the screen
+        for rule in self._rules:
+            if rule.forming is None:
+                continue
+            lo = max(0, n - rule.reach)
+            m = rule.forming.search(buf, lo)
+            if m is not None:
+                if hold and m.start() >= shown:
+                    cut = min(cut, m.start())
+                else:
+                    s, e = _secret_span(m)
+                    if s < e:
+                        spans.append((off + max(s, shown), off + n))
+                continue
+            if hold:  # a fixed start arriving (AK, ghp): held, then shown as typed
+                for prefix in rule.prefixes:
+                    for k in range(min(len(prefix), n - shown), 1, -1):
+                        if buf.endswith(prefix[:k]):
+                            cut = min(cut, n - k)
+                            break
+        return cut, spans
 
     def _search(self, buf: bytes, n: int, final: bool) -> None:
         off = self._off
         spans = self._spans
         low: list = [None, 0]  # the lower-cased tail of buf (for anchors) and its start
+        if self._searched < AFTER:
+            self._searched += n
+            if self._searched >= AFTER:  # a long stream: one pass finds every literal
+                self._lits, self._lit_owner, self._longest = _literals(self._rules)
+        hits = self._literal_hits(buf, n, final) if self._lits is not None else None
         for i, rule in enumerate(self._rules):
             limit = n if final else n - rule.reach
             pos = self._resume[i] - off
             if pos >= limit:
                 continue
             found: list[re.Match] = []
-            if rule.anchors:
+            if hits is not None and i in self._longest:
+                pos = matches_at(rule.pattern, hits.get(i, ()), buf, n, pos, limit, found,
+                                 self._longest[i])
+            elif rule.anchors:
                 if low[0] is None or low[1] > pos:
                     start = min(r - off for r, x in zip(self._resume, self._rules, strict=True)
                                 if x.anchors)
@@ -257,11 +283,34 @@ class Masker:
                         break
                     found.append(m)
                     pos = m.end()
+            if rule.check is not None:
+                found = [m for m in found if rule.check(m.group())]
             for m in found:
                 s, e = _secret_span(m)
                 spans.append((off + _widen_start(buf, s), off + _widen_end(buf, e, n)))
             self.counts[i] += len(found)
             self._resume[i] = off + pos
+
+    def _literal_hits(self, buf: bytes, n: int, final: bool) -> dict[int, list[int]] | None:
+        """Candidate starts per rule (index) from one Hyperscan pass (hsscan)."""
+        off = self._off
+        todo = [self._resume[i] - off for i in self._longest
+                if self._resume[i] - off < (n if final else n - self._rules[i].reach)]
+        if not todo:
+            return {}
+        per_rule: dict[int, list[int]] = {}
+        owner = self._lit_owner
+        try:
+            found = self._lits.scan(buf, max(0, min(todo)))
+        except RuntimeError:  # hs_scan failed: bytes.find from now on (same masking)
+            self._lits, self._lit_owner, self._longest = None, [], {}
+            self._searched = float("-inf")
+            return None
+        for lit, k in found:
+            per_rule.setdefault(owner[lit], []).append(k)
+        for ks in per_rule.values():
+            ks.sort()
+        return per_rule
 
     def _emit(self, buf: bytes, end: int) -> bytes:
         """Return buf[emitted:end] masked; keep look-behind context and what is held."""
@@ -287,6 +336,28 @@ class Masker:
         self._off = off + cut
         self._emitted = off + end
         return result
+
+
+def _literals(rules: list[_Rule]):
+    """Hyperscan over every rule's anchors (caseless) and literal prefix: the scanner,
+    which rule each literal belongs to, the longest literal per rule (or None, {}, {})."""
+    lits: list[tuple[bytes, bool]] = []
+    owner: list[int] = []
+    longest: dict[int, int] = {}
+    for i, rule in enumerate(rules):
+        starts = rule.prefixes if rule.prefix and all(
+            p.startswith(rule.prefix) for p in rule.prefixes) else ()
+        mine = [(a, True) for a in rule.anchors] or [(p, False) for p in starts] or (
+            [(rule.prefix, False)] if rule.prefix else [])
+        for lit in mine:
+            lits.append(lit)
+            owner.append(i)
+        if mine:
+            longest[i] = max(len(lit) for lit, _ in mine)
+    from hostd.masking.hsscan import Literals
+
+    scanner = Literals.load(lits) if lits else None
+    return (scanner, owner, longest) if scanner is not None else (None, [], {})
 
 
 def _prefixed(pat: re.Pattern, prefix: bytes, buf: bytes, n: int, pos: int, limit: int,
@@ -356,3 +427,15 @@ def _widen_end(buf: bytes, e: int, n: int) -> int:
     while k < n and k - e < 3 and 0x80 <= buf[k] < 0xC0:
         k += 1
     return k
+
+
+def _forming_of(name: str, pattern: str | bytes | re.Pattern):
+    """A configured rule with a literal start (`ACC-SECRET-`): while forming, that start
+    and then anything but white space."""
+    from hostd.masking.rules import Forming
+
+    prefix = _literal_prefix(_to_bytes_pattern(name, pattern))
+    if len(prefix) < 2:
+        return None
+    return Forming((prefix,), re.escape(prefix) + rb"(?P<secret>[^\s]{1,256})")
+
