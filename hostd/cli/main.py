@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     _issuing_commands(command, sub)
     _grant_commands(command)
     _request_commands(command)
-    _host_commands(command)
+    _host_commands(command, sub)
     cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
     return p
 
@@ -382,30 +382,43 @@ def build_parser() -> argparse.ArgumentParser:
 def _issuing_commands(command: Command, sub) -> None:
     """Offline: keys, signing and checking grants."""
     c = command("keygen", cmd_keygen, "make an Ed25519 issuer key")
-    c.add_argument("--out", required=True, metavar="PATH")
+    c.add_argument("--out", required=True, metavar="PATH",
+                   help="the private key to write (0600, must not exist yet); the public "
+                        "key goes to PATH.pub")
 
-    c = command("issue", cmd_issue, "sign a grant with an issuer key")
-    c.add_argument("--key", required=True, metavar="PATH")
-    c.add_argument("--issuer", required=True)
-    c.add_argument("--user", required=True)
-    c.add_argument("--role", required=True)
-    c.add_argument("--hosts", metavar="SEL,...")
+    c = command("issue", cmd_issue, "sign a grant with an issuer key (prints the token)")
+    c.add_argument("--key", required=True, metavar="PATH",
+                   help="the issuer's private key (from jit keygen, or PEM)")
+    c.add_argument("--issuer", required=True, metavar="NAME",
+                   help="the issuer's name, as hosts trust it (issuers.d `name`)")
+    c.add_argument("--user", required=True, metavar="USER",
+                   help="who may use the grant (a login name on the host)")
+    c.add_argument("--role", required=True, metavar="ROLE",
+                   help="a role of the hosts' jit.toml")
+    c.add_argument("--hosts", metavar="SEL,...",
+                   help="where the grant is valid (default: every host that trusts the "
+                        "issuer)")
     length = c.add_mutually_exclusive_group()
-    length.add_argument("--for", dest="for_", metavar="DURATION")
-    length.add_argument("--until", metavar="TIME")
-    c.add_argument("--not-before", metavar="TIME")
-    c.add_argument("--reason")
-    c.add_argument("--ticket")
+    length.add_argument("--for", dest="for_", metavar="DURATION",
+                        help="how long the grant lasts from its start (default 1h)")
+    length.add_argument("--until", metavar="TIME", help="when the grant ends, instead of --for")
+    c.add_argument("--not-before", metavar="TIME", help="when the grant starts (default now)")
+    c.add_argument("--reason", metavar="TEXT", help="why; shown on the host and logged")
+    c.add_argument("--ticket", metavar="ID", help="a ticket reference, logged with the grant")
 
-    grant = sub.add_parser("grant", help="offline grant tools").add_subparsers(
+    grant = sub.add_parser("grant", help="offline grant tools",
+                           description="offline grant tools").add_subparsers(
         dest="grant_command", required=True, metavar="COMMAND")
     c = command("verify", cmd_grant_verify, "check a grant against this host's config", grant)
-    c.add_argument("token", metavar="TOKEN|-")
+    c.add_argument("token", metavar="TOKEN|-", help=GRANT_ARG)
+
+
+GRANT_ARG = "the grant token (from jit issue), or - to read it from standard input"
 
 
 def _grant_commands(command: Command) -> None:
     c = command("activate", cmd_activate, "activate a grant through hostd")
-    c.add_argument("token", metavar="TOKEN|-")
+    c.add_argument("token", metavar="TOKEN|-", help=GRANT_ARG)
 
     c = command("grants", cmd_grants, "list active grants")
     c.add_argument("--all", action="store_true", help="every user's (root only)")
@@ -413,49 +426,86 @@ def _grant_commands(command: Command) -> None:
                    help="login sessions registered by pam_jit, with the grants they hold")
 
     c = command("revoke", cmd_revoke, "end a grant now")
-    c.add_argument("grant_id", metavar="GRANT_ID")
-    c.add_argument("--reason")
+    c.add_argument("grant_id", metavar="GRANT_ID", help="a grant id, as jit grants shows it")
+    c.add_argument("--reason", metavar="TEXT", help="why; logged with the revocation")
 
 
 def _request_commands(command: Command) -> None:
     c = command("request", cmd_request, "ask approvers for a role")
-    c.add_argument("role", metavar="ROLE")
-    c.add_argument("--for", dest="for_", required=True, metavar="DURATION")
-    c.add_argument("--reason", required=True)
-    c.add_argument("--ticket")
-    c.add_argument("--wait", action="store_true", help="block until decided")
+    c.add_argument("role", metavar="ROLE", help="a role of this host's jit.toml")
+    c.add_argument("--for", dest="for_", required=True, metavar="DURATION",
+                   help="how long you need it (capped at the role's max_ttl)")
+    c.add_argument("--reason", required=True, metavar="TEXT",
+                   help="why; shown to the approvers and logged")
+    c.add_argument("--ticket", metavar="ID", help="a ticket reference, logged")
+    c.add_argument("--wait", action="store_true",
+                   help="block until decided (Ctrl-C stops waiting; the request stays)")
 
     command("requests", cmd_requests, "requests you made or may decide")
 
     c = command("approve", cmd_approve, "approve a request")
-    c.add_argument("request_id", metavar="ID")
-    c.add_argument("--comment")
+    c.add_argument("request_id", metavar="ID", help="a request id, as jit requests shows it")
+    c.add_argument("--comment", metavar="TEXT", help="logged with the approval")
 
     c = command("deny", cmd_deny, "deny a request")
-    c.add_argument("request_id", metavar="ID")
-    c.add_argument("--reason", required=True)
+    c.add_argument("request_id", metavar="ID", help="a request id, as jit requests shows it")
+    c.add_argument("--reason", required=True, metavar="TEXT",
+                   help="why; told to the requester and logged")
 
 
-def _host_commands(command: Command) -> None:
-    command("check-config", cmd_check_config, "check /etc/jit without a daemon")
-
-    c = command("setup", cmd_setup, "switch the sudo plugin or pam_jit on or off (root)")
-    c.add_argument("part", choices=("sudo", "pam"))
+def _setup_commands(command: Command, sub) -> None:
+    """`jit setup sudo|pam --enable|--disable`: each part its own help."""
+    parts = sub.add_parser(
+        "setup", help="switch the sudo plugin or pam_jit on or off (root)",
+        description="switch the sudo plugin or pam_jit on or off (root); "
+                    "`jit setup sudo --help` and `jit setup pam --help` say what each does"
+    ).add_subparsers(dest="part", required=True, metavar="PART")
+    c = command("sudo", cmd_setup, "make jit_sudo.so sudo's policy, or sudoers again", parts)
     switch = c.add_mutually_exclusive_group(required=True)
-    switch.add_argument("--enable", action="store_true")
-    switch.add_argument("--disable", action="store_true")
-    c.add_argument("--force", action="store_true", help="enable despite the lockout guard")
+    switch.add_argument("--enable", action="store_true",
+                        help="put jit_sudo.so's Plugin line in /etc/sudo.conf and comment out "
+                             "any other policy plugin (a backup of the file is kept); refused "
+                             "if no [[standing]] rule or grant lets anyone reach root, or if "
+                             "a user who may sudo today would lose it")
+    switch.add_argument("--disable", action="store_true",
+                        help="restore /etc/sudo.conf from the backup (or, if it was edited "
+                             "since, remove only jitaccess's lines): sudoers decides again")
+    c.add_argument("--force", action="store_true",
+                   help="enable despite the lockout guard above")
+    c = command("pam", cmd_setup, "switch pam_jit (the jitaccess pam-auth-update profile)",
+                parts)
+    switch = c.add_mutually_exclusive_group(required=True)
+    switch.add_argument("--enable", action="store_true",
+                        help="pam-auth-update --enable jitaccess: pam_jit gates the users of "
+                             "[login] require_grant and registers login sessions; refused if "
+                             "the module could not run")
+    switch.add_argument("--disable", action="store_true",
+                        help="pam-auth-update --disable jitaccess: /etc/pam.d as it was "
+                             "without the profile (the choice sticks across upgrades)")
+
+
+def _host_commands(command: Command, sub) -> None:
+    command("check-config", cmd_check_config, "check /etc/jit without a daemon")
+    _setup_commands(command, sub)
 
     c = command("audit", cmd_audit, "read jitaccess events back from the journal (root, adm, "
                 "systemd-journal)")
-    c.add_argument("--since", metavar="TIME", help="RFC 3339, @EPOCH, -DURATION (ago)")
-    c.add_argument("--until", metavar="TIME")
-    c.add_argument("--user", action="append", metavar="USER[,USER]")
-    c.add_argument("--role", action="append", metavar="ROLE[,ROLE]")
-    c.add_argument("--grant", action="append", metavar="GRANT_ID[,GRANT_ID]")
-    c.add_argument("--event", action="append", metavar="TYPE[,TYPE]")
-    c.add_argument("--held-at", metavar="TIME", help="who held which role at TIME")
-    c.add_argument("--format", choices=("text", "json", "ocsf", "ecs"), default="text")
+    c.add_argument("--since", metavar="TIME", help="events from TIME on (default: all)")
+    c.add_argument("--until", metavar="TIME", help="events up to TIME (default: now)")
+    c.add_argument("--user", action="append", metavar="USER[,USER]",
+                   help="only events about these users (repeatable)")
+    c.add_argument("--role", action="append", metavar="ROLE[,ROLE]",
+                   help="only events about these roles (repeatable)")
+    c.add_argument("--grant", action="append", metavar="GRANT_ID[,GRANT_ID]",
+                   help="only events of these grants (repeatable)")
+    c.add_argument("--event", action="append", metavar="TYPE[,TYPE]",
+                   help="only these event types, e.g. grant_activated,sudo_denied "
+                        "(repeatable; journalctl --list-catalog names them)")
+    c.add_argument("--held-at", metavar="TIME",
+                   help="who held which role at TIME (or live: right now)")
+    c.add_argument("--format", choices=("text", "json", "ocsf", "ecs"), default="text",
+                   help="text: a table; json: one journal-shaped object per line (as "
+                        "--json); ocsf: OCSF 1.8.0 events; ecs: ECS 9.4.0 documents")
     c.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     c.add_argument("--journal-dir", help=argparse.SUPPRESS)  # tests and benchmarks/audit.py
     c.add_argument("--journal-file", action="append", help=argparse.SUPPRESS)

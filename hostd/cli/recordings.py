@@ -36,28 +36,32 @@ TERMINAL_RESET = ("\x18\x1b\\"       # cancel a sequence in progress, end a stri
                   "\x1b[?1049l\x1b[?25h\r\n")  # main screen, cursor shown, new line
 
 
+DIR_HELP = "the directory of recordings (default /var/log/jit/sessions)"
+ID_HELP = "a recording id (16 hex digits), as jit sessions shows it"
+
+
 def add_arguments(sub: argparse._SubParsersAction, command) -> None:
     """Wire the three commands into jit's parser (`command` is cli.build_parser's)."""
     c = command("sessions", cmd_sessions, "list session recordings (root, adm)")
     c.add_argument("--dir", type=Path, metavar="DIR",
-                   help="a directory of recordings (default /var/log/jit/sessions)")
+                   help=DIR_HELP)
 
     c = command("replay", cmd_replay, "play a session recording back (root, adm)")
-    c.add_argument("recording_id", metavar="ID")
+    c.add_argument("recording_id", metavar="ID", help=ID_HELP)
     c.add_argument("--speed", type=float, default=1.0, metavar="X",
                    help="play X times faster (default 1)")
     c.add_argument("--idle-limit", type=float, metavar="S",
                    help="shorten every pause to at most S seconds")
     c.add_argument("--export-script", type=Path, metavar="DIR",
                    help="write ID.log and ID.timing for scriptreplay instead")
-    c.add_argument("--dir", type=Path, metavar="DIR")
+    c.add_argument("--dir", type=Path, metavar="DIR", help=DIR_HELP)
 
     c = command("verify-recording", cmd_verify_recording,
                 "check a recording's hash chain and the digest hostd logged")
-    c.add_argument("recording_id", metavar="ID")
+    c.add_argument("recording_id", metavar="ID", help=ID_HELP)
     c.add_argument("--digest", metavar="HEX",
                    help="expected digest (default: the one in the journal)")
-    c.add_argument("--dir", type=Path, metavar="DIR")
+    c.add_argument("--dir", type=Path, metavar="DIR", help=DIR_HELP)
 
 
 # helpers ------------------------------------------------------------------------------------
