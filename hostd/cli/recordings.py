@@ -46,7 +46,8 @@ def add_arguments(sub: argparse._SubParsersAction, command) -> None:
     c.add_argument("--dir", type=Path, metavar="DIR",
                    help=DIR_HELP)
 
-    c = command("replay", cmd_replay, "play a session recording back (root, adm)")
+    c = command("replay", cmd_replay, "play a session recording back (root, adm); with "
+                "--json, the whole recording as one JSON object")
     c.add_argument("recording_id", metavar="ID", help=ID_HELP)
     c.add_argument("--speed", type=float, default=1.0, metavar="X",
                    help="play X times faster (default 1)")
@@ -221,6 +222,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                            "log": str(log), "timing": str(timing)},
                     f"{escape(log)}\n{escape(timing)}\n"
                     f"play it with: scriptreplay -t {escape(timing)} {escape(log)}")
+    if args.json:
+        return replay_json(args.recording_id, header, events, sys.stdout)
     meta = header["jit"]
     tty = sys.stdout.isatty()
     print(f"jit: replaying {args.recording_id}: {shown(meta.get('user') or '?', 32)} as "
@@ -245,6 +248,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
             out.write(TERMINAL_RESET.encode())
         out.flush()
     print(f"jit: end of replay of {args.recording_id} ({end})", file=sys.stderr)
+    return code
+
+
+def replay_json(rid: str, header: dict, events: Iterable[tuple[float, str, str]],
+                out) -> int:
+    """`jit replay ID --json`: the recording as one JSON object, at once (no pacing;
+    --speed and --idle-limit do not apply): {"id", "header" (as in the file), "events"
+    ([seconds, code, text] as asciicast v2 has them, output filtered as `jit replay`
+    shows it), "end" (the status the recording ends with, null when it has none), and
+    "ok", "code", "message"}. It is written event by event, so a recording of any size
+    takes no more memory than one line; a malformed line or Ctrl-C still closes the
+    object, with "ok": false and what stopped it."""
+    out.write(f'{{"id": {json.dumps(rid)}, "header": {json.dumps(header, sort_keys=True)}, '
+              '"events": [')
+    end, answer, code = None, {"ok": True, "code": "ok", "message": "replayed"}, EXIT_OK
+    try:
+        for i, event in enumerate(_safe(events)):
+            out.write((", " if i else "") + json.dumps(list(event)))
+            if event[1] == "m" and event[2].startswith(castfile.END_PREFIX):
+                end = event[2][len(castfile.END_PREFIX) + 65:]
+    except KeyboardInterrupt:
+        answer, code = {"ok": False, "code": "interrupted", "message": "interrupted"}, 130
+    except castfile.CastError as exc:
+        answer = {"ok": False, "code": "malformed", "message": f"stopped: {escape(exc)}"}
+        code = EXIT_REFUSED
+    tail = json.dumps({"end": end, **answer}, sort_keys=True)
+    out.write(f"], {tail[1:]}\n")
+    out.flush()
     return code
 
 
