@@ -37,7 +37,7 @@ def readme_commands() -> list[str]:
     for block in re.findall(r"^```[a-z]*\n(.*?)^```", README, re.S | re.M):
         text = re.sub(r"\\\n\s*", " ", block)
         for line in text.splitlines():
-            line = re.sub(r"^\w+\$\s+", "", line.strip())
+            line = re.sub(r"^\w+[$#]\s+", "", line.strip())
             if line.startswith("jit "):
                 found.append(line)
     return found
