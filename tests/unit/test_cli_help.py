@@ -107,3 +107,15 @@ def test_setup_parts_still_reach_cmd_setup(argv: list[str], part: str) -> None:
 def test_pam_has_no_force() -> None:
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         extend(build_parser()).parse_args(["setup", "pam", "--enable", "--force"])
+
+
+def test_jit1_explains_the_same_formats_as_the_help() -> None:
+    """jit(1)'s VALUES section says what --help says, word for word (one text)."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "packaging/debian/man/jit.1").read_text(
+        encoding="utf-8")
+    values = page.split(".SH VALUES", 1)[1].split("\n.SH ", 1)[0].replace("\\-", "-")
+    text = " ".join(line for line in values.splitlines() if not line.startswith("."))
+    for meaning in helptext.FORMATS.values():
+        assert meaning in text
