@@ -119,3 +119,18 @@ def test_jit1_explains_the_same_formats_as_the_help() -> None:
     text = " ".join(line for line in values.splitlines() if not line.startswith("."))
     for meaning in helptext.FORMATS.values():
         assert meaning in text
+
+
+def test_jit_hostd_help_explains_every_option_jit_hostd8_names() -> None:
+    """jit-hostd --help: a help line per option, and the options are jit-hostd(8)'s."""
+    import re
+    from pathlib import Path
+
+    from hostd.server import daemon
+
+    actions = daemon.build_parser()._actions
+    assert [a.option_strings for a in actions if not (a.help or "").strip()] == []
+    page = (Path(__file__).resolve().parents[2] / "packaging/debian/man/jit-hostd.8"
+            ).read_text(encoding="utf-8").replace("\\-", "-")
+    options = {o for a in actions for o in a.option_strings} - {"-h", "--help"}
+    assert options == set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", page))
