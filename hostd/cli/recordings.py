@@ -258,8 +258,8 @@ def replay_json(rid: str, header: dict, events: Iterable[tuple[float, str, str]]
     ([seconds, code, text] as asciicast v2 has them, output filtered as `jit replay`
     shows it), "end" (the status the recording ends with, null when it has none), and
     "ok", "code", "message"}. It is written event by event, so a recording of any size
-    takes no more memory than one line; a malformed line or Ctrl-C still closes the
-    object, with "ok": false and what stopped it."""
+    takes no more memory than one line; a malformed line still closes the object, with
+    "ok": false and what stopped it (Ctrl-C stops it: main() exits 130)."""
     out.write(f'{{"id": {json.dumps(rid)}, "header": {json.dumps(header, sort_keys=True)}, '
               '"events": [')
     end, answer, code = None, {"ok": True, "code": "ok", "message": "replayed"}, EXIT_OK
@@ -268,8 +268,6 @@ def replay_json(rid: str, header: dict, events: Iterable[tuple[float, str, str]]
             out.write((", " if i else "") + json.dumps(list(event)))
             if event[1] == "m" and event[2].startswith(castfile.END_PREFIX):
                 end = event[2][len(castfile.END_PREFIX) + 65:]
-    except KeyboardInterrupt:
-        answer, code = {"ok": False, "code": "interrupted", "message": "interrupted"}, 130
     except castfile.CastError as exc:
         answer = {"ok": False, "code": "malformed", "message": f"stopped: {escape(exc)}"}
         code = EXIT_REFUSED
