@@ -189,18 +189,20 @@ class Terminal:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the screen:\n{self.screen()}") from None
 
-    def run(self, cmd: str) -> tuple[int, str]:
-        """Type `cmd` at her prompt, her password whenever sudo asks for it; the status
-        and what the command printed (up to her next prompt)."""
+    def run(self, cmd: str, ask: str = "password for alice:",
+            answer: str = PASSWORD) -> tuple[int, str]:
+        """Type `cmd` at her prompt, and `answer` whenever the screen ends with `ask`
+        (her password when sudo asks for it); the status and what the command printed
+        (up to her next prompt)."""
         start = len(PROMPT.findall(self.screen()))
         self.type(cmd)
         typed = 0
 
         def done(screen: str):
             nonlocal typed
-            asked = screen.count("password for alice:")
-            if asked > typed and screen.rstrip().endswith("password for alice:"):
-                self.type(PASSWORD)
+            asked = screen.count(ask)
+            if asked > typed and screen.rstrip().endswith(ask):
+                self.type(answer)
                 typed = asked
             prompts = list(PROMPT.finditer(screen))
             return prompts[start:] and (screen, prompts)
@@ -393,9 +395,10 @@ def test_session_recordings(walk, terminal) -> None:
     assert box.run(["test", "-s", f"/tmp/x/{rid}.timing"], check=False).returncode == 0
 
 
-def test_logins_by_grant(walk) -> None:
+def test_logins_by_grant(walk, terminal) -> None:
     host, _ = walk
     box = host.box
+    box.run(["chpasswd"], input=f"carol:{PASSWORD}\n")  # the admin's part
     title = "Logins by grant (PAM)"
     add_policy(box, title)
     refused = " ".join(re.search(r"refused: `(jit: logging in to HOST [^`]*)`",
@@ -406,12 +409,32 @@ def test_logins_by_grant(walk) -> None:
         return box.run(["pamtester", "-v", "login", user, "acct_mgmt"], check=False,
                        timeout=60)
 
+    def su_carol() -> tuple[int, str]:
+        """carol logging in with su on alice's terminal: what she would see."""
+        return terminal.run("su - carol -c 'echo logged-in'", ask="Password:")
+
     r = login("carol")
     assert r.returncode != 0 and re.search(pattern, r.stdout + r.stderr), r.stdout + r.stderr
+    status, shown = su_carol()
+    assert status != 0 and re.search(pattern, " ".join(shown.split())), shown
+    assert "logged-in" not in shown
     assert login("alice").returncode == 0  # not named: not gated
     console = grant(box, "carol", "console")
     assert login("carol").returncode == 0
-    assert run(box, None, "jit grants --sessions --all").returncode == 0
+    status, shown = su_carol()
+    assert status == 0 and "logged-in" in shown, shown
+    # an interactive login shows her grants and the time each has left
+    terminal.type("su - carol")
+    terminal.wait_for(lambda s: s.rstrip().endswith("Password:") or None, "su's prompt")
+    terminal.type(PASSWORD)
+    terminal.wait_for(lambda s: re.search(r"carol@\S+:~\$\s*\Z", s), "carol's shell")
+    sessions = re.search(r"`(jit grants --sessions)` lists them", section(title)).group(1)
+    terminal.type(sessions)  # in carol's login, her open session is listed
+    listed = terminal.wait_for(lambda s: re.search(
+        r"jit grants --sessions\n(SESSION .*\n.*)\n.*carol@\S+:~\$\s*\Z", s), sessions)
+    assert re.search(r"\bsu\b.*\S{12}", listed.group(1)), listed.group(1)  # service, grant
+    status, shown = terminal.run("exit")
+    assert re.search(r"console \(docker\): \d+m \d\ds left", shown), shown
     run(box, None, f"jit revoke {console}")
     off, on = re.findall(r"`(jit setup pam --(?:disable|enable))`", section(title))
     assert run(box, None, off).returncode == 0
