@@ -134,3 +134,11 @@ def test_jit_hostd_help_explains_every_option_jit_hostd8_names() -> None:
             ).read_text(encoding="utf-8").replace("\\-", "-")
     options = {o for a in actions for o in a.option_strings} - {"-h", "--help"}
     assert options == set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", page))
+
+
+def test_every_command_takes_json() -> None:
+    """README and jit(1): every command takes --json (one object; usage errors too)."""
+    leaves = [name for name, p in PARSERS.items()
+              if not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
+    assert len(leaves) >= 18
+    assert [n for n in leaves if "--json" not in PARSERS[n]._option_string_actions] == []
