@@ -1,6 +1,6 @@
 """Commands and options added to `jit`'s parser outside build_parser (issue 20): `jit
-reload`, `jit requests --cancel`, `jit --version`. main() calls `extend` once, so the
-parser's own layout (hostd/cli/main.py) stays one place to read.
+reload`, `jit requests --cancel`, `jit --version`, the help's epilogs. main() calls
+`extend` once, so the parser's own layout (hostd/cli/main.py) stays one place to read.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
 
 def extend(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the commands and options of hostd/cli/reload.py and requests.py."""
+    from hostd.cli import helptext
     from hostd.cli import reload as cli_reload
     from hostd.cli import requests as cli_requests
 
@@ -28,4 +29,5 @@ def extend(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     requests.add_argument("--cancel", metavar="ID",
                           help="withdraw your own pending request ID")
     requests.set_defaults(func=cli_requests.wrap(requests.get_default("func")))
+    helptext.add_epilogs(parser)  # last: DURATION, TIME, SEL explained where used
     return parser

@@ -17,6 +17,7 @@ from hostd.cli import config_checks
 from hostd.cli import files as cli_files
 from hostd.cli import mask as cli_mask
 from hostd.cli import recordings as cli_recordings
+from hostd.cli import setup as cli_setup
 from hostd.cli.argv import parse
 from hostd.cli.common import UsageError, call, out
 from hostd.cli.extend import extend
@@ -302,44 +303,6 @@ def cmd_deny(args: argparse.Namespace) -> int:
     return out(args, answer, f"request {args.request_id} denied")
 
 
-def cmd_setup(args: argparse.Namespace) -> int:
-    """Switch sudo's policy to jit_sudo.so and back; never done by installing."""
-    from hostd.cli import setup_sudo as sudoconf
-
-    if args.part == "pam":  # pam-auth-update's jitaccess profile (hostd/cli/setup_pam.py)
-        from hostd.cli import setup_pam as pamconf
-
-        return pamconf.setup(args, out, client_paths().root)
-    if os.geteuid() != 0:
-        raise JitError("permission_denied", "jit setup changes /etc/sudo.conf: run it as root")
-    conf = client_paths().sudo_conf
-    if args.disable:
-        changed = sudoconf.disable(conf)
-        return out(args, {"ok": True, "code": "ok", "message": "disabled", "changed": changed},
-                    f"sudo's policy is sudoers again ({conf})" if changed
-                    else f"jit_sudo.so was not enabled in {conf}")
-    grants = call("grant.list", all=True)["grants"]  # hostd must answer
-    cfg = config_mod.load(client_paths())
-    ways = sudoconf.ways_to_root(cfg, grants)
-    lose = sudoconf.uncovered(cfg, sudoconf.sudoers_admins())
-    problems = []
-    if not ways:
-        problems.append("no [[standing]] rule or active grant lets anyone run commands as "
-                        "root through jit: nobody could administer this host with sudo")
-    if lose:
-        problems.append("these users can run anything with sudo today and no [[standing]] "
-                        "rule covers them: " + ", ".join(escape(u) for u in lose))
-    if problems and not args.force:
-        raise JitError("denied", "refusing to enable jit_sudo.so: " + "; ".join(problems)
-                       + " (--force overrides)")
-    changed = sudoconf.enable(conf)
-    return out(args, {"ok": True, "code": "ok", "message": "enabled", "changed": changed,
-                       "ways_to_root": ways, "losing_sudo": lose},
-                f"sudo's policy is now jit_sudo.so ({conf}; backup "
-                f"{sudoconf.backup_path(conf).name}); `jit setup sudo --disable` restores it"
-                if changed else f"jit_sudo.so was already enabled in {conf}")
-
-
 def cmd_audit(args: argparse.Namespace) -> int:
     from hostd.audit import (
         journal as audit,  # hostd/audit/journal.py: reading, filters, --held-at, formats
@@ -375,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _issuing_commands(command, sub)
     _grant_commands(command)
     _request_commands(command)
-    _host_commands(command)
+    _host_commands(command, sub)
     cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
     cli_mask.add_arguments(sub, command)  # mask test
     return p
@@ -384,30 +347,43 @@ def build_parser() -> argparse.ArgumentParser:
 def _issuing_commands(command: Command, sub) -> None:
     """Offline: keys, signing and checking grants."""
     c = command("keygen", cmd_keygen, "make an Ed25519 issuer key")
-    c.add_argument("--out", required=True, metavar="PATH")
+    c.add_argument("--out", required=True, metavar="PATH",
+                   help="the private key to write (0600, must not exist yet); the public "
+                        "key goes to PATH.pub")
 
-    c = command("issue", cmd_issue, "sign a grant with an issuer key")
-    c.add_argument("--key", required=True, metavar="PATH")
-    c.add_argument("--issuer", required=True)
-    c.add_argument("--user", required=True)
-    c.add_argument("--role", required=True)
-    c.add_argument("--hosts", metavar="SEL,...")
+    c = command("issue", cmd_issue, "sign a grant with an issuer key (prints the token)")
+    c.add_argument("--key", required=True, metavar="PATH",
+                   help="the issuer's private key (from jit keygen, or PEM)")
+    c.add_argument("--issuer", required=True, metavar="NAME",
+                   help="the issuer's name, as hosts trust it (issuers.d `name`)")
+    c.add_argument("--user", required=True, metavar="USER",
+                   help="who may use the grant (a login name on the host)")
+    c.add_argument("--role", required=True, metavar="ROLE",
+                   help="a role of the hosts' jit.toml")
+    c.add_argument("--hosts", metavar="SEL,...",
+                   help="where the grant is valid (default: every host that trusts the "
+                        "issuer)")
     length = c.add_mutually_exclusive_group()
-    length.add_argument("--for", dest="for_", metavar="DURATION")
-    length.add_argument("--until", metavar="TIME")
-    c.add_argument("--not-before", metavar="TIME")
-    c.add_argument("--reason")
-    c.add_argument("--ticket")
+    length.add_argument("--for", dest="for_", metavar="DURATION",
+                        help="how long the grant lasts from its start (default 1h)")
+    length.add_argument("--until", metavar="TIME", help="when the grant ends, instead of --for")
+    c.add_argument("--not-before", metavar="TIME", help="when the grant starts (default now)")
+    c.add_argument("--reason", metavar="TEXT", help="why; shown on the host and logged")
+    c.add_argument("--ticket", metavar="ID", help="a ticket reference, logged with the grant")
 
-    grant = sub.add_parser("grant", help="offline grant tools").add_subparsers(
+    grant = sub.add_parser("grant", help="offline grant tools",
+                           description="offline grant tools").add_subparsers(
         dest="grant_command", required=True, metavar="COMMAND")
     c = command("verify", cmd_grant_verify, "check a grant against this host's config", grant)
-    c.add_argument("token", metavar="TOKEN|-")
+    c.add_argument("token", metavar="TOKEN|-", help=GRANT_ARG)
+
+
+GRANT_ARG = "the grant token (from jit issue), or - to read it from standard input"
 
 
 def _grant_commands(command: Command) -> None:
     c = command("activate", cmd_activate, "activate a grant through hostd")
-    c.add_argument("token", metavar="TOKEN|-")
+    c.add_argument("token", metavar="TOKEN|-", help=GRANT_ARG)
 
     c = command("grants", cmd_grants, "list active grants")
     c.add_argument("--all", action="store_true", help="every user's (root only)")
@@ -415,49 +391,55 @@ def _grant_commands(command: Command) -> None:
                    help="login sessions registered by pam_jit, with the grants they hold")
 
     c = command("revoke", cmd_revoke, "end a grant now")
-    c.add_argument("grant_id", metavar="GRANT_ID")
-    c.add_argument("--reason")
+    c.add_argument("grant_id", metavar="GRANT_ID", help="a grant id, as jit grants shows it")
+    c.add_argument("--reason", metavar="TEXT", help="why; logged with the revocation")
 
 
 def _request_commands(command: Command) -> None:
     c = command("request", cmd_request, "ask approvers for a role")
-    c.add_argument("role", metavar="ROLE")
-    c.add_argument("--for", dest="for_", required=True, metavar="DURATION")
-    c.add_argument("--reason", required=True)
-    c.add_argument("--ticket")
-    c.add_argument("--wait", action="store_true", help="block until decided")
+    c.add_argument("role", metavar="ROLE", help="a role of this host's jit.toml")
+    c.add_argument("--for", dest="for_", required=True, metavar="DURATION",
+                   help="how long you need it (capped at the role's max_ttl)")
+    c.add_argument("--reason", required=True, metavar="TEXT",
+                   help="why; shown to the approvers and logged")
+    c.add_argument("--ticket", metavar="ID", help="a ticket reference, logged")
+    c.add_argument("--wait", action="store_true",
+                   help="block until decided (Ctrl-C stops waiting; the request stays)")
 
     command("requests", cmd_requests, "requests you made or may decide")
 
     c = command("approve", cmd_approve, "approve a request")
-    c.add_argument("request_id", metavar="ID")
-    c.add_argument("--comment")
+    c.add_argument("request_id", metavar="ID", help="a request id, as jit requests shows it")
+    c.add_argument("--comment", metavar="TEXT", help="logged with the approval")
 
     c = command("deny", cmd_deny, "deny a request")
-    c.add_argument("request_id", metavar="ID")
-    c.add_argument("--reason", required=True)
+    c.add_argument("request_id", metavar="ID", help="a request id, as jit requests shows it")
+    c.add_argument("--reason", required=True, metavar="TEXT",
+                   help="why; told to the requester and logged")
 
 
-def _host_commands(command: Command) -> None:
+def _host_commands(command: Command, sub) -> None:
     command("check-config", cmd_check_config, "check /etc/jit without a daemon")
-
-    c = command("setup", cmd_setup, "switch the sudo plugin or pam_jit on or off (root)")
-    c.add_argument("part", choices=("sudo", "pam"))
-    switch = c.add_mutually_exclusive_group(required=True)
-    switch.add_argument("--enable", action="store_true")
-    switch.add_argument("--disable", action="store_true")
-    c.add_argument("--force", action="store_true", help="enable despite the lockout guard")
+    cli_setup.add_arguments(command, sub)  # hostd/cli/setup.py
 
     c = command("audit", cmd_audit, "read jitaccess events back from the journal (root, adm, "
                 "systemd-journal)")
-    c.add_argument("--since", metavar="TIME", help="RFC 3339, @EPOCH, -DURATION (ago)")
-    c.add_argument("--until", metavar="TIME")
-    c.add_argument("--user", action="append", metavar="USER[,USER]")
-    c.add_argument("--role", action="append", metavar="ROLE[,ROLE]")
-    c.add_argument("--grant", action="append", metavar="GRANT_ID[,GRANT_ID]")
-    c.add_argument("--event", action="append", metavar="TYPE[,TYPE]")
-    c.add_argument("--held-at", metavar="TIME", help="who held which role at TIME")
-    c.add_argument("--format", choices=("text", "json", "ocsf", "ecs"), default="text")
+    c.add_argument("--since", metavar="TIME", help="events from TIME on (default: all)")
+    c.add_argument("--until", metavar="TIME", help="events up to TIME (default: now)")
+    c.add_argument("--user", action="append", metavar="USER[,USER]",
+                   help="only events about these users (repeatable)")
+    c.add_argument("--role", action="append", metavar="ROLE[,ROLE]",
+                   help="only events about these roles (repeatable)")
+    c.add_argument("--grant", action="append", metavar="GRANT_ID[,GRANT_ID]",
+                   help="only events of these grants (repeatable)")
+    c.add_argument("--event", action="append", metavar="TYPE[,TYPE]",
+                   help="only these event types, e.g. grant_activated,sudo_denied "
+                        "(repeatable; journalctl --list-catalog names them)")
+    c.add_argument("--held-at", metavar="TIME",
+                   help="who held which role at TIME (or live: right now)")
+    c.add_argument("--format", choices=("text", "json", "ocsf", "ecs"), default="text",
+                   help="text: a table; json: one journal-shaped object per line (as "
+                        "--json); ocsf: OCSF 1.8.0 events; ecs: ECS 9.4.0 documents")
     c.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     c.add_argument("--journal-dir", help=argparse.SUPPRESS)  # tests and benchmarks/audit.py
     c.add_argument("--journal-file", action="append", help=argparse.SUPPRESS)

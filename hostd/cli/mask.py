@@ -21,11 +21,13 @@ MAX_INPUT = 64 * 1024 * 1024
 
 def add_arguments(sub: argparse._SubParsersAction, command) -> None:
     """Wire `jit mask test` into jit's parser (`command` is cli.build_parser's)."""
-    mask = sub.add_parser("mask", help="try the masking rules").add_subparsers(
+    mask = sub.add_parser("mask", help="try the masking rules",
+                          description="try the masking rules").add_subparsers(
         dest="mask_command", required=True, metavar="COMMAND")
     c = command("test", cmd_mask_test, "mask standard input or FILE with this host's rules; "
                 "exit 1 when something was masked, 0 when nothing, 2 on a bad rule", mask)
-    c.add_argument("file", nargs="?", metavar="FILE")
+    c.add_argument("file", nargs="?", metavar="FILE",
+                   help="the text to mask (default: standard input)")
     c.add_argument("--explain", action="store_true",
                    help="also say which rule matched where (on standard error)")
     c.add_argument("--rule", action="append", default=[], metavar="NAME=REGEX",

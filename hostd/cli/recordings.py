@@ -36,28 +36,33 @@ TERMINAL_RESET = ("\x18\x1b\\"       # cancel a sequence in progress, end a stri
                   "\x1b[?1049l\x1b[?25h\r\n")  # main screen, cursor shown, new line
 
 
+DIR_HELP = "the directory of recordings (default /var/log/jit/sessions)"
+ID_HELP = "a recording id (16 hex digits), as jit sessions shows it"
+
+
 def add_arguments(sub: argparse._SubParsersAction, command) -> None:
     """Wire the three commands into jit's parser (`command` is cli.build_parser's)."""
     c = command("sessions", cmd_sessions, "list session recordings (root, adm)")
     c.add_argument("--dir", type=Path, metavar="DIR",
-                   help="a directory of recordings (default /var/log/jit/sessions)")
+                   help=DIR_HELP)
 
-    c = command("replay", cmd_replay, "play a session recording back (root, adm)")
-    c.add_argument("recording_id", metavar="ID")
+    c = command("replay", cmd_replay, "play a session recording back (root, adm); with "
+                "--json, the whole recording as one JSON object")
+    c.add_argument("recording_id", metavar="ID", help=ID_HELP)
     c.add_argument("--speed", type=float, default=1.0, metavar="X",
                    help="play X times faster (default 1)")
     c.add_argument("--idle-limit", type=float, metavar="S",
                    help="shorten every pause to at most S seconds")
     c.add_argument("--export-script", type=Path, metavar="DIR",
                    help="write ID.log and ID.timing for scriptreplay instead")
-    c.add_argument("--dir", type=Path, metavar="DIR")
+    c.add_argument("--dir", type=Path, metavar="DIR", help=DIR_HELP)
 
     c = command("verify-recording", cmd_verify_recording,
                 "check a recording's hash chain and the digest hostd logged")
-    c.add_argument("recording_id", metavar="ID")
+    c.add_argument("recording_id", metavar="ID", help=ID_HELP)
     c.add_argument("--digest", metavar="HEX",
                    help="expected digest (default: the one in the journal)")
-    c.add_argument("--dir", type=Path, metavar="DIR")
+    c.add_argument("--dir", type=Path, metavar="DIR", help=DIR_HELP)
 
 
 # helpers ------------------------------------------------------------------------------------
@@ -217,6 +222,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                            "log": str(log), "timing": str(timing)},
                     f"{escape(log)}\n{escape(timing)}\n"
                     f"play it with: scriptreplay -t {escape(timing)} {escape(log)}")
+    if args.json:
+        return replay_json(args.recording_id, header, events, sys.stdout)
     meta = header["jit"]
     tty = sys.stdout.isatty()
     print(f"jit: replaying {args.recording_id}: {shown(meta.get('user') or '?', 32)} as "
@@ -241,6 +248,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
             out.write(TERMINAL_RESET.encode())
         out.flush()
     print(f"jit: end of replay of {args.recording_id} ({end})", file=sys.stderr)
+    return code
+
+
+def replay_json(rid: str, header: dict, events: Iterable[tuple[float, str, str]],
+                out) -> int:
+    """`jit replay ID --json`: the recording as one JSON object, at once (no pacing;
+    --speed and --idle-limit do not apply): {"id", "header" (as in the file), "events"
+    ([seconds, code, text] as asciicast v2 has them, output filtered as `jit replay`
+    shows it), "end" (the status the recording ends with, null when it has none), and
+    "ok", "code", "message"}. It is written event by event, so a recording of any size
+    takes no more memory than one line; a malformed line still closes the object, with
+    "ok": false and what stopped it (Ctrl-C stops it: main() exits 130)."""
+    out.write(f'{{"id": {json.dumps(rid)}, "header": {json.dumps(header, sort_keys=True)}, '
+              '"events": [')
+    end, answer, code = None, {"ok": True, "code": "ok", "message": "replayed"}, EXIT_OK
+    try:
+        for i, event in enumerate(_safe(events)):
+            out.write((", " if i else "") + json.dumps(list(event)))
+            if event[1] == "m" and event[2].startswith(castfile.END_PREFIX):
+                end = event[2][len(castfile.END_PREFIX) + 65:]
+    except castfile.CastError as exc:
+        answer = {"ok": False, "code": "malformed", "message": f"stopped: {escape(exc)}"}
+        code = EXIT_REFUSED
+    tail = json.dumps({"end": end, **answer}, sort_keys=True)
+    out.write(f"], {tail[1:]}\n")
+    out.flush()
     return code
 
 

@@ -46,10 +46,11 @@ def _ask_expire(paths: Paths, grant_id: str) -> int:
     return 0 if answer.get("ok") else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """jit-hostd's options (jit-hostd(8) names the same ones: tests/unit/test_cli_help.py)."""
     parser = argparse.ArgumentParser(prog="jit-hostd", description="jitaccess host daemon")
-    parser.add_argument("--root", help="sandbox root (tests and demos only; only then are "
-                        "the test knobs in DIR/etc/jit/test-knobs.json read)")
+    parser.add_argument("--root", metavar="DIR", help="sandbox root (tests and demos only; "
+                        "only then are the test knobs in DIR/etc/jit/test-knobs.json read)")
     parser.add_argument("--foreground", action="store_true", help="stay in the foreground")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--reconcile", action="store_true", help="expire what is due, then exit")
@@ -58,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--ensure-host-key", action="store_true", help="create the host key")
     mode.add_argument("--setgid-walk", action="store_true",  # residue: setgid_walks.py
                       help="clear setgid bits ended group grants left (jit-setgid-walk.service)")
-    parser.add_argument("--reason", default="revoked by administrator")
-    args = parser.parse_args(argv)
+    parser.add_argument("--reason", metavar="TEXT", default="revoked by administrator",
+                        help="with --revoke-all: why, logged with each revocation")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="jit-hostd: %(message)s")
     os.umask(0o022)
     if os.geteuid() != 0 and not args.expire:

@@ -296,3 +296,41 @@ def test_a_fifo_or_a_symlink_named_like_a_recording_is_not_opened(tmp_path, caps
     code, out, _ = run(capsys, "verify-recording", A, "--dir", str(tmp_path), "--digest",
                        "0" * 64, "--json")
     assert code == 1 and json.loads(out)["message"].startswith("not a regular file")
+
+
+# jit replay --json ---------------------------------------------------------------------------
+
+def test_replay_json_is_the_recording_as_one_object_without_pacing(root, capsys, monkeypatch):
+    monkeypatch.setattr(cli_recordings.time, "sleep", lambda s: pytest.fail("paced"))
+    make(sessions_dir(root), A, outputs=["$ ", "ok\x1b]52;c;cm0gLXJmIH4K\x07\r\n"])
+    code, out, err = run(capsys, "replay", A, "--json")
+    answer = json.loads(out)
+    assert (code, err) == (0, "")
+    assert (answer["ok"], answer["code"], answer["id"], answer["end"]) == (True, "ok", A,
+                                                                          "exit 0")
+    assert answer["header"]["jit"]["user"] == "alice" and answer["header"]["width"] == 80
+    shown = "".join(text for _, kind, text in answer["events"] if kind == "o")
+    assert shown == "$ ok\r\n"  # the clipboard write is left out, as `jit replay` does
+    assert [t for t, kind, _ in answer["events"] if kind == "o"] == [0.0, 0.5]
+
+
+def test_replay_json_of_a_recording_without_an_end(root, capsys):
+    make(sessions_dir(root), A, close=False)
+    code, out, _ = run(capsys, "replay", A, "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["end"] is None
+    assert "".join(e[2] for e in answer["events"] if e[1] == "o") == "".join(OUT)
+
+
+def test_replay_json_stopped_by_a_malformed_line_is_still_one_object(root, capsys):
+    make(sessions_dir(root), A)
+    path = sessions_dir(root) / f"{A}.cast"
+    lines = path.read_bytes().split(b"\n")
+    i = next(i for i, raw in enumerate(lines) if b"uid=0(root)" in raw)
+    lines[i] = b"[1.0, broken"
+    path.write_bytes(b"\n".join(lines))
+    code, out, _ = run(capsys, "replay", A, "--json")
+    answer = json.loads(out)
+    assert (code, answer["ok"], answer["code"]) == (1, False, "malformed")
+    assert answer["message"].startswith("stopped: ") and answer["end"] is None
+    assert "".join(e[2] for e in answer["events"] if e[1] == "o") == "$ id\r\n"

@@ -73,6 +73,8 @@ def test_the_scripts_lists_are_the_parsers() -> None:
     (("jit", "requests", "--c"), ["--cancel"]),
     (("jit", "setup", ""), ["sudo", "pam"]),
     (("jit", "setup", "sudo", "--e"), ["--enable"]),
+    (("jit", "setup", "sudo", "--f"), ["--force"]),
+    (("jit", "setup", "pam", "--f"), []),
     (("jit", "grant", ""), ["verify"]),
     (("jit", "--json", "grants", "--s"), ["--sessions"]),
 ])

@@ -307,3 +307,15 @@ def test_the_walk_unit_clears_what_every_ended_grant_owes_and_leaves_none_owed(w
     cleared = setgid_walks.walk_owed(tmp_path / "state.db", w.core.events,
                                      tmp_path / "proc", w.accounts.is_member)
     assert cleared == 1 and mode(sg) == 0o755 and w.store.setgid_walks() == []
+
+
+def test_hostd_start_names_the_exposed_places_from_pid_1s_mount_table(w, tmp_path):
+    """setgid_walks.warn_exposed, as build_server calls it at every start (a local name
+    once hid the mounts module there: hostd could not start on a real host)."""
+    assert setgid_walks.warn_exposed(w.core.events, tmp_path / "proc") == []
+    (tmp_path / "proc/1").mkdir(parents=True)
+    (tmp_path / "proc/1/mountinfo").write_text(MOUNTINFO)
+    found = setgid_walks.warn_exposed(w.core.events, tmp_path / "proc")
+    assert ("/home", "/home") in found
+    (ev,) = w.events("privilege_residue")
+    assert ev["JIT_DECISION"] == "exposed" and "/home" in ev["JIT_PATH"]
