@@ -47,8 +47,10 @@ PACKAGES: tuple[str, ...] = (
     # debootstrap does not resolve virtual packages: python3-cryptography depends on
     # python3-cffi-backend-api-min/-max, which only python3-cffi-backend provides.
     "python3-cffi-backend",
-    # Recommended by jitaccess: Debian 12's python3-pampy imports six without depending on it.
-    "python3-six",
+    # Recommended by jitaccess: Debian 12's python3-pampy imports six without depending on it;
+    # libhyperscan5, the masker's literal pre-filter (apt would fetch it, and the box has no
+    # network).
+    "python3-six", "libhyperscan5",
     # Sessions, recordings and shipping: tmux drives full-screen programs, rsyslog and
     # systemd-journal-remote carry events to a SIEM sink.
     "tmux", "rsyslog", "systemd-journal-remote",
