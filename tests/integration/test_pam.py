@@ -1,4 +1,4 @@
-"""pam_jit.py run by libpam through pam_wrapper (a private service directory, no
+"""pam_jit.so run by libpam through pam_wrapper (a private service directory, no
 /etc/pam.d) against a real hostd in a sandbox root: the module as login would load it,
 with only its socket and gate file named by module arguments."""
 
@@ -17,7 +17,7 @@ from sandbox import POLICY, PYTHON, REPO, Sandbox
 from hostd.state.store import Store
 
 WRAPPER = "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so"
-PAM_PYTHON = "/lib/security/pam_python.so"
+MODULE = REPO / "pam" / "pam_jit.so"
 PERMIT = "/lib/x86_64-linux-gnu/security/pam_permit.so"
 RUNNER = Path(__file__).resolve().parent / "pam_runner.py"
 SUCCESS, PERM_DENIED, AUTHINFO_UNAVAIL = 0, 6, 9
@@ -41,7 +41,7 @@ class Pam:
         self.box = box
         self.dir = box.root / "pam.d"
         self.dir.mkdir()
-        module = (f"{PAM_PYTHON} {REPO}/pam/pam_jit.py socket={box.socket_path} "
+        module = (f"{MODULE} socket={box.socket_path} "
                   f"gate={box.root}/var/lib/jit/login-gate.json")
         (self.dir / "login").write_text(f"account required {module}\n"
                                         f"session required {module}\n")
@@ -58,6 +58,14 @@ class Pam:
                            timeout=60, check=False)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built() -> None:
+    """pam_jit.so built from this tree (pam/Makefile, Debian's hardening flags)."""
+    r = subprocess.run(["make", "-C", str(REPO / "pam"), "pam_jit.so"], capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def _box(policy: str) -> Sandbox:
