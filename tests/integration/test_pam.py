@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from sandbox import POLICY, PYTHON, REPO, Sandbox
+from sandbox import POLICY, PYTHON, REPO, USERS, Sandbox
 
+from hostd.client import Client
+from hostd.protocol import request
 from hostd.state.store import Store
 
 WRAPPER = "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so"
+NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
 MODULE = REPO / "pam" / "pam_jit.so"
 PERMIT = "/lib/x86_64-linux-gnu/security/pam_permit.so"
 RUNNER = Path(__file__).resolve().parent / "pam_runner.py"
@@ -37,8 +40,8 @@ require_grant = ["alice", "%developers"]
 class Pam:
     """A private PAM service directory whose stacks run pam_jit against the sandbox."""
 
-    def __init__(self, box: Sandbox) -> None:
-        self.box = box
+    def __init__(self, box: Sandbox, nss: bool = False) -> None:
+        self.box, self.nss = box, nss
         self.dir = box.root / "pam.d"
         self.dir.mkdir()
         module = (f"{MODULE} socket={box.socket_path} "
@@ -53,6 +56,10 @@ class Pam:
         env = {"LD_PRELOAD": WRAPPER, "PAM_WRAPPER": "1",
                "PAM_WRAPPER_SERVICE_DIR": str(self.dir), "PATH": "/usr/bin:/bin",
                "LANG": "C.UTF-8"}
+        if self.nss:  # the module resolves users and groups from the sandbox's files too
+            env.update(LD_PRELOAD=f"{WRAPPER}:{NSS_WRAPPER}",
+                       NSS_WRAPPER_PASSWD=str(self.box.root / "etc/passwd"),
+                       NSS_WRAPPER_GROUP=str(self.box.root / "etc/group"))
         job = json.dumps({"user": user, "service": service, "steps": steps})
         r = subprocess.run([PYTHON, str(RUNNER), job], env=env, capture_output=True, text=True,
                            timeout=60, check=False)
@@ -227,6 +234,30 @@ def test_hostd_writes_the_gate_file_root_only_and_on_reload(box):
     assert box.wait_for(lambda: json.loads(gate.read_text())["when_unreachable"] == "deny",
                         timeout=10)
     assert json.loads(gate.read_text())["require_grant"] == []
+
+
+def test_pam_jit_and_hostd_agree_on_who_is_gated():
+    """Who is gated, as hostd decides (hostd/policy/logins.py, asked through pam.account)
+    and as pam_jit decides from the gate file hostd wrote (hostd stopped), both reading
+    the sandbox's users and groups (the module through nss_wrapper): named users, listed
+    group members, members by primary group, never root."""
+    policy = LOGIN_POLICY.replace('require_grant = ["alice", "%developers"]',
+                                  'require_grant = ["%developers", "%bob", "%nosuch", "x"]')
+    box = _box(policy)
+    try:
+        hostd_view = {}
+        for user in USERS:
+            answer = Client(box.socket_path).call(request("pam.account", user=user))
+            assert answer.get("code") in ("ok", "no_grant"), answer
+            hostd_view[user] = answer.get("gated", answer["code"] == "no_grant")
+        box.stop()
+        pam = Pam(box, nss=True)
+        module_view = {user: pam.run(user, ("account", AUTHINFO_UNAVAIL))["ok"]
+                       for user in USERS}
+        assert module_view == hostd_view
+        assert {u for u, gated in hostd_view.items() if gated} == {"alice", "bob", "carol"}
+    finally:
+        box.cleanup()
 
 
 def test_the_pam_ops_are_root_only(box):
