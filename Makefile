@@ -6,7 +6,8 @@ RUFF ?= /var/cache/jitaccess-tools/venv/bin/ruff
 SHELLCHECK ?= shellcheck
 # Every shell script in the tree (grep -rl '^#!.*sh' --exclude-dir=.git .).
 SHELL_SCRIPTS = scripts/*.sh packaging/build-deb.sh .ci/run \
-	packaging/debian/jitaccess.postinst packaging/debian/jitaccess.prerm \
+	packaging/debian/jitaccess.preinst packaging/debian/jitaccess.postinst \
+	packaging/debian/jitaccess.prerm \
 	packaging/debian/jitaccess.postrm \
 	benchmarks/pam_overhead.sh benchmarks/recorder.sh
 

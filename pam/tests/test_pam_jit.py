@@ -44,10 +44,10 @@ NO_GRANT = {"ok": False, "code": "no_grant",
                        "ask with: jit request console"}
 GATE = {"v": 1, "require_grant": ["alice", "%developers"], "when_unreachable": "allow"}
 ACCOUNTS = ("root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1001::/:/bin/sh\n"
-          "bob:x:1002:1002::/:/bin/sh\ncarol:x:1003:1003::/:/bin/sh\n"
-          "dave:x:1004:2000::/:/bin/sh\n")
+            "bob:x:1002:1002::/:/bin/sh\ncarol:x:1003:1003::/:/bin/sh\n"
+            "dave:x:1004:2000::/:/bin/sh\n")
 GROUPS = ("root:x:0:\nalice:x:1001:\nbob:x:1002:\ncarol:x:1003:\n"
-         "developers:x:2000:carol\n")
+          "developers:x:2000:carol\n")
 
 
 def line(answer: dict) -> bytes:
