@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -45,6 +46,7 @@
 #define TIMEOUT_MS 3000 /* the whole request: a wedged hostd must not hang a login */
 #define GATE_MAX 65536
 #define INERT_SERVICE "jit-sudo"
+#define TERMINAL_SOCKET "terminal.sock" /* next to hostd.sock: hostd/server/ttys.py */
 #define EXPORT __attribute__((visibility("default")))
 
 /* The outcomes, and the one table that makes them PAM return values. */
@@ -147,10 +149,11 @@ static struct json_object *new_request(pam_handle_t *pamh, const char *op, const
     return req;
 }
 
-/* One request, one answer, within TIMEOUT_MS in all; NULL (logged) when hostd did not
- * answer usably: unreachable, timed out, or a malformed answer. */
-static struct json_object *ask(pam_handle_t *pamh, const struct opts *o, const char *op,
-                               const char *user)
+/* One request to the socket at PATH (with descriptor PASS_FD unless -1), one answer,
+ * within TIMEOUT_MS in all; NULL (logged) when hostd did not answer usably:
+ * unreachable, timed out, or a malformed answer. */
+static struct json_object *ask_at(pam_handle_t *pamh, const char *path, const char *op,
+                                  const char *user, int pass_fd)
 {
     struct jit_conn *c = malloc(sizeof(*c));
     struct json_object *req = new_request(pamh, op, user), *ans = NULL;
@@ -160,8 +163,8 @@ static struct json_object *ask(pam_handle_t *pamh, const struct opts *o, const c
 
     if (c != NULL)
         c->fd = -1;
-    if (c != NULL && req != NULL && jit_conn_open(c, o->socket, TIMEOUT_MS, &why) == 0 &&
-        jit_conn_send(c, req, deadline, &why) == 0)
+    if (c != NULL && req != NULL && jit_conn_open(c, path, TIMEOUT_MS, &why) == 0 &&
+        jit_conn_send(c, req, deadline, pass_fd, &why) == 0)
         ans = jit_conn_read(c, deadline, 0, &why);
     if (ans == NULL)
         pam_syslog(pamh, LOG_ERR, "%s for %s: cannot reach jit-hostd: %s", op,
@@ -171,6 +174,53 @@ static struct json_object *ask(pam_handle_t *pamh, const struct opts *o, const c
     free(c);
     json_object_put(req);
     return ans;
+}
+
+static struct json_object *ask(pam_handle_t *pamh, const struct opts *o, const char *op,
+                               const char *user)
+{
+    return ask_at(pamh, o->socket, op, user, -1);
+}
+
+/* The session's terminal (PAM_TTY, under /dev), opened for writing without becoming
+ * our controlling terminal: only a character device that is a tty. -1 if none. */
+static int open_terminal(pam_handle_t *pamh)
+{
+    const char *tty = item(pamh, PAM_TTY);
+    char path[128];
+    struct stat sb;
+    int fd, n;
+
+    if (tty == NULL || strstr(tty, "..") != NULL)
+        return -1;
+    n = snprintf(path, sizeof(path), "%s%s", tty[0] == '/' ? "" : "/dev/", tty);
+    if (n < 0 || (size_t)n >= sizeof(path) || strncmp(path, "/dev/", 5) != 0)
+        return -1;
+    fd = open(path, O_WRONLY | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISCHR(sb.st_mode) || !isatty(fd))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/*
+ * Hands the session's terminal to hostd (pam.terminal on terminal.sock, next to the
+ * socket, the descriptor passed with SCM_RIGHTS): hostd writes its notices there for
+ * the session's life, whatever `mesg` says, and without opening the device itself.
+ * A failure costs the notices only, never the session.
+ */
+static void hand_over_terminal(pam_handle_t *pamh, const struct opts *o, const char *user)
+{
+    const char *slash = strrchr(o->socket, '/');
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    int fd, n = snprintf(path, sizeof(path), "%.*s/" TERMINAL_SOCKET,
+                         (int)(slash - o->socket), o->socket);
+
+    if (n < 0 || (size_t)n >= sizeof(path) || (fd = open_terminal(pamh)) < 0)
+        return;
+    json_object_put(ask_at(pamh, path, "pam.terminal", user, fd));
+    close(fd);
 }
 
 /* The gate file's rules, or NULL when missing or not to be trusted (not a regular file
@@ -334,6 +384,8 @@ static enum outcome session(pam_handle_t *pamh, int flags, const struct opts *o,
         return SESSION_FAILED;
     if (jit_answer_ok(ans)) {
         say(pamh, flags, jit_get_str(ans, "message"), 0);
+        if (strcmp(op, "pam.open_session") == 0)
+            hand_over_terminal(pamh, o, user);
         out = OK;
     } else {
         out = strcmp(jit_get_str(ans, "code"), "not_found") == 0 ? NO_USER : SESSION_FAILED;

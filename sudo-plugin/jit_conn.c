@@ -94,8 +94,32 @@ void jit_conn_close(struct jit_conn *c)
     c->fd = -1;
 }
 
+/* One send of LEN bytes of TEXT, carrying FD (SCM_RIGHTS) when FD >= 0. */
+static ssize_t send_some(int sock, const char *text, size_t len, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = { .iov_base = (void *)text, .iov_len = len };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    struct cmsghdr *cmsg;
+
+    if (fd >= 0) {
+        memset(&control, 0, sizeof(control));
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof(control.buf);
+        cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    }
+    return sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 int jit_conn_send(struct jit_conn *c, struct json_object *req, long long deadline,
-                  const char **why)
+                  int pass_fd, const char **why)
 {
     size_t len = 0, done = 0;
     const char *text = json_object_to_json_string_length(
@@ -106,8 +130,8 @@ int jit_conn_send(struct jit_conn *c, struct json_object *req, long long deadlin
     if (text != NULL && len + 1 > JIT_LINE_MAX)
         err = "request over 64 KiB";
     while (err == NULL && done < len + 1) {
-        n = done < len ? send(c->fd, text + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT)
-                       : send(c->fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        n = done < len ? send_some(c->fd, text + done, len - done, done == 0 ? pass_fd : -1)
+                       : send_some(c->fd, "\n", 1, -1);
         if (n > 0)
             done += (size_t)n;
         else if (errno != EINTR && errno != EAGAIN)

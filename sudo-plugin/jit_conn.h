@@ -31,9 +31,10 @@ int jit_conn_open(struct jit_conn *c, const char *path, int connect_ms, const ch
 void jit_conn_close(struct jit_conn *c);
 
 /* Sends REQ as one line by DEADLINE, then wipes the serialized text (it may hold a
- * password). 0, or -1 with *why. */
+ * password). With PASS_FD >= 0, that descriptor travels with the first bytes
+ * (SCM_RIGHTS). 0, or -1 with *why. */
 int jit_conn_send(struct jit_conn *c, struct json_object *req, long long deadline,
-                  const char **why);
+                  int pass_fd, const char **why);
 
 /*
  * Reads one answer line by DEADLINE (jit_parse_answer). A wait that is INTERRUPTIBLE

@@ -173,7 +173,7 @@ static struct json_object *await_approval(struct jit_conn *c, struct json_object
             jit_put(wait, "op", json_object_new_string("sudo.wait")) == 0 &&
             jit_put(wait, "id", json_object_new_string(id)) == 0) {
             say(SUDO_CONV_ERROR_MSG, text);
-            if (jit_conn_send(c, wait, jit_deadline_in(ANSWER_TIMEOUT_MS), why) == 0)
+            if (jit_conn_send(c, wait, jit_deadline_in(ANSWER_TIMEOUT_MS), -1, why) == 0)
                 ans = jit_conn_read(c, jit_deadline_in((timeout + 5) * 1000), 1, why);
         }
     }
@@ -201,7 +201,7 @@ static int ask(struct json_object *req, const char *want, struct json_object **a
     c->fd = -1;
     for (;;) {
         if (jit_conn_open(c, JIT_SOCKET, CONNECT_TIMEOUT_MS, &why) != 0 ||
-            jit_conn_send(c, req, jit_deadline_in(ANSWER_TIMEOUT_MS), &why) != 0)
+            jit_conn_send(c, req, jit_deadline_in(ANSWER_TIMEOUT_MS), -1, &why) != 0)
             goto done;
         drop_password(req);
         if ((ans = jit_conn_read(c, jit_deadline_in(ANSWER_TIMEOUT_MS), 0, &why)) == NULL)

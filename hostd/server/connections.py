@@ -20,6 +20,7 @@ refused for a per-uid cap, and part of the global limit is kept for it, so expir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import socket
@@ -62,6 +63,7 @@ MAX_LONG_PER_UID = 32  # waits and streams (approvals, recordings) of one non-ro
 MAX_LONG = 256  # ... of all non-root uids together
 MAX_CONNECTIONS = 512  # everything, root included: the rest above is kept for root
 MAX_WAIT = 300  # an `access.wait` answers within this many seconds
+NOTICE_WAIT = 2.0  # access.request waits this long to say how many terminals it reached
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -180,6 +182,8 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
         self.init_recording()  # recordings are written in a pool of their own
         self._changed = asyncio.Event()
         self.logind = None  # hostd.state.logind.Logind, set by service.serve; None: no logind
+        self.terminals = None  # hostd.server.ttys.Terminals, set by service.serve
+        self.notices: dict[str, asyncio.Future] = {}  # request id -> terminals reached
         self.init_ending()
 
     def close(self) -> None:
@@ -298,9 +302,11 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
             elif isinstance(effect, EndSessions):
                 self.end_sessions(effect)
             elif isinstance(effect, Notify) and self.notifier is not None:
-                asyncio.get_running_loop().run_in_executor(
+                told = asyncio.get_running_loop().run_in_executor(
                     self.side, self.notifier, effect.kind, effect.request,
                     list(effect.recipients))
+                if effect.kind == "created":  # op_access_request says how many it reached
+                    self.notices[effect.request["id"]] = told
 
     # operations -------------------------------------------------------------------------
 
@@ -333,8 +339,13 @@ class Server(SudoOps, PamOps, SessionEnding, RecordOps):
     async def op_access_request(self, args: dict, uid: int) -> dict:
         req = await self.run(self.requests.create, uid, args["role"], args["duration"],
                              args["reason"], args.get("ticket", ""))
+        told = self.notices.pop(req["id"], None)
+        reached = None
+        if told is not None:  # the approvers' terminals written (notify.Notifier), bounded
+            with contextlib.suppress(Exception):
+                reached = await asyncio.wait_for(asyncio.shield(told), NOTICE_WAIT)
         return {"ok": True, "code": "ok", "message": f"request {req['id']} {req['state']}",
-                "request": req}
+                "request": req, "approver_terminals": reached}
 
     async def op_access_approve(self, args: dict, uid: int) -> dict:
         req = await self.run(self.requests.approve, uid, args["id"], args.get("comment", ""))

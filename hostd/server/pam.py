@@ -109,6 +109,8 @@ class PamOps:
         user, user_uid = self._pam_user(args)
         pid = _caller_pid()
         row = await self.run(self.core.store.close_login_session, user, pid, self.core.now())
+        if self.terminals is not None:  # the terminal pam_jit handed over (server/ttys.py)
+            self.terminals.close_pid(pid)
         if row is not None:
             self.core.events.emit(
                 "session_closed", f"login session of {user} closed ({row['service'] or 'pam'}"

@@ -25,6 +25,7 @@ from hostd.protocol import MAX_LINE
 from hostd.server import residue
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
+from hostd.server.ttys import Terminals
 from hostd.state.accounts import accounts_for
 from hostd.state.store import Store
 from hostd.state.timers import InProcessTimers
@@ -117,6 +118,20 @@ def _listening_socket(paths: Paths) -> socket.socket:
     return sock
 
 
+def _terminals(paths: Paths, core: Core, server: Server, loop) -> Terminals | None:
+    """terminal.sock, where pam_jit hands over session terminals (hostd/server/ttys.py);
+    None when it cannot be bound: notices then take the utmp and /dev/pts paths only."""
+    terminals = Terminals(paths.socket.parent / "terminal.sock", core.accounts.uid_of)
+    try:
+        terminals.start(loop)
+    except OSError as exc:
+        log.warning("cannot serve %s: %s", terminals.path, exc)
+        return None
+    if isinstance(server.notifier, Notifier):
+        server.notifier.handed_over = terminals
+    return terminals
+
+
 async def _timers(paths: Paths, core: Core, on_due: Callable[[str], None]):
     if paths.sandboxed:
         return InProcessTimers(on_due)
@@ -177,6 +192,7 @@ async def serve(paths: Paths) -> int:
     sock = _listening_socket(paths)
     srv = await asyncio.start_unix_server(server.handle, sock=sock, limit=MAX_LINE + 1)
     loop = asyncio.get_running_loop()
+    server.terminals = _terminals(paths, core, server, loop)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -207,6 +223,8 @@ async def serve(paths: Paths) -> int:
     sweep_task.cancel()
     _notify("STOPPING=1")
     server.close()
+    if server.terminals is not None:
+        server.terminals.close()
     if server.logind is not None:
         server.logind.close()
     server.reader.close()

@@ -251,7 +251,7 @@ class SessionEnding:
             except Exception as exc:  # the user's own ptys are still found under /dev/pts
                 log.warning("could not list the sessions of uid %s: %s", uid, exc)
         future = asyncio.get_running_loop().run_in_executor(
-            self.side, expiry_warnings.warn, self.dev_root, uid, ttys, line)
+            self.side, expiry_warnings.warn, self.dev_root, uid, ttys, line, self.terminals)
         try:
             await asyncio.wait_for(asyncio.shield(future), TELL_TIMEOUT)
         except TimeoutError:

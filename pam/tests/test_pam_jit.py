@@ -10,6 +10,7 @@ libjson-c-dev: a missing one fails, never skips.
 
 from __future__ import annotations
 
+import array
 import json
 import os
 import shutil
@@ -384,3 +385,52 @@ def test_a_short_fuzz_run_of_the_answer_parser_finds_nothing(built):
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no findings" in r.stdout
+
+
+# the session's terminal, handed over to hostd --------------------------------------
+
+class TerminalDesk:
+    """A stand-in for hostd's terminal.sock: takes each request with its descriptors,
+    writes a line through the first one, answers ok."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(4)
+        self.got: list[tuple[dict, int]] = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            data, anc, _flags, _ = conn.recvmsg(4096, socket.CMSG_SPACE(4 * 4))
+            fds = [fd for level, kind, raw in anc
+                   if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                   for fd in array.array("i", raw)]
+            self.got.append((json.loads(data), len(fds)))
+            for fd in fds:
+                os.write(fd, b"through the handed-over descriptor\r\n")
+                os.close(fd)
+            conn.sendall(line(OK))
+
+
+def test_open_session_hands_the_terminal_to_hostd(stack):
+    """PAM_TTY a tty: its descriptor travels to terminal.sock next to the socket (even
+    with `mesg n`, 0600 and owned by the user: the module opens it as root)."""
+    master, slave = os.openpty()
+    tty = os.ttyname(slave)
+    os.chown(tty, 1001, 1001)
+    os.chmod(tty, 0o600)
+    try:
+        stack.serve(line(OK), line(OK))
+        desk = TerminalDesk(stack.socket.parent / "terminal.sock")
+        assert stack.run("alice", "open_session", items=(f"tty={tty}",))[0] == SUCCESS
+        assert desk.got == [({"v": 1, "op": "pam.terminal", "user": "alice",
+                              "service": "jit-test", "tty": tty}, 1)]
+        assert b"through the handed-over descriptor" in os.read(master, 4096)
+        # not a terminal, or no device: nothing is handed over, the session still opens
+        assert stack.run("alice", "open_session", items=("tty=/dev/null",))[0] == SUCCESS
+        assert len(desk.got) == 1
+    finally:
+        os.close(master)
+        os.close(slave)
