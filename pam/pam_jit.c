@@ -214,12 +214,22 @@ static void hand_over_terminal(pam_handle_t *pamh, const struct opts *o, const c
 {
     const char *slash = strrchr(o->socket, '/');
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    int fd, n = snprintf(path, sizeof(path), "%.*s/" TERMINAL_SOCKET,
+    int fd = -1, n = snprintf(path, sizeof(path), "%.*s/" TERMINAL_SOCKET,
                          (int)(slash - o->socket), o->socket);
 
-    if (n < 0 || (size_t)n >= sizeof(path) || (fd = open_terminal(pamh)) < 0)
+    struct json_object *ans;
+    char u[65];
+
+    if (n < 0 || (size_t)n >= sizeof(path) || (fd = open_terminal(pamh)) < 0) {
+        if (o->debug)
+            pam_syslog(pamh, LOG_DEBUG, "no terminal to hand over (PAM_TTY %s)",
+                       clean(item(pamh, PAM_TTY), u));
         return;
-    json_object_put(ask_at(pamh, path, "pam.terminal", user, fd));
+    }
+    if ((ans = ask_at(pamh, path, "pam.terminal", user, fd)) != NULL && !jit_answer_ok(ans))
+        pam_syslog(pamh, LOG_ERR, "jit-hostd did not take the terminal of %s: %s",
+                   clean(user, u), jit_get_str(ans, "code"));
+    json_object_put(ans);
     close(fd);
 }
 

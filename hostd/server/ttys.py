@@ -28,7 +28,7 @@ import stat
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("jit-hostd")
@@ -44,6 +44,16 @@ class Terminal:
     pid: int  # the PAM process that handed it over
     uid: int
     rdev: int  # the device, to skip it on the utmp and /dev/pts paths
+
+
+@dataclass
+class _Pending:
+    """A handover connection until its line is complete."""
+
+    conn: socket.socket
+    data: bytes = b""
+    fds: list[int] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
 
 
 def _received_fds(ancillary: list) -> list[int]:
@@ -105,30 +115,37 @@ class Terminals:
         except OSError:
             return
         conn.setblocking(False)
-        handle = loop.call_later(3.0, self._drop, loop, conn)  # a silent peer
-        loop.add_reader(conn.fileno(), self._read, loop, conn, handle)
+        pending = _Pending(conn)
+        pending.timer = loop.call_later(3.0, self._finish, loop, pending, None)  # silent
+        loop.add_reader(conn.fileno(), self._read, loop, pending)
 
-    def _drop(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
-        loop.remove_reader(conn.fileno())
-        conn.close()
-
-    def _read(self, loop: asyncio.AbstractEventLoop, conn: socket.socket,
-              handle: asyncio.TimerHandle) -> None:
-        handle.cancel()
-        fds: list[int] = []
+    def _read(self, loop: asyncio.AbstractEventLoop, pending: _Pending) -> None:
+        """Gather the request line (it may come in pieces) and the descriptors that came
+        with any piece; then answer and hang up."""
         try:
-            data, anc, _flags, _ = conn.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4 * 4))
-            fds = _received_fds(anc)
-            answer = self.receive(conn, data, fds)
-            fds = []  # kept (or closed) by receive
-            conn.send(json.dumps(answer).encode() + b"\n", socket.MSG_DONTWAIT)
+            data, anc, _flags, _ = pending.conn.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4 * 4))
+        except BlockingIOError:
+            return
         except OSError:
-            pass
-        finally:
-            for fd in fds:
-                os.close(fd)
-            loop.remove_reader(conn.fileno())
-            conn.close()
+            data, anc = b"", []
+        pending.fds.extend(_received_fds(anc))
+        pending.data += data
+        if data and not pending.data.endswith(b"\n") and len(pending.data) < MAX_REQUEST:
+            return
+        self._finish(loop, pending, self.receive(pending.conn, pending.data, pending.fds))
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, pending: _Pending,
+                answer: dict | None) -> None:
+        pending.timer.cancel()
+        loop.remove_reader(pending.conn.fileno())
+        if answer is not None:
+            with contextlib.suppress(OSError):
+                pending.conn.send(json.dumps(answer).encode() + b"\n", socket.MSG_DONTWAIT)
+        else:  # timed out: whatever came is not kept
+            for fd in pending.fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        pending.conn.close()
 
     def receive(self, conn: socket.socket, data: bytes, fds: list[int]) -> dict:
         """Check and keep the one descriptor of a pam.terminal request; the answer."""

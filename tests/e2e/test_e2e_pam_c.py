@@ -188,3 +188,70 @@ def test_an_ssh_login_runs_pam_jit_so_and_loads_no_python(box):
     wait_for("the refusal event", lambda: len(events(box, "login_refused")) > refused_before,
              timeout=15)
     assert events(box, "login_refused")[-1]["JIT_USER"] == "alice"
+
+
+# notices through the session's own terminal (handed to hostd by pam_jit.so) -----------
+
+NOTICE_POLICY = POLICY + """
+[roles.deploy]
+groups = ["docker"]
+max_ttl = "1h"
+issuers = ["corp", "host"]
+requesters = ["bob"]
+approvers = ["carol"]
+"""
+
+
+def login_on_a_pty(box: Container, user: str, unit: str) -> Path:
+    """`login -f USER` on a pty (script, under a system unit as getty runs login), whose
+    login shell turns messages off (`mesg n` in ~/.bash_profile: the pty becomes 0600,
+    hostd could not open it) and waits; returns the host path of what the terminal
+    shows. (login hangs up its tty first, so typed-ahead input would be lost.)"""
+    out = f"/var/tmp/{unit}.out"  # /tmp is the container's own tmpfs
+    box.write(f"/home/{user}/.bash_profile",
+              "mesg n; echo mesg-off $(stat -c %a $(tty)); exec sleep 120\n")
+    box.run(["systemd-run", "--unit", unit, "--property", f"StandardOutput=file:{out}",
+             "--property", f"StandardError=file:{out}",
+             "script", "-qfec", f"login -f {user}", "/dev/null"])
+    shown = box.path(out)
+    try:
+        wait_for(f"{user}'s login with mesg n", lambda: "mesg-off 600" in (
+            shown.read_text(errors="replace") if shown.exists() else ""), timeout=30)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the terminal showed: "
+                             f"{shown.read_text(errors='replace') if shown.exists() else ''!r}"
+                             ) from None
+    return shown
+
+
+def test_a_login_with_mesg_n_sees_the_warnings_and_the_revocation(box):
+    configure(box, NOTICE_POLICY)
+    shown = login_on_a_pty(box, "bob", "jit-e2e-bob-tty")
+    try:
+        out = box.run(["jit", "activate", "--json", issue(box, "bob", "console", "75s")])
+        grant_id = json.loads(out.stdout)["grant"]["id"]
+        wait_for("the 1-minute warning", lambda: re.search(
+            r"jit: your grant of role console ends in (1 min 0 s|\d\d? s)",
+            shown.read_text(errors="replace")), timeout=60)
+        box.run(["jit", "revoke", grant_id])
+        wait_for("the revocation line", lambda: "jit: your grant of role console was "
+                 "revoked by root" in shown.read_text(errors="replace"), timeout=20)
+    finally:
+        box.run(["systemctl", "stop", "jit-e2e-bob-tty"], check=False)
+
+
+def test_an_approver_with_mesg_n_sees_the_request(box):
+    configure(box, NOTICE_POLICY)
+    shown = login_on_a_pty(box, "carol", "jit-e2e-carol-tty")
+    try:
+        r = box.run(["jit", "request", "deploy", "--for", "30m", "--reason", "e2e release"],
+                    user="bob")
+        assert "approvers notified on 1 terminal" in r.stdout, r.stdout
+        wait_for("the request on carol's terminal", lambda: "jit: bob requests role deploy"
+                 in shown.read_text(errors="replace"), timeout=20)
+    finally:
+        box.run(["systemctl", "stop", "jit-e2e-carol-tty"], check=False)
+    # `systemctl stop` returns once login is gone: hostd drops a terminal whose PAM
+    # process is gone, and the pty left in utmp is gone too
+    r = box.run(["jit", "request", "deploy", "--for", "30m", "--reason", "again"], user="bob")
+    assert "no approver is logged in" in r.stdout, r.stdout

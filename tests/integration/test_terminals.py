@@ -39,13 +39,17 @@ def box():
     b.cleanup()
 
 
-def hand_over(box: Sandbox, user: str, fds: list[int]) -> dict:
-    """One pam.terminal request with `fds`, as pam_jit sends it (from this process)."""
+def hand_over(box: Sandbox, user: str, fds: list[int], split: bool = False) -> dict:
+    """One pam.terminal request with `fds` (from this process). `split`: as pam_jit
+    sends it, the object with the descriptors, then the newline on its own."""
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(box.socket_path.parent / "terminal.sock"))
         line = json.dumps({"v": 1, "op": "pam.terminal", "user": user}).encode() + b"\n"
-        s.sendmsg([line], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                            b"".join(fd.to_bytes(4, "little") for fd in fds))] if fds else [])
+        s.sendmsg([line[:-1] if split else line],
+                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                    b"".join(fd.to_bytes(4, "little") for fd in fds))] if fds else [])
+        if split:
+            s.send(b"\n")
         return json.loads(s.makefile("rb").readline())
 
 
@@ -70,7 +74,7 @@ def pty_of(uid: int) -> tuple[int, int]:
 def test_a_handed_over_terminal_gets_the_revocation_until_close_session(box):
     master, slave = pty_of(1001)
     try:
-        assert hand_over(box, "alice", [slave])["ok"]
+        assert hand_over(box, "alice", [slave], split=True)["ok"]
         grant = json.loads(box.jit("activate", box.issue("alice", role="console"), "--json",
                                    user="alice").stdout)["grant"]["id"]
         box.jit("revoke", grant, check=True)
