@@ -212,13 +212,11 @@ static int open_terminal(pam_handle_t *pamh)
  */
 static void hand_over_terminal(pam_handle_t *pamh, const struct opts *o, const char *user)
 {
-    const char *slash = strrchr(o->socket, '/');
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    const char *slash = strrchr(o->socket, '/'); /* o->socket is absolute */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)], u[65];
     int fd = -1, n = snprintf(path, sizeof(path), "%.*s/" TERMINAL_SOCKET,
-                         (int)(slash - o->socket), o->socket);
-
+                              (int)(slash - o->socket), o->socket);
     struct json_object *ans;
-    char u[65];
 
     if (n < 0 || (size_t)n >= sizeof(path) || (fd = open_terminal(pamh)) < 0) {
         if (o->debug)
@@ -233,8 +231,9 @@ static void hand_over_terminal(pam_handle_t *pamh, const struct opts *o, const c
     close(fd);
 }
 
-/* The gate file's rules, or NULL when missing or not to be trusted (not a regular file
- * owned by root and writable by root alone, or malformed): then nobody counts as gated. */
+/* The gate file's rules in *G: 1, or 0 (G->rules NULL) when missing or not to be
+ * trusted (not a regular file owned by root and writable by root alone, or malformed):
+ * then nobody counts as gated. */
 static int read_gate(const char *path, struct gate *g)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -257,7 +256,7 @@ static int read_gate(const char *path, struct gate *g)
     }
     if (len > GATE_MAX)
         goto done;
-    while (len > 0 && strchr(" \t\r\n", buf[len - 1]) != NULL)
+    while (len > 0 && buf[len - 1] != '\0' && strchr(" \t\r\n", buf[len - 1]) != NULL)
         len--;
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     g->rules = json_tokener_parse_ex(tok, buf, (int)len);

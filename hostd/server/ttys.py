@@ -36,6 +36,7 @@ log = logging.getLogger("jit-hostd")
 MAX_REQUEST = 4096  # one short line: op, user, service, tty, rhost
 MAX_TERMINALS = 4096  # held at once, all users: a descriptor each
 MAX_PER_USER = 64
+PRUNE_EVERY = 60.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Terminals:
         self._lock = threading.Lock()
         self._held: list[Terminal] = []
         self._sock: socket.socket | None = None
+        self._prune: asyncio.TimerHandle | None = None
 
     # the handover ------------------------------------------------------------------------
 
@@ -108,6 +110,19 @@ class Terminals:
         sock.listen(64)
         self._sock = sock
         loop.add_reader(sock.fileno(), self._accept, loop)
+        self._prune_later(loop)
+
+    def _prune_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every minute, let go of terminals whose PAM process is gone: a held pty keeps
+        its number allocated until the last descriptor closes."""
+        def prune() -> None:
+            if self._sock is None:
+                return
+            with self._lock:
+                self._held = [t for t in self._held if self._keep(t)]
+            self._prune_later(loop)
+
+        self._prune = loop.call_later(PRUNE_EVERY, prune)
 
     def _accept(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -233,7 +248,9 @@ class Terminals:
             with contextlib.suppress(OSError):
                 os.close(t.fd)
         if self._sock is not None:
+            self._prune.cancel()
             self._sock.close()
+            self._sock = None
 
 
 def conn_credentials(conn: socket.socket) -> tuple[int, int, int]:

@@ -295,6 +295,7 @@ CORRUPT = {
     "nul-in-member": b"{\"v\": 1, \"require_grant\": [\"alice\\u0000x\"]}",
     "array": json.dumps([GATE]).encode(),
     "trailing": json.dumps(GATE).encode() + b" {}",
+    "trailing-nul": json.dumps(GATE).encode() + b"\n\0",
     "bad-utf8": b"{\"v\": 1, \"require_grant\": [\"al\xffice\"]}",
     "oversized": json.dumps({**GATE, "pad": "x" * 70000}).encode(),
     "empty": b"",
