@@ -80,3 +80,5 @@ bench:
 
 clean:
 	rm -rf dist build *.egg-info
+	$(MAKE) -C pam clean
+	$(MAKE) -C sudo-plugin clean
