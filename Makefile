@@ -6,14 +6,15 @@ RUFF ?= /var/cache/jitaccess-tools/venv/bin/ruff
 SHELLCHECK ?= shellcheck
 # Every shell script in the tree (grep -rl '^#!.*sh' --exclude-dir=.git .).
 SHELL_SCRIPTS = scripts/*.sh packaging/build-deb.sh .ci/run \
-	packaging/debian/jitaccess.postinst packaging/debian/jitaccess.prerm \
+	packaging/debian/jitaccess.preinst packaging/debian/jitaccess.postinst \
+	packaging/debian/jitaccess.prerm \
 	packaging/debian/jitaccess.postrm \
 	benchmarks/pam_overhead.sh benchmarks/recorder.sh
 
-.PHONY: test test-unit test-plugin test-integration test-fuzz test-crash test-e2e fuzz crash lint deb demo \
+.PHONY: test test-unit test-plugin test-pam test-integration test-fuzz test-crash test-e2e fuzz crash lint deb demo \
 	bench clean deps
 
-test: deps lint test-unit test-plugin test-integration test-fuzz test-crash test-e2e
+test: deps lint test-unit test-plugin test-pam test-integration test-fuzz test-crash test-e2e
 
 deps:
 	./scripts/install-deps.sh
@@ -29,6 +30,11 @@ test-unit:
 test-plugin:
 	$(PYTEST) -q sudo-plugin/tests
 
+# pam_jit.so through libpam (pamtester, pam_wrapper, nss_wrapper), each run under valgrind,
+# and a short fuzz run of the answer parser
+test-pam:
+	$(PYTEST) -q pam/tests
+
 test-integration:
 	$(PYTEST) -q tests/integration
 
@@ -36,10 +42,12 @@ test-integration:
 test-fuzz:
 	$(PYTEST) -q tests/fuzz
 
-# full-size runs: 100,000 token cases, 100,000 protocol frames (root: a real daemon)
+# full-size runs: 100,000 token cases, 100,000 protocol frames (root: a real daemon),
+# 1,000,000 mutated answers through the C answer parser (ASan, UBSan)
 fuzz:
 	$(PYTHON) tests/fuzz/fuzz_tokens.py
 	$(PYTHON) tests/fuzz/fuzz_protocol.py
+	$(MAKE) -C pam fuzz
 
 # about 50 kill -9s of a sandbox hostd mid-operation; `make crash` runs 500
 test-crash:
@@ -74,3 +82,5 @@ bench:
 
 clean:
 	rm -rf dist build *.egg-info
+	$(MAKE) -C pam clean
+	$(MAKE) -C sudo-plugin clean

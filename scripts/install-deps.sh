@@ -11,10 +11,10 @@ PACKAGES=(
     python3-pampy python3-pamela python3-six libpam-python pamtester sudo passwd util-linux
     iproute2 debootstrap systemd-container debian-archive-keyring
     build-essential debhelper dh-python python3-all python3-setuptools lintian fakeroot
-    libjson-c-dev valgrind
+    libjson-c-dev libpam0g-dev valgrind
     shellcheck
-    libpam-wrapper python3-pypamtest python3-hypothesis asciinema tmux hyperfine chromium
-    libhyperscan5
+    libpam-wrapper libnss-wrapper python3-pypamtest python3-hypothesis asciinema tmux hyperfine
+    chromium libhyperscan5
     systemd-journal-remote
 )
 TOOLS=/var/cache/jitaccess-tools

@@ -233,6 +233,15 @@ def _request_text(r: dict) -> str:
     return "\n".join(lines)
 
 
+def reached_text(terminals: int | None) -> str:
+    """How many approver terminals hostd wrote the request to (None: it did not say)."""
+    if terminals is None:
+        return "approvers have been notified"
+    if terminals == 0:
+        return "no approver is logged in (no approver terminal reached)"
+    return f"approvers notified on {terminals} terminal{'s' if terminals != 1 else ''}"
+
+
 def cmd_request(args: argparse.Namespace) -> int:
     try:
         duration = parse_duration(args.for_)
@@ -255,7 +264,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     else:
         text = (f"request {r['id']} created{note}: role {r['role']} for "
                 f"{format_duration(r['duration'])}, needs {r['needed']} approval(s); "
-                f"approvers have been notified")
+                f"{reached_text(answer.get('approver_terminals'))}")
     if not args.wait or r["state"] != "pending":
         return out(args, answer, text)
     if not args.json:

@@ -7,12 +7,12 @@ pam-auth-update itself would write: `--disable` leaves the common-* files byte f
 as they were before the profile was enabled. Hand-edited common-* files are left alone
 by pam-auth-update; enabling then fails and says so.
 
-Enabling refuses when the module could not run (pam_python.so or pam_jit.py missing, or
-the module does not compile) and checks afterwards that root skips pam_jit in
-common-account: root can never be locked out by it. The profile also skips the module
-under jit-sudo, sudo and sudo-i: hostd's own PAM check (python-pam inside hostd) must
-never load pam_python.so into hostd's interpreter, and sudo is not a login. The text
-checks are pure.
+Enabling refuses when the module could not run (pam_jit.so missing from the multiarch
+PAM directory, or not a root-owned ELF file) and checks afterwards that root skips
+pam_jit in common-account: root can never be locked out by it. The profile also skips
+the module under sudo and sudo-i (sudo is not a login: a gated user's sudo needs no
+login grant, and its PAM session is not a login to register) and jit-sudo (hostd's own
+password check, where the module would be inert anyway). The text checks are pure.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from hostd.errors import JitError
 from hostd.events import escape
 
 PROFILE = "jitaccess"
-MODULE = "/usr/lib/jitaccess/pam_jit.py"
-PAM_PYTHON = ("/lib/security/pam_python.so", "/usr/lib/security/pam_python.so",
-              "/lib/x86_64-linux-gnu/security/pam_python.so")
+MODULE = "pam_jit.so"
+# where libpam finds a module named without a path: the multiarch PAM directories
+MODULE_GLOBS = ("lib/*-linux-gnu*/security/pam_jit.so",
+                "usr/lib/*-linux-gnu*/security/pam_jit.so")
 ROOT_SKIP = "pam_succeed_if.so quiet uid eq 0"
 STACKS = ("common-account", "common-auth", "common-password", "common-session",
           "common-session-noninteractive")
@@ -38,8 +39,9 @@ def _words(line: str) -> list[str]:
 
 
 def _is_ours(line: str) -> bool:
+    """A stack line that calls pam_jit.so, by name or by path."""
     words = _words(line)
-    return len(words) >= 4 and words[2].endswith("pam_python.so") and MODULE in words[3:]
+    return len(words) >= 3 and words[2].rsplit("/", 1)[-1] == MODULE
 
 
 def stack_has_module(text: str) -> bool:
@@ -83,20 +85,28 @@ def _pam_auth_update(root: Path, *args: str) -> None:
         raise JitError("internal", f"pam-auth-update failed: {escape(r.stderr.strip())}")
 
 
+def _module_ok(path: Path) -> bool:
+    """A regular file owned by root, writable by root alone, that is an ELF object."""
+    try:
+        st = path.lstat()
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError:
+        return False
+    return (path.is_file() and not path.is_symlink() and st.st_uid == 0
+            and not st.st_mode & 0o022 and magic == b"\x7fELF")
+
+
 def preflight(root: Path) -> list[str]:
-    """What would keep pam_jit from working: the profile, pam_python.so, the module."""
+    """What would keep pam_jit from working: the profile, the module."""
     problems = []
     if not (root / "usr/share/pam-configs" / PROFILE).is_file():
         problems.append(f"/usr/share/pam-configs/{PROFILE} is missing")
-    if not any((root / p.lstrip("/")).exists() for p in PAM_PYTHON):
-        problems.append("pam_python.so is missing (install libpam-python)")
-    module = root / MODULE.lstrip("/")
-    try:
-        compile(module.read_bytes(), str(module), "exec")
-    except OSError:
-        problems.append(f"{MODULE} is missing")
-    except SyntaxError as exc:
-        problems.append(f"{MODULE} does not compile: {exc.msg}")
+    found = [p for g in MODULE_GLOBS for p in sorted(root.glob(g))]
+    if not found:
+        problems.append(f"{MODULE} is missing from the PAM module directory")
+    elif not any(_module_ok(p) for p in found):
+        problems.append(f"{MODULE} is not a root-owned ELF file ({found[0]})")
     return problems
 
 
@@ -131,7 +141,7 @@ def disable(root: Path) -> bool:
     left = [s for s in STACKS if (pam_d / s).exists() and stack_has_module((pam_d / s).read_text())]
     if left:
         raise JitError("internal", f"pam_jit is still in /etc/pam.d/{left[0]}: it was edited "
-                                   "by hand; remove the pam_jit.py line there")
+                                   "by hand; remove the pam_jit line there")
     return on
 
 

@@ -65,6 +65,7 @@ from hostd.state.timers import ExpiryTimers
 
 if TYPE_CHECKING:
     from hostd.server.setgid_walks import SetgidWalks
+    from hostd.server.ttys import Terminals
     from hostd.state.logind import Logind
 
 log = logging.getLogger("jit-hostd")
@@ -173,12 +174,14 @@ class Server:
                  reader: Store | None = None, logind: Logind | None = None,
                  paths: Paths | None = None, names_ttl: float = TTL,
                  idle_timeout: float | None = None,
-                 setgid_walks: SetgidWalks | None = None) -> None:
+                 setgid_walks: SetgidWalks | None = None,
+                 terminals: Terminals | None = None) -> None:
         """`paths`: where /proc, /dev and the recordings are (DIR/... in a sandbox);
         `logind`: None in a sandbox or without a bus; `names_ttl`: how long the
         accounts cache keeps an answer (hostd/state/accounts_cache.py);
         `setgid_walks`: the walks for setgid files at a grant's end (service.py builds
-        them; None: none, as in unit tests)."""
+        them; None: none, as in unit tests); `terminals`: the session terminals pam_jit
+        handed over (hostd/server/ttys.py; None: notices take the utmp and /dev paths)."""
         paths = paths or Paths.for_root(None)
         self.core = core
         self.idle_timeout = idle_timeout or IDLE_TIMEOUT  # sandbox: hostd/state/sandbox.py
@@ -194,19 +197,21 @@ class Server:
         self.names = AccountsCache(core.accounts, self.nss, names_ttl)
         self.worker = Worker(core, self.carry_out, after_job=self.names.invalidate)
         self.recordings = RecordOps(core, self.reader, paths.sessions_dir)
-        self.setgid_walks = setgid_walks
+        self.setgid_walks, self.terminals = setgid_walks, terminals
         self.ending = SessionEnding(core, self.reader, self.worker, self.recordings,
-                                    self.side, logind, paths.proc, paths.dev, setgid_walks)
+                                    self.side, logind, paths.proc, paths.dev, setgid_walks,
+                                    terminals)
         self.effects = Effects(core, timers, self.ending, notifier, self.side)
         self.sudo = Sudo(core, self.requests, reader=self.reader)
         self.reload = ReloadOps(core, self.worker, paths, self._set_config_error)
         self.ops: dict[str, Handler] = {}
         for family in (GrantOps(core, self.reader, self.worker, self.names,
                                 lambda: self.config_error),
-                       AccessOps(core, self.requests, self.reader, self.worker),
+                       AccessOps(core, self.requests, self.reader, self.worker,
+                                 self.effects.notices),
                        SudoOps(core, self.sudo, self.reader, self.worker, self.names,
                                self.auth, self.recordings),
-                       PamOps(core, self.reader, self.worker, self.names, logind),
+                       PamOps(core, self.reader, self.worker, self.names, logind, terminals),
                        self.reload,
                        self.recordings):
             register(self.ops, family)

@@ -22,6 +22,7 @@ from hostd.server.sessions import SessionEnding
 from hostd.state.timers import ExpiryTimers
 
 log = logging.getLogger("jit-hostd")
+MAX_NOTICES = 1024  # notice futures kept for access.request answers
 
 
 class Effects:
@@ -31,6 +32,9 @@ class Effects:
         self.core, self.timers, self.ending = core, timers, ending
         self.notifier, self.side = notifier, side
         self._timer_tasks: dict[str, asyncio.Task] = {}  # grant id -> its last timer call
+        # role request id -> how many approver terminals its notice reached (a future the
+        # access.request handler takes, hostd/server/grants.py)
+        self.notices: dict[str, asyncio.Future] = {}
 
     async def carry_out(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -43,9 +47,19 @@ class Effects:
             elif isinstance(effect, EndSessions):
                 self.ending.end_sessions(effect)
             elif isinstance(effect, Notify) and self.notifier is not None:
-                asyncio.get_running_loop().run_in_executor(
+                told = asyncio.get_running_loop().run_in_executor(
                     self.side, self.notifier, effect.kind, effect.request,
                     list(effect.recipients))
+                if effect.kind == "created" and effect.request.get("kind") == "role":
+                    self._keep_notice(effect.request["id"], told)
+
+    def _keep_notice(self, request_id: str, told: asyncio.Future) -> None:
+        """Kept for access.request's answer; bounded: answered or abandoned ones go."""
+        if len(self.notices) >= MAX_NOTICES:
+            for rid in [r for r, f in self.notices.items() if f.done()]:
+                del self.notices[rid]
+        if len(self.notices) < MAX_NOTICES:
+            self.notices[request_id] = told
 
     def _in_order(self, grant_id: str, fn: Callable[..., Coroutine[Any, Any, None]],
                   *args: Any) -> asyncio.Task:

@@ -8,6 +8,7 @@ or on NSS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from hostd import __version__
@@ -18,6 +19,8 @@ from hostd.server.ops import Caller
 from hostd.server.worker import Worker
 from hostd.state.accounts_cache import AccountsCache
 from hostd.state.store import Store
+
+NOTICE_WAIT = 2.0  # access.request waits this long to say how many terminals it reached
 
 MAX_WAIT = 300  # an `access.wait` answers within this many seconds
 
@@ -72,14 +75,23 @@ class GrantOps:
 class AccessOps:
     """access.request, access.approve, access.deny, access.cancel, access.list, access.wait."""
 
-    def __init__(self, core: Core, requests: Requests, reader: Store, worker: Worker) -> None:
+    def __init__(self, core: Core, requests: Requests, reader: Store, worker: Worker,
+                 notices: dict[str, asyncio.Future] | None = None) -> None:
+        """`notices`: request id -> how many approver terminals its notice reached
+        (filled by Effects as the notice goes out)."""
         self.core, self.requests, self.reader, self.worker = core, requests, reader, worker
+        self.notices = notices if notices is not None else {}
 
     async def op_access_request(self, args: dict, caller: Caller) -> dict:
         req = await self.worker.run(self.requests.create, caller.uid, args["role"],
                                     args["duration"], args["reason"], args.get("ticket", ""))
+        told = self.notices.pop(req["id"], None)
+        reached = None
+        if told is not None:  # the approvers' terminals written (notify.Notifier), bounded
+            with contextlib.suppress(Exception):
+                reached = await asyncio.wait_for(asyncio.shield(told), NOTICE_WAIT)
         return {"ok": True, "code": "ok", "message": f"request {req['id']} {req['state']}",
-                "request": req}
+                "request": req, "approver_terminals": reached}
 
     async def op_access_approve(self, args: dict, caller: Caller) -> dict:
         req = await self.worker.run(self.requests.approve, caller.uid, args["id"],

@@ -21,9 +21,13 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hostd.events import escape, framed, shown
 from hostd.state.journal import Events
+
+if TYPE_CHECKING:
+    from hostd.server.ttys import Terminals
 
 UTMP_RECORD = struct.Struct("<hxxi32s4s32s256shhiii4i20s")
 USER_PROCESS = 7
@@ -74,6 +78,13 @@ def write_tty(path: Path, text: str, owner_uid: int | None = None) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _rdev(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_rdev
+    except OSError:
+        return None
 
 
 def write_to_tty(dev: Path, text: str, owner_uid: int) -> bool:
@@ -130,26 +141,39 @@ def notice_text(kind: str, req: dict, stamp: str = "") -> str:
 
 class Notifier:
     def __init__(self, events: Events, utmp: Path, uid_of: Callable[[str], int | None],
-                 webhook: Callable[[], str], hostname: str) -> None:
+                 webhook: Callable[[], str], hostname: str,
+                 handed_over: Terminals | None = None) -> None:
+        """`handed_over`: the session terminals pam_jit handed over (hostd/server/ttys.py),
+        written before utmp's lines."""
+        self.handed_over = handed_over
         self.events = events
         self.utmp = utmp
         self.uid_of = uid_of
         self.webhook = webhook
         self.hostname = hostname
 
-    def __call__(self, kind: str, req: dict, recipients: list[str]) -> None:
-        self.terminals(kind, req, recipients)
+    def __call__(self, kind: str, req: dict, recipients: list[str]) -> int:
+        """Tell the recipients; how many of their terminals took the notice."""
+        sent = self.terminals(kind, req, recipients)
         url = self.webhook()
         if url:
             threading.Thread(target=self.post, args=(url, kind, req), daemon=True).start()
+        return sent
 
     def terminals(self, kind: str, req: dict, recipients: list[str]) -> int:
+        """Each recipient's terminals: those pam_jit handed over (whatever mesg says),
+        then utmp's lines they own with `mesg y` that those did not reach. How many."""
         wanted = set(recipients)
         text = notice_text(kind, req, time.strftime("[%H:%M] "))
-        sent = 0
+        sent, reached = 0, set()
+        if self.handed_over is not None:
+            for uid in {self.uid_of(u) for u in wanted} - {None}:
+                n, devices = self.handed_over.write(uid, text)
+                sent, reached = sent + n, reached | devices
         for user, line in logged_in_ttys(self.utmp):
             uid = self.uid_of(user) if user in wanted else None
-            if uid is not None and write_to_tty(Path("/dev") / line, text, uid):
+            dev = Path("/dev") / line
+            if uid is not None and _rdev(dev) not in reached and write_to_tty(dev, text, uid):
                 sent += 1
         return sent
 

@@ -27,6 +27,7 @@ from hostd.state.accounts_cache import AccountsCache
 from hostd.state.store import Store
 
 if TYPE_CHECKING:  # loaded by service.py only when there is a bus
+    from hostd.server.ttys import Terminals
     from hostd.state.logind import Logind
 
 log = logging.getLogger("jit-hostd")
@@ -41,10 +42,11 @@ class PamOps:
     """pam.account, pam.open_session, pam.close_session, login.list."""
 
     def __init__(self, core: Core, reader: Store, worker: Worker, names: AccountsCache,
-                 logind: Logind | None) -> None:
-        """`logind`: None in a sandbox or without a bus (sessions by pid only)."""
+                 logind: Logind | None, terminals: Terminals | None = None) -> None:
+        """`logind`: None in a sandbox or without a bus (sessions by pid only);
+        `terminals`: the session terminals pam_jit hands over (closed with the session)."""
         self.core, self.reader, self.worker, self.names = core, reader, worker, names
-        self.logind = logind
+        self.logind, self.terminals = logind, terminals
 
     async def _pam_user(self, args: dict) -> tuple[str, int]:
         user = args["user"]
@@ -118,6 +120,8 @@ class PamOps:
         user, user_uid = await self._pam_user(args)
         pid = caller.pid
         row = await self.worker.run(self.core.store.close_login_session, user, pid, self.core.now())
+        if self.terminals is not None:  # the terminal pam_jit handed over (server/ttys.py)
+            self.terminals.close_pid(pid)
         if row is not None:
             self.core.events.emit(
                 "session_closed", f"login session of {user} closed ({row['service'] or 'pam'}"

@@ -24,6 +24,7 @@ from hostd.server import residue, setgid_walks
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
 from hostd.server.reload import write_login_gate
+from hostd.server.ttys import Terminals
 from hostd.state import sandbox
 from hostd.state.accounts import Accounts, accounts_for
 from hostd.state.hostfacts import read_facts
@@ -100,10 +101,11 @@ def _why(exc: Exception) -> str:
     return exc.message if isinstance(exc, JitError) else str(exc)
 
 
-def build_notifier(paths: Paths, core: Core) -> Notifier:
-    """Approvers told on their terminals and through the webhook."""
+def build_notifier(paths: Paths, core: Core, terminals: Terminals | None = None) -> Notifier:
+    """Approvers told on their terminals (those pam_jit handed over first) and through
+    the webhook."""
     return Notifier(core.events, paths.utmp, core.accounts.uid_of,
-                    lambda: core.config.notify_webhook, core.host.hostname)
+                    lambda: core.config.notify_webhook, core.host.hostname, terminals)
 
 
 def _listening_socket(paths: Paths) -> socket.socket:
@@ -120,6 +122,19 @@ def _listening_socket(paths: Paths) -> socket.socket:
     os.chmod(paths.socket, 0o666)  # noqa: S103 - any user may ask; identity is SO_PEERCRED
     sock.listen(128)
     return sock
+
+
+def _terminals(paths: Paths, core: Core) -> Terminals | None:
+    """terminal.sock, where pam_jit hands over session terminals (hostd/server/ttys.py),
+    served on the running loop; None when it cannot be bound: notices then take the utmp
+    and /dev/pts paths only."""
+    terminals = Terminals(paths.socket.parent / "terminal.sock", core.accounts.uid_of)
+    try:
+        terminals.start(asyncio.get_running_loop())
+    except OSError as exc:
+        log.warning("cannot serve %s: %s", terminals.path, exc)
+        return None
+    return terminals
 
 
 async def _timers(paths: Paths, core: Core, on_due: Callable[[str], None]):
@@ -167,8 +182,10 @@ async def build_server(paths: Paths, accounts: Accounts | None = None
     core, error = build_core(paths, accounts)
     # in-process timers call back into the server, which is made just below
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
+    terminals = _terminals(paths, core)
     server = Server(core, timers, config_error=error, requests=build_requests(paths, core),
-                    notifier=build_notifier(paths, core), reader=Store.reader(paths.state_db),
+                    notifier=build_notifier(paths, core, terminals),
+                    reader=Store.reader(paths.state_db), terminals=terminals,
                     logind=await _logind(paths, core), paths=paths,
                     idle_timeout=sandbox.knobs(paths).idle_timeout,
                     setgid_walks=setgid_walks.for_server(  # setgid files (setgid_walks.py)
@@ -212,6 +229,8 @@ async def serve(paths: Paths, accounts: Accounts | None = None) -> int:
     _notify("STOPPING=1")
     server.close()
     server.setgid_walks.close()
+    if server.terminals is not None:
+        server.terminals.close()
     if server.ending.logind is not None:
         server.ending.logind.close()
     server.reader.close()

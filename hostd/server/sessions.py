@@ -40,6 +40,7 @@ from hostd.state.store import Store
 
 if TYPE_CHECKING:  # loaded by service.py only when there is a bus
     from hostd.server.setgid_walks import SetgidWalks
+    from hostd.server.ttys import Terminals
     from hostd.state.logind import Logind
 
 log = logging.getLogger("jit-hostd")
@@ -58,14 +59,16 @@ class SessionEnding:
     def __init__(self, core: Core, reader: Store, worker: Worker, recordings: RecordOps,
                  side: Executor, logind: Logind | None = None,
                  proc_root: Path = Path("/proc"), dev_root: Path = Path("/dev"),
-                 setgid_walks: SetgidWalks | None = None) -> None:
+                 setgid_walks: SetgidWalks | None = None,
+                 terminals: Terminals | None = None) -> None:
         """`side`: the notices thread (terminal writes); `logind`: None in a sandbox or
         without a bus; `proc_root`, `dev_root`: DIR/proc and DIR/dev in a sandbox;
-        `setgid_walks`: walked after each ending (None: no walk)."""
+        `setgid_walks`: walked after each ending (None: no walk); `terminals`: the
+        session terminals pam_jit handed over, written before the /dev paths."""
         self.core, self.reader, self.worker = core, reader, worker
         self.recordings, self.side, self.logind = recordings, side, logind
         self.proc_root, self.dev_root = proc_root, dev_root
-        self.setgid_walks = setgid_walks
+        self.setgid_walks, self.terminals = setgid_walks, terminals
         self.ending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-ending")
         self._ending_tasks: set[asyncio.Task] = set()
         self._warn_handles: dict[str, list[asyncio.Handle]] = {}
@@ -279,7 +282,7 @@ class SessionEnding:
             except Exception as exc:  # the user's own ptys are still found under /dev/pts
                 log.warning("could not list the sessions of uid %s: %s", uid, exc)
         future = asyncio.get_running_loop().run_in_executor(
-            self.side, expiry_warnings.warn, self.dev_root, uid, ttys, line)
+            self.side, expiry_warnings.warn, self.dev_root, uid, ttys, line, self.terminals)
         try:
             await asyncio.wait_for(asyncio.shield(future), TELL_TIMEOUT)
         except TimeoutError:

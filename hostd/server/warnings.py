@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hostd.events import shown
 from hostd.server.notify import write_tty
+from hostd.server.ttys import Terminals
 
 LEADS = (300, 60)  # seconds before expiry
 NAME_WIDTH = 32
@@ -100,7 +101,19 @@ def user_ttys(dev: Path, uid: int, session_ttys: list[str]) -> list[Path]:
     return out[:MAX_TTYS]
 
 
-def warn(dev: Path, uid: int, session_ttys: list[str], line: str) -> int:
-    """Write `line` to each of the user's terminals; how many took it."""
+def warn(dev: Path, uid: int, session_ttys: list[str], line: str,
+         terminals: Terminals | None = None) -> int:
+    """Write `line` to each of the user's terminals; how many took it. The terminals
+    pam_jit handed over come first (whatever mesg says); the paths then only reach the
+    devices those did not."""
     text = terminal_text(line)
-    return sum(write_tty(p, text) for p in user_ttys(dev, uid, session_ttys))
+    sent, reached = terminals.write(uid, text) if terminals is not None else (0, set())
+    return sent + sum(write_tty(p, text) for p in user_ttys(dev, uid, session_ttys)
+                      if not reached or _rdev(p) not in reached)
+
+
+def _rdev(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_rdev
+    except OSError:
+        return None

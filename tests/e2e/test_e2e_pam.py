@@ -58,18 +58,17 @@ def pam_d(host: Host, base: bool = False) -> dict[str, str]:
 
 def test_the_package_enables_the_profile_with_root_skipping_the_module(pam_host):
     account = pam_host.box.path("/etc/pam.d/common-account").read_text()
-    lines = [line.split() for line in account.splitlines() if "pam_jit.py" in line
+    lines = [line.split() for line in account.splitlines() if "pam_jit" in line
              or "uid eq 0" in line]
     assert lines == [["account", "[success=2", "default=ignore]", "pam_succeed_if.so", "quiet",
                       "uid", "eq", "0"],
-                     ["account", "required", "pam_python.so",
-                      "/usr/lib/jitaccess/pam_jit.py"]]
+                     ["account", "required", "pam_jit.so"]]
     assert "[success=1 default=ignore]\tpam_succeed_if.so quiet service in jit-sudo:sudo:sudo-i" \
         in account
     session = pam_host.box.path("/etc/pam.d/common-session").read_text()
     modules = [line.split()[2] for line in session.splitlines()
                if line.startswith("session")]
-    assert modules.index("pam_python.so") > modules.index("pam_systemd.so")
+    assert modules.index("pam_jit.so") > modules.index("pam_systemd.so")
     assert "pam_jit" not in pam_host.box.path(
         "/etc/pam.d/common-session-noninteractive").read_text()
 
@@ -108,9 +107,8 @@ t = threading.Thread(target=check); t.start(); t.join(); print(res)
 
 
 def test_hostd_own_pam_and_sudo_never_load_the_module(pam_host):
-    """pam_python.so loaded into a Python process (hostd's password check) would run
-    pam_jit in that interpreter without the GIL: it crashed with SIGSEGV. The profile
-    skips jit-sudo (and sudo: not a login) before pam_python is loaded."""
+    """hostd's password check (python-pam in a thread, service jit-sudo) and sudo pass
+    for a gated user: the profile skips jit-sudo and sudo (not a login)."""
     box = pam_host.box
     box.run(["chpasswd"], input="alice:s3cret-pw\n")
     r = box.run(["python3", "-c", HOSTD_PAM], check=False, timeout=60)
@@ -168,8 +166,8 @@ def test_a_real_login_session_prints_the_time_left_and_is_registered(pam_host):
 
 
 def test_su_with_a_command_is_not_crashed_by_the_notice(pam_host):
-    """util-linux su -c answers a lone PAM_TEXT_INFO without a response array, which
-    crashes pam_python: the module stays quiet there, and su runs the command."""
+    """util-linux su -c answers a lone PAM_TEXT_INFO without a response array (it
+    crashed pam_python): su runs the command."""
     grant_id = activate(pam_host, "alice", "console")
     try:
         for argv in (["su", "-l", "alice", "-c", "echo ran"], ["su", "alice", "-c", "echo ran"]):
@@ -214,12 +212,12 @@ def test_setup_pam_disable_leaves_pam_d_as_it_was(pam_host):
 
 def test_removing_the_package_takes_pam_jit_out_first(pam_host):
     """Last: prerm runs pam-auth-update --remove before the module file goes, so no
-    stack names a missing pam_jit.py (a required account line would refuse everyone)."""
+    stack names a missing pam_jit.so (a required account line would refuse everyone)."""
     box = pam_host.box
     box.run(["apt-get", "remove", "-y", "jitaccess"], timeout=300)
     for stack in ("common-account", "common-session"):
         assert "pam_jit" not in box.path(f"/etc/pam.d/{stack}").read_text()
-    assert not box.path("/usr/lib/jitaccess/pam_jit.py").exists()
+    assert not box.path("/lib/x86_64-linux-gnu/security/pam_jit.so").exists()
     for user in ("root", "alice", "bob"):
         r = pamtester(pam_host, user, "acct_mgmt", "open_session", "close_session")
         assert r.returncode == 0, r.stdout + r.stderr

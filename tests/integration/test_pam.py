@@ -1,4 +1,4 @@
-"""pam_jit.py run by libpam through pam_wrapper (a private service directory, no
+"""pam_jit.so run by libpam through pam_wrapper (a private service directory, no
 /etc/pam.d) against a real hostd in a sandbox root: the module as login would load it,
 with only its socket and gate file named by module arguments."""
 
@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from sandbox import POLICY, PYTHON, REPO, Sandbox
+from sandbox import POLICY, PYTHON, REPO, USERS, Sandbox
 
+from hostd.client import Client
+from hostd.protocol import request
 from hostd.state.store import Store
 
 WRAPPER = "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so"
-PAM_PYTHON = "/lib/security/pam_python.so"
+NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
+MODULE = REPO / "pam" / "pam_jit.so"
 PERMIT = "/lib/x86_64-linux-gnu/security/pam_permit.so"
 RUNNER = Path(__file__).resolve().parent / "pam_runner.py"
 SUCCESS, PERM_DENIED, AUTHINFO_UNAVAIL = 0, 6, 9
@@ -37,11 +40,11 @@ require_grant = ["alice", "%developers"]
 class Pam:
     """A private PAM service directory whose stacks run pam_jit against the sandbox."""
 
-    def __init__(self, box: Sandbox) -> None:
-        self.box = box
+    def __init__(self, box: Sandbox, nss: bool = False) -> None:
+        self.box, self.nss = box, nss
         self.dir = box.root / "pam.d"
         self.dir.mkdir()
-        module = (f"{PAM_PYTHON} {REPO}/pam/pam_jit.py socket={box.socket_path} "
+        module = (f"{MODULE} socket={box.socket_path} "
                   f"gate={box.root}/var/lib/jit/login-gate.json")
         (self.dir / "login").write_text(f"account required {module}\n"
                                         f"session required {module}\n")
@@ -53,11 +56,23 @@ class Pam:
         env = {"LD_PRELOAD": WRAPPER, "PAM_WRAPPER": "1",
                "PAM_WRAPPER_SERVICE_DIR": str(self.dir), "PATH": "/usr/bin:/bin",
                "LANG": "C.UTF-8"}
+        if self.nss:  # the module resolves users and groups from the sandbox's files too
+            env.update(LD_PRELOAD=f"{WRAPPER}:{NSS_WRAPPER}",
+                       NSS_WRAPPER_PASSWD=str(self.box.root / "etc/passwd"),
+                       NSS_WRAPPER_GROUP=str(self.box.root / "etc/group"))
         job = json.dumps({"user": user, "service": service, "steps": steps})
         r = subprocess.run([PYTHON, str(RUNNER), job], env=env, capture_output=True, text=True,
                            timeout=60, check=False)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built() -> None:
+    """pam_jit.so built from this tree (pam/Makefile, Debian's hardening flags)."""
+    r = subprocess.run(["make", "-C", str(REPO / "pam"), "pam_jit.so"], capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def _box(policy: str) -> Sandbox:
@@ -224,6 +239,30 @@ def test_hostd_writes_the_gate_file_root_only_and_on_reload(box):
     assert box.wait_for(lambda: json.loads(gate.read_text())["when_unreachable"] == "deny",
                         timeout=10)
     assert json.loads(gate.read_text())["require_grant"] == []
+
+
+def test_pam_jit_and_hostd_agree_on_who_is_gated():
+    """Who is gated, as hostd decides (hostd/policy/logins.py, asked through pam.account)
+    and as pam_jit decides from the gate file hostd wrote (hostd stopped), both reading
+    the sandbox's users and groups (the module through nss_wrapper): named users, listed
+    group members, members by primary group, never root."""
+    policy = LOGIN_POLICY.replace('require_grant = ["alice", "%developers"]',
+                                  'require_grant = ["%developers", "%bob", "%nosuch", "x"]')
+    box = _box(policy)
+    try:
+        hostd_view = {}
+        for user in USERS:
+            answer = Client(box.socket_path).call(request("pam.account", user=user))
+            assert answer.get("code") in ("ok", "no_grant"), answer
+            hostd_view[user] = answer.get("gated", answer["code"] == "no_grant")
+        box.stop()
+        pam = Pam(box, nss=True)
+        module_view = {user: pam.run(user, ("account", AUTHINFO_UNAVAIL))["ok"]
+                       for user in USERS}
+        assert module_view == hostd_view
+        assert {u for u, gated in hostd_view.items() if gated} == {"alice", "bob", "carol"}
+    finally:
+        box.cleanup()
 
 
 def test_the_pam_ops_are_root_only(box):
