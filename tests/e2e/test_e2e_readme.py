@@ -371,6 +371,14 @@ def test_session_recordings(walk, terminal) -> None:
     box.write("/srv/app/.env", "DB_PASSWORD=hunter2hunter2\n"
               "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n", mode=0o600)
     steps = prompted(title)
+    (who, try_rules, masked), *steps = steps
+    try_rules = try_rules.replace(" '|' ", " | ")  # prompted() quotes words; this is a pipe
+    assert who == "alice" and try_rules.endswith("| jit mask test --explain"), try_rules
+    r = run(box, "alice", try_rules)  # the host's rules, as the README's [masking] adds
+    assert r.returncode == 1, r.stderr  # something was masked
+    assert r.stdout.splitlines() == [line for line in masked if not line.startswith("jit:")]
+    assert sorted(r.stderr.splitlines()) == sorted(
+        line for line in masked if line.startswith("jit:"))
     (who, cat, wanted), *admin = steps
     assert (who, cat) == ("alice", "sudo cat /srv/app/.env")
     before = len(events(box, "recording_closed"))
