@@ -12,6 +12,7 @@ which sudo took from the kernel, and must name the same account as its `user`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from dataclasses import dataclass, replace
@@ -19,7 +20,10 @@ from dataclasses import dataclass, replace
 from hostd.core.lifecycle import Core
 from hostd.core.requests import Requests
 from hostd.errors import JitError
-from hostd.policy.sudo import Decision, RunasUser, SudoRequest, decide, listing, sources
+from hostd.policy.config import Config
+from hostd.policy.guardrails import FileId, programs
+from hostd.policy.sudo import (Decision, RunasUser, SudoRequest, decide, listing, resolve,
+                               sources)
 from hostd.state.accounts import Account
 
 PAM_SERVICE = "jit-sudo"
@@ -60,6 +64,33 @@ def runas_user(account: Account | None) -> RunasUser | None:
     return None if account is None else RunasUser(
         account.name, account.uid, account.gid, account.home, account.shell,
         account.gids, account.group)
+
+
+def identify(paths) -> dict[str, FileId]:
+    """Each path's file (realpath, device, inode), for comparing commands as sudoers
+    does; a path that is not there is left out (then only its name can match)."""
+    out: dict[str, FileId] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out[path] = FileId(os.path.realpath(path), st.st_dev, st.st_ino)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def program_files(req: SudoRequest, runas: RunasUser | None, config: Config,
+                  which) -> dict[str, FileId]:
+    """The I/O half of a decision's canonical command: the program as the decision will
+    resolve it (the login shell for -i), and every program guardrail's file."""
+    paths = list(programs(config))
+    if req.login_shell and runas is not None:
+        paths.append(runas.shell)
+    elif req.argv and not req.sudoedit:
+        found = resolve(req.argv[0], req.cwd or "/", which)
+        if found:
+            paths.append(found)
+    return identify(paths)
 
 
 class Approvals:
@@ -147,9 +178,11 @@ class Sudo:
         `store`: the loop's read-only connection, or None for the worker's own (a
         SQLite connection belongs to the thread that made it)."""
         grants = self.core.list_grants(req.uid, store=store, name=req.user)
-        return Asked(req, decide(req, self.core.config, grants, set(groups),
-                                 runas_user(runas), self.core.now(), self.core.host.hostname,
-                                 self.which, approved=approved))
+        config, target = self.core.config, runas_user(runas)
+        files = program_files(req, target, config, self.which)
+        return Asked(req, decide(req, config, grants, set(groups), target, self.core.now(),
+                                 self.core.host.hostname, self.which, approved=approved,
+                                 files=files))
 
     def ask(self, args: dict, approved: bool = False) -> Asked:
         """Parse, identify, gather and decide in one thread, with this thread's own

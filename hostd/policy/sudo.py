@@ -308,6 +308,9 @@ def listing(config: Config, grants: list[dict], user: str, user_groups: set[str]
                 lines.append(f"  standing rule (members {escape(members)}):")
         tag = "" if authenticate and user != "root" else "NOPASSWD: "
         lines.append(f"    ({escape(rule.runas)}) {tag}{escape(source.command)}")
+    if config.guardrails:
+        lines.append("  guardrails (before any rule, on the command as resolved):")
+        lines += [f"    {escape(rail.describe())}" for rail in config.guardrails]
     return lines
 
 

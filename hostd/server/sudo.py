@@ -16,7 +16,7 @@ from concurrent.futures import Executor
 from hostd.core.lifecycle import Core
 from hostd.core.sudo import MAX_TRIES, Asked, Sudo, stamp_key
 from hostd.errors import JitError
-from hostd.events import carried
+from hostd.events import EVENT_TYPES, carried
 from hostd.protocol import SUDO_MODES
 from hostd.server.ops import Caller
 from hostd.server.record import RecordOps
@@ -25,9 +25,15 @@ from hostd.state.accounts_cache import AccountsCache
 from hostd.state.store import Store
 
 
-def _sudo_carried(event: str, req, d, **values: object) -> dict:
+def _sudo_carried(event: str, req, d, config=None, **values: object) -> dict:
     """What a sudo event carries (events.carried): the request's user and terminal, the
-    decision's command line, the grant that allowed it (d.source) and its guardrail."""
+    decision's command line (canonical: the program's real path, path arguments folded),
+    the grant that allowed it (d.source) and its guardrail: JIT_GUARDRAIL is its index,
+    and a refusal's reason names it in either form (`deny program /usr/bin/rm args ...`)."""
+    if (d.guardrail >= 0 and config is not None and d.guardrail < len(config.guardrails)
+            and "reason" in EVENT_TYPES[event].fields):
+        rail = f"guardrail {d.guardrail}: {config.guardrails[d.guardrail].describe()}"
+        values["reason"] = f"{values['reason']} ({rail})" if values.get("reason") else rail
     return carried(event, d.source, uid=req.uid, user=req.user, command=d.line,
                    runas=req.runas_user, tty=req.tty,
                    guardrail=str(d.guardrail) if d.guardrail >= 0 else None, **values)
@@ -167,12 +173,13 @@ class SudoOps:
     def _sudo_refused(self, asked, code: str, message: str) -> dict:
         self.core.events.refusal(
             "sudo_denied", f"sudo refused to {asked.request.user}: {code}",
-            **_sudo_carried("sudo_denied", asked.request, asked.decision, decision="denied",
-                            code=code, reason=message))
+            **_sudo_carried("sudo_denied", asked.request, asked.decision, self.core.config,
+                            decision="denied", code=code, reason=message))
         return {"ok": False, "code": code, "message": message}
 
     def _sudo_event(self, event: str, asked, d, request_id: str | None = None) -> None:
         verb = {"sudo_allowed": "allowed", "sudo_pending": "paused for approval"}[event]
         self.core.events.emit(
             event, f"sudo {verb} for {asked.request.user} as {asked.request.runas_user}",
-            **_sudo_carried(event, asked.request, d, decision=verb, request_id=request_id))
+            **_sudo_carried(event, asked.request, d, self.core.config, decision=verb,
+                            request_id=request_id))

@@ -575,6 +575,9 @@ def test_listing():
         "    (root) /usr/bin/sudoedit /etc/postgresql/*/main/pg_hba.conf",
         "  standing rule (members carol, %oncall):",
         "    (root) /usr/bin/journalctl *",
+        "  guardrails (before any rule, on the command as resolved):",
+        "    deny match '^/usr/bin/rm -rf /( |$)'",
+        "    approve match '^/usr/bin/systemctl (stop|disable) '",
     ]
 
 
