@@ -10,7 +10,6 @@ approve.
 from __future__ import annotations
 
 import os
-
 import tomllib
 from pathlib import Path
 

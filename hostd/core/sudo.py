@@ -22,8 +22,7 @@ from hostd.core.requests import Requests
 from hostd.errors import JitError
 from hostd.policy.config import Config
 from hostd.policy.guardrails import FileId, programs
-from hostd.policy.sudo import (Decision, RunasUser, SudoRequest, decide, listing, resolve,
-                               sources)
+from hostd.policy.sudo import Decision, RunasUser, SudoRequest, decide, listing, resolve, sources
 from hostd.state.accounts import Account
 
 PAM_SERVICE = "jit-sudo"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from hostd.errors import JitError
-from hostd.policy import sudo as sp
 from hostd.policy import guardrails, sudoenv, sudorequest, sudorules
+from hostd.policy import sudo as sp
 from hostd.policy.approvals import command_subject
 from hostd.policy.config import Config, parse_policy
 
