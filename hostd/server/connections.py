@@ -205,7 +205,7 @@ class Server:
                                 lambda: self.config_error),
                        AccessOps(core, self.requests, self.reader, self.worker),
                        SudoOps(core, self.sudo, self.reader, self.worker, self.names,
-                               self.auth, self.recordings),
+                               self.auth, self.recordings, paths.proc, paths.dev),
                        PamOps(core, self.reader, self.worker, self.names, logind),
                        self.reload,
                        self.recordings):
