@@ -263,10 +263,10 @@ def walk_owed(db_path: Path, events: Events, proc_root: Path,
 def warn_exposed(events: Events, proc_root: Path) -> list[tuple[str, str]]:
     """At start: one warning event naming the user-writable places where set-id bits
     take effect (none when all are nosuid)."""
-    mounts = read_mounts(proc_root)
-    if mounts is None:
+    table = read_mounts(proc_root)
+    if table is None:
         return []
-    found = mounts.exposed(mounts)
+    found = mounts.exposed(table)
     if found:
         events.emit("privilege_residue", mounts.exposure_text(found), decision="exposed",
                     path="; ".join(p for p, _ in found), count=len(found))
