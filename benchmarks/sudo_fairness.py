@@ -2,9 +2,10 @@
 """One user's wrong passwords against another's sudo (issue 17, item 4).
 
 In one booted Debian 12 container with the built .deb installed (the e2e suite's), bob
-runs authenticated sudos one after another (`echo PW | sudo -S /usr/bin/whoami`, the
-password checked by hostd through PAM) and each is timed; first alone, then while
-alice starts 10 wrong-password sudos a second (each costs pam_unix's ~2 s fail delay).
+runs authenticated sudos (`echo PW | sudo -S /usr/bin/whoami`, the password checked by
+hostd through PAM; --gap seconds apart, so they span the stream) and each is timed:
+first alone, then while alice starts 10 wrong-password sudos a second (each costs
+pam_unix's ~2 s fail delay).
 Prints bob's p50, p99 and failures for both runs side by side, and the ratio of the
 p99s. Goal: p99 with alice <= 1 s.
 
@@ -43,6 +44,7 @@ sudo = [ { runas = "root", commands = ["ALL"] } ]
 DRIVER = r'''
 import json, subprocess, sys, threading, time
 runs, rate, flood = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "flood"
+gap = float(sys.argv[4])
 stop = threading.Event()
 alice = []
 
@@ -65,6 +67,7 @@ for _ in range(runs):
     times.append(time.monotonic() - t)
     if r.returncode != 0 or r.stdout.strip() != "root":
         failures.append(r.stderr.strip()[-120:])
+    time.sleep(gap)  # bob's sudos spread over the stream, as a person's would be
 stop.set()
 told = [p.communicate()[1] for p in alice]
 print(json.dumps({"times": times, "failures": failures, "alice": len(alice),
@@ -78,9 +81,9 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(box: Container, runs: int, rate: float, flood: bool) -> dict:
+def measure(box: Container, runs: int, rate: float, flood: bool, gap: float) -> dict:
     out = box.run(["python3", "/root/fairness.py", str(runs), str(rate),
-                   "flood" if flood else "alone"], timeout=1800).stdout
+                   "flood" if flood else "alone", str(gap)], timeout=1800).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -89,6 +92,7 @@ def main() -> None:
     parser.add_argument("--deb", type=Path, help="the .deb to measure (default: dist/)")
     parser.add_argument("--runs", type=int, default=40, help="bob's sudos per run")
     parser.add_argument("--rate", type=float, default=10.0, help="alice's sudos a second")
+    parser.add_argument("--gap", type=float, default=0.5, help="seconds between bob's sudos")
     opts = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (boots a container with systemd-nspawn)")
@@ -105,11 +109,11 @@ def main() -> None:
         for user in ("alice", "bob"):
             box.run(["jit", "activate", issue(box, user, "secure", "1h")], user=user)
         box.write("/root/fairness.py", DRIVER)
-        alone = measure(box, opts.runs, opts.rate, False)
-        loaded = measure(box, opts.runs, opts.rate, True)
+        alone = measure(box, opts.runs, opts.rate, False, opts.gap)
+        loaded = measure(box, opts.runs, opts.rate, True, opts.gap)
     finally:
         box.close()
-    print(f"{deb.name}: bob's authenticated sudo, {opts.runs} runs each")
+    print(f"{deb}: bob's authenticated sudo, {opts.runs} runs each, {opts.gap:g} s apart")
     print(f"{'':28} {'p50':>8} {'p99':>8} {'max':>8}  failed")
     for name, r in (("alone", alone), (f"alice {opts.rate:g} wrong/s", loaded)):
         t = r["times"]
