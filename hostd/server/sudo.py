@@ -76,14 +76,9 @@ class SudoOps:
         """One sudo invocation: allow (command_info), refuse, ask for the password, or
         pause for an approval. Passwords are checked in the auth threads, fair per user
         (server/passwords.py); a check is dropped if the sudo goes (`channel` closes)."""
-        gone = asyncio.ensure_future(channel.reader.read(1)) if channel is not None else None
-        try:
-            return await self._check(args, gone)
-        finally:
-            if gone is not None:
-                gone.cancel()
+        return await self._check(args, channel)
 
-    async def _check(self, args: dict, gone: asyncio.Future | None) -> dict:
+    async def _check(self, args: dict, channel) -> dict:
         mode = args["mode"]
         if mode not in SUDO_MODES:
             raise JitError("bad_request", f"mode must be one of {', '.join(SUDO_MODES)}")
@@ -96,7 +91,7 @@ class SudoOps:
             if mode == "invalidate":
                 self.sudo.forget(key)
             elif needs and not self.sudo.fresh(key):
-                await self._password(args, req, key, gone)
+                await self._password(args, req, key, channel)
             return {"ok": True, "code": "ok", "decision": mode, "message": ""}
         asked = await self._ask(args)
         d = asked.decision
@@ -107,7 +102,7 @@ class SudoOps:
             if asked.request.noninteractive and "password" not in args:  # sudo -n
                 return self._sudo_refused(asked, "auth_required_noninteractive",
                                           "a password is required")
-            await self._password(args, asked.request, key, gone)
+            await self._password(args, asked.request, key, channel)
         if d.result == "pending":
             if asked.request.noninteractive:
                 return self._sudo_refused(asked, "needs_approval", f"{d.command} needs an "
@@ -167,8 +162,7 @@ class SudoOps:
         return self._sudo_refused(asked, "denied", f"request {rid} was {state}: "
                                   f"{asked.decision.command} does not run")
 
-    async def _password(self, args: dict, req, key: StampKey | None,
-                        gone: asyncio.Future | None) -> None:
+    async def _password(self, args: dict, req, key: StampKey | None, channel) -> None:
         """The password check, off the loop and off the worker, in the user's turn
         (PasswordChecks); JitError auth_required (ask again), auth_failed (3 wrong),
         busy (the user's own checks queued too long) or denied (the sudo went)."""
@@ -176,11 +170,16 @@ class SudoOps:
         if "password" not in args:
             raise JitError("auth_required", prompt)
         password = args["password"]
+        # EOF on the connection: the sudo went (only watched here, where a check waits)
+        gone = asyncio.ensure_future(channel.reader.read(1)) if channel is not None else None
         try:
             verdict = await self.checks.check(req.uid, lambda: self.sudo.check_password(
                 req.uid, key, req.pid, req.user, password), gone)
         except Gone:
             raise JitError("denied", "the sudo that asked has gone") from None
+        finally:
+            if gone is not None:
+                gone.cancel()
         if verdict.ok:
             return
         if self.sudo.tries_left(req.uid, req.pid) <= 0:
