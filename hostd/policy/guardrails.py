@@ -13,7 +13,7 @@ its spelling, so:
   file), while guardrails also try `..` folded, since a guardrail that catches more
   spellings can only refuse or pause more;
 - a `match` guardrail is searched in every spelling of the line (canonical, as
-  resolved before, `..` folded): any one matching triggers it;
+  resolved before, `..` folded, as typed): any one matching triggers it;
 - a `program` guardrail compares files and tries each `args` pattern on every
   spelling of every argument: order and option bundling do not matter.
 """
@@ -88,12 +88,14 @@ class Spellings:
 
 
 def spellings(typed: Resolved, canon: Resolved) -> Spellings:
-    """The canonical command, the command as resolved before canonicalisation (the
-    line as typed, with its path found) and `..` folded."""
+    """The canonical command, the command as resolved before canonicalisation (with
+    its path found), `..` folded, and (not for sudoedit) the argv exactly as typed."""
     collapsed = tuple(collapse(a) for a in canon.args)
     args = tuple(tuple(dict.fromkeys(s)) for s in zip(canon.args, typed.args, collapsed,
                                                       strict=True))
     lines = (canon.line, typed.line, " ".join([canon.path, *collapsed]))
+    if typed.path != "sudoedit":
+        lines += (" ".join(typed.argv_out),)
     return Spellings(tuple(dict.fromkeys((canon.path, typed.path))), args,
                      tuple(dict.fromkeys(lines)))
 

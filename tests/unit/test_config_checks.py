@@ -131,3 +131,21 @@ def test_a_ttl_refusal_says_the_limit(mint, make_config, host) -> None:
     assert info.value.code == "ttl_exceeds_role_max"
     assert info.value.message == "2h asked, role docker allows 1h"
 
+
+
+def test_check_config_lists_both_guardrail_forms_and_names_a_missing_program() -> None:
+    cfg = policy("""
+[[guardrails]]
+match = '^/usr/bin/rm -rf /( |$)'
+[[guardrails]]
+action = "approve"
+program = "/usr/bin/no-such-tool"
+args = ['^--force$']
+""")
+    assert config_checks.guardrail_lines(cfg) == [
+        "guardrails[0]: deny match '^/usr/bin/rm -rf /( |$)'",
+        "guardrails[1]: approve program /usr/bin/no-such-tool args '^--force$'"]
+    assert config_checks.guardrail_warnings(cfg, is_file=lambda p: False) == [
+        "guardrails[1]: program '/usr/bin/no-such-tool' is not a file on this host, so the "
+        "guardrail matches only that path"]
+    assert config_checks.guardrail_warnings(cfg, is_file=lambda p: True) == []

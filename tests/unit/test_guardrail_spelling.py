@@ -120,3 +120,10 @@ def test_both_forms_describe_themselves():
         "deny match '^/usr/bin/rm -rf /( |$)'",
         "deny program /usr/bin/rm args '^-[^-]*[rR]|^--recursive$' '^/'",
         "approve match '^/usr/bin/touch /root/approved'"]
+
+
+def test_a_deny_match_is_also_tried_on_the_line_as_typed():
+    config = Config(**parse_policy(Path("jit.toml"), {
+        "roles": POLICY["roles"], "guardrails": [{"match": "^rm -rf"}]}))
+    assert decide(["rm", "-rf", "x"], config=config).code == "guardrail_denied"
+    assert decide(["/bin/rm", "-rf", "x"], config=config).code == "allowed"
