@@ -106,7 +106,7 @@ OPS: dict[str, Op] = {op.name: op for op in (
          "password": Field("str", length=TEXT),
          "intercepted": Field("bool"),
          "list_user": Field("str", length=64),
-         "list_argv": Field("strlist", length=MAX_LINE, items=4096)}, access=ROOT),
+         "list_argv": Field("strlist", length=MAX_LINE, items=4096)}, access=ROOT, kind=WAIT),
     _op("sudo.wait", "wait for the approval of a paused sudo command (the sudo plugin)",
         {"id": ID}, access=ROOT, kind=WAIT),
     # The PAM module (pam_jit.py, as root inside login, sshd, su...): the user is the

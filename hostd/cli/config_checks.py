@@ -9,6 +9,7 @@ approve.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -55,11 +56,11 @@ def name_warnings(cfg: Config, accounts: Accounts) -> list[str]:
 def approval_warnings(cfg: Config, accounts: Accounts) -> list[str]:
     """Requests and paused sudo commands that nobody could ever decide."""
     out = []
-    pausing = [g.match.pattern for g in cfg.guardrails if g.action == "approve"]
+    pausing = [g.describe() for g in cfg.guardrails if g.action == "approve"]
     for r in cfg.roles.values():
         if r.sudo and pausing and not r.approvers:
             out.append(f"role {r.name}: no approvers, so sudo commands an approve guardrail "
-                       f"matches ({', '.join(repr(p) for p in pausing)}) can never be "
+                       f"matches ({'; '.join(pausing)}) can never be "
                        "approved under it (add approvers to the role)")
         if r.requesters and r.approvers and r.approvals > 0:
             known = _decidable(r, accounts)
@@ -72,9 +73,23 @@ def approval_warnings(cfg: Config, accounts: Accounts) -> list[str]:
     return out
 
 
+def guardrail_warnings(cfg: Config, is_file=os.path.isfile) -> list[str]:
+    """A `program` guardrail is compared by file; one naming no file on this host can
+    only match that exact path (a typo there guards nothing)."""
+    return [f"guardrails[{i}]: program {g.program!r} is not a file on this host, so the "
+            "guardrail matches only that path" for i, g in enumerate(cfg.guardrails)
+            if g.program and not is_file(g.program)]
+
+
+def guardrail_lines(cfg: Config) -> list[str]:
+    """Each guardrail in both forms' words, for check-config's summary."""
+    return [f"guardrails[{i}]: {g.describe()}" for i, g in enumerate(cfg.guardrails)]
+
+
 def warnings(cfg: Config, accounts: Accounts) -> list[str]:
     """Everything above, in the order an admin reads the file."""
-    return name_warnings(cfg, accounts) + approval_warnings(cfg, accounts)
+    return (name_warnings(cfg, accounts) + approval_warnings(cfg, accounts)
+            + guardrail_warnings(cfg))
 
 
 def max_ttls(cfg: Config, config_file: Path) -> list[str]:

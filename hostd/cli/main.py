@@ -198,8 +198,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return out(args, {"ok": True, "code": "ok", "message": summary, "warnings": warnings,
                        "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers),
                        "setgid_mounts": [{"place": p, "mount": m} for p, m in exposed],
-                       "max_ttl": {r.name: r.max_ttl for r in cfg.roles.values()}},
-                "\n".join([summary, *config_checks.max_ttls(cfg, paths.config)]))
+                       "max_ttl": {r.name: r.max_ttl for r in cfg.roles.values()},
+                       "guardrails": [g.describe() for g in cfg.guardrails]},
+                "\n".join([summary, *config_checks.max_ttls(cfg, paths.config),
+                           *config_checks.guardrail_lines(cfg)]))
 
 
 def _setgid_exposure(paths) -> list[tuple[str, str]]:

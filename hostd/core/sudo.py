@@ -12,15 +12,21 @@ which sudo took from the kernel, and must name the same account as its `user`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from hostd.core.lifecycle import Core
 from hostd.core.requests import Requests
 from hostd.errors import JitError
-from hostd.policy.sudo import Decision, RunasUser, SudoRequest, decide, listing, sources
+from hostd.policy.config import Config
+from hostd.policy.guardrails import FileId, programs
+from hostd.policy.sudo import Decision, RunasUser, SudoRequest, decide, listing, resolve, sources
+from hostd.state import pamauth
 from hostd.state.accounts import Account
+from hostd.state.pamauth import Verdict
 
 PAM_SERVICE = "jit-sudo"
 TIMESTAMP_SECONDS = 300  # sudoers' timestamp_timeout: 5 minutes
@@ -31,11 +37,10 @@ MAX_EXECS = 1024  # approved recorded commands whose exec is awaited (recordings
 EXEC_TTL = 60  # seconds an approved recorded command's exec is awaited (the token's TTL)
 
 
-def pam_authenticate(user: str, password: str) -> bool:
-    """PAM's verdict on the password (auth and account stacks of `jit-sudo`)."""
-    import pam  # python3-pampy: loaded only by hostd, and only when sudo asks
-
-    return bool(pam.pam().authenticate(user, password, service=PAM_SERVICE, resetcreds=False))
+def pam_authenticate(user: str, password: str) -> Verdict:
+    """PAM's verdict on the password (auth and account stacks of `jit-sudo`), with the
+    fail delay libpam asked for handed back instead of slept (state/pamauth.py)."""
+    return pamauth.authenticate(PAM_SERVICE, user, password)
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,52 @@ class Asked:
     request: SudoRequest
     decision: Decision
 
-    @property
-    def stamp_key(self) -> tuple[int, str]:
-        return stamp_key(self.request)
+
+StampKey = tuple
 
 
-def stamp_key(req: SudoRequest) -> tuple[int, str]:
-    """(uid, tty or parent pid): sudoers' timestamp_type=tty."""
-    return req.uid, req.tty or f"ppid:{req.ppid}"
+def start_time(proc: Path, pid: str) -> int | None:
+    """A process's start time (clock ticks after boot, /proc/PID/stat field 22): with
+    the pid, it names one process for good, as sudoers' timestamps use it."""
+    if not pid.isdigit() or pid == "0":
+        return None
+    try:
+        stat = (proc / pid / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # the name may hold spaces and ')'
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def tty_device(dev: Path, tty: str) -> int | None:
+    """The terminal's device number (st_rdev), or None if it cannot be stat'ed."""
+    if not tty.startswith("/dev/") or "/../" in tty:
+        return None
+    try:
+        return os.stat(dev / tty[len("/dev/"):]).st_rdev
+    except OSError:
+        return None
+
+
+def stamp_key(req: SudoRequest, proc: Path = Path("/proc"),
+              dev: Path = Path("/dev")) -> StampKey | None:
+    """sudoers' timestamp_type=tty: with a terminal, the user, the terminal's device
+    number, the session id and the session leader's start time, so a new session that
+    gets the same /dev/pts/N (or the same sid later) starts without one; without a
+    terminal, the parent process and its start time. None (no timestamp kept or used)
+    when the session or parent cannot be identified. Gathered where the request is
+    handled: sudo's user_info gives sid and ppid, /proc and /dev the rest."""
+    if req.tty:
+        start = start_time(proc, req.sid)
+        if start is None:
+            return None
+        rdev = tty_device(dev, req.tty)
+        return (req.uid, "tty", req.tty if rdev is None else rdev, int(req.sid), start)
+    start = start_time(proc, req.ppid)
+    return None if start is None else (req.uid, "ppid", int(req.ppid), start)
 
 
 def runas_user(account: Account | None) -> RunasUser | None:
@@ -60,6 +103,33 @@ def runas_user(account: Account | None) -> RunasUser | None:
     return None if account is None else RunasUser(
         account.name, account.uid, account.gid, account.home, account.shell,
         account.gids, account.group)
+
+
+def identify(paths) -> dict[str, FileId]:
+    """Each path's file (realpath, device, inode), for comparing commands as sudoers
+    does; a path that is not there is left out (then only its name can match)."""
+    out: dict[str, FileId] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out[path] = FileId(os.path.realpath(path), st.st_dev, st.st_ino)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def program_files(req: SudoRequest, runas: RunasUser | None, config: Config,
+                  which) -> dict[str, FileId]:
+    """The I/O half of a decision's canonical command: the program as the decision will
+    resolve it (the login shell for -i), and every program guardrail's file."""
+    paths = list(programs(config))
+    if req.login_shell and runas is not None:
+        paths.append(runas.shell)
+    elif req.argv and not req.sudoedit:
+        found = resolve(req.argv[0], req.cwd or "/", which)
+        if found:
+            paths.append(found)
+    return identify(paths)
 
 
 class Approvals:
@@ -120,7 +190,7 @@ class Sudo:
         self.authenticate_password = authenticate
         self.which = which
         self._lock = threading.Lock()  # timestamps and tries: auth threads and the worker
-        self._stamps: dict[tuple[int, str], float] = {}
+        self._stamps: dict[StampKey, float] = {}
         self._tries: dict[tuple[int, str], tuple[int, float]] = {}  # (count, last try)
         self.approvals = Approvals(core.clock)
 
@@ -147,9 +217,11 @@ class Sudo:
         `store`: the loop's read-only connection, or None for the worker's own (a
         SQLite connection belongs to the thread that made it)."""
         grants = self.core.list_grants(req.uid, store=store, name=req.user)
-        return Asked(req, decide(req, self.core.config, grants, set(groups),
-                                 runas_user(runas), self.core.now(), self.core.host.hostname,
-                                 self.which, approved=approved))
+        config, target = self.core.config, runas_user(runas)
+        files = program_files(req, target, config, self.which)
+        return Asked(req, decide(req, config, grants, set(groups), target, self.core.now(),
+                                 self.core.host.hostname, self.which, approved=approved,
+                                 files=files))
 
     def ask(self, args: dict, approved: bool = False) -> Asked:
         """Parse, identify, gather and decide in one thread, with this thread's own
@@ -234,25 +306,33 @@ class Sudo:
 
     # passwords and timestamps (auth threads) --------------------------------------------------
 
-    def fresh(self, key: tuple[int, str]) -> bool:
+    def fresh(self, key: StampKey | None) -> bool:
+        if key is None:
+            return False
         with self._lock:
             return self._stamps.get(key, 0) > self.core.clock()
 
-    def check_password(self, key: tuple[int, str], pid: str, user: str, password: str) -> bool:
-        """PAM's verdict; a success starts the timestamp, a failure counts against the
-        invocation's tries. Runs in an auth thread: pam_faildelay may sleep seconds."""
-        ok = self.authenticate_password(user, password)
+    def check_password(self, uid: int, key: StampKey | None, pid: str, user: str,
+                       password: str) -> Verdict:
+        """PAM's verdict; a success starts the timestamp (when the terminal's session
+        is known), a failure counts against the invocation's tries. Runs in an auth
+        thread; the fail delay is in the verdict, for the caller to apply off-thread.
+        `authenticate` may answer a bool (no delay known)."""
+        verdict = self.authenticate_password(user, password)
+        if isinstance(verdict, bool):
+            verdict = Verdict(verdict, 0.0)
         now = self.core.clock()
         with self._lock:
             if len(self._stamps) + len(self._tries) > MAX_REMEMBERED:
                 self._forget_stale(now)
-            if ok:
-                self._stamps[key] = now + TIMESTAMP_SECONDS
-                self._tries.pop((key[0], pid), None)
+            if verdict.ok:
+                if key is not None:
+                    self._stamps[key] = now + TIMESTAMP_SECONDS
+                self._tries.pop((uid, pid), None)
             else:
-                count, _ = self._tries.get((key[0], pid), (0, now))
-                self._tries[(key[0], pid)] = (count + 1, now)
-        return ok
+                count, _ = self._tries.get((uid, pid), (0, now))
+                self._tries[(uid, pid)] = (count + 1, now)
+        return verdict
 
     def _forget_stale(self, now: float) -> None:
         """Expired timestamps, and tries of sudo invocations long over: memory stays
@@ -265,7 +345,9 @@ class Sudo:
         with self._lock:
             return MAX_TRIES - self._tries.get((uid, pid), (0, 0.0))[0]
 
-    def forget(self, key: tuple[int, str]) -> None:
+    def forget(self, key: StampKey | None) -> None:
         """`sudo -k`."""
+        if key is None:
+            return
         with self._lock:
             self._stamps.pop(key, None)

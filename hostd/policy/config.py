@@ -69,9 +69,22 @@ class Role:
 
 @dataclass(frozen=True)
 class Guardrail:
+    """A `deny` or `approve` guardrail in one of two forms: `match`, a regex searched
+    in the command line, or `program` (an absolute path, compared by the file it
+    resolves to) with `args`, regexes that must each be found in some argument."""
+
     action: str
-    match: re.Pattern
+    match: re.Pattern | None
     message: str
+    program: str = ""
+    args: tuple[re.Pattern, ...] = ()
+
+    def describe(self) -> str:
+        """How sudo -l, check-config and events name it (raw: callers escape)."""
+        if self.match is not None:
+            return f"{self.action} match {self.match.pattern!r}"
+        args = "".join(f" {a.pattern!r}" for a in self.args)
+        return f"{self.action} program {self.program}" + (f" args{args}" if args else "")
 
 
 @dataclass(frozen=True)
@@ -270,10 +283,33 @@ def _guardrails(top: _Table) -> tuple[Guardrail, ...]:
     guardrails = []
     for i, item in enumerate(top.get("guardrails", list, [])):
         t = _Table(top.path, f"guardrails[{i}]", item)
-        guardrails.append(Guardrail(t.choice("action", ("deny", "approve"), "deny"),
-                                    t.regex("match"), t.get("message", str, "")))
+        guardrails.append(_guardrail(t))
         t.finish()
     return tuple(guardrails)
+
+
+def _guardrail(t: _Table) -> Guardrail:
+    """`match` alone, or `program` with optional `args` (never both forms)."""
+    action = t.choice("action", ("deny", "approve"), "deny")
+    message = t.get("message", str, "")
+    program = t.get("program", str, "")
+    if "match" in t.data:
+        if program or "args" in t.data:
+            raise t.fail("match", "give either match or program/args, not both")
+        return Guardrail(action, t.regex("match"), message)
+    if not program:
+        raise t.fail("match", "is required (or program, with args)")
+    if not program.startswith("/") or "\0" in program:
+        raise t.fail("program", "must be an absolute path")
+    args = []
+    for i, text in enumerate(t.get("args", list, [])):
+        if not isinstance(text, str):
+            raise t.fail("args", f"entry {i} must be a string")
+        try:
+            args.append(re.compile(text))
+        except re.error as exc:
+            raise t.fail("args", f"entry {i}: bad regular expression: {exc}") from None
+    return Guardrail(action, None, message, program, tuple(args))
 
 
 def _standing(t: _Table) -> Standing:

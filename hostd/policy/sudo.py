@@ -35,13 +35,13 @@ command_info; this module resolves the command and decides.
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from hostd.events import escape
 from hostd.policy.approvals import command_subject, in_members
 from hostd.policy.config import Config, SudoRule
+from hostd.policy.guardrails import Files, canonical, first, spellings
 from hostd.policy.liveness import is_live
 from hostd.policy.sudoenv import SECURE_PATH, command_info, reset_env
 from hostd.policy.sudorequest import Resolved, RunasUser, SudoRequest
@@ -216,47 +216,42 @@ def check_request(req: SudoRequest, runas: RunasUser | None) -> Decision | None:
     return None
 
 
-def _found(pattern: re.Pattern, line: str) -> bool:
-    """re.search, written as finditer: hostd keeps .match/.search for the duration
-    tokenizer only (test_config: names are fullmatched). A guardrail is an
-    administrator's regex on the command line, documented as found anywhere unless
-    anchored; `$` also matching before a final newline only widens a guardrail."""
-    return next(pattern.finditer(line), None) is not None
-
-
-def _guardrail(config: Config, action: str, line: str) -> int:
-    """The first guardrail of `action` whose regex is found in the command line."""
-    for index, rail in enumerate(config.guardrails):
-        if rail.action == action and _found(rail.match, line):
-            return index
-    return -1
-
-
 def decide(req: SudoRequest, config: Config, grants: list[dict], user_groups: set[str],
            runas: RunasUser | None, now: int, host: str, which: Which,
-           approved: bool = False) -> Decision:
+           approved: bool = False, files: Files | None = None) -> Decision:
     """Allow, deny or pending for one sudo (or intercepted) command. `grants` are the
     user's live grants as Core.list_grants gives them; expired ones are ignored here
     too, since a grant must never outlive its `exp` between listing and deciding.
-    `runas` is None when sudo -u named no known account."""
+    `runas` is None when sudo -u named no known account. `files`: the program paths
+    the caller identified (guardrails.FileId: realpath, device, inode), so the command
+    is compared by its file, not its spelling."""
     problem = check_request(req, runas)
     if problem is not None:
         return problem
     assert runas is not None
-    cmd = resolve_request(req, runas, which)
-    if isinstance(cmd, Decision):
-        return cmd
+    typed = resolve_request(req, runas, which)
+    if isinstance(typed, Decision):
+        return typed
+    files = files or {}
+    cmd = canonical(typed, files)
+    spelt = spellings(typed, cmd)
     return replace(_decide_command(req, config, grants, user_groups, runas, now, host, cmd,
-                                   approved), line=cmd.line)
+                                   approved, lambda action: first(config, action, spelt,
+                                                                  files), typed.path),
+                   line=cmd.line)
 
 
 def _decide_command(req: SudoRequest, config: Config, grants: list[dict],
                     user_groups: set[str], runas: RunasUser, now: int, host: str,
-                    cmd: Resolved, approved: bool) -> Decision:
-    """decide() once the command is resolved. `approved`: an approver already let this
-    exact command run once, so `approve` guardrails are passed (never `deny` ones)."""
+                    cmd: Resolved, approved: bool, guardrail, typed_path: str) -> Decision:
+    """decide() once the command is resolved and canonical. `approved`: an approver
+    already let this exact command run once, so `approve` guardrails are passed (never
+    `deny` ones). `guardrail(action)`: the first of that action holding for any
+    spelling of the command (guardrails.first). A rule matches the program by its
+    real path or by the path as resolved (sudoers compares files: `/bin/ls` runs under
+    a `/usr/bin/ls` rule, and a rule naming a symlink still holds for it)."""
     shown = escape(cmd.line)
-    denied = _guardrail(config, "deny", cmd.line)
+    denied = guardrail("deny")
     if denied >= 0:
         message = config.guardrails[denied].message or "refused by a guardrail"
         return Decision("deny", "guardrail_denied", escape(message), shown, guardrail=denied)
@@ -269,14 +264,15 @@ def _decide_command(req: SudoRequest, config: Config, grants: list[dict],
         return _deny("runas_not_allowed", f"sorry, you may not run commands as "
                                           f"{escape(runas.name)} on {escape(host)}", shown)
     match = next((h for h in as_runas if h[0].cmnd is not None
-                  and h[0].cmnd.matches(cmd.path, cmd.args)), None)
+                  and any(h[0].cmnd.matches(p, cmd.args) for p in {cmd.path, typed_path})),
+                 None)
     if match is None:
         return _deny("no_rule", f"sorry, you may not run {shown} as {escape(runas.name)} "
                                 f"on {escape(host)}", shown)
     source, _rule, authenticate = match
     # sudoers never asks root, nor again inside a session (intercept_authenticate off)
     needs_password = authenticate and req.uid != 0 and not req.intercepted
-    pending = -1 if approved else _guardrail(config, "approve", cmd.line)
+    pending = -1 if approved else guardrail("approve")
     if pending >= 0:
         subject = command_subject(req.user, runas.name, cmd.argv, req.cwd, host)
         message = config.guardrails[pending].message or "this command needs an approval"
@@ -312,6 +308,9 @@ def listing(config: Config, grants: list[dict], user: str, user_groups: set[str]
                 lines.append(f"  standing rule (members {escape(members)}):")
         tag = "" if authenticate and user != "root" else "NOPASSWD: "
         lines.append(f"    ({escape(rule.runas)}) {tag}{escape(source.command)}")
+    if config.guardrails:
+        lines.append("  guardrails (before any rule, on the command as resolved):")
+        lines += [f"    {escape(rail.describe())}" for rail in config.guardrails]
     return lines
 
 

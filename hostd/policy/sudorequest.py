@@ -97,6 +97,7 @@ class SudoRequest:
     pid: str = ""  # sudo's own pid and its parent's: wrong passwords count per sudo,
     ppid: str = ""  # timestamps fall back to the parent without a tty (as sudoers)
     noninteractive: bool = False  # sudo -n: never prompt, never wait
+    sid: str = ""  # the session id (sudo's user_info): timestamps are per session
 
     @classmethod
     def from_wire(cls, settings: object, user_info: object, argv: object, env: object,
@@ -127,7 +128,7 @@ class SudoRequest:
             umask=_int(info, "umask", 8, 0o777) if "umask" in info else DEFAULT_UMASK,
             runas_user=s.get("runas_user") or "root", runas_group=s.get("runas_group", ""),
             refused=() if intercepted else tuple(refused), intercepted=intercepted,
-            pid=info.get("pid", ""), ppid=info.get("ppid", ""),
+            pid=info.get("pid", ""), ppid=info.get("ppid", ""), sid=info.get("sid", ""),
             noninteractive=_bool(s, "noninteractive"), **flags,
         )
 

@@ -210,7 +210,7 @@ class Server:
                        AccessOps(core, self.requests, self.reader, self.worker,
                                  self.effects.notices),
                        SudoOps(core, self.sudo, self.reader, self.worker, self.names,
-                               self.auth, self.recordings),
+                               self.auth, self.recordings, paths.proc, paths.dev),
                        PamOps(core, self.reader, self.worker, self.names, logind, terminals),
                        self.reload,
                        self.recordings):

@@ -12,22 +12,30 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
+from pathlib import Path
 
 from hostd.core.lifecycle import Core
-from hostd.core.sudo import MAX_TRIES, Asked, Sudo, stamp_key
+from hostd.core.sudo import MAX_TRIES, Asked, StampKey, Sudo, stamp_key
 from hostd.errors import JitError
-from hostd.events import carried
+from hostd.events import EVENT_TYPES, carried
 from hostd.protocol import SUDO_MODES
 from hostd.server.ops import Caller
+from hostd.server.passwords import Gone, PasswordChecks
 from hostd.server.record import RecordOps
 from hostd.server.worker import Worker
 from hostd.state.accounts_cache import AccountsCache
 from hostd.state.store import Store
 
 
-def _sudo_carried(event: str, req, d, **values: object) -> dict:
+def _sudo_carried(event: str, req, d, config=None, **values: object) -> dict:
     """What a sudo event carries (events.carried): the request's user and terminal, the
-    decision's command line, the grant that allowed it (d.source) and its guardrail."""
+    decision's command line (canonical: the program's real path, path arguments folded),
+    the grant that allowed it (d.source) and its guardrail: JIT_GUARDRAIL is its index,
+    and a refusal's reason names it in either form (`deny program /usr/bin/rm args ...`)."""
+    if (d.guardrail >= 0 and config is not None and d.guardrail < len(config.guardrails)
+            and "reason" in EVENT_TYPES[event].fields):
+        rail = f"guardrail {d.guardrail}: {config.guardrails[d.guardrail].describe()}"
+        values["reason"] = f"{values['reason']} ({rail})" if values.get("reason") else rail
     return carried(event, d.source, uid=req.uid, user=req.user, command=d.line,
                    runas=req.runas_user, tty=req.tty,
                    guardrail=str(d.guardrail) if d.guardrail >= 0 else None, **values)
@@ -37,9 +45,12 @@ class SudoOps:
     """sudo.check and sudo.wait."""
 
     def __init__(self, core: Core, sudo: Sudo, reader: Store, worker: Worker,
-                 names: AccountsCache, auth: Executor, recordings: RecordOps) -> None:
+                 names: AccountsCache, auth: Executor, recordings: RecordOps,
+                 proc: Path = Path("/proc"), dev: Path = Path("/dev")) -> None:
         self.core, self.sudo, self.reader, self.worker = core, sudo, reader, worker
         self.names, self.auth, self.recordings = names, auth, recordings
+        self.checks = PasswordChecks(auth)
+        self.proc, self.dev = proc, dev  # the timestamps' sessions and terminals
         self.approvals = sudo.approvals
 
     async def _ask(self, args: dict) -> Asked:
@@ -57,9 +68,17 @@ class SudoOps:
             asked = self.sudo.decided(req, groups, runas, False, self.reader)
         return asked
 
-    async def op_sudo_check(self, args: dict, caller: Caller) -> dict:
+    def stamp(self, req) -> StampKey | None:
+        """The timestamp's key, from /proc and /dev (sudoers' timestamp_type=tty)."""
+        return stamp_key(req, self.proc, self.dev)
+
+    async def op_sudo_check(self, args: dict, caller: Caller, channel) -> dict:
         """One sudo invocation: allow (command_info), refuse, ask for the password, or
-        pause for an approval. Passwords are checked in the auth threads."""
+        pause for an approval. Passwords are checked in the auth threads, fair per user
+        (server/passwords.py); a check is dropped if the sudo goes (`channel` closes)."""
+        return await self._check(args, channel)
+
+    async def _check(self, args: dict, channel) -> dict:
         mode = args["mode"]
         if mode not in SUDO_MODES:
             raise JitError("bad_request", f"mode must be one of {', '.join(SUDO_MODES)}")
@@ -68,20 +87,22 @@ class SudoOps:
             return {"ok": True, "code": "ok", "decision": "list", "message": text}
         if mode in ("validate", "invalidate"):
             needs, req = await self.worker.run(self.sudo.needs_password_to_validate, args)
+            key = self.stamp(req)
             if mode == "invalidate":
-                self.sudo.forget(stamp_key(req))
-            elif needs and not self.sudo.fresh(stamp_key(req)):
-                await self._password(args, req)
+                self.sudo.forget(key)
+            elif needs and not self.sudo.fresh(key):
+                await self._password(args, req, key, channel)
             return {"ok": True, "code": "ok", "decision": mode, "message": ""}
         asked = await self._ask(args)
         d = asked.decision
         if d.result == "deny":
             return self._sudo_refused(asked, d.code, d.message)
-        if d.needs_password and not self.sudo.fresh(asked.stamp_key):
+        key = self.stamp(asked.request) if d.needs_password else None
+        if d.needs_password and not self.sudo.fresh(key):
             if asked.request.noninteractive and "password" not in args:  # sudo -n
                 return self._sudo_refused(asked, "auth_required_noninteractive",
                                           "a password is required")
-            await self._password(args, asked.request)
+            await self._password(args, asked.request, key, channel)
         if d.result == "pending":
             if asked.request.noninteractive:
                 return self._sudo_refused(asked, "needs_approval", f"{d.command} needs an "
@@ -141,15 +162,25 @@ class SudoOps:
         return self._sudo_refused(asked, "denied", f"request {rid} was {state}: "
                                   f"{asked.decision.command} does not run")
 
-    async def _password(self, args: dict, req) -> None:
-        """The password check, off the loop and off the worker (PAM may sleep seconds on
-        a failure); JitError auth_required (ask again) or auth_failed (3 wrong)."""
+    async def _password(self, args: dict, req, key: StampKey | None, channel) -> None:
+        """The password check, off the loop and off the worker, in the user's turn
+        (PasswordChecks); JitError auth_required (ask again), auth_failed (3 wrong),
+        busy (the user's own checks queued too long) or denied (the sudo went)."""
         prompt = f"[jit] password for {req.user}: "
         if "password" not in args:
             raise JitError("auth_required", prompt)
-        loop = asyncio.get_running_loop()
-        if await loop.run_in_executor(self.auth, self.sudo.check_password, stamp_key(req),
-                                      req.pid, req.user, args["password"]):
+        password = args["password"]
+        # EOF on the connection: the sudo went (only watched here, where a check waits)
+        gone = asyncio.ensure_future(channel.reader.read(1)) if channel is not None else None
+        try:
+            verdict = await self.checks.check(req.uid, lambda: self.sudo.check_password(
+                req.uid, key, req.pid, req.user, password), gone)
+        except Gone:
+            raise JitError("denied", "the sudo that asked has gone") from None
+        finally:
+            if gone is not None:
+                gone.cancel()
+        if verdict.ok:
             return
         if self.sudo.tries_left(req.uid, req.pid) <= 0:
             self.core.events.refusal("sudo_denied", f"sudo refused to {req.user}: "
@@ -167,12 +198,13 @@ class SudoOps:
     def _sudo_refused(self, asked, code: str, message: str) -> dict:
         self.core.events.refusal(
             "sudo_denied", f"sudo refused to {asked.request.user}: {code}",
-            **_sudo_carried("sudo_denied", asked.request, asked.decision, decision="denied",
-                            code=code, reason=message))
+            **_sudo_carried("sudo_denied", asked.request, asked.decision, self.core.config,
+                            decision="denied", code=code, reason=message))
         return {"ok": False, "code": code, "message": message}
 
     def _sudo_event(self, event: str, asked, d, request_id: str | None = None) -> None:
         verb = {"sudo_allowed": "allowed", "sudo_pending": "paused for approval"}[event]
         self.core.events.emit(
             event, f"sudo {verb} for {asked.request.user} as {asked.request.runas_user}",
-            **_sudo_carried(event, asked.request, d, decision=verb, request_id=request_id))
+            **_sudo_carried(event, asked.request, d, self.core.config, decision=verb,
+                            request_id=request_id))

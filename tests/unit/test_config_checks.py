@@ -45,11 +45,23 @@ def test_the_readmes_sudo_policy_draws_no_warning_on_a_fresh_host() -> None:
             if "db-admin" in w] == []
 
 
-def test_the_readmes_deny_rule_blocks_the_root_directory_only() -> None:
-    deny = next(g for g in policy(readme_sudo_policy()).guardrails if g.action == "deny")
-    assert deny.match.search("/usr/bin/rm -rf /")
-    assert deny.match.search("/usr/bin/rm -rf / --no-preserve-root")
-    assert not deny.match.search("/usr/bin/rm -rf /tmp/x")
+def test_the_readmes_deny_rule_refuses_recursive_removal_of_absolute_paths() -> None:
+    from hostd.policy import sudo as sp
+
+    cfg = policy(readme_sudo_policy() + '[roles.all]\nsudo = [{commands = ["ALL"]}]\n'
+                 'authenticate = false\n')
+    root = sp.RunasUser("root", 0, 0, "/root", "/bin/bash", (0,), "root")
+
+    def code(argv: list[str]) -> str:
+        req = sp.SudoRequest.from_wire([], ["user=al", "uid=1000", "gid=1000", "cwd=/"],
+                                       argv, [], [])
+        grant = {"id": "g", "user": "al", "role": "all", "exp": 2**40}
+        return sp.decide(req, cfg, [grant], set(), root, 0, "h", lambda p: p).code
+
+    assert code(["/usr/bin/rm", "-fr", "/"]) == "guardrail_denied"
+    assert code(["/usr/bin/rm", "-r", "-f", "/tmp/x", "y"]) == "guardrail_denied"
+    assert code(["/usr/bin/rm", "-f", "/tmp/x"]) == "allowed"
+    assert code(["/usr/bin/systemctl", "stop", "x"]) == "needs_approval"
 
 
 def test_names_that_do_not_exist_are_named_where_they_are() -> None:
@@ -119,3 +131,21 @@ def test_a_ttl_refusal_says_the_limit(mint, make_config, host) -> None:
     assert info.value.code == "ttl_exceeds_role_max"
     assert info.value.message == "2h asked, role docker allows 1h"
 
+
+
+def test_check_config_lists_both_guardrail_forms_and_names_a_missing_program() -> None:
+    cfg = policy("""
+[[guardrails]]
+match = '^/usr/bin/rm -rf /( |$)'
+[[guardrails]]
+action = "approve"
+program = "/usr/bin/no-such-tool"
+args = ['^--force$']
+""")
+    assert config_checks.guardrail_lines(cfg) == [
+        "guardrails[0]: deny match '^/usr/bin/rm -rf /( |$)'",
+        "guardrails[1]: approve program /usr/bin/no-such-tool args '^--force$'"]
+    assert config_checks.guardrail_warnings(cfg, is_file=lambda p: False) == [
+        "guardrails[1]: program '/usr/bin/no-such-tool' is not a file on this host, so the "
+        "guardrail matches only that path"]
+    assert config_checks.guardrail_warnings(cfg, is_file=lambda p: True) == []

@@ -23,7 +23,7 @@ HEADINGS = {"roles.NAME": "[roles.NAME]", "roles.NAME.sudo": "sudo rules",
 
 EVERY_TABLE = {
     "roles": {"r": {"sudo": [{"commands": ["ALL"]}]}},
-    "guardrails": [{"match": "x"}],
+    "guardrails": [{"match": "x"}, {"program": "/usr/bin/rm", "args": ["x"]}],
     "standing": [{"members": ["root"], "sudo": [{"commands": ["ALL"]}]}],
     "login": {}, "requests": {}, "sudo": {}, "notify": {}, "recording": {}, "daemon": {},
     "masking": {"rules": [{"name": "t", "regex": "T-[0-9]{4}"}]},

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from hostd.errors import JitError
+from hostd.policy import guardrails, sudoenv, sudorequest, sudorules
 from hostd.policy import sudo as sp
-from hostd.policy import sudoenv, sudorequest, sudorules
 from hostd.policy.approvals import command_subject
 from hostd.policy.config import Config, parse_policy
 
@@ -575,6 +575,9 @@ def test_listing():
         "    (root) /usr/bin/sudoedit /etc/postgresql/*/main/pg_hba.conf",
         "  standing rule (members carol, %oncall):",
         "    (root) /usr/bin/journalctl *",
+        "  guardrails (before any rule, on the command as resolved):",
+        "    deny match '^/usr/bin/rm -rf /( |$)'",
+        "    approve match '^/usr/bin/systemctl (stop|disable) '",
     ]
 
 
@@ -596,7 +599,8 @@ def test_listing_nothing_and_escaping():
 
 ALLOWED_IMPORTS = {"__future__", "posixpath", "re", "collections.abc", "dataclasses"}
 ALLOWED_HOSTD = {"hostd.policy.approvals": {"command_subject", "in_members"},
-                 "hostd.policy.config": {"Config", "SudoRule"},
+                 "hostd.policy.config": {"Config", "SudoRule", "Guardrail"},
+                 "hostd.policy.guardrails": {"Files", "canonical", "first", "spellings"},
                  "hostd.policy.liveness": {"is_live"},
                  "hostd.policy.sudoenv": {"SECURE_PATH", "command_info", "reset_env"},
                  "hostd.policy.sudorequest": {"DEFAULT_UMASK", "Resolved", "RunasUser",
@@ -605,7 +609,7 @@ ALLOWED_HOSTD = {"hostd.policy.approvals": {"command_subject", "in_members"},
                  "hostd.errors": {"JitError"}, "hostd.events": {"escape"}}
 
 
-@pytest.mark.parametrize("module", [sp, sudoenv, sudorequest, sudorules],
+@pytest.mark.parametrize("module", [sp, sudoenv, sudorequest, sudorules, guardrails],
                          ids=lambda m: m.__name__)
 def test_imports_only_pure_modules(module):
     tree = ast.parse(Path(module.__file__).read_text())

@@ -64,17 +64,17 @@ def test_allowed_with_a_grant_and_a_password_is_needed(w):
     grant(w)
     asked = w.sudo.ask(args(["/usr/bin/id", "-u"]))
     assert asked.decision.allowed and asked.decision.needs_password
-    assert asked.stamp_key == (1000, "/dev/pts/3") and asked.request.pid == "77"
+    assert asked.request.pid == "77"
 
 
 def test_timestamp_five_minutes_per_tty_and_sudo_k(w):
     key = (1000, "/dev/pts/3")
     assert not w.sudo.fresh(key)
-    assert w.sudo.check_password(key, "77", "alice", "right")
+    assert w.sudo.check_password(1000, key, "77", "alice", "right").ok
     assert w.sudo.fresh(key) and not w.sudo.fresh((1000, "/dev/pts/4"))
     w.clock.t += TIMESTAMP_SECONDS + 1
     assert not w.sudo.fresh(key)
-    w.sudo.check_password(key, "78", "alice", "right")
+    w.sudo.check_password(1000, key, "78", "alice", "right")
     w.sudo.forget(key)
     assert not w.sudo.fresh(key)
 
@@ -82,7 +82,7 @@ def test_timestamp_five_minutes_per_tty_and_sudo_k(w):
 def test_three_wrong_passwords_per_invocation(w):
     key = (1000, "/dev/pts/3")
     for n in range(MAX_TRIES):
-        assert not w.sudo.check_password(key, "77", "alice", "wrong")
+        assert not w.sudo.check_password(1000, key, "77", "alice", "wrong").ok
         assert w.sudo.tries_left(1000, "77") == MAX_TRIES - n - 1
     assert w.sudo.tries_left(1000, "78") == MAX_TRIES, "another sudo starts afresh"
     assert not w.sudo.fresh(key)
@@ -121,9 +121,9 @@ def test_remembered_passwords_and_tries_stay_bounded(w, monkeypatch):
 
     monkeypatch.setattr(sudo_mod, "MAX_REMEMBERED", 10)
     for n in range(30):
-        w.sudo.check_password((1000, f"/dev/pts/{n}"), str(n), "alice", "wrong")
+        w.sudo.check_password(1000, (1000, f"/dev/pts/{n}"), str(n), "alice", "wrong")
     w.clock.t += TIMESTAMP_SECONDS + 1
-    w.sudo.check_password((1000, "/dev/pts/99"), "99", "alice", "right")
+    w.sudo.check_password(1000, (1000, "/dev/pts/99"), "99", "alice", "right")
     assert len(w.sudo._tries) == 0 and len(w.sudo._stamps) == 1
     assert w.sudo.fresh((1000, "/dev/pts/99"))
 
