@@ -130,6 +130,7 @@ def _terminals(paths: Paths, core: Core) -> Terminals | None:
     and /dev/pts paths only."""
     terminals = Terminals(paths.socket.parent / "terminal.sock", core.accounts.uid_of)
     try:
+        paths.socket.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         terminals.start(asyncio.get_running_loop())
     except OSError as exc:
         log.warning("cannot serve %s: %s", terminals.path, exc)

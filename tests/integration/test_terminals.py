@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -115,6 +116,9 @@ def test_jit_request_says_how_many_approver_terminals_it_reached(box):
     out = box.jit("request", "console", "--for", "30m", "--reason", "deploy", user="bob")
     assert out.returncode == 0, out.stderr
     assert "no approver is logged in" in out.stdout
+    first = re.search(r"request (\w+)", out.stdout).group(1)
+    withdrawn = box.jit("requests", "--cancel", first, user="bob")  # asking again would join it
+    assert withdrawn.returncode == 0, withdrawn.stderr
     master, slave = pty_of(1001)
     try:
         assert hand_over(box, "alice", [slave])["ok"]
