@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(
-    make python3 python3-venv python3-pytest
+    make python3 python3-venv python3-pytest python3-pytest-xdist
     python3-cryptography python3-jwt python3-dbus-next python3-systemd python3-pyroute2
     python3-pampy python3-pamela python3-six libpam-python pamtester sudo passwd util-linux
     iproute2 debootstrap systemd-container debian-archive-keyring
