@@ -46,7 +46,7 @@ def main() -> None:
         write_journal(lifecycle(n, int((time.time() - 86400) * 1e6)), path)
         print(f"wrote {n} events to a journal file ({path.stat().st_size >> 20} MiB) in "
               f"{time.perf_counter() - started:.1f} s")
-        jit = [sys.executable, "-m", "hostd.cli.main", "audit", "--json",
+        jit = [sys.executable, "-m", "hostd.cli", "audit", "--json",
                "--journal-file", str(path)]
         anchor = ["journalctl", "-o", "json", "--no-pager", "--file", str(path)]
         count = subprocess.run(jit, capture_output=True, check=True, cwd=REPO).stdout.count(b"\n")

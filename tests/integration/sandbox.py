@@ -159,7 +159,7 @@ class Sandbox:
 
     def jit(self, *args: str, user: str = "root", check: bool = False,
             stdin: str | None = None) -> subprocess.CompletedProcess:
-        cmd = [PYTHON, "-m", "hostd.cli.main", *args]
+        cmd = [PYTHON, "-m", "hostd.cli", *args]
         if user != "root":
             uid = USERS[user]
             cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *cmd]

@@ -146,7 +146,7 @@ def test_two_of_n_counts_each_approver_once_even_racing(box):
     req = request(box, role="db")
     uid = USERS["bob"]
     cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", PYTHON, "-m",
-           "hostd.cli.main", "approve", req["id"], "--json"]
+           "hostd.cli", "approve", req["id"], "--json"]
     racers = [subprocess.Popen(cmd, env=box.env, stdout=subprocess.PIPE, text=True)
               for _ in range(4)]
     answers = [json.loads(p.communicate(timeout=60)[0]) for p in racers]
@@ -190,7 +190,7 @@ def test_breakglass_is_immediate_and_loud(box):
 def test_wait_returns_when_approved(box):
     waiter = subprocess.Popen(
         ["setpriv", f"--reuid={USERS['alice']}", f"--regid={USERS['alice']}", "--clear-groups",
-         PYTHON, "-m", "hostd.cli.main", "request", "docker", "--for", "1h", "--reason", "r",
+         PYTHON, "-m", "hostd.cli", "request", "docker", "--for", "1h", "--reason", "r",
          "--wait", "--json"], env=box.env, stdout=subprocess.PIPE, text=True)
     rid = box.wait_for(lambda: box.jit_json("requests", user="bob")[1]["requests"])[0]["id"]
     assert box.jit("approve", rid, user="bob").returncode == 0

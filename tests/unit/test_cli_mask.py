@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def jit(root: Path, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
     env = dict(os.environ, JIT_ROOT=str(root), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "hostd.cli.main", "mask", "test", *args],
+    return subprocess.run([sys.executable, "-m", "hostd.cli", "mask", "test", *args],
                           input=stdin, capture_output=True, env=env, timeout=60, check=False)
 
 
