@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hostd.events import carried
 from hostd.server import residue
 
 log = logging.getLogger("jit-hostd")
@@ -238,11 +239,11 @@ POLL = 0.05
 MAX_LISTED = 100
 
 
-def _fields(e, gids: dict[int, str], held: list[Held]) -> dict:
-    return {"user": e.user, "uid": e.uid, "role": e.role, "grant_id": e.grant_id,
-            "groups": sorted(gids.values()), "reason": e.reason, "count": len(held),
-            "pids": sorted({h.pid for h in held}),
-            "processes": "; ".join(describe(h, gids) for h in held[:MAX_LISTED])}
+def _fields(event: str, e, gids: dict[int, str], held: list[Held]) -> dict:
+    """The event's fields: the ending's own (events.carried) and the holders."""
+    return carried(event, e, groups=sorted(gids.values()), count=len(held),
+                   pids=sorted({h.pid for h in held}),
+                   processes="; ".join(describe(h, gids) for h in held[:MAX_LISTED]))
 
 
 def _signal_all(root: Path, held: list[Held], signo: int) -> int:
@@ -258,7 +259,8 @@ def residue_event(events, e, gids: dict[int, str], held: list[Held]) -> None:
     events.emit(
         "privilege_residue", f"grant {e.grant_id} {e.reason} but {len(held)} open "
         f"descriptors still give {', '.join(sorted(gids.values()))} access "
-        "(on_expiry = keep-sessions)", decision="kept", **_fields(e, gids, held))
+        "(on_expiry = keep-sessions)", decision="kept",
+        **_fields("privilege_residue", e, gids, held))
 
 
 async def end_holders(server, e, gids: dict[int, str]) -> list[Held]:
@@ -283,5 +285,6 @@ async def end_holders(server, e, gids: dict[int, str]) -> list[Held]:
     server.core.events.emit(
         "session_terminated", f"{len({h.pid for h in held})} processes holding "
         f"descriptors that need {', '.join(sorted(gids.values()))} {decision}: grant "
-        f"{e.grant_id} {e.reason}", decision=decision, **_fields(e, gids, held))
+        f"{e.grant_id} {e.reason}", decision=decision,
+        **_fields("session_terminated", e, gids, held))
     return held
