@@ -43,7 +43,6 @@ class Core:
     def __init__(self, config: Config, store: Store, accounts: Accounts, events: Events,
                  host: HostFacts, clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        textmask.configure(config)  # command lines in events masked with its [masking]
         self.store = store
         self.accounts = accounts
         self.events = events
@@ -53,6 +52,17 @@ class Core:
         # this boot's /proc/sys/kernel/random/boot_id ("" unknown), kept with each
         # pending ending: one from an earlier boot has no process left to end
         self.boot_id = ""
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        """Every policy hostd takes (at start, on reload) also masks the command lines
+        its events log with that policy's [masking] (hostd/masking/text.py)."""
+        self._config = config
+        textmask.configure(config)
 
     def take_effects(self) -> list:
         """What the last calls decided must follow (the server carries it out)."""

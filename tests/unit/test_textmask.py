@@ -50,3 +50,27 @@ def test_the_message_quoting_a_command_is_masked_too(tmp_path):
         "recording_closed", "recording 1 closed: alice ran mysql -pS3cret x (exit 1)",
         command="mysql -pS3cret x")
     assert "S3cret" not in json.dumps(rec) and "mysql -p****** x" in rec["MESSAGE"]
+
+
+def test_a_reloaded_policy_masks_event_command_lines_with_its_own_rules(tmp_path):
+    """The policy a reload gives Core (ReloadOps sets core.config) is the one events mask
+    with: a rule added by the reload hides what the first policy showed."""
+    from fakes import FakeAccounts
+
+    from hostd.core.lifecycle import Core
+    from hostd.policy.hostmatch import HostFacts
+    from hostd.state.store import Store
+
+    events = Events(mirror=tmp_path / "events.jsonl", journal=False)
+    core = Core(Config(), Store(tmp_path / "state.db"), FakeAccounts(), events,
+                HostFacts("h", "", ()))
+    try:
+        line = "/usr/bin/deploy TICKET-424242"
+        assert events.emit("sudo_allowed", "x", command=line)["JIT_COMMAND"] == line
+        core.config = Config(masking=(("ticket", re.compile(r"TICKET-[0-9]{6}")),))
+        rec = events.emit("sudo_allowed", "x", command=line)
+        assert rec["JIT_COMMAND"] == "/usr/bin/deploy *************"
+        assert rec["JIT_MASKED"] == "ticket=1"
+    finally:
+        core.store.close()
+        textmask.configure(Config())
