@@ -11,7 +11,7 @@ a request instead, exactly as `jit request` would. Each token is used once.
 
 from __future__ import annotations
 
-from hostd.core.lifecycle import Core
+from hostd.core.lifecycle import SEEN_TOKEN_GRACE, Core
 from hostd.core.requests import Requests
 from hostd.errors import JitError
 from hostd.policy import idptoken
@@ -23,6 +23,11 @@ from hostd.state import idp_tokens
 from hostd.state.idpcache import IdpCache
 
 PRUNE_EVERY = 3600  # seconds between two prunes of used token ids
+
+
+def grant_jti(tok: idptoken.IdToken) -> str:
+    """The token id a grant from `tok` carries (seen_tokens: issuer, jti)."""
+    return f"idp:{tok.token_id}"
 
 
 def needs_approval(role: Role) -> bool:
@@ -88,33 +93,57 @@ class IdpActivations:
             raise JitError("bad_request", f"reason longer than {MAX_TEXT} characters")
         told = {"idp_subject": tok.subject, "matched": list(matched)}
         self._prune()
+        if (idp_tokens.used_for(self.core.store, oidc.name, tok.token_id) is not None
+                or self.core.store.grant_of_token(oidc.name, grant_jti(tok))):
+            raise JitError("replayed", "this ID token was used on this host already")
+        if needs_approval(role):
+            out = self._recorded(tok, oidc, lambda: self._request(tok, uid, role, duration,
+                                                                  reason, told))
+        else:
+            out = self._grant(tok, oidc, uid, role, duration, reason, told)
+        out.update(issuer=oidc.name, subject=tok.subject, matched=list(matched))
+        return out
+
+    def _recorded(self, tok: idptoken.IdToken, oidc: OidcIssuer, make) -> dict:
+        """Record the token as used (until it could no longer verify), then `make`; a
+        failure forgets it again: nothing was given."""
         keep = max(tok.exp, tok.iat + oidc.max_token_age) + idptoken.LEEWAY
         if not idp_tokens.use(self.core.store, oidc.name, tok.token_id, keep, "pending"):
             raise JitError("replayed", "this ID token was used on this host already")
         try:
-            if needs_approval(role):
-                out = self._request(tok, uid, role, duration, reason, told)
-            else:
-                out = self._grant(tok, uid, role, duration, reason, told)
+            out = make()
         except BaseException:
             idp_tokens.forget(self.core.store, oidc.name, tok.token_id)
             raise
-        out.update(issuer=oidc.name, subject=tok.subject, matched=list(matched))
+        used = (f"grant:{out['grant']['id']}" if "grant" in out
+                else f"request:{out['request']['id']}")
+        idp_tokens.set_used_for(self.core.store, oidc.name, tok.token_id, used)
         return out
 
-    def _grant(self, tok: idptoken.IdToken, uid: int, role: Role, duration: int,
+    def _grant(self, tok: idptoken.IdToken, oidc: OidcIssuer, uid: int, role: Role,
+               duration: int, reason: str, told: dict) -> dict:
+        """Through Core.apply, whose one transaction records the grant's token id
+        (`idp:ID` in seen_tokens) with the grant: a second use is `replayed` at no extra
+        commit. seen_tokens keeps it until the grant's end plus an hour; only a token
+        that could still verify after that is also kept in idp_tokens (an extra commit,
+        rare: max_token_age longer than the grant plus an hour)."""
+        keep = max(tok.exp, tok.iat + oidc.max_token_age) + idptoken.LEEWAY
+        if keep > self.core.now() + duration + SEEN_TOKEN_GRACE:
+            return self._recorded(tok, oidc, lambda: self._apply(tok, uid, role, duration,
+                                                                 reason, told))
+        return self._apply(tok, uid, role, duration, reason, told)
+
+    def _apply(self, tok: idptoken.IdToken, uid: int, role: Role, duration: int,
                reason: str, told: dict) -> dict:
         missing = [g for g in role.groups if not self.core.accounts.group_exists(g)]
         if missing:
             raise JitError("config_error", f"role {role.name!r} names missing group "
                                            f"{missing[0]!r}")
         now = self.core.now()
-        grant = Grant(jti=f"idp:{tok.token_id}", issuer=tok.issuer, user=tok.user,
+        grant = Grant(jti=grant_jti(tok), issuer=tok.issuer, user=tok.user,
                       role=role.name, groups=role.groups, not_before=now,
                       exp=now + duration, iat=tok.iat, hosts=(), reason=reason)
         public = self.core.apply(grant, uid, **told)
-        idp_tokens.set_used_for(self.core.store, tok.issuer, tok.token_id,
-                                f"grant:{public['id']}")
         return {"ok": True, "code": "ok", "message": f"grant {public['id']} activated",
                 "grant": public}
 
@@ -125,8 +154,6 @@ class IdpActivations:
                            f"must include {HOST_ISSUER!r}, which signs approved requests")
         req = self.requests.open(uid, tok.user, role, duration, clean_reason(reason),
                                  issuer=tok.issuer, **told)
-        idp_tokens.set_used_for(self.core.store, tok.issuer, tok.token_id,
-                                f"request:{req['id']}")
         return {"ok": True, "code": "ok", "message": f"request {req['id']} {req['state']}",
                 "request": req}
 

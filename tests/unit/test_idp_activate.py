@@ -101,10 +101,24 @@ def test_a_token_whose_activation_failed_can_be_used_again(w):
     assert w.activate(token)["grant"]["user"] == "alice"
 
 
-def test_used_token_ids_are_pruned_once_they_cannot_verify(w):
+def test_a_grants_token_id_is_recorded_with_the_grant_in_one_commit(w):
+    token = w.token()
+    g = w.activate(token, duration=60)["grant"]
+    assert w.store.grant_of_token("corp-idp", "idp:" + w.idp.verify(token, None)[0].token_id
+                                  ) == g["id"]
+    assert w.store.db.execute("SELECT count(*) FROM idp_tokens").fetchone()[0] == 0
+
+
+def test_a_token_that_outlives_the_grants_record_is_kept_until_it_cannot_verify(w):
+    long_lived = parse_issuer(Path("corp-idp.toml"), tomllib.loads(issuer_toml(
+        max_token_age="3h", claims_to_roles=[{"value": "/sre", "roles": ["docker"]}])))
+    w.core.config = Config(roles=ROLES, oidc={"corp-idp": long_lived})
     token = w.token()
     w.activate(token, duration=60)
-    assert idp_tokens.prune(w.store, NOW + 600 + 61) == 1
+    w.store.prune_seen(NOW + 10**6)  # what reconcile does after the grant's end + 1 h
+    assert w.refused(token) == "replayed"
+    assert idp_tokens.prune(w.store, NOW + 3 * 3600 + 60) == 0
+    assert idp_tokens.prune(w.store, NOW + 3 * 3600 + 61) == 1
 
 
 def test_the_token_must_be_the_callers_but_root_acts_for_anyone(w):
