@@ -216,3 +216,24 @@ def test_cache_state_without_fetched_at_is_unusable(w):
     with pytest.raises(JitError) as info:
         w.cache.keys(w.issuer)
     assert info.value.code == "stale_keys"
+
+
+def test_a_version_5_database_gains_the_idp_tokens_table(tmp_path):
+    import sqlite3
+
+    from hostd.state.store import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:5]:
+        db.executescript(script)
+    db.execute("PRAGMA user_version = 5")
+    db.close()
+    store = Store(path)
+    try:
+        assert store.schema_version >= 6
+        assert idp_tokens.use(store, "corp-idp", "t1", NOW, "request:x")
+        assert not idp_tokens.use(store, "corp-idp", "t1", NOW, "request:y")
+        assert idp_tokens.used_for(store, "corp-idp", "t1") == "request:x"
+    finally:
+        store.close()
