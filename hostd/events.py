@@ -66,7 +66,7 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
               (*GRANT, "decision", "request_id", "idp_subject", "matched")),
     EventType("grant_refused", "grant", "f008f1fa8a924a50a8b116da8159dc35", 4,
               "A grant was refused",
-              ("user", "uid", "code", "decision", "reason", "issuer", "idp_subject"),
+              ("user", "uid", "code", "decision", "reason", "issuer"),
               refusal=True),
     EventType("grant_expired", "grant", "b39f91203ec24f77ae64e0b6554e1de0", 5,
               "A grant expired and was revoked",

@@ -66,8 +66,16 @@ class IdpActivations:
                 "grant_refused", f"ID token refused: {exc.code}: {exc.message}",
                 uid=caller_uid, user=self.core.accounts.user_by_uid(caller_uid),
                 code=exc.code, decision="refused", reason=exc.message,
-                issuer=args.get("issuer") or None)
+                issuer=self._issuer_name(args))
             raise
+
+    def _issuer_name(self, args: dict) -> str | None:
+        """The issuer a refused token was (or would have been) checked against."""
+        try:
+            _token, _header, claims = idptoken.decode_unverified(args.get("token"))
+            return idptoken.pick_issuer(claims, self.core.config.oidc, args.get("issuer")).name
+        except JitError:
+            return args.get("issuer") or None
 
     def _caller(self, tok: idptoken.IdToken, caller_uid: int) -> int:
         uid = self.core.accounts.uid_of(tok.user)

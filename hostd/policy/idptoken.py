@@ -2,17 +2,19 @@
 
 One check per refusal code, in this order, so a token with one thing wrong gets that
 code: malformed, unknown_issuer/wrong_issuer, algorithm_not_allowed, unknown_key,
-bad_signature, expired, not_yet_valid, token_too_old, wrong_audience, wrong_azp,
-groups_overage, bad_token. PyJWT (Debian's python3-jwt 2.6) checks the signature with
-one explicit algorithm and a key object of the matching type, never a key given as
-bytes: an HS256 token "signed" with an RSA public key cannot even be tried, since HS*
-is never in an issuer's list and a key is only tried for algorithms its kty allows.
+bad_signature, wrong_issuer (signed), bad_token (an access token), expired,
+not_yet_valid, token_too_old, wrong_audience, wrong_azp, groups_overage, bad_token.
+PyJWT (Debian's python3-jwt 2.6) checks the signature with one explicit algorithm and
+a key object of the matching type, never a key given as bytes: an HS256 token "signed"
+with an RSA public key cannot even be tried, since HS* is never in an issuer's list and
+a key is only tried for algorithms its kty allows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
@@ -184,6 +186,15 @@ def _overage(claims: dict, issuer: idp.OidcIssuer) -> None:
                       "ask the identity provider to send groups, or filter them")
 
 
+def _is_access_token(header: dict, claims: dict) -> bool:
+    """RFC 9068 access tokens say so in the header; Keycloak's in a `typ` claim. Either
+    can carry this client in aud (an audience mapper): only an ID token says who logged in."""
+    typ = header.get("typ")
+    if isinstance(typ, str) and typ.lower() in ("at+jwt", "application/at+jwt"):
+        return True
+    return claims.get("typ") in ("Bearer", "Refresh", "Offline")
+
+
 def token_id(token: str, claims: dict) -> str:
     jti = claims.get("jti")
     if isinstance(jti, str) and _JTI.fullmatch(jti):
@@ -197,7 +208,8 @@ def decode_unverified(token: object) -> tuple[str, dict, dict]:
     return _unverified(token)
 
 
-def verify(token: object, issuers: dict[str, idp.OidcIssuer], keys_of, now: float,
+def verify(token: object, issuers: dict[str, idp.OidcIssuer],
+           keys_of: Callable[[idp.OidcIssuer], tuple[JwkKey, ...]], now: float,
            name: str | None = None) -> IdToken:
     """Verify an ID token offline. `keys_of(issuer)` gives that issuer's cached keys
     (JitError stale_keys when it cannot); JitError with the first failed check's code."""
@@ -206,6 +218,8 @@ def verify(token: object, issuers: dict[str, idp.OidcIssuer], keys_of, now: floa
     claims = _signature(token, header, issuer, keys_of(issuer))
     if claims.get("iss") != issuer.issuer:  # what was signed, not what was peeked at
         raise _refuse("wrong_issuer", f"token's iss is not {issuer.issuer!r}")
+    if _is_access_token(header, claims):
+        raise _refuse("bad_token", "an access or refresh token, not an ID token")
     exp, iat = _times(claims, issuer, now)
     _audience(claims, issuer)
     _overage(claims, issuer)

@@ -163,6 +163,8 @@ REFUSALS = [
         {**c, "preferred_username": "alice@evil.example"}), "bad_token"),
     ("no_exp", lambda s, c: s.sign({k: v for k, v in c.items() if k != "exp"}), "bad_token"),
     ("garbage", lambda s, c: "not.a.token", "malformed"),
+    ("keycloak_access_token", lambda s, c: s.sign({**c, "typ": "Bearer"}), "bad_token"),
+    ("rfc9068_access_token", lambda s, c: s.sign(c, header={"typ": "at+jwt"}), "bad_token"),
 ]
 
 
