@@ -276,3 +276,21 @@ def test_lookup_follows_json_pointers_with_escapes():
     assert idp.lookup(claims, "/a~1b/c~0d/1") == "y"
     assert idp.lookup(claims, "plain") == "p"
     assert idp.lookup(claims, "/missing/x") is None
+
+
+@pytest.mark.parametrize("groups", [{"a": 1}, 7, [0] * 4097],
+                         ids=["object", "number", "too-many"])
+def test_a_groups_claim_of_a_shape_no_rule_can_read_is_bad_token(groups, signers):
+    issuer = oidc()
+    tok = verify(signers["rsa"].sign(keycloak_claims(NOW, groups=groups)), issuer,
+                 jwks(signers["rsa"]))
+    with pytest.raises(JitError) as info:
+        idptoken.authorize(tok, issuer, _config(), "docker")
+    assert info.value.code == "bad_token"
+
+
+def test_non_string_group_values_are_ignored_not_matched(signers):
+    issuer = oidc()
+    tok = verify(signers["rsa"].sign(keycloak_claims(NOW, groups=[["/sre"], None, 1])),
+                 issuer, jwks(signers["rsa"]))
+    assert idp.roles_for(issuer, tok.claims) == {}
