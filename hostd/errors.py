@@ -23,6 +23,15 @@ GRANT_REFUSALS = (
     "wrong_host",
     "wrong_user",
     "replayed",
+    # ID tokens of an identity provider (hostd/policy/idptoken.py, issue 21)
+    "wrong_issuer",
+    "wrong_azp",
+    "token_too_old",
+    "groups_overage",
+    "unknown_key",
+    "stale_keys",
+    "bad_token",
+    "not_allowed",
 )
 
 # Other refusals: the caller asked for something it may not have.

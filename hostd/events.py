@@ -24,6 +24,8 @@ FIELDS = (
     "pids", "processes",
     "masked",  # secrets masked in a command line, per rule (hostd/masking/text.py)
     "path", "mode",  # privilege_residue of a setgid file (hostd/server/setgid_walks.py)
+    "idp_subject", "matched",  # an identity provider's token: its sub, the claims that
+    # matched claims_to_roles (hostd/core/idp.py, issue 21)
 )
 
 # What an event says about its subject: a grant, a request, a sudo command, a recorded
@@ -61,10 +63,11 @@ class EventType:
 EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
     EventType("grant_activated", "grant", "c07ff955bacb4885ae61f0027dc174aa", 5,
               "A grant was activated",
-              (*GRANT, "decision", "request_id")),
+              (*GRANT, "decision", "request_id", "idp_subject", "matched")),
     EventType("grant_refused", "grant", "f008f1fa8a924a50a8b116da8159dc35", 4,
               "A grant was refused",
-              ("user", "uid", "code", "decision", "reason"), refusal=True),
+              ("user", "uid", "code", "decision", "reason", "issuer"),
+              refusal=True),
     EventType("grant_expired", "grant", "b39f91203ec24f77ae64e0b6554e1de0", 5,
               "A grant expired and was revoked",
               (*GRANT, "decision")),
@@ -88,7 +91,7 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
               ("grant_id",)),
     EventType("request_created", "request", "17d858f6a8704905b13370864327915f", 5,
               "An access request was made",
-              (*REQUEST, "decision")),
+              (*REQUEST, "decision", "issuer", "idp_subject", "matched")),
     EventType("request_approved", "request", "7cb90cdf38d8406f9971eb41cb8f55a6", 5,
               "An approver approved a request",
               (*REQUEST, "approver", "decision")),

@@ -45,6 +45,12 @@ class Paths:
         return self._p("var/lib/jit/state.db")
 
     @property
+    def idp_dir(self) -> Path:
+        """The identity providers' key cache, one directory per OIDC issuer, written by
+        the fetcher (`jit idp refresh`), read by hostd (CONTRACTS §A, issue 21)."""
+        return self._p("var/lib/jit/idp")
+
+    @property
     def login_gate(self) -> Path:
         """[login] gating rules for pam_jit when hostd cannot answer (hostd/policy/logins.py)."""
         return self._p("var/lib/jit/login-gate.json")

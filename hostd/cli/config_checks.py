@@ -86,10 +86,29 @@ def guardrail_lines(cfg: Config) -> list[str]:
     return [f"guardrails[{i}]: {g.describe()}" for i, g in enumerate(cfg.guardrails)]
 
 
+def oidc_warnings(cfg: Config) -> list[str]:
+    """claims_to_roles rules that can never give their role (issue 21): the role is not
+    defined, or does not list the issuer; an OIDC issuer no role lists."""
+    out = []
+    for issuer in cfg.oidc.values():
+        for i, rule in enumerate(issuer.claims_to_roles):
+            for name in rule.roles:
+                role = cfg.roles.get(name)
+                if role is None:
+                    out.append(f"issuer {issuer.name}: claims_to_roles[{i}] names role "
+                               f"{name!r}, which is not defined")
+                elif issuer.name not in role.issuers:
+                    out.append(f"issuer {issuer.name}: claims_to_roles[{i}] gives role "
+                               f"{name!r}, whose issuers do not list {issuer.name!r}")
+        if not any(issuer.name in r.issuers for r in cfg.roles.values()):
+            out.append(f"issuer {issuer.name}: no role lists it in its issuers")
+    return out
+
+
 def warnings(cfg: Config, accounts: Accounts) -> list[str]:
     """Everything above, in the order an admin reads the file."""
     return (name_warnings(cfg, accounts) + approval_warnings(cfg, accounts)
-            + guardrail_warnings(cfg))
+            + guardrail_warnings(cfg) + oidc_warnings(cfg))
 
 
 def max_ttls(cfg: Config, config_file: Path) -> list[str]:

@@ -17,6 +17,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
 def extend(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the commands and options of hostd/cli/reload.py and requests.py."""
     from hostd.cli import helptext
+    from hostd.cli import idp_token as cli_idp_token
     from hostd.cli import reload as cli_reload
     from hostd.cli import requests as cli_requests
 
@@ -29,5 +30,6 @@ def extend(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     requests.add_argument("--cancel", metavar="ID",
                           help="withdraw your own pending request ID")
     requests.set_defaults(func=cli_requests.wrap(requests.get_default("func")))
+    cli_idp_token.add_arguments(sub)  # activate --id-token, idp test
     helptext.add_epilogs(parser)  # last: DURATION, TIME, SEL explained where used
     return parser

@@ -190,13 +190,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if exposed:
         warnings.append(mounts.exposure_text(exposed))
     warnings += config_checks.warnings(cfg, accounts)  # hostd/cli/config_checks.py
-    summary = (f"{paths.config}: ok: {len(cfg.roles)} roles, {len(cfg.issuers)} issuers "
-               f"({', '.join(sorted(cfg.issuers)) or 'none'})")
+    issuers = sorted({*cfg.issuers, *cfg.oidc})  # keys of ours, identity providers
+    summary = (f"{paths.config}: ok: {len(cfg.roles)} roles, {len(issuers)} issuers "
+               f"({', '.join(issuers) or 'none'})")
     if not getattr(args, "json", False):
         for w in warnings:
             print(f"jit: warning: {escape(w)}", file=sys.stderr)
     return out(args, {"ok": True, "code": "ok", "message": summary, "warnings": warnings,
-                       "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers),
+                       "roles": sorted(cfg.roles), "issuers": issuers,
                        "setgid_mounts": [{"place": p, "mount": m} for p, m in exposed],
                        "max_ttl": {r.name: r.max_ttl for r in cfg.roles.values()},
                        "guardrails": [g.describe() for g in cfg.guardrails]},

@@ -131,8 +131,9 @@ class Core:
                                            f"{missing[0]!r}")
         return self.apply(grant, uid)
 
-    def apply(self, grant: grants_mod.Grant, uid: int) -> dict:
-        """Record intent, add memberships, mark them applied; undo all on failure."""
+    def apply(self, grant: grants_mod.Grant, uid: int, **told: object) -> dict:
+        """Record intent, add memberships, mark them applied; undo all on failure.
+        `told`: more grant_activated fields (an identity provider's: hostd/core/idp.py)."""
         now = self.now()
         grant_id = secrets.token_hex(6)
         intended = [(grp, self._standing(grant.user, grp)) for grp in grant.groups]
@@ -156,7 +157,7 @@ class Core:
         self._grant_event("grant_activated",
                           f"grant {grant_id} activated: {grant.user} holds {grant.role}",
                           row, decision="activated",
-                          request_id=request_of(grant.issuer, grant.jti))
+                          request_id=request_of(grant.issuer, grant.jti), **told)
         self.outbox.add(ArmTimer(grant_id, grant.exp))
         return self.public_grant(self.store.get_grant(grant_id))
 
@@ -239,7 +240,8 @@ class Core:
         ended = []
         for g in self.store.grants("active"):
             role = self.config.roles.get(g["role"])
-            issuer_ok = g["issuer"] == HOST_ISSUER or g["issuer"] in self.config.issuers
+            issuer_ok = (g["issuer"] == HOST_ISSUER or g["issuer"] in self.config.issuers
+                         or g["issuer"] in self.config.oidc)
             if role is not None and issuer_ok and g["issuer"] in role.issuers:
                 continue
             self._revoke(g, "policy changed", "hostd",

@@ -123,7 +123,13 @@ class Requests:
         user, groups = self._who(uid)
         role = self._role(role_name)
         may_request(role, user, groups)
-        reason = clean_reason(reason)
+        return self.open(uid, user, role, duration, clean_reason(reason), ticket)
+
+    def open(self, uid: int, user: str, role: Role, duration: int, reason: str,
+             ticket: str = "", **told: object) -> dict:
+        """A role request for `user`, already allowed to ask (may_request, or an
+        identity provider's token: hostd/core/idp.py, whose fields `told` adds to
+        request_created)."""
         self.expire_due()
         pending = [r for r in self.store.requests(("pending",)) if r["user"] == user]
         same = next((r for r in pending if r["kind"] == "role" and r["role"] == role.name), None)
@@ -151,7 +157,8 @@ class Requests:
                                 grant_id=grant_id, decision="self-service")
         else:
             self._request_event("request_created", f"{user} requests role {role.name} "
-                                f"for {format_duration(capped)}", req, decision="pending")
+                                f"for {format_duration(capped)}", req, decision="pending",
+                                **told)
             self.notify("created", self.public(req), self.approvers_of(role, user))
         out = self.public(self.store.get_request(req["id"]))
         out["capped"] = capped < duration

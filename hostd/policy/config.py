@@ -7,7 +7,6 @@ The built-in issuer `host` is this host's own key, for grants hostd signs itself
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from collections.abc import Callable
@@ -18,17 +17,17 @@ from typing import TYPE_CHECKING, Any
 from hostd.errors import ConfigError
 from hostd.masking import analysis as maskrules
 from hostd.paths import Paths
-from hostd.policy.durations import parse_duration, parse_size
+from hostd.policy.durations import parse_size
+from hostd.policy.idp import OidcIssuer, parse_oidc_issuer
 from hostd.policy.sudorules import Rule, parse_rule
+from hostd.policy.tables import NAME, USER_NAME
+from hostd.policy.tables import Table as _Table
 from hostd.policy.trust import check as check_trusted
 from hostd.policy.trust import read_file
 
 if TYPE_CHECKING:  # keys loads cryptography: only reading issuers needs it
     from hostd.policy.keys import PublicKey
 
-# Matched with fullmatch only: `$` would also accept a trailing newline ("alice\n").
-NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?")
 MEMBER = re.compile(r"%?[a-z_][a-z0-9_.-]{0,31}\$?")
 WEBHOOK = re.compile(r"https?://[^\s]+")
 MAX_LEEWAY = 60
@@ -105,6 +104,7 @@ class Issuer:
 class Config:
     roles: dict[str, Role] = field(default_factory=dict)
     issuers: dict[str, Issuer] = field(default_factory=dict)
+    oidc: dict[str, OidcIssuer] = field(default_factory=dict)  # type = "oidc" (idp.py)
     guardrails: tuple[Guardrail, ...] = ()
     standing: tuple[Standing, ...] = ()
     login_require_grant: tuple[str, ...] = ()
@@ -140,72 +140,6 @@ def _masking_extras(masking: _Table) -> dict:
         raise masking.fail("hold", "must be seconds from 0 to 10")
     return {"masking_fields": fields, "masking_optional": optional,
             "masking_hold": float(hold)}
-
-
-class _Table:
-    """A TOML table being read: tracks which keys were used so leftovers are errors."""
-
-    def __init__(self, path: Path, prefix: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(str(path), prefix, "must be a table")
-        self.path, self.prefix, self.data, self.used = path, prefix, data, set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def fail(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(str(self.path), self.key(name), problem)
-
-    def get(self, name: str, kind: type | tuple, default: Any = None, required: bool = False):
-        self.used.add(name)
-        if name not in self.data:
-            if required:
-                raise self.fail(name, "is required")
-            return default
-        value = self.data[name]
-        if kind is int and isinstance(value, bool):
-            raise self.fail(name, "must be an integer")
-        if not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise self.fail(name, f"must be {names}, not {type(value).__name__}")
-        return value
-
-    def strings(self, name: str, pattern: re.Pattern | None = None, what: str = "",
-                unique: bool = False) -> tuple:
-        values = self.get(name, list, [])
-        for i, v in enumerate(values):
-            if not isinstance(v, str) or (pattern is not None and not pattern.fullmatch(v)):
-                raise self.fail(name, f"{v!r} is not a valid {what or 'string'}")
-            if unique and v in values[:i]:
-                raise self.fail(name, f"{json.dumps(v)} listed twice")
-        return tuple(values)
-
-    def duration(self, name: str, default: int) -> int:
-        value = self.get(name, str)
-        if value is None:
-            return default
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise self.fail(name, str(exc)) from None
-
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.get(name, str, default)
-        if value not in choices:
-            raise self.fail(name, f"must be one of {', '.join(choices)}, not {value!r}")
-        return value
-
-    def regex(self, name: str) -> re.Pattern:
-        value = self.get(name, str, required=True)
-        try:
-            return re.compile(value)
-        except re.error as exc:
-            raise self.fail(name, f"bad regular expression: {exc}") from None
-
-    def finish(self) -> None:
-        extra = sorted(set(self.data) - self.used)
-        if extra:
-            raise self.fail(extra[0], "unknown key")
 
 
 def _sudo_rules(table: _Table) -> tuple[SudoRule, ...]:
@@ -388,12 +322,15 @@ _SECTIONS: tuple[tuple[str, Callable[[_Table], dict[str, Any]]], ...] = (
 
 
 def parse_issuer(path: Path, data: dict, root: Path | None = None,
-                 trusted_from: Path | None = None) -> Issuer:
-    """One issuer file; `root` re-roots absolute key paths inside a sandbox. load() gives
-    `trusted_from` (`/` or the sandbox root): key files must then be root's alone."""
+                 trusted_from: Path | None = None) -> Issuer | OidcIssuer:
+    """One issuer file (`type = "oidc"`: an identity provider, hostd/policy/idp.py);
+    `root` re-roots absolute key paths inside a sandbox. load() gives `trusted_from`
+    (`/` or the sandbox root): key files must then be root's alone."""
     from hostd.policy.keys import SUPPORTED_ALGORITHMS, load_jwks, load_pem_public
 
     t = _Table(path, "", data)
+    if t.choice("type", ("key", "oidc"), "key") == "oidc":  # an identity provider
+        return parse_oidc_issuer(path, data)
     name = t.get("name", str, required=True)
     if not NAME.fullmatch(name) or name == HOST_ISSUER:
         raise t.fail("name", f"{name!r} is not allowed (lowercase [a-z0-9_.-]; 'host' is built in)")
@@ -461,14 +398,15 @@ def load(paths: Paths) -> Config:
     data = _read_toml(paths.config, top) if paths.config.exists() else {}
     kwargs = parse_policy(paths.config, data)
     issuers: dict[str, Issuer] = {}
+    oidc: dict[str, OidcIssuer] = {}
     if paths.issuers_dir.is_dir():
         _trusted_path(paths.issuers_dir, top)
         for file in sorted(paths.issuers_dir.glob("*.toml")):
             root = paths.root if paths.sandboxed else None
             issuer = parse_issuer(file, _read_toml(file, top), root, top)
-            if issuer.name in issuers:
+            if issuer.name in issuers or issuer.name in oidc:
                 raise ConfigError(str(file), "name", f"issuer {issuer.name!r} defined twice")
-            issuers[issuer.name] = issuer
+            (oidc if isinstance(issuer, OidcIssuer) else issuers)[issuer.name] = issuer
     if paths.host_key.exists():  # hostd signs with it and writes the .pub from it
         _trusted_path(paths.host_key, top)
     host_pub = paths.host_key_pub if paths.host_key_pub.exists() else paths.host_key
@@ -484,7 +422,7 @@ def load(paths: Paths) -> Config:
             raise ConfigError(str(host_pub), "", f"bad host issuer key: {exc}") from None
     for role in kwargs["roles"].values():
         for name in role.issuers:
-            if name not in issuers and name != HOST_ISSUER:
+            if name not in issuers and name not in oidc and name != HOST_ISSUER:
                 raise ConfigError(str(paths.config), f"roles.{role.name}.issuers",
                                   f"issuer {name!r} is not configured in issuers.d")
-    return Config(issuers=issuers, **kwargs)
+    return Config(issuers=issuers, oidc=oidc, **kwargs)

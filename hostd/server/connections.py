@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hostd.core.effects import Effect
+from hostd.core.idp import IdpActivations
 from hostd.core.lifecycle import Core
 from hostd.core.requests import Requests
 from hostd.core.sudo import Sudo
@@ -52,6 +53,7 @@ from hostd.protocol import (
 )
 from hostd.server.effects import Effects
 from hostd.server.grants import AccessOps, GrantOps
+from hostd.server.idp import IdpOps
 from hostd.server.ops import Caller, Handler, register
 from hostd.server.pam import PamOps
 from hostd.server.record import RecordOps
@@ -60,6 +62,7 @@ from hostd.server.sessions import SessionEnding
 from hostd.server.sudo import SudoOps
 from hostd.server.worker import Worker
 from hostd.state.accounts_cache import TTL, AccountsCache
+from hostd.state.idpcache import IdpCache, IdpRefresh, sandbox_starter
 from hostd.state.store import Store
 from hostd.state.timers import ExpiryTimers
 
@@ -175,13 +178,16 @@ class Server:
                  paths: Paths | None = None, names_ttl: float = TTL,
                  idle_timeout: float | None = None,
                  setgid_walks: SetgidWalks | None = None,
-                 terminals: Terminals | None = None) -> None:
+                 terminals: Terminals | None = None,
+                 idp_refresh: IdpRefresh | None = None) -> None:
         """`paths`: where /proc, /dev and the recordings are (DIR/... in a sandbox);
         `logind`: None in a sandbox or without a bus; `names_ttl`: how long the
         accounts cache keeps an answer (hostd/state/accounts_cache.py);
         `setgid_walks`: the walks for setgid files at a grant's end (service.py builds
         them; None: none, as in unit tests); `terminals`: the session terminals pam_jit
-        handed over (hostd/server/ttys.py; None: notices take the utmp and /dev paths)."""
+        handed over (hostd/server/ttys.py; None: notices take the utmp and /dev paths);
+        `idp_refresh`: how a key refresh is started (service.py: over D-Bus; None: in a
+        sandbox written down for the test, elsewhere refused)."""
         paths = paths or Paths.for_root(None)
         self.core = core
         self.idle_timeout = idle_timeout or IDLE_TIMEOUT  # sandbox: hostd/state/sandbox.py
@@ -213,7 +219,8 @@ class Server:
                                self.auth, self.recordings, paths.proc, paths.dev),
                        PamOps(core, self.reader, self.worker, self.names, logind, terminals),
                        self.reload,
-                       self.recordings):
+                       self.recordings,
+                       _idp_ops(core, self.requests, self.worker, paths, idp_refresh)):
             register(self.ops, family)
 
     def _set_config_error(self, error: str) -> None:
@@ -319,3 +326,17 @@ class Server:
             await self.worker.run(self.core.expire, grant_id)
         except Exception:
             log.exception("expiry of %s failed; the sweep retries", grant_id)
+
+
+def _idp_ops(core: Core, requests: Requests, worker: Worker, paths: Paths,
+             refresh: IdpRefresh | None) -> IdpOps:
+    """idp.activate and idp.roles over the key cache under `paths` (hostd/core/idp.py)."""
+    cache = IdpCache(paths.idp_dir, core.clock, trusted_from=paths.root)
+    if refresh is None:
+        refresh = IdpRefresh(sandbox_starter(paths.socket.parent) if paths.sandboxed
+                             else _no_systemd)
+    return IdpOps(IdpActivations(core, requests, cache), worker, refresh)
+
+
+async def _no_systemd(unit: str) -> None:
+    raise RuntimeError(f"cannot start {unit}: hostd has no system bus connection")

@@ -68,4 +68,4 @@ class ReloadOps:
                                            f"previous one: {error}")
         cfg = self.core.config
         return {"ok": True, "code": "ok", "message": "policy reloaded",
-                "roles": sorted(cfg.roles), "issuers": sorted(cfg.issuers)}
+                "roles": sorted(cfg.roles), "issuers": sorted({*cfg.issuers, *cfg.oidc})}

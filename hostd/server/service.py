@@ -28,6 +28,7 @@ from hostd.server.ttys import Terminals
 from hostd.state import sandbox
 from hostd.state.accounts import Accounts, accounts_for
 from hostd.state.hostfacts import read_facts
+from hostd.state.idpcache import IdpRefresh, systemd_starter
 from hostd.state.journal import Events
 from hostd.state.store import Store
 from hostd.state.timers import InProcessTimers
@@ -151,6 +152,13 @@ async def _timers(paths: Paths, core: Core, on_due: Callable[[str], None]):
         return InProcessTimers(on_due)
 
 
+def _idp_refresh(timers: object) -> IdpRefresh | None:
+    """Key refreshes started over the bus the systemd timers hold; None (the server's
+    default: written down in a sandbox, refused elsewhere) without one."""
+    bus = getattr(timers, "bus", None)
+    return IdpRefresh(systemd_starter(bus)) if bus is not None else None
+
+
 async def _logind(paths: Paths, core: Core):
     """logind on a system-bus connection of its own (hostd/state/logind.py); None in a
     sandbox or without a bus: sessions are then registered by pid only."""
@@ -185,6 +193,7 @@ async def build_server(paths: Paths, accounts: Accounts | None = None
     timers = await _timers(paths, core, lambda grant_id: server.on_timer(grant_id))
     terminals = _terminals(paths, core)
     server = Server(core, timers, config_error=error, requests=build_requests(paths, core),
+                    idp_refresh=_idp_refresh(timers),
                     notifier=build_notifier(paths, core, terminals),
                     reader=Store.reader(paths.state_db), terminals=terminals,
                     logind=await _logind(paths, core), paths=paths,

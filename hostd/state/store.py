@@ -139,6 +139,9 @@ MIGRATIONS: list[str] = [
         position TEXT NOT NULL DEFAULT '[]'
     );
     """,
+    # 6: identity providers' ID tokens used (hostd/state/idp_tokens.py): once each
+    "CREATE TABLE idp_tokens (issuer TEXT NOT NULL, token_id TEXT NOT NULL, keep_until "
+    "INTEGER NOT NULL, used_for TEXT NOT NULL, PRIMARY KEY (issuer, token_id))",
 ]
 
 GRANT_COLUMNS = (

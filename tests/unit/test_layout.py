@@ -35,6 +35,7 @@ STATEFUL = ("sqlite3", "dbus_next", "dbus_fast", "systemd", "pyroute2")
 CRYPTO = ("jwt", "cryptography")
 # Only these verify grants or read keys; every other policy module loads neither.
 CRYPTO_USERS = {"hostd.policy.keys": {"cryptography"},
+                "hostd.policy.idptoken": {"cryptography", "jwt"},
                 "hostd.policy.grants": {"cryptography", "jwt"}}
 
 PROBE = """

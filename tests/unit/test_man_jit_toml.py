@@ -19,7 +19,8 @@ HEADINGS = {"roles.NAME": "[roles.NAME]", "roles.NAME.sudo": "sudo rules",
             "standing": "[[standing]]", "login": "[login]", "requests": "[requests]",
             "sudo": "[sudo]", "notify": "[notify]", "masking": "[masking]",
             "masking.rules": "[masking] rules", "recording": "[recording]",
-            "daemon": "[daemon]", "issuer": "issuers.d"}
+            "daemon": "[daemon]", "issuer": "issuers.d", "oidc": "issuers.d: OIDC issuers",
+            "claims_to_roles": "[[claims_to_roles]]"}
 
 EVERY_TABLE = {
     "roles": {"r": {"sudo": [{"commands": ["ALL"]}]}},
@@ -51,8 +52,9 @@ def read_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> set[tuple[str,
     def get(self, name, *args, **kwargs):
         prefix = re.sub(r"\[\d+\]", "", self.prefix)
         prefix = re.sub(r"^roles\.[^.]+", "roles.NAME", prefix)
-        seen.add((prefix or ("issuer" if self.path.name.endswith(".key.toml") else ""),
-                  name))
+        kind = {".key.toml": "issuer", ".oidc.toml": "oidc"}.get(
+            "".join(self.path.suffixes[-2:]), "")
+        seen.add((prefix or kind, name))
         return real(self, name, *args, **kwargs)
 
     monkeypatch.setattr(cfg._Table, "get", get)
@@ -60,6 +62,9 @@ def read_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> set[tuple[str,
     generate_ed25519(tmp_path / "k")
     cfg.parse_issuer(tmp_path / "corp.key.toml", {"name": "corp", "algorithms": ["EdDSA"],
                                                   "public_keys": [str(tmp_path / "k.pub")]})
+    cfg.parse_issuer(tmp_path / "idp.oidc.toml", {
+        "type": "oidc", "name": "idp", "issuer": "https://idp.example.com", "client_id": "c",
+        "algorithms": ["RS256"], "claims_to_roles": [{"value": "/sre", "roles": ["r"]}]})
     return seen
 
 
