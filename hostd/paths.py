@@ -50,6 +50,24 @@ class Paths:
         return self._p("var/lib/jit/login-gate.json")
 
     @property
+    def idp_dir(self) -> Path:
+        """IdP key caches, one root-only directory per issuer (`idp_dir / NAME`), written
+        by `jit idp refresh` (hostd/fetch), read by hostd."""
+        return self._p("var/lib/jit/idp")
+
+    @property
+    def idp_public_dir(self) -> Path:
+        """World-readable `NAME.json`: the device-flow endpoints and client id `jit login`
+        needs (the key cache itself is root-only)."""
+        return self._p("var/lib/jit/idp-public")
+
+    @property
+    def revocations_fetch_dir(self) -> Path:
+        """Revocation lists pulled from a URL by `jit revocations fetch` (NAME.jwt,
+        NAME.etag, NAME.fetch.json; root-only)."""
+        return self._p("var/lib/jit/revocations")
+
+    @property
     def socket(self) -> Path:
         return self._p("run/jit/hostd.sock")
 
