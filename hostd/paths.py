@@ -58,8 +58,8 @@ class Paths:
     @property
     def idp_public_dir(self) -> Path:
         """World-readable `NAME.json`: the device-flow endpoints and client id `jit login`
-        needs (the key cache itself is root-only)."""
-        return self._p("var/lib/jit/idp-public")
+        needs (the key cache, like all of /var/lib/jit, is root-only)."""
+        return self._p("var/cache/jit/idp")
 
     @property
     def revocations_fetch_dir(self) -> Path:

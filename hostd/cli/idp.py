@@ -38,13 +38,15 @@ def _setup(what: str):
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from hostd.fetch.refresh import refresh_issuer
+    from hostd.fetch.refresh import due, refresh_issuer
 
     paths, issuers, events = _setup("jit idp refresh")
     oidc = {n: i for n, i in issuers.items() if i.oidc}
     if args.name is not None and args.name not in oidc:
         raise JitError("usage", f"no OIDC issuer {args.name!r} in {paths.issuers_dir}")
     chosen = [oidc[args.name]] if args.name else list(oidc.values())
+    if args.due:
+        chosen = [i for i in chosen if due(paths, i, time.time())]
     results = [refresh_issuer(paths, i, events) for i in chosen]
     lines = [f"{r['issuer']}: {len(r['keys'])} key(s) {', '.join(r['keys'])}, fresh until "
              f"{rfc3339(r['expires_at'])}" if r["ok"] else
@@ -57,7 +59,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             f"{r['issuer']}: {r['error']}" for r in failed))
         if not args.json:
             print("\n".join(lines))
-    return out(args, answer, "\n".join(lines) or "no OIDC issuers configured")
+    return out(args, answer, "\n".join(lines) or ("no OIDC issuer is due" if args.due else
+                                                   "no OIDC issuers configured"))
 
 
 def _status_line(s: dict) -> str:
@@ -113,6 +116,9 @@ def add_arguments(sub, command) -> None:
     c = command("refresh", cmd_refresh, HELP_REFRESH, idp)
     c.add_argument("name", nargs="?", metavar="NAME",
                    help="one issuer's name (default: every OIDC issuer)")
+    c.add_argument("--due", action="store_true",
+                   help="only issuers never fetched, expired, or whose last fetch failed "
+                        "(what jit-idp-refresh.timer runs)")
     command("status", cmd_status, HELP_STATUS, idp)
     if "revocations" in sub.choices:
         rev = _subparsers(sub.choices["revocations"])

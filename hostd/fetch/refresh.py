@@ -45,6 +45,14 @@ def refresh_issuer(paths: Paths, issuer: FetchedIssuer, events: Events,
     return {"issuer": issuer.name, "ok": True, "keys": kids, **state}
 
 
+def due(paths: Paths, issuer: FetchedIssuer, now: float) -> bool:
+    """Never fetched, past expires_at, or the last attempt failed: the timer's pick."""
+    state = cache.read_state(paths, issuer.name)
+    expires = state["expires_at"]
+    return (not isinstance(expires, (int, float)) or now >= expires
+            or state["last_error"] is not None)
+
+
 def status(paths: Paths, issuer: FetchedIssuer, now: float) -> dict:
     """What `jit idp status` shows of one issuer: cache age, keys, expiry, last error."""
     state = cache.read_state(paths, issuer.name)

@@ -55,8 +55,8 @@ PACKAGES: tuple[str, ...] = (
     # systemd-journal-remote carry events to a SIEM sink.
     "tmux", "rsyslog", "systemd-journal-remote",
     # The fetcher and `jit login` (issue 21): python3-requests (Depends), python3-qrcode
-    # (Recommends).
-    "python3-requests", "python3-qrcode",
+    # (Recommends; it depends on the virtual python3-pillow, which python3-pil provides).
+    "python3-requests", "python3-qrcode", "python3-pil",
 )
 
 # Inside the container the host's environment (pyenv's PATH, locale) would mislead.
