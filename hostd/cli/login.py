@@ -48,7 +48,7 @@ def _show_device(args: argparse.Namespace, device: dict) -> None:
              f"and enter the code: {escape(device['user_code'])}"]
     if isinstance(complete, str):
         lines.append(f"(or open {escape(complete)})")
-        if sys.stdout.isatty():
+        if sys.stdout.isatty() and "utf" in (sys.stdout.encoding or "").lower():
             qr = _qr(complete)
             if qr:
                 lines.append(qr.rstrip("\n"))

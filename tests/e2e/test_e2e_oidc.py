@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from container import Container
+from container import Container, log
 from jithost import POLICY_TOML, Host, events, groups_of, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -113,9 +113,8 @@ def idp(own_host: Host) -> Iterator[Host]:
 
 def has_idp_ops(box: Container) -> bool:
     """Whether the installed hostd serves idp.activate (CONTRACTS §B)."""
-    return box.run(["grep", "-rqs", "idp.activate",
-                    "/usr/lib/python3/dist-packages/hostd/server/"],
-                   check=False).returncode == 0
+    return box.run(["python3", "-c", "import sys, hostd.protocol as p; "
+                    "sys.exit('idp.activate' not in p.OPS)"], check=False).returncode == 0
 
 
 def need_idp_ops(box: Container) -> None:
@@ -166,11 +165,17 @@ def test_units_are_installed_hardened_and_the_timers_enabled(idp: Host) -> None:
                      "-p", "NoNewPrivileges"]).stdout
     assert "ProtectSystem=strict" in shown and "NoNewPrivileges=yes" in shown
     assert "ReadWritePaths=/var/lib/jit/idp /var/cache/jit/idp" in shown
+    security = box.run(["systemd-analyze", "security", "--no-pager",
+                        "jit-idp-refresh@corp-idp.service"], check=False).stdout
+    log("systemd-analyze security jit-idp-refresh@corp-idp.service: "
+        + (security.strip().splitlines() or ["?"])[-1])
 
 
 def test_refresh_unit_fetches_discovery_and_keys_into_the_cache(idp: Host) -> None:
     box = idp.box
+    t0 = time.monotonic()
     started = refresh_unit(box)
+    log(f"jit-idp-refresh@corp-idp.service ran in {time.monotonic() - t0:.2f} s")
     assert started.returncode == 0, started.stderr + box.run(
         ["journalctl", "-u", "jit-idp-refresh@corp-idp", "--no-pager"]).stdout
     assert oct(box.path(CACHE).stat().st_mode & 0o777) == "0o700"
@@ -215,7 +220,10 @@ def test_a_failed_fetch_keeps_the_last_good_keys_and_logs_an_event(idp: Host) ->
 # the device flow -----------------------------------------------------------------------------
 
 def test_a_denied_device_login_is_a_clear_error(idp: Host) -> None:
+    t0 = time.monotonic()
     device, page, answer, rc = login(idp.box, "alice", "docker", deny=True)
+    log(f"denied device login: {time.monotonic() - t0:.1f} s (poll interval "
+        f"{device.get('interval') or 5} s)")
     assert "request was interrupted" in page  # the provider's own word for the abort
     assert set(device) >= {"verification_uri", "verification_uri_complete", "user_code",
                            "expires_in"}
@@ -225,9 +233,11 @@ def test_a_denied_device_login_is_a_clear_error(idp: Host) -> None:
 
 def test_device_login_maps_groups_to_roles(idp: Host) -> None:
     box = idp.box
-    need_idp_ops(box)
     _, page, answer, rc = login(box, "alice", "--roles")
     assert "Sign-in Success" in page
+    if not has_idp_ops(box):  # the token came and was handed to hostd, which lacks the op
+        assert answer["code"] == "unknown_op" and rc == 2, answer
+        pytest.skip("the installed hostd has no idp.roles op yet (branch oidc-verify)")
     assert rc == 0 and answer["roles"] == ["docker"] and answer["matched"] == ["/sre"], answer
     _, _, answer, _ = login(box, "bob", "--roles")
     assert answer["roles"] == [] and answer["user"] == "bob"
