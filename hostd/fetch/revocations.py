@@ -26,7 +26,7 @@ def _status(paths: Paths, name: str) -> dict:
 def due(paths: Paths, issuer: FetchedIssuer, now: float) -> bool:
     """Whether `refresh` has passed since the last attempt (the timer runs more often)."""
     last = _status(paths, issuer.name)["last_attempt_at"]
-    return not isinstance(last, (int, float)) or now - last >= issuer.revocation_refresh - 1
+    return not isinstance(last, (int, float)) or now - last >= issuer.revocation_refresh - 2
 
 
 def _etag(paths: Paths, name: str) -> str | None:
