@@ -66,6 +66,12 @@ def _token(args: argparse.Namespace) -> tuple[str, str]:
     return provider.name, answer["id_token"]
 
 def _activated(answer: dict) -> str:
+    """What `jit activate` prints: the grant, or the request a role with approvals
+    turned the login into."""
+    if "grant" not in answer:
+        r = answer.get("request") or {}
+        return (f"request {r.get('id')} {r.get('state')}: role {r.get('role')} needs "
+                "approval (jit requests shows it)")
     g = answer["grant"]
     left = format_duration(g["exp"] - time.time())
     return (f"grant {g['id']} active: role {g['role']}, groups "
