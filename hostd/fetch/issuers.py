@@ -11,6 +11,7 @@ from pathlib import Path
 from hostd.errors import ConfigError
 from hostd.fetch.http import FetchError, check_url
 from hostd.paths import Paths
+from hostd.policy.config import NAME
 from hostd.policy.durations import parse_duration
 from hostd.policy.trust import read_file
 
@@ -45,6 +46,8 @@ def _str(path: Path, data: dict, key: str, default: str | None = None) -> str:
 
 def _issuer(path: Path, data: dict) -> FetchedIssuer:
     name = _str(path, data, "name")
+    if not NAME.fullmatch(name):  # it names directories and files under /var/lib/jit
+        raise ConfigError(str(path), "name", f"{name!r} is not a name like corp-idp")
     kind = data.get("type", "key")
     if kind not in ("key", "oidc"):
         raise ConfigError(str(path), "type", f"{kind!r} is not \"key\" or \"oidc\"")

@@ -126,6 +126,8 @@ def test_issuers_d_oidc_and_key_issuers(tmp_path):
      "issuer"),
     ('name = "c"\ntype = "oidc"\nclient_id = "j"\n', "issuer"),
     ('name = "c"\ntype = "saml"\n', "type"),
+    ('name = "../x"\n', "name"),
+    ('name = "a/b"\n', "name"),
     ('name = "c"\n[revocation]\nurl = "http://lists.example.com/x"\n', "revocation.url"),
     ('name = "c"\n[revocation]\nrefresh = "soon"\n', "revocation.refresh"),
 ])
