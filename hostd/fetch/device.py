@@ -68,6 +68,8 @@ def start(p: Provider) -> dict:
     doc = r.json()
     if r.status != 200:
         raise JitError("fetch_failed", f"device authorization refused: {_oauth_error(doc)}")
+    if "verification_uri" not in doc and "verification_url" in doc:  # Google's spelling
+        doc["verification_uri"] = doc["verification_url"]
     for key in ("device_code", "user_code", "verification_uri"):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise JitError("fetch_failed", f"device authorization answer has no {key}")
@@ -119,6 +121,9 @@ def poll(p: Provider, device: dict, sleep: Callable[[float], None] = time.sleep,
 
 
 def _interval(value: object, default: int = DEFAULT_INTERVAL, cap: int = MAX_INTERVAL) -> int:
+    """A positive number of seconds (some providers send it as a string), capped."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value:
         return min(value, cap)
     return default

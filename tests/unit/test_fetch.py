@@ -360,6 +360,12 @@ def test_device_flow_errors_are_named(idp, error, code):
     assert isinstance(answer, JitError) and answer.code == code
 
 
+@pytest.mark.parametrize("given,seconds", [(None, 5), (3, 3), ("7", 7), (0, 5), (-1, 5),
+                                           (True, 5), (3600, 60), ("x", 5), (2.5, 5)])
+def test_poll_interval_from_the_answer(given, seconds):
+    assert device._interval(given) == seconds
+
+
 def test_a_token_answer_without_an_id_token_is_an_error(idp):
     answer, _ = _poll(idp, [(200, {"access_token": "x"})])
     assert isinstance(answer, JitError) and "id_token" in answer.message
