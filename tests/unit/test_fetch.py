@@ -152,6 +152,7 @@ class IdP:
         self.broken = False
         self.list_body, self.list_etag = b"list-1", '"v1"'
         self.token_answers: list[tuple[int, dict]] = []
+        self.uri_key = "verification_uri"  # Google says verification_url
         self.seen: list[tuple[str, str, dict]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -198,7 +199,7 @@ class IdP:
                 idp.seen.append(("POST", self.path, form))
                 if self.path == "/device/auth":
                     return self._send(200, {"device_code": "dev-1", "user_code": "ABCD-EFGH",
-                                            "verification_uri": idp.base + "/device",
+                                            idp.uri_key: idp.base + "/device",
                                             "expires_in": 600, "interval": 2})
                 code, body = idp.token_answers.pop(0)
                 return self._send(code, body)
@@ -358,6 +359,14 @@ def test_device_flow_errors_are_named(idp, error, code):
     answer, _ = _poll(idp, [(400, {"error": "authorization_pending"}),
                             (400, {"error": error})])
     assert isinstance(answer, JitError) and answer.code == code
+
+
+def test_googles_verification_url_is_read(idp):
+    idp.uri_key = "verification_url"
+    assert device.start(_provider(idp))["verification_uri"] == idp.base + "/device"
+    idp.uri_key = "elsewhere"
+    with pytest.raises(JitError, match="no verification_uri"):
+        device.start(_provider(idp))
 
 
 @pytest.mark.parametrize("given,seconds", [(None, 5), (3, 3), ("7", 7), (0, 5), (-1, 5),
