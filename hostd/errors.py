@@ -71,7 +71,11 @@ UNREACHABLE = ("unreachable", "timeout", "busy")
 # A bug, or a system tool that failed (gpasswd): details in hostd's log only (exit code 1).
 INTERNAL = ("internal",)
 
-ALL_CODES = frozenset((*REFUSALS, *USAGE_ERRORS, *UNREACHABLE, *INTERNAL))
+# The fetcher and `jit login` (hostd/fetch): the IdP or a list URL could not be reached or
+# answered wrongly (exit code 3), the person denied the device login or let it expire (1).
+FETCH_ERRORS = ("fetch_failed", "login_denied", "login_expired")
+
+ALL_CODES = frozenset((*REFUSALS, *USAGE_ERRORS, *UNREACHABLE, *INTERNAL, *FETCH_ERRORS))
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -104,7 +108,7 @@ class ConfigError(JitError):
 
 def exit_code_for(code: str) -> int:
     """Map an error code to the CLI's exit code (DESIGN.md §12)."""
-    if code in UNREACHABLE:
+    if code in UNREACHABLE or code == "fetch_failed":
         return EXIT_UNREACHABLE
     if code in USAGE_ERRORS:
         return EXIT_USAGE

@@ -146,6 +146,14 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
     EventType("refusals_suppressed", "hostd", "88745e31de5946f6889e5db6a3fe3443", 4,
               "Repeated refusals of one user were not logged one by one",
               ("user", "uid", "count", "decision")),
+    # the fetcher (hostd/fetch, run by jit-idp-refresh*.service and
+    # jit-revocations-fetch.service, never by hostd)
+    EventType("idp_refreshed", "hostd", "42f03a4b990c4930a71156e748920fb5", 6,
+              "An identity provider's keys were refreshed", ("issuer", "count")),
+    EventType("idp_refresh_failed", "hostd", "1da71a37cb6c44e8bf1c309bb0ab16c0", 4,
+              "An identity provider's keys could not be refreshed", ("issuer", "reason")),
+    EventType("revocations_fetch_failed", "hostd", "3fa367c6dfb745bfbf4f15a584dd4794", 4,
+              "A revocation list could not be pulled from its URL", ("issuer", "reason")),
 )}
 NAME_OF_ID = {t.message_id: name for name, t in EVENT_TYPES.items()}
 

@@ -45,15 +45,27 @@ class Paths:
         return self._p("var/lib/jit/state.db")
 
     @property
-    def idp_dir(self) -> Path:
-        """The identity providers' key cache, one directory per OIDC issuer, written by
-        the fetcher (`jit idp refresh`), read by hostd (CONTRACTS §A, issue 21)."""
-        return self._p("var/lib/jit/idp")
-
-    @property
     def login_gate(self) -> Path:
         """[login] gating rules for pam_jit when hostd cannot answer (hostd/policy/logins.py)."""
         return self._p("var/lib/jit/login-gate.json")
+
+    @property
+    def idp_dir(self) -> Path:
+        """IdP key caches, one root-only directory per issuer (`idp_dir / NAME`), written
+        by `jit idp refresh` (hostd/fetch), read by hostd."""
+        return self._p("var/lib/jit/idp")
+
+    @property
+    def idp_public_dir(self) -> Path:
+        """World-readable `NAME.json`: the device-flow endpoints and client id `jit login`
+        needs (the key cache, like all of /var/lib/jit, is root-only)."""
+        return self._p("var/cache/jit/idp")
+
+    @property
+    def revocations_fetch_dir(self) -> Path:
+        """Revocation lists pulled from a URL by `jit revocations fetch` (NAME.jwt,
+        NAME.etag, NAME.fetch.json; root-only)."""
+        return self._p("var/lib/jit/revocations")
 
     @property
     def socket(self) -> Path:

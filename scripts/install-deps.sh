@@ -16,6 +16,7 @@ PACKAGES=(
     libpam-wrapper libnss-wrapper python3-pypamtest python3-hypothesis asciinema tmux hyperfine
     chromium libhyperscan5
     systemd-journal-remote
+    python3-requests python3-qrcode
 )
 TOOLS=/var/cache/jitaccess-tools
 
@@ -63,4 +64,14 @@ if [ ! -f "$TOOLS/npm/node_modules/@elastic/ecs/package.json" ]; then
     echo "install-deps: installing @elastic/ecs into $TOOLS/npm"
     mkdir -p "$TOOLS/npm"
     npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" "@elastic/ecs@9.4.0"
+fi
+# The e2e test of `jit login` and the IdP key fetcher (tests/e2e/test_e2e_oidc.py) runs a
+# real OIDC provider inside the booted container: panva's certified oidc-provider, on the
+# host's Node.js (copied into the box), from this directory keyed by its version.
+OIDC_PROVIDER=8.8.1
+if [ ! -f "$TOOLS/oidc-provider-$OIDC_PROVIDER/node_modules/oidc-provider/package.json" ]; then
+    echo "install-deps: installing oidc-provider $OIDC_PROVIDER into $TOOLS"
+    mkdir -p "$TOOLS/oidc-provider-$OIDC_PROVIDER"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/oidc-provider-$OIDC_PROVIDER" \
+        "oidc-provider@$OIDC_PROVIDER"
 fi

@@ -91,6 +91,9 @@ OCSF_MAP: dict[str, OcsfMap] = {
     "timer_failed": OcsfMap(6008, 1, "failure"),
     "notify_failed": OcsfMap(6008, 1, "failure"),
     "refusals_suppressed": OcsfMap(0, 99, "failure", "Refusals Suppressed"),
+    "idp_refreshed": OcsfMap(6002, 99, "success", "Refresh Keys"),
+    "idp_refresh_failed": OcsfMap(6008, 1, "failure"),
+    "revocations_fetch_failed": OcsfMap(6008, 1, "failure"),
 }
 # name prefix -> mapping, for event types added after this table
 OCSF_PREFIXES: tuple[tuple[str, OcsfMap], ...] = (
@@ -131,6 +134,9 @@ ECS_MAP: dict[str, EcsMap] = {
     "timer_failed": EcsMap(("process",), ("info",), "failure"),
     "notify_failed": EcsMap(("iam",), ("info",), "failure"),
     "refusals_suppressed": EcsMap(("iam",), ("info",), "failure"),
+    "idp_refreshed": EcsMap(("configuration",), ("change",), "success"),
+    "idp_refresh_failed": EcsMap(("configuration",), ("info",), "failure"),
+    "revocations_fetch_failed": EcsMap(("configuration",), ("info",), "failure"),
 }
 ECS_PREFIXES: tuple[tuple[str, EcsMap], ...] = (
     ("sudo_", EcsMap(("process",), ("info",), "unknown")),

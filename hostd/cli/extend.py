@@ -14,6 +14,21 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
+def _add_fetcher_commands(sub: argparse._SubParsersAction) -> None:
+    """`jit login`, `jit idp refresh|status`, `jit revocations fetch` (issue 21)."""
+    from hostd.cli import idp as cli_idp
+    from hostd.cli import login as cli_login
+
+    def command(name, func, help_text, parent=sub):
+        c = parent.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("--json", action="store_true", help="print one JSON object")
+        c.set_defaults(func=func)
+        return c
+
+    cli_login.add_arguments(command)
+    cli_idp.add_arguments(sub, command)
+
+
 def extend(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the commands and options of hostd/cli/reload.py and requests.py."""
     from hostd.cli import helptext
@@ -26,6 +41,7 @@ def extend(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     c = sub.add_parser("reload", help=cli_reload.HELP, description=cli_reload.HELP)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=cli_reload.cmd_reload)
+    _add_fetcher_commands(sub)
     requests = sub.choices["requests"]
     requests.add_argument("--cancel", metavar="ID",
                           help="withdraw your own pending request ID")

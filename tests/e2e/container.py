@@ -54,6 +54,9 @@ PACKAGES: tuple[str, ...] = (
     # Sessions, recordings and shipping: tmux drives full-screen programs, rsyslog and
     # systemd-journal-remote carry events to a SIEM sink.
     "tmux", "rsyslog", "systemd-journal-remote",
+    # The fetcher and `jit login` (issue 21): python3-requests (Depends), python3-qrcode
+    # (Recommends; it depends on the virtual python3-pillow, which python3-pil provides).
+    "python3-requests", "python3-qrcode", "python3-pil",
 )
 
 # Inside the container the host's environment (pyenv's PATH, locale) would mislead.

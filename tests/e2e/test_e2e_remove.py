@@ -16,6 +16,9 @@ def test_remove_revokes_grants_but_keeps_standing_members_then_purge_cleans(
     assert "docker" in groups_of(box, "alice")
 
     box.run(["apt-get", "remove", "-y", "jitaccess"], timeout=120)
+    for timer in ("jit-idp-refresh.timer", "jit-revocations-fetch.timer"):
+        assert box.run(["systemctl", "is-active", timer], check=False).stdout.strip() \
+            != "active"
     assert "docker" not in groups_of(box, "alice")
     assert "docker" in groups_of(box, "bob")
     assert box.run(["systemctl", "is-active", "jit-hostd.service"],
@@ -23,6 +26,7 @@ def test_remove_revokes_grants_but_keeps_standing_members_then_purge_cleans(
 
     box.run(["apt-get", "purge", "-y", "jitaccess"], timeout=120)
     assert not box.path("/var/lib/jit").exists()
+    assert not box.path("/var/cache/jit").exists()  # the fetcher's public IdP endpoints
     assert not box.path("/etc/jit/host-issuer.key").exists()
     assert "docker" in groups_of(box, "bob")
     status = box.run(["dpkg-query", "-W", "-f=${db:Status-Status}", "jitaccess"],

@@ -105,6 +105,9 @@ def one_of_each(at_usec: int = 1_796_000_000_000_000) -> list[dict[str, str]]:
         "recording_removed": {"reason": "older than 90 days",
                               "recording": "/var/log/jit/sessions/s-8.cast"},
         "session_resumed": {"user": "alice"},
+        "idp_refreshed": {"issuer": "corp-idp", "count": 2},
+        "idp_refresh_failed": {"issuer": "corp-idp", "reason": HOSTILE},
+        "revocations_fetch_failed": {"issuer": "corp-idp", "reason": HOSTILE},
         "totally_new_event": {"reason": HOSTILE},
     }
     names = list(EVENT_TYPES) + [n for n in EXTRA_TYPES if n not in EVENT_TYPES]

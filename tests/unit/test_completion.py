@@ -65,7 +65,7 @@ def test_the_scripts_lists_are_the_parsers() -> None:
 
 @pytest.mark.parametrize(("words", "want"), [
     (("jit", "au"), ["audit"]),
-    (("jit", "re"), ["revoke", "request", "requests", "reload", "replay"]),
+    (("jit", "re"), ["revoke", "request", "requests", "reload", "replay", "revocations"]),
     (("jit", "--v"), ["--version"]),
     (("jit", "audit", "--f"), ["--format"]),
     (("jit", "audit", "--format", ""), ["text", "json", "ocsf", "ecs"]),
@@ -76,6 +76,10 @@ def test_the_scripts_lists_are_the_parsers() -> None:
     (("jit", "setup", "sudo", "--f"), ["--force"]),
     (("jit", "setup", "pam", "--f"), []),
     (("jit", "grant", ""), ["verify"]),
+    (("jit", "idp", ""), ["refresh", "status"]),
+    (("jit", "idp", "refresh", "--d"), ["--due"]),
+    (("jit", "revocations", "fetch", "--f"), ["--force"]),
+    (("jit", "login", "--r"), ["--roles", "--reason"]),
     (("jit", "--json", "grants", "--s"), ["--sessions"]),
 ])
 def test_completes_subcommands_options_and_choices(words: tuple[str, ...],

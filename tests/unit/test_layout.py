@@ -94,7 +94,8 @@ LAYERS = {
     "core": {"top", "masking", "policy", "state", "core"},
     "record": {"top", "masking", "policy", "record"},
     "audit": {"top", "masking", "policy", "state", "audit"},
-    "cli": {"top", "masking", "policy", "state", "record", "audit", "cli"},
+    "fetch": {"top", "masking", "policy", "state", "fetch"},
+    "cli": {"top", "masking", "policy", "state", "record", "audit", "fetch", "cli"},
     "server": {"top", "masking", "policy", "state", "core", "record", "server"},
     "main": {"top", "server"},
 }
