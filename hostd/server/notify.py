@@ -14,7 +14,6 @@ a reason until it wraps to column 0.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import struct

@@ -23,8 +23,8 @@ from hostd.protocol import MAX_LINE
 from hostd.server import residue, setgid_walks
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
-from hostd.server.spool import Spool
 from hostd.server.reload import write_login_gate
+from hostd.server.spool import Spool
 from hostd.server.ttys import Terminals
 from hostd.state import sandbox
 from hostd.state.accounts import Accounts, accounts_for
