@@ -26,6 +26,7 @@ from hostd.state.journal import Events
 
 WEBHOOK_TIMEOUT = 5.0
 WEBHOOK_TRIES = 3
+RUN_BUDGET = 300.0  # seconds a run starts new notices for; the path unit starts the next
 
 
 def post(url: str, body: bytes, sleep: Callable[[float], None] = time.sleep) -> str:
@@ -68,13 +69,18 @@ def send_one(spool: Spool, path: Path, events: Events,
     return False
 
 
-def drain(spool: Spool, events: Events,
-          sleep: Callable[[float], None] = time.sleep) -> tuple[int, int]:
-    """Send until the queue is empty (notices queued meanwhile included): (sent, failed)."""
+def drain(spool: Spool, events: Events, sleep: Callable[[float], None] = time.sleep,
+          budget: float = RUN_BUDGET) -> tuple[int, int]:
+    """Send until the queue is empty (notices queued meanwhile included) or `budget`
+    seconds have passed (within the unit's timeout: the path unit starts the next run
+    while notices are left): (sent, failed)."""
     sent = failed = 0
     spool.clear_stale_tmp()
+    deadline = time.monotonic() + budget
     while batch := spool.pending():
         for path in batch:
+            if time.monotonic() >= deadline:
+                return sent, failed
             if not path.exists():  # dropped by hostd meanwhile (the queue was full)
                 continue
             if send_one(spool, path, events, sleep):

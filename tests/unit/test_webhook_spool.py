@@ -237,3 +237,12 @@ def test_only_the_sender_imports_an_http_client():
     assert {m for m, found in users.items() if found} <= SENDERS | {
         m for m in users if m.startswith("hostd.fetch")}
     assert users["hostd.server.webhook"] == {"urllib.request"}, "the check sees imports"
+
+
+def test_a_run_stops_at_its_budget_and_leaves_the_rest_queued(box, hook):
+    spool, events, _ = box
+    n = notifier(box, hook)
+    n("created", REQ, [])
+    n("approved", {**REQ, "state": "approved"}, [])
+    assert webhook.drain(spool, events, budget=0.0) == (0, 0)
+    assert len(spool.pending()) == 2 and Hook.bodies == [], "left for the next run"
