@@ -14,6 +14,7 @@ import pytest
 from jithost import CORP_KEY, POLICY_TOML, Host, configure, events, journal, wait_for
 
 PORT = 8765
+HOOK_NAME = "hooks.jit.test"
 HOOK_OUT = "/root/hook.jsonl"
 HOOK_SERVER = r"""
 import http.server, sys
@@ -67,12 +68,20 @@ def webhook(host: Host) -> Iterator[None]:
              str(PORT), HOOK_OUT])
     wait_for("the test's HTTP server", lambda: f"127.0.0.1:{PORT}" in box.run(
         ["ss", "-tlnH"]).stdout, timeout=15)
-    configure(box, POLICY_TOML + f'\n[notify]\nwebhook = "http://127.0.0.1:{PORT}/hook"\n')
+    # by name: the sender resolves it (nss, /etc/hosts) inside its sandbox
+    hosts = box.path("/etc/hosts")
+    before = hosts.read_text() if hosts.exists() else None
+    box.write("/etc/hosts", (before or "") + f"127.0.0.1 {HOOK_NAME}\n")
+    configure(box, POLICY_TOML + f'\n[notify]\nwebhook = "http://{HOOK_NAME}:{PORT}/hook"\n')
     try:
         yield
     finally:
         box.run(["systemctl", "stop", "jit-e2e-hook"], check=False)
         configure(box)
+        if before is None:
+            box.run(["rm", "-f", "/etc/hosts"])
+        else:
+            box.write("/etc/hosts", before)
 
 
 def _posted(box, rid: str) -> list[dict]:
@@ -81,6 +90,19 @@ def _posted(box, rid: str) -> list[dict]:
         return []
     bodies = [json.loads(line) for line in hook.read_text().splitlines() if line]
     return [b for b in bodies if b["jitaccess"]["request_id"] == rid]
+
+
+def _settled(box) -> None:
+    """No notice waiting and no sender running (the previous test's deny sent)."""
+    wait_for("an empty spool and an idle sender", lambda: box.run(
+        ["ls", "-A", "/var/lib/jit/webhook/queue"]).stdout == "" and box.run(
+        ["systemctl", "is-active", "jit-webhook.service"], check=False).stdout.strip()
+        in ("inactive", "failed"), timeout=60)
+
+
+def _queued(box) -> list[dict]:
+    queue = box.path("/var/lib/jit/webhook/queue")
+    return [json.loads(p.read_text()) for p in sorted(queue.glob("*.json"))]
 
 
 def _request(box, reason: str) -> str:
@@ -113,17 +135,19 @@ def test_webhook_reaches_a_local_server_through_the_sender(host: Host, webhook) 
     finally:
         if rid:
             box.run(["jit", "deny", rid, "--reason", "e2e cleanup"], user="bob", check=False)
+            _settled(box)
 
 
 def test_a_notice_queued_while_the_sender_is_off_is_sent_after_a_hostd_restart(
         host: Host, webhook) -> None:
     box = host.box
     rid = ""
+    _settled(box)
     box.run(["systemctl", "stop", "jit-webhook.path"])
     try:
         rid = _request(box, "queued while the sender is off")
-        queued = box.run(["ls", "-A", "/var/lib/jit/webhook/queue"]).stdout.split()
-        assert len(queued) == 1 and queued[0].endswith(".json"), queued
+        (queued,) = _queued(box)
+        assert queued["about"]["request_id"] == rid, queued
         assert not _posted(box, rid)
         box.run(["systemctl", "restart", "jit-hostd.service"])
         box.run(["systemctl", "start", "jit-webhook.path"])
