@@ -96,9 +96,9 @@ def main(paths: Paths) -> int:
     spool = Spool(paths.webhook_spool)
     try:
         spool.ensure()
-    except OSError as exc:
+        sent, failed = drain(spool, events)
+    except OSError as exc:  # the spool itself unusable (a notice it cannot remove...)
         print(f"jit-hostd: webhook spool {spool.base}: {exc}", file=sys.stderr)
         return 1
-    sent, failed = drain(spool, events)
     print(f"jit-hostd: webhook: {sent} sent, {failed} failed")
     return 0

@@ -246,3 +246,14 @@ def test_a_run_stops_at_its_budget_and_leaves_the_rest_queued(box, hook):
     n("approved", {**REQ, "state": "approved"}, [])
     assert webhook.drain(spool, events, budget=0.0) == (0, 0)
     assert len(spool.pending()) == 2 and Hook.bodies == [], "left for the next run"
+
+
+def test_an_unusable_spool_is_a_message_not_a_traceback(tmp_path, capsys):
+    from hostd.paths import Paths
+
+    paths = Paths.for_root(tmp_path)
+    paths.webhook_spool.parent.mkdir(parents=True)
+    paths.webhook_spool.write_text("not a directory")
+    assert webhook.main(paths) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("jit-hostd: webhook spool ") and "Traceback" not in err
