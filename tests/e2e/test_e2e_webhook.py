@@ -39,6 +39,8 @@ def _show(box, unit: str, *props: str) -> dict[str, str]:
 
 
 def test_hostd_unit_allows_no_ip(host: Host) -> None:
+    """What `systemctl show` says, and what the running hostd has: no IP socket, and
+    its own /proc (ProtectProc=invisible)."""
     box = host.box
     box.run(["jit", "status"], check=False)  # socket-activate hostd if it is not running
     shown = _show(box, "jit-hostd.service", "IPAddressDeny", "RestrictAddressFamilies",
@@ -50,6 +52,9 @@ def test_hostd_unit_allows_no_ip(host: Host) -> None:
     assert pid != "0"
     inet = box.run(["ss", "-tuwanpH"]).stdout
     assert f"pid={pid}," not in inet, inet
+    mounts = box.run(["cat", f"/proc/{pid}/mountinfo"]).stdout.splitlines()
+    (proc,) = [m for m in mounts if m.split()[4] == "/proc"]
+    assert "hidepid=invisible" in proc, proc  # ProtectProc=: the residue tests still pass
     sender = _show(box, "jit-webhook.service", "RestrictAddressFamilies", "CapabilityBoundingSet")
     assert "AF_INET" in sender["RestrictAddressFamilies"] and sender["CapabilityBoundingSet"] == ""
     path = box.run(["systemctl", "is-enabled", "jit-webhook.path"], check=False).stdout
