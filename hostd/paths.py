@@ -68,6 +68,11 @@ class Paths:
         return self._p("var/lib/jit/revocations")
 
     @property
+    def webhook_spool(self) -> Path:
+        """Webhook notices hostd hands to jit-webhook.service (hostd/server/spool.py)."""
+        return self._p("var/lib/jit/webhook")
+
+    @property
     def socket(self) -> Path:
         return self._p("run/jit/hostd.sock")
 

@@ -6,6 +6,7 @@
     jit-hostd --revoke-all --reason TEXT       end every grant, offline (package removal)
     jit-hostd --ensure-host-key                create this host's issuer key if missing
     jit-hostd --setgid-walk                    clear setgid residue of ended grants (its unit)
+    jit-hostd --webhook-send                   post the queued webhook notices (its unit)
 
 A broken configuration does not stop expiry: hostd then serves with no roles, answers
 every request that needs the policy with `config_error`, and keeps revoking on time.
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--ensure-host-key", action="store_true", help="create the host key")
     mode.add_argument("--setgid-walk", action="store_true",  # residue: setgid_walks.py
                       help="clear setgid bits ended group grants left (jit-setgid-walk.service)")
+    mode.add_argument("--webhook-send", action="store_true",  # hostd/server/webhook.py
+                      help="post the queued webhook notices (jit-webhook.service)")
     parser.add_argument("--reason", metavar="TEXT", default="revoked by administrator",
                         help="with --revoke-all: why, logged with each revocation")
     return parser
@@ -74,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths.for_root(args.root)
     if args.expire:  # on the revocation path: only the light client modules are loaded
         return _ask_expire(paths, args.expire)
+    if args.webhook_send:  # the only mode that uses the network: hostd/server/webhook.py
+        from hostd.server import webhook
+
+        return webhook.main(paths)
     from hostd.server import service
 
     if args.ensure_host_key:

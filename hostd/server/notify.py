@@ -2,28 +2,28 @@
 webhook with a Slack-compatible `text`.
 
 Neither ever delays or changes a decision: terminal writes are non-blocking and bounded,
-the webhook runs in a worker thread with a 5 s timeout and retries, and every failure
-becomes a `notify_failed` event. All user text goes through events.shown before it is
-shown: no control characters, no terminal escapes, no runs of spaces, cut to fit; in the
-webhook no markup either (`mrkdwn` off, &<> as entities). On a terminal it sits quoted on
-a line of its own after a fixed prefix and never wraps, so a request cannot pass itself
-off as something else, not even by padding a reason until it wraps to column 0.
+and the webhook's body is built here and queued in the spool (hostd/server/spool.py) for
+jit-webhook.service to post (hostd/server/webhook.py: 5 s timeout, retries): hostd opens
+no network socket. Every failure becomes a `notify_failed` event. All user text goes
+through events.shown before it is shown: no control characters, no terminal escapes, no
+runs of spaces, cut to fit; in the webhook no markup either (`mrkdwn` off, &<> as
+entities). On a terminal it sits quoted on a line of its own after a fixed prefix and
+never wraps, so a request cannot pass itself off as something else, not even by padding
+a reason until it wraps to column 0.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import struct
-import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hostd.events import escape, framed, shown
+from hostd.server.spool import Spool
 from hostd.state.journal import Events
 
 if TYPE_CHECKING:
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 UTMP_RECORD = struct.Struct("<hxxi32s4s32s256shhiii4i20s")
 USER_PROCESS = 7
-WEBHOOK_TIMEOUT = 5.0
-WEBHOOK_TRIES = 3
 NOTICE_WIDTH = 80  # columns a notice must fit without wrapping
 NAME_WIDTH = 32  # user and role names (not free text, but shown the same way)
 REASON_WIDTH = NOTICE_WIDTH - len('    reason: "') - 1  # as events.framed cuts it
@@ -142,10 +140,12 @@ def notice_text(kind: str, req: dict, stamp: str = "") -> str:
 class Notifier:
     def __init__(self, events: Events, utmp: Path, uid_of: Callable[[str], int | None],
                  webhook: Callable[[], str], hostname: str,
-                 handed_over: Terminals | None = None) -> None:
+                 handed_over: Terminals | None = None, spool: Spool | None = None) -> None:
         """`handed_over`: the session terminals pam_jit handed over (hostd/server/ttys.py),
-        written before utmp's lines."""
+        written before utmp's lines. `spool`: where webhook notices are queued for
+        jit-webhook.service (none: the webhook is not used)."""
         self.handed_over = handed_over
+        self.spool = spool
         self.events = events
         self.utmp = utmp
         self.uid_of = uid_of
@@ -156,8 +156,8 @@ class Notifier:
         """Tell the recipients; how many of their terminals took the notice."""
         sent = self.terminals(kind, req, recipients)
         url = self.webhook()
-        if url:
-            threading.Thread(target=self.post, args=(url, kind, req), daemon=True).start()
+        if url and self.spool is not None:
+            self.queue(url, kind, req)
         return sent
 
     def terminals(self, kind: str, req: dict, recipients: list[str]) -> int:
@@ -177,29 +177,34 @@ class Notifier:
                 sent += 1
         return sent
 
-    def post(self, url: str, kind: str, req: dict) -> bool:
-        """POST with retries and backoff; runs in a worker thread."""
-        body = json.dumps({
-            "text": entities(message_for(kind, req, self.hostname).removeprefix("jit: ")),
-            "mrkdwn": False,
-            "jitaccess": {"event": kind, "request_id": req["id"], "user": req["user"],
-                          "role": req["role"], "state": req["state"],
-                          "reason": escape(req["reason"]), "host": self.hostname},
-        }).encode()
-        error = ""
-        for attempt in range(WEBHOOK_TRIES):
-            try:
-                r = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
-                                           headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(r, timeout=WEBHOOK_TIMEOUT) as resp:  # noqa: S310
-                    if 200 <= resp.status < 300:
-                        return True
-                    error = f"HTTP {resp.status}"
-            except Exception as exc:  # any network failure: retry, then log
-                error = str(exc)
-            if attempt + 1 < WEBHOOK_TRIES:
-                time.sleep(0.5 * 2 ** attempt)
-        self.events.emit("notify_failed", f"webhook notification failed after "
-                         f"{WEBHOOK_TRIES} tries: {error}", request_id=req["id"],
-                         user=req["user"], role=req["role"])
-        return False
+    def queue(self, url: str, kind: str, req: dict) -> bool:
+        """Hand the webhook notice to jit-webhook.service through the spool. A notice
+        that cannot be queued, and each old one dropped to keep the spool bounded, is a
+        `notify_failed` event."""
+        notice = {"url": url, "body": webhook_body(kind, req, self.hostname),
+                  "about": {"request_id": req["id"], "user": req["user"], "role": req["role"]}}
+        try:
+            dropped = self.spool.put(notice)
+        except (OSError, ValueError) as exc:
+            self.events.emit("notify_failed", f"webhook notice could not be queued: {exc}",
+                             request_id=req["id"], user=req["user"], role=req["role"])
+            return False
+        for old in dropped:
+            about = old.get("about", {})
+            self.events.emit("notify_failed", "webhook notice dropped unsent: the spool "
+                             "is full (the webhook has not answered)",
+                             request_id=about.get("request_id"), user=about.get("user"),
+                             role=about.get("role"))
+        return True
+
+
+def webhook_body(kind: str, req: dict, host: str) -> dict:
+    """The webhook's JSON body, exactly as the sender posts it: `text` one line of shown
+    values with &<> as entities, `mrkdwn` off, `jitaccess.reason` escaped data."""
+    return {
+        "text": entities(message_for(kind, req, host).removeprefix("jit: ")),
+        "mrkdwn": False,
+        "jitaccess": {"event": kind, "request_id": req["id"], "user": req["user"],
+                      "role": req["role"], "state": req["state"],
+                      "reason": escape(req["reason"]), "host": host},
+    }

@@ -24,6 +24,7 @@ from hostd.server import residue, setgid_walks
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
 from hostd.server.reload import write_login_gate
+from hostd.server.spool import Spool
 from hostd.server.ttys import Terminals
 from hostd.state import sandbox
 from hostd.state.accounts import Accounts, accounts_for
@@ -104,9 +105,10 @@ def _why(exc: Exception) -> str:
 
 def build_notifier(paths: Paths, core: Core, terminals: Terminals | None = None) -> Notifier:
     """Approvers told on their terminals (those pam_jit handed over first) and through
-    the webhook."""
+    the webhook (queued for jit-webhook.service: hostd/server/spool.py)."""
     return Notifier(core.events, paths.utmp, core.accounts.uid_of,
-                    lambda: core.config.notify_webhook, core.host.hostname, terminals)
+                    lambda: core.config.notify_webhook, core.host.hostname, terminals,
+                    Spool(paths.webhook_spool))
 
 
 def _listening_socket(paths: Paths) -> socket.socket:

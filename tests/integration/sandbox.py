@@ -132,6 +132,17 @@ class Sandbox:
                 time.sleep(0.05)
         raise RuntimeError("hostd did not start: " + self.hostd_log())
 
+    def send_webhooks(self) -> subprocess.CompletedProcess:
+        """What jit-webhook.service does when its path unit fires: post the notices
+        hostd queued in DIR/var/lib/jit/webhook/queue, then exit."""
+        return subprocess.run([PYTHON, "-m", "hostd", "--root", str(self.root),
+                               "--webhook-send"], env=self.env, capture_output=True,
+                              text=True, timeout=120, cwd=self.root)
+
+    @property
+    def webhook_queue(self) -> Path:
+        return self.root / "var" / "lib" / "jit" / "webhook" / "queue"
+
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)

@@ -1,6 +1,7 @@
 """Access requests and approvals against a real hostd: alice, bob and carol run the CLI
 under their own uids. alice and carol are developers (requesters); bob and carol are sre
-(approvers). Notices reach approvers on a real pty and on a webhook on 127.0.0.1."""
+(approvers). Notices reach approvers on a real pty and, through the spool and the
+sender, on a webhook on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -217,10 +218,13 @@ HOSTILE = "urgent\n\x1b]0;APPROVED\x07\x1b[2J *APPROVE NOW* <!channel> \u202eok"
 
 
 def test_webhook_receives_escaped_text(box, webhook):
+    """hostd queues the notice; the sender (jit-webhook.service's command) posts it."""
     _, bodies = webhook
     req = request(box, reason=HOSTILE)
-    assert box.wait_for(lambda: bodies, timeout=10)
-    body = bodies[0]
+    assert box.wait_for(lambda: list(box.webhook_queue.glob("*.json")), timeout=10)
+    sent = box.send_webhooks()
+    assert sent.returncode == 0 and "1 sent, 0 failed" in sent.stdout, sent
+    (body,) = bodies
     text = body["text"]
     assert req["id"] in text and "alice" in text
     assert "\n" not in text and "\x1b" not in text and "\u202e" not in text

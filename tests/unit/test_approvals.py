@@ -320,23 +320,31 @@ def test_utmp_parsing_and_tty_guard(tmp_path):
     assert target.read_text() == ""
 
 
-def test_webhook_failure_is_retried_then_logged(tmp_path, monkeypatch):
+def test_webhook_failure_is_retried_then_logged(tmp_path):
+    """hostd queues the notice; the sender (jit-hostd --webhook-send) tries three times,
+    backing off, then logs notify_failed and removes the notice."""
     import socket as socket_mod
 
-    from hostd.server import notify
+    from hostd.server import notify, webhook
+    from hostd.server.spool import Spool
 
     with socket_mod.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     sleeps: list[float] = []
-    monkeypatch.setattr(notify.time, "sleep", sleeps.append)
     mirror = tmp_path / "events.jsonl"
-    n = notify.Notifier(Events(mirror, journal=False), tmp_path / "utmp", lambda u: None,
-                        lambda: "", "web-1")
-    assert n.post(f"http://127.0.0.1:{port}/hook", "created", HOSTILE) is False
+    events = Events(mirror, journal=False)
+    spool = Spool(tmp_path / "webhook")
+    n = notify.Notifier(events, tmp_path / "utmp", lambda u: None,
+                        lambda: f"http://127.0.0.1:{port}/hook", "web-1", spool=spool)
+    n("created", HOSTILE, [])
+    assert len(spool.pending()) == 1 and not read_mirror(mirror), "queued, nothing failed yet"
+    assert webhook.drain(spool, events, sleeps.append) == (0, 1)
     assert sleeps == [0.5, 1.0], "three tries, backing off between them"
     (ev,) = [e for e in read_mirror(mirror) if e["JIT_EVENT"] == "notify_failed"]
-    assert ev["JIT_REQUEST_ID"] == "abcdefgh"
+    assert ev["JIT_REQUEST_ID"] == "abcdefgh" and ev["JIT_USER"] == "alice"
+    assert "after 3 tries" in ev["MESSAGE"]
+    assert spool.pending() == [], "a notice whose tries are spent is not retried forever"
 
 
 def test_pending_requests_per_user_are_bounded(w):

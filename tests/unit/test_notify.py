@@ -12,8 +12,9 @@ import pytest
 
 from hostd.cli.main import _request_text
 from hostd.events import framed, shown
-from hostd.server import notify
+from hostd.server import notify, webhook
 from hostd.server.notify import message_for, notice_lines, notice_text
+from hostd.server.spool import Spool
 from hostd.state.journal import Events
 
 FAKE = "jit: request X was denied"
@@ -92,6 +93,7 @@ def test_hostile_reason_still_inert_and_visible():
 
 
 def test_webhook_text_is_collapsed_and_cut(tmp_path, monkeypatch):
+    """What the sender posts is the body hostd queued, byte for byte, and it is escaped."""
     sent = []
 
     class Answer:
@@ -104,21 +106,29 @@ def test_webhook_text_is_collapsed_and_cut(tmp_path, monkeypatch):
             return False
 
     def urlopen(request, timeout):
-        sent.append(json.loads(request.data))
+        sent.append((request.full_url, request.data, timeout))
         return Answer()
 
-    monkeypatch.setattr(notify.urllib.request, "urlopen", urlopen)
-    n = notify.Notifier(Events(tmp_path / "events.jsonl", journal=False), tmp_path / "utmp",
-                        lambda u: None, lambda: "", "web-1")
+    monkeypatch.setattr(webhook.urllib.request, "urlopen", urlopen)
+    events = Events(tmp_path / "events.jsonl", journal=False)
+    spool = Spool(tmp_path / "webhook")
+    n = notify.Notifier(events, tmp_path / "utmp", lambda u: None,
+                        lambda: "http://127.0.0.1:9/hook", "web-1", spool=spool)
     req = {**REQ, "reason": " " * 200 + FAKE + "\u3000" * 50 + "<!here>" + "x" * 300}
-    assert n.post("http://127.0.0.1:9/hook", "created", req)
-    (body,) = sent
+    n("created", req, [])
+    (queued,) = spool.pending()
+    assert webhook.drain(spool, events) == (1, 0)
+    ((url, data, timeout),) = sent
+    assert url == "http://127.0.0.1:9/hook" and timeout == 5.0
+    body = json.loads(data)
+    assert body == notify.webhook_body("created", req, "web-1")
     text = body["text"]
     assert "  " not in text and "\u3000" not in text and "\n" not in text
     assert text.startswith("alice requests role docker on web-1 (request abcdefgh); "
                            "reason: \"jit: request X was denied &lt;!here&gt;xxx")
     assert text.endswith("…\"") and len(text) < 200
     assert body["mrkdwn"] is False
+    assert not queued.exists() and spool.pending() == []
 
 
 def test_message_for_created_quotes_a_collapsed_reason():
