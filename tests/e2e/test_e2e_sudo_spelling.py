@@ -44,6 +44,18 @@ message = "recursive removal of absolute paths needs a ticket"
 action = "approve"
 match = '^/usr/bin/touch /root/approved'
 
+[[guardrails]]
+action = "deny"
+program = "sudoedit"
+args = ['^/etc/shadow$']
+message = "use vipw -s"
+
+[[guardrails]]
+action = "deny"
+program = "/usr/bin/cp"
+args = ['^--target-directory=/root/\\.ssh(/|$)']
+message = "not into root's keys"
+
 [[standing]]
 members = ["root"]
 sudo = [ { runas = "root", commands = ["ALL"] } ]
@@ -111,6 +123,31 @@ def test_an_approve_guardrail_is_not_skipped_by_path_spelling(box) -> None:
             r = sudo(box, "-n", "/usr/bin/touch", path)
             assert r.returncode == 1 and "needs an approval" in r.stderr, (path, r.stderr)
         assert not exists(box, "/root/approved-x") and not exists(box, "/root/approved-y")
+    finally:
+        box.run(["jit", "revoke", g["id"]], user="alice")
+
+
+def test_sudoedit_and_long_option_paths_meet_program_guardrails(box) -> None:
+    g = activate(box, "alice", "all")
+    try:
+        box.run("mkdir -p /root/.ssh /tmp/v && touch /tmp/v/notes")
+        for path in ("/etc/shadow", "/etc//shadow", "/etc/./shadow", "/tmp/../etc/shadow"):
+            r = box.run(["env", "SUDO_EDITOR=/usr/bin/true", "sudo", "-n", "-e", path],
+                        user="alice", check=False, timeout=60)
+            assert r.returncode == 1 and "use vipw -s" in r.stderr, (path, r.stderr)
+        fine = box.run(["env", "SUDO_EDITOR=/usr/bin/true", "sudo", "-n", "-e",
+                        "/tmp/v/notes"], user="alice", check=False, timeout=60)
+        assert fine.returncode == 0, fine.stderr
+        for arg in ("--target-directory=/root//.ssh", "--target-directory=/root/./.ssh"):
+            r = sudo(box, "-n", "cp", arg, "/etc/hostname")
+            assert r.returncode == 1 and "not into root's keys" in r.stderr, (arg, r.stderr)
+            assert not exists(box, "/root/.ssh/hostname"), arg
+        ok = sudo(box, "-n", "cp", "--target-directory=/tmp//v", "/etc/hostname")
+        assert ok.returncode == 0 and exists(box, "/tmp/v/hostname"), ok.stderr
+        (ev,) = [e for e in events(box, "sudo_denied")
+                 if e.get("JIT_COMMAND") == "/usr/bin/cp --target-directory=/root/.ssh "
+                 "/etc/hostname"]
+        assert ev["JIT_GUARDRAIL"] == "4", ev
     finally:
         box.run(["jit", "revoke", g["id"]], user="alice")
 
