@@ -178,7 +178,7 @@ def descriptors(proc_root: Path, pid: int, gids: frozenset[int], sockets: Socket
             if have is None:  # gone
                 return [], None
             what, owner, gid = found
-            if gid in have[1] or owner == have[0][3]:
+            if gid in have[1] or owner == have[0][3] != 0:  # root is named: see scan
                 continue
             if not what:
                 want = needed(proc_root, pid, int(name))
@@ -321,12 +321,28 @@ def residue_event(events, e, gids: dict[int, str], held: list[Held]) -> None:
         **_fields("privilege_residue", e, gids, held))
 
 
+def named_event(events, e, gids: dict[int, str], held: list[Held]) -> None:
+    """terminate-sessions: root's and system accounts' processes (in the user's slice)
+    holding a residue descriptor are named, never signalled: a daemon or a setuid
+    program ended blindly can take the host with it."""
+    events.emit(
+        "privilege_residue", f"grant {e.grant_id} {e.reason} but {len(held)} open "
+        f"descriptors held by root's or system accounts' processes still give "
+        f"{', '.join(sorted(gids.values()))} access (named, not ended)", decision="named",
+        **_fields("privilege_residue", e, gids, held))
+
+
 async def end_holders(server, e, gids: dict[int, str]) -> list[Held]:
-    """terminate-sessions, after the credential pass: each process holding a residue
-    descriptor gets SIGTERM, then SIGKILL if it still holds it TERM_WAIT later; one
-    session_terminated event for the batch."""
+    """terminate-sessions, after the credential pass: each process of the user or of a
+    login account holding a residue descriptor gets SIGTERM, then SIGKILL if it still
+    holds it TERM_WAIT later; one session_terminated event for the batch. Privileged
+    holders are named in a privilege_residue event instead."""
     wanted = frozenset(gids)
-    _, held = await server._in_thread(scan, server.proc_root, e.uid, wanted)
+    _, found = await server._in_thread(scan, server.proc_root, e.uid, wanted)
+    named = [h for h in found if h.kind == PRIVILEGED]
+    if named:
+        named_event(server.core.events, e, gids, named)
+    held = [h for h in found if h.kind != PRIVILEGED]
     if not held:
         return []
     root = server.proc_root
