@@ -17,11 +17,16 @@ A descriptor is residue of the taken groups `gids` when
   peer and its path come from sock_diag (pyroute2), one dump per pass.
 Holders looked at: the user's own processes, and those of every other login account
 (uid >= LOGIN_UID_MIN, not nobody): a descriptor passed on lands in a process the user
-can run code in. Root (fsuid 0: no group is needed) and system accounts (services)
-are not looked at: see DESIGN §13 "Residue beyond processes" for the cost behind this.
+can run code in; both are ended under terminate-sessions. Root's and system accounts'
+processes are looked at only in the user's own slice (user-UID.slice: a setuid program
+they started, su, sudo), and only named (decision `named`), never signalled; system
+daemons elsewhere are not looked at (DESIGN §13 "Descriptor pass: cost and reach").
+The owner exemption does not hold for root (it owns nothing less for being root).
 
-Each descriptor costs one stat(2) through /proc/PID/fd/N; fdinfo and readlink only
-for the few that match.
+Per process, /proc/PID's owner (one stat: the euid, root when not dumpable) says
+whether to look; a status is read only for the user's and root-owned processes or at
+a holder's first descriptor of a taken group. Each descriptor costs one stat(2)
+through /proc/PID/fd/N; fdinfo and readlink only for the few that match.
 """
 
 from __future__ import annotations
