@@ -141,7 +141,8 @@ def in_user_slice(base: str, pid: str, uid: int) -> bool:
     user@UID.service): a setuid program they started (su, sudo, newgrp) is there, a
     system daemon is not. Only root can move a process out of it."""
     raw = residue._read(f"{base}/{pid}/cgroup", 4096) or b""
-    return f"/user-{uid}.slice/".encode() in raw
+    mark = f":/user.slice/user-{uid}.slice/".encode()  # v2 `0::`, v1 `name=systemd:`
+    return mark in raw
 
 
 Creds = tuple[tuple[int, ...], tuple[int, ...]]  # (uids, groups) as residue.parse_status
