@@ -172,11 +172,14 @@ def descriptors(proc_root: Path, pid: int, gids: frozenset[int], sockets: Socket
         return [], None
     out, have = [], None
     try:
+        look = os.stat
         for name in os.listdir(dfd):
             try:
-                st = os.stat(name, dir_fd=dfd)  # follows the magic link to the file
+                st = look(name, dir_fd=dfd)  # follows the magic link to the file
             except OSError:
                 continue
+            if st.st_gid not in gids and st.st_ino not in sockets:
+                continue  # nearly every descriptor: a superset test, no call
             found = _target(st, gids, sockets)
             if found is None:
                 continue
