@@ -209,3 +209,15 @@ def test_privileged_holders_are_named_not_ended(tmp_path, config, host, mint, tr
     finally:
         world.server.close()
         world.store.close()
+
+
+def test_a_login_accounts_process_that_is_not_dumpable_is_still_looked_at(
+        tmp_path, secret, procs):
+    """/proc/PID is root's when the process is not dumpable (prctl PR_SET_DUMPABLE 0):
+    its status still says a login account's, so hiding that way does not work."""
+    proc = tmp_path / "fakeproc"
+    procs.append(subprocess.Popen(["sleep", "600"]))
+    fake_proc(proc, procs[-1].pid, 0, 47300, "0::/user.slice/user-47300.slice/x\n", secret)
+    _, held = residue_fds.scan(proc, UID, {GID}, peers=list)
+    assert [(h.pid, h.kind, h.fsuid) for h in held] == [
+        (procs[-1].pid, residue_fds.LOGIN, 47300)]
