@@ -145,6 +145,26 @@ def in_user_slice(base: str, pid: str, uid: int) -> bool:
     return mark in raw
 
 
+def slice_pids(cgroup_root: Path, uid: int) -> frozenset[int] | None:
+    """Every pid in the user's slice, from the unified hierarchy's cgroup.procs files
+    (a few reads, not one /proc/PID/cgroup per process); None without a unified
+    hierarchy (v1, a sandbox) or when a file cannot be read: the caller then reads
+    each process's cgroup. Called after /proc is listed: a listed process in the
+    slice was in it before, and only root moves a process out."""
+    if not (cgroup_root / "cgroup.controllers").exists():
+        cgroup_root = cgroup_root / "unified"  # the hybrid layout's v2 tree
+        if not (cgroup_root / "cgroup.controllers").exists():
+            return None
+    found: set[int] = set()
+    for at, _, _ in os.walk(cgroup_root / "user.slice" / f"user-{uid}.slice"):
+        try:
+            with open(os.path.join(at, "cgroup.procs"), "rb") as fh:
+                found.update(int(p) for p in fh.read().split())
+        except (OSError, ValueError):
+            return None
+    return frozenset(found)
+
+
 Creds = tuple[tuple[int, ...], tuple[int, ...]]  # (uids, groups) as residue.parse_status
 
 
@@ -203,12 +223,18 @@ def descriptors(proc_root: Path, pid: int, gids: frozenset[int], sockets: Socket
     return out, have
 
 
-def _looked_at(base: str, name: str, uid: int) -> tuple[bool, Creds | None]:
+def _looked_at(base: str, name: str, uid: int,
+               pids: frozenset[int] | None) -> tuple[bool, Creds | None]:
     """Whether the process's descriptors are looked at, and its credentials if they
     had to be read to say. /proc/PID's owner is the euid (root when the process is not
     dumpable): a login account's process needs no status read here, a system
     account's is looked at only in the user's slice; the user's and root-owned ones
-    are read (a login account's process can make itself not dumpable)."""
+    are read (a login account's process can make itself not dumpable). `pids`: the
+    user's slice (slice_pids), None to read each process's cgroup."""
+
+    def in_slice() -> bool:
+        return int(name) in pids if pids is not None else in_user_slice(base, name, uid)
+
     try:
         owner = os.stat(f"{base}/{name}").st_uid
     except OSError:
@@ -217,11 +243,11 @@ def _looked_at(base: str, name: str, uid: int) -> tuple[bool, Creds | None]:
         leader = residue._status(f"{base}/{name}/status")
         if leader is None:
             return False, None
-        if kind_of(leader[0], uid) == PRIVILEGED and not in_user_slice(base, name, uid):
+        if kind_of(leader[0], uid) == PRIVILEGED and not in_slice():
             return False, None
         return True, leader
     if owner < LOGIN_UID_MIN or owner == NOBODY:
-        return in_user_slice(base, name, uid), None
+        return in_slice(), None
     return True, None
 
 
@@ -240,12 +266,13 @@ def scan(proc_root: Path, uid: int, gids: frozenset[int] | set[int],
         names = os.listdir(proc_root)
     except OSError:
         return [], []
+    in_slice = slice_pids(proc_root.parent / "sys" / "fs" / "cgroup", uid)  # after
     procs, held = [], []
     base = os.fspath(proc_root)
     for name in names:
         if not name.isdigit() or int(name) in skip:
             continue
-        look, leader = _looked_at(base, name, uid)
+        look, leader = _looked_at(base, name, uid, in_slice)
         if not look:
             continue
         pid = int(name)

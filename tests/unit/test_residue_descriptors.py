@@ -221,3 +221,20 @@ def test_a_login_accounts_process_that_is_not_dumpable_is_still_looked_at(
     _, held = residue_fds.scan(proc, UID, {GID}, peers=list)
     assert [(h.pid, h.kind, h.fsuid) for h in held] == [
         (procs[-1].pid, residue_fds.LOGIN, 47300)]
+
+
+def test_the_slice_is_read_from_the_unified_hierarchy_when_there_is_one(tmp_path, tree):
+    """A few cgroup.procs files instead of one /proc/PID/cgroup per process: here the
+    per-process files say otherwise, so only the hierarchy can have put them in."""
+    proc, (_, daemon, _, login) = tree
+    cg = tmp_path / "sys" / "fs" / "cgroup"
+    scope = cg / "user.slice" / f"user-{UID}.slice" / "session-9.scope"
+    scope.mkdir(parents=True)
+    (cg / "cgroup.controllers").write_text("cpu memory\n")
+    (scope / "cgroup.procs").write_text(f"{daemon}\n")
+    (scope.parent / "cgroup.procs").write_text("")  # every cgroup has one
+    assert residue_fds.slice_pids(cg, UID) == frozenset({daemon})
+    _, held = residue_fds.scan(proc, UID, {GID}, peers=list)
+    assert {h.pid: h.kind for h in held} == {daemon: residue_fds.PRIVILEGED,
+                                             login: residue_fds.LOGIN}
+    assert residue_fds.slice_pids(tmp_path / "none", UID) is None  # then per process
