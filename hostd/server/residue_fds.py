@@ -156,12 +156,18 @@ def slice_pids(cgroup_root: Path, uid: int) -> frozenset[int] | None:
         if not (cgroup_root / "cgroup.controllers").exists():
             return None
     found: set[int] = set()
-    for at, _, _ in os.walk(cgroup_root / "user.slice" / f"user-{uid}.slice"):
+    failed: list[OSError] = []
+    for at, _, _ in os.walk(cgroup_root / "user.slice" / f"user-{uid}.slice",
+                            onerror=failed.append):
         try:
             with open(os.path.join(at, "cgroup.procs"), "rb") as fh:
                 found.update(int(p) for p in fh.read().split())
+        except FileNotFoundError:  # the cgroup went, with its last process
+            continue
         except (OSError, ValueError):
             return None
+    if any(not isinstance(e, FileNotFoundError) for e in failed):
+        return None  # a directory not listed: its processes would be missed
     return frozenset(found)
 
 

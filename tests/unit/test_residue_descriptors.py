@@ -238,3 +238,16 @@ def test_the_slice_is_read_from_the_unified_hierarchy_when_there_is_one(tmp_path
     assert {h.pid: h.kind for h in held} == {daemon: residue_fds.PRIVILEGED,
                                              login: residue_fds.LOGIN}
     assert residue_fds.slice_pids(tmp_path / "none", UID) is None  # then per process
+
+
+def test_a_slice_that_cannot_be_listed_falls_back_to_each_process(tmp_path):
+    cg = tmp_path / "cgroup"
+    (cg / "user.slice").mkdir(parents=True)
+    (cg / "cgroup.controllers").write_text("")
+    assert residue_fds.slice_pids(cg, UID) == frozenset()  # no session: nobody there
+    top = cg / "user.slice" / f"user-{UID}.slice"
+    top.mkdir()
+    (top / "cgroup.procs").write_text("")
+    (top / "x.scope").mkdir()
+    (top / "x.scope" / "cgroup.procs").mkdir()  # unreadable as a file (EISDIR)
+    assert residue_fds.slice_pids(cg, UID) is None
