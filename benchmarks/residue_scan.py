@@ -11,10 +11,13 @@ asserts nothing.
 
 With `--spawn N FDS` (root) it first starts N real `sleep` processes holding FDS open
 descriptors each, then times today's pass (residue.scan) against the pass with
-descriptors (residue_fds.scan: one status read per process, one stat per descriptor
-of the processes it looks at) with the N processes run as a system account (uid 999:
-not looked at), as a login account (uid 47300: every descriptor looked at), and a mix
-(one in ten a login account).
+descriptors (residue_fds.scan: one stat of /proc/PID per process, a status read only
+where needed, one stat per descriptor of the processes it looks at) with the N
+processes run as a system account (uid 999, outside the user's slice: not looked at),
+as a login account (uid 47300: every descriptor looked at), and a mix (one in ten a
+login account). A third figure, the floor, only lists /proc/PID/fd of the processes
+the pass looks at (no stat, no status): no pass that looks at every descriptor of
+those processes can cost less.
 
     /usr/bin/python3 benchmarks/residue_scan.py [ROUNDS]
     /usr/bin/python3 benchmarks/residue_scan.py 20 --spawn 1000 50
@@ -65,20 +68,30 @@ def spawn(n: int, fds: int, login_every: int) -> list[subprocess.Popen]:
     return out
 
 
+def floor(pids: list[int], login_every: int) -> None:
+    """List the descriptor directories of the processes the pass looks at."""
+    for i, pid in enumerate(pids):
+        if login_every and i % login_every == 0:
+            os.listdir(f"/proc/{pid}/fd")
+
+
 def spawned(rounds: int, n: int, fds: int) -> None:
     for label, every in (("system account", 0), ("login account", 1), ("1 in 10 login", 10)):
         procs = spawn(n, fds, every)
         try:
             total = sum(len(os.listdir(f"/proc/{p.pid}/fd")) for p in procs)
-            base, new = [], []
-            for _ in range(rounds):  # alternating: the machine's load hits both alike
+            pids = [p.pid for p in procs]
+            base, new, low = [], [], []
+            for _ in range(rounds):  # alternating: the machine's load hits all alike
                 base += timed(lambda: residue.scan(Path("/proc"), UID, {GID}), 1)
                 new += timed(lambda: residue_fds.scan(Path("/proc"), UID, {GID}), 1)
-            a, b = statistics.median(base) * 1000, statistics.median(new) * 1000
+                low += timed(lambda: floor(pids, every), 1)  # noqa: B023 (run at once)
+            a, b, c = (statistics.median(x) * 1000 for x in (base, new, low))
             print(f"{n} spawned processes ({label}), {total} descriptors, {rounds} rounds")
             print(f"  today: residue.scan          {a:8.2f} ms")
             print(f"  with descriptors             {b:8.2f} ms")
             print(f"  ratio                        {b / a:8.2f}")
+            print(f"  floor: listing their fds     {c:8.2f} ms  (ratio {c / a:.2f})")
         finally:
             for p in procs:
                 p.kill()

@@ -75,10 +75,11 @@ def approval_warnings(cfg: Config, accounts: Accounts) -> list[str]:
 
 def guardrail_warnings(cfg: Config, is_file=os.path.isfile) -> list[str]:
     """A `program` guardrail is compared by file; one naming no file on this host can
-    only match that exact path (a typo there guards nothing)."""
+    only match that exact path (a typo there guards nothing). `sudoedit` is sudoers'
+    pseudo-command, no file."""
     return [f"guardrails[{i}]: program {g.program!r} is not a file on this host, so the "
             "guardrail matches only that path" for i, g in enumerate(cfg.guardrails)
-            if g.program and not is_file(g.program)]
+            if g.program and g.program != "sudoedit" and not is_file(g.program)]
 
 
 def guardrail_lines(cfg: Config) -> list[str]:

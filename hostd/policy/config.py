@@ -70,7 +70,8 @@ class Role:
 class Guardrail:
     """A `deny` or `approve` guardrail in one of two forms: `match`, a regex searched
     in the command line, or `program` (an absolute path, compared by the file it
-    resolves to) with `args`, regexes that must each be found in some argument."""
+    resolves to, or `sudoedit` for sudo -e and its files) with `args`, regexes that
+    must each be found in some argument."""
 
     action: str
     match: re.Pattern | None
@@ -233,8 +234,10 @@ def _guardrail(t: _Table) -> Guardrail:
         return Guardrail(action, t.regex("match"), message)
     if not program:
         raise t.fail("match", "is required (or program, with args)")
-    if not program.startswith("/") or "\0" in program:
-        raise t.fail("program", "must be an absolute path")
+    if program.rsplit("/", 1)[-1] == "sudoedit":
+        program = "sudoedit"  # sudoers' pseudo-command; a leading path is dropped
+    elif not program.startswith("/") or "\0" in program:
+        raise t.fail("program", "must be an absolute path or sudoedit")
     args = []
     for i, text in enumerate(t.get("args", list, [])):
         if not isinstance(text, str):

@@ -8,8 +8,9 @@ its spelling, so:
 - the program is compared by the file it resolves to: the caller stats it where the
   request is gathered (realpath, device and inode; `FileId`) and passes the answers in
   as data, so this module stays pure;
-- path arguments (those starting with `/`) are normalised lexically before any
-  guardrail or rule sees them; only `//` and `/./` are folded for rules (always the same
+- path arguments (those starting with `/`, and the path part of a long option
+  written `--name=/path`) are normalised lexically before any guardrail or rule sees
+  them; only `//` and `/./` are folded for rules (always the same
   file), while guardrails also try `..` folded, since a guardrail that catches more
   spellings can only refuse or pause more;
 - a `match` guardrail is searched in every spelling of the line (canonical, as
@@ -29,6 +30,8 @@ from hostd.policy.config import Config, Guardrail
 from hostd.policy.sudorequest import Resolved
 
 _SLASHES = re.compile(r"/{2,}")
+_LONG_OPTION = re.compile(r"(--[A-Za-z0-9][A-Za-z0-9_.-]*=)(/.*)", re.DOTALL)
+SUDOEDIT = "sudoedit"  # sudoers' pseudo-command: a program guardrail may name it
 _DOTS = re.compile(r"(?<=/)\.(?:/|$)")
 
 
@@ -44,11 +47,18 @@ class FileId:
 Files = Mapping[str, FileId]
 
 
+def _option_path(arg: str, normalise) -> str | None:
+    """`--name=/path` with its path part normalised, None for any other shape: a tool
+    reads the path after `=` as it reads a path argument (`--output=/root//x`)."""
+    shaped = _LONG_OPTION.fullmatch(arg)
+    return shaped[1] + normalise(shaped[2]) if shaped else None
+
+
 def fold(path: str) -> str:
     """`//` and `/./` folded: the same file whatever the symlinks (`..` is kept, since
-    `a/link/..` is not `a` when link is a symlink)."""
+    `a/link/..` is not `a` when link is a symlink). `--name=/path` folds its path."""
     if not path.startswith("/"):
-        return path
+        return _option_path(path, fold) or path
     out = _SLASHES.sub("/", path)
     while True:
         folded = _SLASHES.sub("/", _DOTS.sub("", out))
@@ -59,9 +69,9 @@ def fold(path: str) -> str:
 
 
 def collapse(path: str) -> str:
-    """`..` folded too (lexically): for guardrails only."""
+    """`..` folded too (lexically): for guardrails only. `--name=/path` likewise."""
     if not path.startswith("/"):
-        return path
+        return _option_path(path, collapse) or path
     out = "/" + posixpath.normpath(path).lstrip("/")
     return out + "/" if path.endswith("/") and out != "/" else out
 
@@ -108,7 +118,10 @@ def _found(pattern: re.Pattern, text: str) -> bool:
 
 def _same_program(rail: Guardrail, paths: tuple[str, ...], files: Files) -> bool:
     """By device and inode when both files were found, else by real path, else by
-    the lexically normal path (a program that is not there matches only its name)."""
+    the lexically normal path (a program that is not there matches only its name).
+    `sudoedit` is sudoers' pseudo-command: only a guardrail naming it holds for it."""
+    if rail.program == SUDOEDIT or SUDOEDIT in paths:
+        return rail.program == SUDOEDIT and SUDOEDIT in paths
     want = files.get(rail.program)
     for path in paths:
         have = files.get(path)
@@ -140,4 +153,5 @@ def first(config: Config, action: str, spelt: Spellings, files: Files) -> int:
 
 def programs(config: Config) -> tuple[str, ...]:
     """The files the caller must identify for the program guardrails."""
-    return tuple(dict.fromkeys(r.program for r in config.guardrails if r.program))
+    return tuple(dict.fromkeys(r.program for r in config.guardrails
+                               if r.program and r.program != SUDOEDIT))

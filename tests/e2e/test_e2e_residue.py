@@ -8,6 +8,7 @@ descriptor (issue 17, items 1 and 2), on the installed package in a booted conta
 - alice, holding the group, opens the secret and passes the descriptor over
   SCM_RIGHTS to a process of hers that never held the group. At expiry that process
   is ended (terminate-sessions) and the session_terminated event names the descriptor.
+  Passed to a system account's process in her slice, it is named, not ended.
 One host for the module: it changes the policy.
 """
 
@@ -128,6 +129,35 @@ def test_a_descriptor_passed_to_a_process_that_never_held_the_group_is_ended(box
         if "fd " in e.get("JIT_PROCESSES", "")], timeout=10)
     assert ev["JIT_PIDS"] == str(pid) and SECRET in ev["JIT_PROCESSES"]
     assert ev["JIT_REASON"] == "expired" and ev["JIT_GROUPS"] == "jitops"
+
+
+def test_a_descriptor_passed_to_a_system_accounts_process_in_her_slice_is_named(
+        box) -> None:
+    """A process of a system account in alice's slice (as a setuid program she ran
+    would be) receives the descriptor: it is named in a privilege_residue event and
+    left running, never signalled."""
+    g = activate(box, "20s")
+    uid = box.run(["id", "-u", "alice"]).stdout.strip()
+    sock = "/tmp/e2e-fd-daemon.sock"
+    box.run(f"rm -f {sock}*; umask 0; systemd-run --quiet --scope --slice=user-{uid}.slice "
+            "setpriv --reuid=daemon --regid=daemon --clear-groups setsid e2e-receiver "
+            f"{sock} </dev/null >/dev/null 2>&1 &")
+    wait_for("the receiver's socket", lambda: box.run(["test", "-S", sock],
+                                                      check=False).returncode == 0, 15)
+    box.run(GRANTED + f"e2e-sender {sock} {SECRET}")
+    got = wait_for("the descriptor received", lambda: box.run(
+        ["cat", sock + ".got"], check=False).stdout, timeout=15)
+    pid = int(got.split()[0])
+    assert got.split(None, 1)[1] == "jitops only\n", "it reads through the descriptor"
+    assert f"/user-{uid}.slice/" in box.run(["cat", f"/proc/{pid}/cgroup"]).stdout
+    (ev,) = wait_for("the privilege_residue event naming it", lambda: [
+        e for e in events(box, "privilege_residue", g["id"])
+        if e.get("JIT_DECISION") == "named"], timeout=int(g["exp"]) - time.time() + 30)
+    assert ev["JIT_PIDS"] == str(pid) and SECRET in ev["JIT_PROCESSES"], ev
+    assert running(box, pid), "a system account's process is named, never ended"
+    assert not [e for e in events(box, "session_terminated", g["id"])
+                if str(pid) in e.get("JIT_PIDS", "").split(",")]
+    box.run(["kill", str(pid)])
 
 
 def test_hostd_and_check_config_name_where_set_id_bits_take_effect(box) -> None:

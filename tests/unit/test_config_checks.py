@@ -149,3 +149,14 @@ args = ['^--force$']
         "guardrails[1]: program '/usr/bin/no-such-tool' is not a file on this host, so the "
         "guardrail matches only that path"]
     assert config_checks.guardrail_warnings(cfg, is_file=lambda p: True) == []
+
+
+def test_a_sudoedit_guardrail_is_no_missing_program() -> None:
+    cfg = policy("""
+[[guardrails]]
+program = "/usr/bin/sudoedit"
+args = ['^/etc/shadow$']
+""")
+    assert config_checks.guardrail_lines(cfg) == [
+        "guardrails[0]: deny program sudoedit args '^/etc/shadow$'"]
+    assert config_checks.guardrail_warnings(cfg, is_file=lambda p: False) == []

@@ -35,7 +35,8 @@ ALL = {"id": "g1", "user": "alice", "role": "all", "exp": NOW + 600}
 
 
 def which(path: str) -> str | None:
-    return path if path in FILES or path == "/usr/local/bin/zap" else None
+    return path if path in FILES or path in ("/usr/local/bin/zap", "/usr/bin/cp",
+                                             sp.DEFAULT_EDITOR) else None
 
 
 def decide(argv: list[str], files=FILES, config: Config = CONFIG) -> sp.Decision:
@@ -127,3 +128,69 @@ def test_a_deny_match_is_also_tried_on_the_line_as_typed():
         "roles": POLICY["roles"], "guardrails": [{"match": "^rm -rf"}]}))
     assert decide(["rm", "-rf", "x"], config=config).code == "guardrail_denied"
     assert decide(["/bin/rm", "-rf", "x"], config=config).code == "allowed"
+
+
+# --name=/path options and sudoedit (the gaps left by the first pass) ---------------------
+
+CP = FileId("/usr/bin/cp", 2049, 79)
+OPTION_RAILS = {
+    "roles": POLICY["roles"],
+    "guardrails": [
+        {"program": "/usr/bin/cp", "args": [r"^--target-directory=/root/\.ssh(/|$)"],
+         "message": "not into root's keys"},
+        {"match": r"--reference=/root/secret( |$)", "message": "no"},
+        {"program": "/usr/bin/sudoedit", "args": ["^/etc/shadow$"], "message": "vipw -s"},
+    ],
+}
+
+
+@pytest.mark.parametrize("raw,folded,collapsed", [
+    ("--out=/root//x", "--out=/root/x", "--out=/root/x"),
+    ("--out=/a/./b/../c", "--out=/a/b/../c", "--out=/a/c"),
+    ("--x.y_z=//a", "--x.y_z=/a", "--x.y_z=/a"),
+    ("--out=rel//x", "--out=rel//x", "--out=rel//x"),  # not a path: as typed
+    ("-o/a//b", "-o/a//b", "-o/a//b"),  # a short option's value is not guessed
+    ("--=/a//b", "--=/a//b", "--=/a//b"),
+])
+def test_long_option_paths_are_folded(raw, folded, collapsed):
+    assert (fold(raw), collapse(raw)) == (folded, collapsed)
+
+
+@pytest.mark.parametrize("arg", ["--target-directory=/root//.ssh",
+                                 "--target-directory=/root/./.ssh/",
+                                 "--target-directory=/root/x/../.ssh",
+                                 "--target-directory=//root/.ssh"])
+def test_program_guardrail_sees_a_long_options_path_however_spelt(arg):
+    config = Config(**parse_policy(Path("jit.toml"), OPTION_RAILS))
+    d = decide(["cp", arg, "/tmp/k"], files={**FILES, "/usr/bin/cp": CP}, config=config)
+    assert (d.code, d.guardrail) == ("guardrail_denied", 0), arg
+
+
+def test_match_guardrail_sees_a_long_options_path_folded():
+    config = Config(**parse_policy(Path("jit.toml"), OPTION_RAILS))
+    d = decide(["touch", "--reference=/root/./secret", "/tmp/x"], config=config)
+    assert (d.code, d.guardrail) == ("guardrail_denied", 1)
+    assert d.line == "/usr/bin/touch --reference=/root/secret /tmp/x"  # what is logged
+
+
+def sudoedit(files: list[str], config: Config) -> sp.Decision:
+    info = ["user=alice", "uid=1000", "gid=1000", "cwd=/home/alice", "tty=/dev/pts/3"]
+    req = sp.SudoRequest.from_wire(["sudoedit=true"], info, ["sudoedit", *files], [], [])
+    return sp.decide(req, config, [ALL], set(), ROOT, NOW, HOST, which, files=FILES)
+
+
+@pytest.mark.parametrize("path", ["/etc/shadow", "/etc//shadow", "/etc/./shadow",
+                                  "../../etc/shadow", "/etc/x/../shadow"])
+def test_program_guardrail_holds_for_sudoedit_and_its_files(path):
+    config = Config(**parse_policy(Path("jit.toml"), OPTION_RAILS))
+    d = sudoedit(["/tmp/notes", path], config)
+    assert (d.code, d.guardrail) == ("guardrail_denied", 2), path
+
+
+def test_sudoedit_guardrail_holds_for_sudoedit_only():
+    config = Config(**parse_policy(Path("jit.toml"), OPTION_RAILS))
+    assert sudoedit(["/etc/passwd"], config).code == "allowed"
+    assert decide(["/usr/bin/editor", "/etc/shadow"], config=config).code == "allowed"
+    # an absolute program guardrail is not sudoedit's (sudoers: the editor runs as you)
+    assert sudoedit(["/tmp/x"], CONFIG).code == "allowed"
+    assert config.guardrails[2].describe() == "deny program sudoedit args '^/etc/shadow$'"

@@ -144,3 +144,110 @@ def test_the_holder_is_named_and_left_running_under_keep_sessions(w, secret, pro
     (ev,) = w.events("privilege_residue")
     assert ev["JIT_DECISION"] == "kept" and ev["JIT_PIDS"] == str(pid)
     assert f"fd {fd} {secret}" in ev["JIT_PROCESSES"]
+
+
+# root's and system accounts' processes: looked at in the user's slice, named, never ended
+
+SLICE = f"0::/user.slice/user-{UID}.slice/session-4.scope\n"
+
+
+def fake_proc(root: Path, pid: int, owner: int, uids: int, cgroup: str,
+              target: Path) -> None:
+    """/proc/PID as hostd reads it, for a real (sleeping) pid: status, cgroup, stat,
+    and descriptor 7 a link to `target` opened read-only (fdinfo)."""
+    d = root / str(pid)
+    (d / "fd").mkdir(parents=True)
+    (d / "fdinfo").mkdir()
+    (d / "status").write_text(f"Name:\tsleep\nUid:\t{uids}\t{uids}\t{uids}\t{uids}\n"
+                              f"Gid:\t{uids}\t{uids}\t{uids}\t{uids}\nGroups:\t\n")
+    (d / "cgroup").write_text(cgroup)
+    (d / "stat").write_text(f"{pid} (sleep) S 1\n")
+    (d / "cmdline").write_bytes(b"sleep\x00600\x00")
+    (d / "fd" / "7").symlink_to(target)
+    (d / "fdinfo" / "7").write_text("pos:\t0\nflags:\t0100000\n")
+    os.chown(d, owner, owner)
+
+
+@pytest.fixture
+def tree(tmp_path, secret, procs):
+    """Four real sleeps under a fake proc: a system account's in the user's slice,
+    one in a daemon's, root's in the slice, a login account's; each 'holds' the secret."""
+    proc = tmp_path / "fakeproc"
+    shapes = [(999, 999, SLICE), (998, 998, "0::/system.slice/dbus.service\n"),
+              (0, 0, SLICE), (47300, 47300, "0::/user.slice/user-47300.slice/x\n")]
+    pids = []
+    for owner, uids, cgroup in shapes:
+        procs.append(subprocess.Popen(["sleep", "600"]))
+        pids.append(procs[-1].pid)
+        fake_proc(proc, pids[-1], owner, uids, cgroup, secret)
+    return proc, pids
+
+
+def test_privileged_holders_are_looked_at_only_in_the_users_slice(tree):
+    proc, (system, daemon, root, login) = tree
+    _, held = residue_fds.scan(proc, UID, {GID}, peers=list)
+    kinds = {h.pid: h.kind for h in held}
+    assert kinds == {system: residue_fds.PRIVILEGED, root: residue_fds.PRIVILEGED,
+                     login: residue_fds.LOGIN}, kinds
+    assert daemon not in kinds
+
+
+def test_privileged_holders_are_named_not_ended(tmp_path, config, host, mint, tree, procs):
+    proc, (system, _, root, login) = tree
+    world = World(tmp_path, config, host, mint)
+    (tmp_path / "proc").symlink_to(proc)
+    world.server = Server(world.core, FakeTimers(), paths=Paths.for_root(tmp_path))
+    try:
+        end(world, "terminate-sessions")
+        (named,) = world.events("privilege_residue")
+        assert named["JIT_DECISION"] == "named"
+        assert named["JIT_PIDS"] == ",".join(str(p) for p in sorted((system, root)))
+        (ended,) = world.events("session_terminated")
+        assert ended["JIT_PIDS"] == str(login)
+        assert procs[3].wait(timeout=30) in (-15, -9)
+        assert [p.poll() for p in procs[:3]] == [None, None, None]
+    finally:
+        world.server.close()
+        world.store.close()
+
+
+def test_a_login_accounts_process_that_is_not_dumpable_is_still_looked_at(
+        tmp_path, secret, procs):
+    """/proc/PID is root's when the process is not dumpable (prctl PR_SET_DUMPABLE 0):
+    its status still says a login account's, so hiding that way does not work."""
+    proc = tmp_path / "fakeproc"
+    procs.append(subprocess.Popen(["sleep", "600"]))
+    fake_proc(proc, procs[-1].pid, 0, 47300, "0::/user.slice/user-47300.slice/x\n", secret)
+    _, held = residue_fds.scan(proc, UID, {GID}, peers=list)
+    assert [(h.pid, h.kind, h.fsuid) for h in held] == [
+        (procs[-1].pid, residue_fds.LOGIN, 47300)]
+
+
+def test_the_slice_is_read_from_the_unified_hierarchy_when_there_is_one(tmp_path, tree):
+    """A few cgroup.procs files instead of one /proc/PID/cgroup per process: here the
+    per-process files say otherwise, so only the hierarchy can have put them in."""
+    proc, (_, daemon, _, login) = tree
+    cg = tmp_path / "sys" / "fs" / "cgroup"
+    scope = cg / "user.slice" / f"user-{UID}.slice" / "session-9.scope"
+    scope.mkdir(parents=True)
+    (cg / "cgroup.controllers").write_text("cpu memory\n")
+    (scope / "cgroup.procs").write_text(f"{daemon}\n")
+    (scope.parent / "cgroup.procs").write_text("")  # every cgroup has one
+    assert residue_fds.slice_pids(cg, UID) == frozenset({daemon})
+    _, held = residue_fds.scan(proc, UID, {GID}, peers=list)
+    assert {h.pid: h.kind for h in held} == {daemon: residue_fds.PRIVILEGED,
+                                             login: residue_fds.LOGIN}
+    assert residue_fds.slice_pids(tmp_path / "none", UID) is None  # then per process
+
+
+def test_a_slice_that_cannot_be_listed_falls_back_to_each_process(tmp_path):
+    cg = tmp_path / "cgroup"
+    (cg / "user.slice").mkdir(parents=True)
+    (cg / "cgroup.controllers").write_text("")
+    assert residue_fds.slice_pids(cg, UID) == frozenset()  # no session: nobody there
+    top = cg / "user.slice" / f"user-{UID}.slice"
+    top.mkdir()
+    (top / "cgroup.procs").write_text("")
+    (top / "x.scope").mkdir()
+    (top / "x.scope" / "cgroup.procs").mkdir()  # unreadable as a file (EISDIR)
+    assert residue_fds.slice_pids(cg, UID) is None
