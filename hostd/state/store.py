@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hostd.state import schedule
+
 MIGRATIONS: list[str] = [
     # 1: grants, memberships applied, seen token ids
     """
@@ -140,6 +142,8 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
+
+MIGRATIONS.append(schedule.MIGRATION)  # 6: scheduled grants, request windows (schedule.py)
 
 GRANT_COLUMNS = (
     "id", "jti", "issuer", "user", "uid", "role", "groups", "not_before", "exp", "reason",
