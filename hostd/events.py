@@ -24,6 +24,7 @@ FIELDS = (
     "pids", "processes",
     "masked",  # secrets masked in a command line, per rule (hostd/masking/text.py)
     "path", "mode",  # privilege_residue of a setgid file (hostd/server/setgid_walks.py)
+    "not_before",  # when a scheduled grant starts (hostd/core/scheduled.py)
 )
 
 # What an event says about its subject: a grant, a request, a sudo command, a recorded
@@ -62,6 +63,12 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
     EventType("grant_activated", "grant", "c07ff955bacb4885ae61f0027dc174aa", 5,
               "A grant was activated",
               (*GRANT, "decision", "request_id")),
+    EventType("grant_scheduled", "grant", "3bdea38e0ea241549d150f46dda9bf2e", 5,
+              "A grant was scheduled to start later",
+              (*GRANT, "not_before", "decision", "request_id")),
+    EventType("grant_dropped", "grant", "5519b2539b0c46d2a7d109bb5668b60e", 4,
+              "A scheduled grant was dropped at its start",
+              (*GRANT, "not_before", "code", "decision")),
     EventType("grant_refused", "grant", "f008f1fa8a924a50a8b116da8159dc35", 4,
               "A grant was refused",
               ("user", "uid", "code", "decision", "reason"), refusal=True),

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import jwt
 
 from hostd.errors import JitError
+from hostd.policy import windows
 from hostd.policy.config import USER_NAME, Config, Issuer
 from hostd.policy.durations import compact_duration
 from hostd.policy.hostmatch import HostFacts, matches
-from hostd.policy import windows
 from hostd.policy.keys import algorithm_for, thumbprint
 
 MAX_TOKEN = 16 * 1024
