@@ -77,7 +77,7 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
               (*GRANT, "decision")),
     EventType("grant_revoked", "grant", "7416bcc08ff24304a7217b398b203c45", 5,
               "A grant was revoked before expiry",
-              (*GRANT, "decision", "approver")),
+              (*GRANT, "decision", "approver", "not_before")),
     EventType("membership_added", "grant", "3621ad6a42a94bfc8908bfb5286808ab", 5,
               "Temporary group membership added",
               (*GRANT,)),

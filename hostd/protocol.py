@@ -77,8 +77,9 @@ OPS: dict[str, Op] = {op.name: op for op in (
         access=ROOT, without_policy=True),
     _op("grant.activate", "verify a grant token and apply it",
         {"token": Field("str", required=True, length=16 * 1024 + 64)}),
-    _op("grant.list", "live grants: the caller's own, or every user's for root",
-        {"all": Field("bool")}, without_policy=True),
+    _op("grant.list", "live grants, then scheduled ones still pending (`state`): the "
+        "caller's own, or every user's for root; `pending`: true those only, false none",
+        {"all": Field("bool"), "pending": Field("bool")}, without_policy=True),
     _op("grant.revoke", "end a grant early: its holder or root",
         {"id": ID, "reason": Field("str", length=TEXT)}, without_policy=True),
     _op("grant.expire", "expire a grant if due (the expiry timer's service)",
@@ -87,7 +88,8 @@ OPS: dict[str, Op] = {op.name: op for op in (
         {"role": Field("str", required=True, length=64),
          "duration": Field("int", required=True, low=1),
          "reason": Field("str", required=True, length=TEXT),
-         "ticket": Field("str", length=256)}),
+         "ticket": Field("str", length=256),
+         "start": Field("int", low=0, high=2**40)}),  # a window from then (epoch s)
     _op("access.approve", "approve a request as one of its role's approvers",
         {"id": ID, "comment": Field("str", length=TEXT)}),
     _op("access.deny", "deny a request as one of its role's approvers",
