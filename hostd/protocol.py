@@ -89,7 +89,7 @@ OPS: dict[str, Op] = {op.name: op for op in (
          "duration": Field("int", required=True, low=1),
          "reason": Field("str", required=True, length=TEXT),
          "ticket": Field("str", length=256),
-         "start": Field("int", low=0, high=2**40)}),  # a window from then (epoch s)
+         "start": Field("int", low=0)}),  # a window from then (epoch seconds)
     _op("access.approve", "approve a request as one of its role's approvers",
         {"id": ID, "comment": Field("str", length=TEXT)}),
     _op("access.deny", "deny a request as one of its role's approvers",

@@ -17,6 +17,7 @@ from hostd.cli import config_checks
 from hostd.cli import files as cli_files
 from hostd.cli import mask as cli_mask
 from hostd.cli import recordings as cli_recordings
+from hostd.cli import scheduled as cli_scheduled
 from hostd.cli import setup as cli_setup
 from hostd.cli.argv import parse
 from hostd.cli.common import UsageError, call, out
@@ -252,6 +253,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     fields: dict = {"role": args.role, "duration": duration, "reason": args.reason}
     if args.ticket:
         fields["ticket"] = args.ticket
+    fields.update(cli_scheduled.request_start(args))  # --start: a window for later
     answer = call("access.request", **fields)
     r = answer["request"]
     note = (f" (capped at the role's maximum, {format_duration(r['duration'])})"
@@ -265,7 +267,8 @@ def cmd_request(args: argparse.Namespace) -> int:
                 f"grant {r['grant_id']}. This is logged as a break-glass event.")
     else:
         text = (f"request {r['id']} created{note}: role {r['role']} for "
-                f"{format_duration(r['duration'])}, needs {r['needed']} approval(s); "
+                f"{format_duration(r['duration'])}{cli_scheduled.window(r)}, "
+                f"needs {r['needed']} approval(s); "
                 f"{reached_text(answer.get('approver_terminals'))}")
     if not args.wait or r["state"] != "pending":
         return out(args, answer, text)
@@ -352,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     _host_commands(command, sub)
     cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
     cli_mask.add_arguments(sub, command)  # mask test
+    cli_scheduled.add_arguments(sub, _grants_table, _read_token)  # grants --pending, --start
     return p
 
 
@@ -378,7 +382,8 @@ def _issuing_commands(command: Command, sub) -> None:
     length.add_argument("--for", dest="for_", metavar="DURATION",
                         help="how long the grant lasts from its start (default 1h)")
     length.add_argument("--until", metavar="TIME", help="when the grant ends, instead of --for")
-    c.add_argument("--not-before", metavar="TIME", help="when the grant starts (default now)")
+    c.add_argument("--not-before", "--start", metavar="TIME",
+                   help="when the grant starts (default now; later: hosts keep it pending)")
     c.add_argument("--reason", metavar="TEXT", help="why; shown on the host and logged")
     c.add_argument("--ticket", metavar="ID", help="a ticket reference, logged with the grant")
 
