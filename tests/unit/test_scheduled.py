@@ -269,3 +269,53 @@ def test_a_start_at_this_second_applies_at_once(w):
     g = w.schedule(start=0)
     assert w.store.get_grant(g["id"])["state"] == "active"
     assert w.accounts.listed("alice", "docker") and w.events("grant_scheduled") == []
+
+
+# --- jit audit --held-at ---------------------------------------------------------------------
+
+def _stream() -> list[dict[str, str]]:
+    """x: scheduled at T, starts at T+100 until T+200; y: scheduled, cancelled at T+50;
+    z: scheduled, dropped at T+300 (its window passed while the host was down)."""
+    from audit_stream import record
+
+    from hostd.policy.durations import rfc3339
+
+    def ev(name: str, gid: str, at: int, **extra: object) -> dict[str, str]:
+        fields = {"user": "alice", "uid": 1000, "role": "docker", "grant_id": gid,
+                  "issuer": "corp", "groups": ["docker"], "not_after": rfc3339(NOW + 200)}
+        if name not in ("grant_activated", "grant_expired"):
+            fields["not_before"] = rfc3339(NOW + 100)
+        return record(name, name, (NOW + at) * 1_000_000, **fields, **extra)
+
+    return [ev("grant_scheduled", "x", 0), ev("grant_activated", "x", 100),
+            ev("grant_expired", "x", 200),
+            ev("grant_scheduled", "y", 0), ev("grant_revoked", "y", 50, approver="alice"),
+            ev("grant_scheduled", "z", 10), ev("grant_dropped", "z", 300, code="window_passed")]
+
+
+AUDIT_AT = [
+    ("before-anything", -1, [], []),
+    ("all-scheduled", 20, [], ["x", "y", "z"]),
+    ("one-cancelled", 60, [], ["x", "z"]),
+    ("x-started", 150, ["x"], ["z"]),
+    ("x-ended-z-still-pending", 250, [], ["z"]),
+    ("z-dropped", 300, [], []),
+]
+
+
+@pytest.mark.parametrize("at,held,pending", [c[1:] for c in AUDIT_AT],
+                         ids=[c[0] for c in AUDIT_AT])
+def test_held_at_shows_scheduled_grants_as_pending_not_held(at, held, pending):
+    from hostd.audit import journal as audit
+    from hostd.audit.scheduled import pending_at
+
+    stream = _stream()
+    assert [h.grant_id for h in audit.held_at(stream, NOW + at)] == held
+    assert sorted(p.grant_id for p in pending_at(stream, NOW + at)) == pending
+
+
+def test_pending_lines_name_the_window():
+    from hostd.audit.scheduled import pending_at, pending_lines
+
+    (line,) = list(pending_lines(pending_at(_stream(), NOW + 260)))[1:]
+    assert "grant z" in line and "from 2027-01-15T08:01:40Z until 2027-01-15T08:03:20Z" in line
