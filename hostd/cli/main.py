@@ -132,6 +132,8 @@ def cmd_grant_verify(args: argparse.Namespace) -> int:
             "reason": g.reason, "ticket": g.ticket, "approved_by": list(g.approved_by)}
     text = (f"valid: {g.user} may hold role {g.role} (groups {', '.join(g.groups) or '-'}) "
             f"until {rfc3339(g.exp)}, issued by {g.issuer}"
+            + (f"\nstarts {rfc3339(g.not_before)}: hostd keeps it pending until then"
+               if g.not_before > time.time() else "")
             + (f"\nreason: {escape(g.reason)}" if g.reason else ""))
     return out(args, {"ok": True, "code": "ok", "message": "grant is valid on this host",
                        "grant": info}, text)
@@ -289,7 +291,7 @@ def cmd_request(args: argparse.Namespace) -> int:
                   "message": f"request {r['id']} was {final['state']}"
                              + (f": {final['outcome']}" if final["outcome"] else "")}
     return out(args, answer, f"request {r['id']} approved; grant {final.get('grant_id')} "
-                              "is active (new logins and `newgrp` see the groups)")
+                              + cli_scheduled.held_from(final))
 
 
 def cmd_requests(args: argparse.Namespace) -> int:

@@ -99,6 +99,15 @@ def window(r: dict) -> str:
     return f", from {r['starts']} until {r['ends']}" if r.get("ends") else ""
 
 
+def held_from(r: dict) -> str:
+    """How `jit request --wait` ends for an approved request: active now, or scheduled
+    for the start of its window."""
+    if r.get("starts") and parse_time(r["starts"], time.time()) > time.time():
+        return (f"is scheduled from {r['starts']} until {r['ends']} (`jit grants --pending` "
+                "lists it)")
+    return "is active (new logins and `newgrp` see the groups)"
+
+
 def add_arguments(sub: argparse._SubParsersAction, table: Callable[[list[dict], bool], str],
                   read_token: Callable[[str], str]) -> None:
     """--pending on `jit grants`, --start on `jit request`; `jit activate` reports a

@@ -313,7 +313,8 @@ class Core:
                 self._release(g, m)
 
     def revoke_all(self, reason: str) -> list[str]:
-        ended = []
+        """Every grant ends (package removal), and none scheduled will start."""
+        ended = scheduled.cancel_all(self, reason)
         for g in self.store.grants("active"):
             self._revoke(g, reason, "hostd", f"grant {g['id']} revoked: {reason}", reason)
             ended.append(g["id"])

@@ -157,3 +157,8 @@ def arm_all(core: Core) -> None:
 def listed(core: Core, user: str | None, store: object | None = None) -> list[dict]:
     """Pending grants (a user's, or all) in grant.list's shape."""
     return [public(core, p) for p in schedule.pending(store or core.store, user)]
+
+
+def cancel_all(core: Core, reason: str) -> list[str]:
+    """`jit-hostd --revoke-all`: no pending grant may start after it (ids cancelled)."""
+    return [cancel(core, p, 0, reason)["id"] for p in schedule.pending(core.store)]

@@ -319,3 +319,13 @@ def test_pending_lines_name_the_window():
 
     (line,) = list(pending_lines(pending_at(_stream(), NOW + 260)))[1:]
     assert "grant z" in line and "from 2027-01-15T08:01:40Z until 2027-01-15T08:03:20Z" in line
+
+
+def test_revoke_all_cancels_pending_grants_too(w):
+    p = w.schedule()
+    live = w.core.activate(w.mint.token(jti="now"), 1000)
+    assert sorted(w.core.revoke_all("package removed")) == sorted([p["id"], live["id"]])
+    assert schedule.get(w.store, p["id"])["state"] == "cancelled"
+    w.at(HOUR)
+    w.core.sweep()
+    assert not w.accounts.listed("alice", "docker")
