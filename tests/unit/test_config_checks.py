@@ -149,3 +149,10 @@ args = ['^--force$']
         "guardrails[1]: program '/usr/bin/no-such-tool' is not a file on this host, so the "
         "guardrail matches only that path"]
     assert config_checks.guardrail_warnings(cfg, is_file=lambda p: True) == []
+
+
+def test_max_ttl_lines_show_a_set_max_lead_time(tmp_path: Path) -> None:
+    text = '[roles.a]\nissuers = ["corp"]\nmax_lead_time = "2d"\n'
+    (tmp_path / "jit.toml").write_text(text)
+    assert config_checks.max_ttls(policy(text), tmp_path / "jit.toml") == [
+        "role a: max_ttl 1h (the default), max_lead_time 2d"]
