@@ -228,7 +228,8 @@ def _request_text(r: dict) -> str:
         left = f", answer within {format_duration(exp - time.time())}"
     votes = f"{len(r['approvals'])}/{r['needed']} approvals" if r["needed"] else "self-service"
     what = (f"a sudo command (role {shown(r['role'], 32)})" if r.get("kind") == "command"
-            else f"role {shown(r['role'], 32)} for {format_duration(r['duration'])}")
+            else f"role {shown(r['role'], 32)} for {format_duration(r['duration'])}"
+            + cli_scheduled.window(r))
     lines = [f"{r['id']}  {shown(r['user'], 32)}  {what}  [{r['state']}, {votes}{left}]",
              framed("command" if r.get("kind") == "command" else "reason", r["reason"])]
     if r.get("ticket"):

@@ -26,6 +26,7 @@ from hostd.policy.durations import rfc3339
 from hostd.policy.hostmatch import HostFacts, matches
 from hostd.policy.liveness import is_live
 from hostd.policy.windows import is_scheduled
+from hostd.state import schedule
 from hostd.state.accounts import Accounts, disagreements
 from hostd.state.journal import Events
 from hostd.state.store import Store
@@ -205,7 +206,7 @@ class Core:
     def revoke(self, grant_id: str, caller_uid: int, reason: str = "") -> dict:
         """The subject drops its own grant; root any."""
         g = self.store.get_grant(grant_id) if isinstance(grant_id, str) else None
-        p = scheduled.schedule.get(self.store, grant_id) if g is None else None
+        p = schedule.get(self.store, grant_id) if g is None else None
         if p is not None:  # not started yet: cancelled, never applied
             return scheduled.cancel(self, p, caller_uid, reason)
         if g is None or (caller_uid != 0 and g["uid"] != caller_uid):

@@ -119,9 +119,15 @@ def start(core: Core, grant_id: str) -> bool:
         not_before=p["not_before"], exp=p["exp"], iat=p["scheduled_at"],
         hosts=tuple(p["hosts"]), reason=p["reason"], ticket=p["ticket"],
         approved_by=tuple(p["approved_by"]))
-    core.apply(grant, uid, grant_id=grant_id,
-               insert=lambda row, intended: schedule.promote(core.store, grant_id, row,
-                                                             intended, GRANT_COLUMNS))
+    try:
+        core.apply(grant, uid, grant_id=grant_id,
+                   insert=lambda row, intended: schedule.promote(core.store, grant_id, row,
+                                                                 intended, GRANT_COLUMNS))
+    except JitError as exc:  # apply undid what it did (the grant row says failed)
+        _event(core, "grant_dropped", f"scheduled grant {grant_id} of {p['user']} could not "
+               f"start: {exc.message}", dict(p, groups=groups), code=exc.code,
+               decision="dropped")
+        return False
     return True
 
 

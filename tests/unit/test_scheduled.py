@@ -329,3 +329,14 @@ def test_revoke_all_cancels_pending_grants_too(w):
     w.at(HOUR)
     w.core.sweep()
     assert not w.accounts.listed("alice", "docker")
+
+
+def test_a_start_that_fails_to_apply_is_dropped_and_the_sweep_goes_on(w):
+    p = w.schedule()
+    w.accounts.fail_add.add(("alice", "docker"))
+    w.at(HOUR)
+    assert w.core.sweep() == []  # no exception escapes the sweep (nor the reconcile)
+    (ev,) = w.events("grant_dropped")
+    assert (ev["JIT_GRANT_ID"], ev["JIT_DECISION"]) == (p["id"], "dropped")
+    assert w.store.get_grant(p["id"])["state"] == "failed"
+    assert not w.accounts.listed("alice", "docker")

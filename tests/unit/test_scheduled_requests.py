@@ -96,3 +96,13 @@ def test_break_glass_for_later_is_scheduled_at_once(tmp_path):
         assert not w.accounts.listed("alice", "docker")
     finally:
         w.store.close()
+
+
+def test_the_approvers_notice_names_the_window(w):
+    from hostd.server.notify import notice_lines
+
+    r = w.requests.create(1000, "docker", 1800, "change window", start=NOW + 2 * HOUR)
+    assert "    window: 2027-01-15T10:00:00Z to 2027-01-15T10:30:00Z" in notice_lines(
+        "created", r)
+    plain = w.requests.create(1000, "docker", 1800, "now please")
+    assert not any("window" in line for line in notice_lines("created", plain))
