@@ -340,3 +340,10 @@ def test_a_start_that_fails_to_apply_is_dropped_and_the_sweep_goes_on(w):
     assert (ev["JIT_GRANT_ID"], ev["JIT_DECISION"]) == (p["id"], "dropped")
     assert w.store.get_grant(p["id"])["state"] == "failed"
     assert not w.accounts.listed("alice", "docker")
+
+
+def test_the_html_report_draws_no_bar_for_a_grant_never_held():
+    from hostd.audit.model import build_grants, to_event
+
+    evs = [to_event(i, e) for i, e in enumerate(_stream())]
+    assert sorted(build_grants(evs, NOW + 1000)) == ["x"]  # y cancelled, z dropped
