@@ -206,7 +206,8 @@ class Core:
     def revoke(self, grant_id: str, caller_uid: int, reason: str = "") -> dict:
         """The subject drops its own grant; root any."""
         g = self.store.get_grant(grant_id) if isinstance(grant_id, str) else None
-        p = schedule.get(self.store, grant_id) if g is None else None
+        p = schedule.get(self.store, grant_id) if g is None and isinstance(grant_id, str) \
+            else None
         if p is not None:  # not started yet: cancelled, never applied
             return scheduled.cancel(self, p, caller_uid, reason)
         if g is None or (caller_uid != 0 and g["uid"] != caller_uid):
