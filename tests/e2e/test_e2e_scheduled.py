@@ -6,6 +6,7 @@ starts after it, its timer armed again at boot."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from container import log
@@ -75,3 +76,46 @@ def test_a_grant_scheduled_before_a_reboot_starts_after_it(own_host: Host) -> No
     log(f"after a reboot: grant_activated {at - start:+.3f} s after the start")
     assert start <= at
     assert "docker" in groups_of(box, "carol")
+
+
+def test_the_readmes_change_window_example_works_as_written(own_host: Host) -> None:
+    """README "Scheduling access for a change window", each command line taken from the
+    README (tests/e2e/test_e2e_readme.py's reader), run as the user it names. The admin's
+    part first: this host is web-1 (the README's grant says --hosts 'web-*'), and the
+    issuer's key is corp.key in the directory the issuer's commands run in."""
+    from test_e2e_readme import ISSUER_DIR, lines, run
+
+    box = own_host.box
+    box.write("/etc/hostname", "web-1\n")
+    box.run(["hostname", "web-1"])
+    box.run(["systemctl", "restart", "jit-hostd.service"])  # reads the host name anew
+    box.run(["install", "-D", "-m", "0600", CORP_KEY, f"{ISSUER_DIR}/corp.key"])
+    steps = lines("Scheduling access for a change window")
+    assert [(u, c.split()[1]) for u, c in steps] == [
+        (None, "issue"), ("alice", "activate"), ("alice", "grants"), ("alice", "revoke"),
+        ("alice", "request")]
+    seen: dict[str, str] = {}
+    for user, cmd in steps:
+        r = run(box, user, cmd, TOKEN=seen.get("token", ""), GRANT_ID=seen.get("grant", ""))
+        assert r.returncode == 0, f"{cmd}: {r.stdout}{r.stderr}"
+        if cmd.startswith("jit issue"):
+            seen["token"] = r.stdout.strip()
+        elif cmd.startswith("jit activate"):
+            seen["grant"] = r.stdout.split()[1]
+            assert r.stdout.startswith(f"grant {seen['grant']} scheduled: role docker from ")
+            assert "starts in 7h 59m" in r.stdout or "starts in 8h 00m" in r.stdout, r.stdout
+        elif cmd.startswith("jit grants"):
+            assert seen["grant"] in r.stdout and "STARTS IN" in r.stdout
+        elif cmd.startswith("jit revoke"):
+            assert run(box, "alice", "jit grants --pending").stdout == "no pending grants\n"
+        else:
+            assert re.search(r"created: role docker for 2h 00m, from \S+Z until \S+Z, needs 1",
+                             r.stdout), r.stdout
+    assert "docker" not in groups_of(box, "alice")
+    rid = json.loads(box.run(["jit", "requests", "--json"], user="bob").stdout)["requests"]
+    (req,) = [q for q in rid if q["state"] == "pending"]
+    approved = json.loads(box.run(["jit", "approve", req["id"], "--json"], user="bob").stdout)
+    assert approved["request"]["state"] == "approved"
+    (p,) = pending(box, "alice")
+    assert (p["id"], p["not_before"], p["not_after"]) == (
+        approved["request"]["grant_id"], req["starts"], req["ends"])
