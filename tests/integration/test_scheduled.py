@@ -106,3 +106,14 @@ def test_too_far_ahead_is_refused(sandbox):
     rc, out = sandbox.jit_json("activate", token, user="alice")
     assert rc == 1 and out["code"] == "not_yet_valid", out
     assert "7d" in out["message"]
+
+
+def test_audit_held_at_shows_a_scheduled_grant_as_pending(sandbox):
+    g = _schedule(sandbox, start="+1h", duration="1h")
+    rc, out = sandbox.jit_json("audit", "--held-at", "now")
+    assert rc == 0, out
+    assert out["held"] == []
+    assert [(p["grant_id"], p["state"], p["not_before"]) for p in out["pending"]] == [
+        (g["id"], "pending", g["not_before"])]
+    text = sandbox.jit("audit", "--held-at", "now").stdout
+    assert "nobody held a role" in text and "pending (scheduled, not yet held):" in text
