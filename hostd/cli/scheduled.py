@@ -1,7 +1,7 @@
 """`jit` and scheduled grants (issue 22 §2): `jit activate` of a grant that starts later,
 `jit grants --pending` (and pending grants listed after the live ones), `jit request
---start TIME`. Wired into the parser by hostd/cli/extend.py; the ops are grant.activate,
-grant.list (`pending`) and access.request (`start`).
+--start TIME`. Wired into the parser by hostd/cli/main.py (build_parser); the ops are
+grant.activate, grant.list (`pending`) and access.request (`start`).
 
 TIME is what `jit issue --not-before` takes (policy/durations.parse_time): RFC 3339
 (`2026-12-24T22:00:00Z`; no zone means UTC), `@EPOCH`, or `+DURATION` from now.
