@@ -26,6 +26,7 @@ FIELDS = (
     "path", "mode",  # privilege_residue of a setgid file (hostd/server/setgid_walks.py)
     "idp_subject", "matched",  # an identity provider's token: its sub, the claims that
     # matched claims_to_roles (hostd/core/idp.py, issue 21)
+    "not_before",  # when a scheduled grant starts (hostd/core/scheduled.py)
 )
 
 # What an event says about its subject: a grant, a request, a sudo command, a recorded
@@ -64,6 +65,12 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
     EventType("grant_activated", "grant", "c07ff955bacb4885ae61f0027dc174aa", 5,
               "A grant was activated",
               (*GRANT, "decision", "request_id", "idp_subject", "matched")),
+    EventType("grant_scheduled", "grant", "3bdea38e0ea241549d150f46dda9bf2e", 5,
+              "A grant was scheduled to start later",
+              (*GRANT, "not_before", "decision", "request_id")),
+    EventType("grant_dropped", "grant", "5519b2539b0c46d2a7d109bb5668b60e", 4,
+              "A scheduled grant was dropped at its start",
+              (*GRANT, "not_before", "code", "decision")),
     EventType("grant_refused", "grant", "f008f1fa8a924a50a8b116da8159dc35", 4,
               "A grant was refused",
               ("user", "uid", "code", "decision", "reason", "issuer"),
@@ -73,7 +80,7 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
               (*GRANT, "decision")),
     EventType("grant_revoked", "grant", "7416bcc08ff24304a7217b398b203c45", 5,
               "A grant was revoked before expiry",
-              (*GRANT, "decision", "approver")),
+              (*GRANT, "decision", "approver", "not_before")),
     EventType("membership_added", "grant", "3621ad6a42a94bfc8908bfb5286808ab", 5,
               "Temporary group membership added",
               (*GRANT,)),

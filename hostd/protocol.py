@@ -86,8 +86,9 @@ OPS: dict[str, Op] = {op.name: op for op in (
     _op("idp.roles", "the roles an identity provider's ID token maps to on this host",
         {"token": Field("str", required=True, length=16 * 1024 + 64),
          "issuer": Field("str", length=64)}),
-    _op("grant.list", "live grants: the caller's own, or every user's for root",
-        {"all": Field("bool")}, without_policy=True),
+    _op("grant.list", "live grants, then scheduled ones still pending (`state`): the "
+        "caller's own, or every user's for root; `pending`: true those only, false none",
+        {"all": Field("bool"), "pending": Field("bool")}, without_policy=True),
     _op("grant.revoke", "end a grant early: its holder or root",
         {"id": ID, "reason": Field("str", length=TEXT)}, without_policy=True),
     _op("grant.expire", "expire a grant if due (the expiry timer's service)",
@@ -96,7 +97,8 @@ OPS: dict[str, Op] = {op.name: op for op in (
         {"role": Field("str", required=True, length=64),
          "duration": Field("int", required=True, low=1),
          "reason": Field("str", required=True, length=TEXT),
-         "ticket": Field("str", length=256)}),
+         "ticket": Field("str", length=256),
+         "start": Field("int", low=0)}),  # a window from then (epoch seconds)
     _op("access.approve", "approve a request as one of its role's approvers",
         {"id": ID, "comment": Field("str", length=TEXT)}),
     _op("access.deny", "deny a request as one of its role's approvers",

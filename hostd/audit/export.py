@@ -64,6 +64,8 @@ class EcsMap:
 OCSF_MAP: dict[str, OcsfMap] = {
     "grant_activated": OcsfMap(3005, 1, "success"),
     "grant_refused": OcsfMap(3005, 1, "failure"),
+    "grant_scheduled": OcsfMap(3005, 99, "scheduled", "Schedule"),
+    "grant_dropped": OcsfMap(3005, 1, "failure"),
     "grant_expired": OcsfMap(3005, 2, "success"),
     "grant_revoked": OcsfMap(3005, 2, "success"),
     "privilege_residue": OcsfMap(3005, 2, "failure"),
@@ -107,6 +109,8 @@ OCSF_FALLBACK = OcsfMap(0, 99, "other")
 ECS_MAP: dict[str, EcsMap] = {
     "grant_activated": EcsMap(("iam",), ("user", "change"), "success"),
     "grant_refused": EcsMap(("iam",), ("user", "info"), "failure"),
+    "grant_scheduled": EcsMap(("iam",), ("user", "info"), "unknown"),
+    "grant_dropped": EcsMap(("iam",), ("user", "info"), "failure"),
     "grant_expired": EcsMap(("iam",), ("user", "change"), "success"),
     "grant_revoked": EcsMap(("iam",), ("user", "change"), "success"),
     "privilege_residue": EcsMap(("iam",), ("user", "info"), "failure"),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hostd.audit import scheduled as audit_scheduled
 from hostd.errors import JitError
 from hostd.events import EVENT_TYPES, columns, cut, escape
 from hostd.policy.durations import parse_duration, parse_time
@@ -288,7 +289,7 @@ def held_query(query: Query) -> Query:
     """The events --held-at needs: every activation and end (of the --user/--role/
     --grant asked about), whenever, since a grant may have started long before."""
     return Query(users=query.users, roles=query.roles, grants=query.grants,
-                 events=GRANT_START + GRANT_END)
+                 events=GRANT_START + GRANT_END + audit_scheduled.SCHEDULE_EVENTS)
 
 
 # output --------------------------------------------------------------------------------------
@@ -421,13 +422,16 @@ def run(args) -> int:
             raise AuditError("--held-at prints a table or --json, not --format "
                              f"{fmt}{' or --html' if args.html else ''}")
         at = parse_when(args.held_at, current)
-        held = held_at(read_events(held_query(query), **sources), at)
+        collected = list(read_events(held_query(query), **sources))
+        held = held_at(collected, at)
+        pending = audit_scheduled.pending_at(collected, at)  # scheduled: not held yet
         if fmt == "json":
             print(json.dumps({"ok": True, "code": "ok", "message": f"{len(held)} held",
-                              "at": _iso(at), "held": [h.as_dict(current) for h in held]},
-                             sort_keys=True))
+                              "at": _iso(at), "held": [h.as_dict(current) for h in held],
+                              "pending": [p.as_dict() for p in pending]}, sort_keys=True))
         else:
-            write_lines(held_lines(held, at, current))
+            write_lines([*held_lines(held, at, current),
+                         *audit_scheduled.pending_lines(pending)])
         return 0
     events = read_events(query, **sources)
     if args.html:

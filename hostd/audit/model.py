@@ -84,6 +84,14 @@ def to_event(idx: int, raw: dict) -> Event:
     return Event(idx, _timestamp(raw), fields)
 
 
+def _never_held(g: Grant) -> bool:
+    """A scheduled grant that never started (issue 22 §2) was never held: it is not
+    drawn as a grant bar (`jit audit --held-at` lists it as pending)."""
+    kinds = {e.kind for e in g.events}
+    return ("grant_scheduled" in kinds and "grant_activated" not in kinds
+            and "membership_added" not in kinds)
+
+
 def build_grants(evs: list[Event], ref: float) -> dict[str, Grant]:
     """Grants by id, from their own events; `ref` is the end of the period (a grant with
     no end event whose not_after lies beyond it is still live)."""
@@ -107,6 +115,8 @@ def build_grants(evs: list[Event], ref: float) -> dict[str, Grant]:
             if ev.kind == "grant_revoked":
                 g.ended_by = ev.get("approver")
                 g.reason = ev.get("reason") or g.reason
+    for gid in [gid for gid, g in grants.items() if _never_held(g)]:
+        del grants[gid]  # scheduled, then cancelled, dropped or still pending: no bar
     for g in grants.values():
         if g.ending in ("expired", "revoked"):
             continue

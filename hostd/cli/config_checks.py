@@ -120,4 +120,6 @@ def max_ttls(cfg: Config, config_file: Path) -> list[str]:
         raw = {}
     return [f"role {r.name}: max_ttl {compact_duration(r.max_ttl)}"
             + ("" if "max_ttl" in raw.get(r.name, {}) else " (the default)")
+            + (f", max_lead_time {compact_duration(r.max_lead_time)}"
+               if "max_lead_time" in raw.get(r.name, {}) else "")
             for r in sorted(cfg.roles.values(), key=lambda r: r.name)]

@@ -17,6 +17,7 @@ from hostd.cli import config_checks
 from hostd.cli import files as cli_files
 from hostd.cli import mask as cli_mask
 from hostd.cli import recordings as cli_recordings
+from hostd.cli import scheduled as cli_scheduled
 from hostd.cli import setup as cli_setup
 from hostd.cli.argv import parse
 from hostd.cli.common import UsageError, call, out
@@ -131,6 +132,8 @@ def cmd_grant_verify(args: argparse.Namespace) -> int:
             "reason": g.reason, "ticket": g.ticket, "approved_by": list(g.approved_by)}
     text = (f"valid: {g.user} may hold role {g.role} (groups {', '.join(g.groups) or '-'}) "
             f"until {rfc3339(g.exp)}, issued by {g.issuer}"
+            + (f"\nstarts {rfc3339(g.not_before)}: hostd keeps it pending until then"
+               if g.not_before > time.time() else "")
             + (f"\nreason: {escape(g.reason)}" if g.reason else ""))
     return out(args, {"ok": True, "code": "ok", "message": "grant is valid on this host",
                        "grant": info}, text)
@@ -226,7 +229,8 @@ def _request_text(r: dict) -> str:
         left = f", answer within {format_duration(exp - time.time())}"
     votes = f"{len(r['approvals'])}/{r['needed']} approvals" if r["needed"] else "self-service"
     what = (f"a sudo command (role {shown(r['role'], 32)})" if r.get("kind") == "command"
-            else f"role {shown(r['role'], 32)} for {format_duration(r['duration'])}")
+            else f"role {shown(r['role'], 32)} for {format_duration(r['duration'])}"
+            + cli_scheduled.window(r))
     lines = [f"{r['id']}  {shown(r['user'], 32)}  {what}  [{r['state']}, {votes}{left}]",
              framed("command" if r.get("kind") == "command" else "reason", r["reason"])]
     if r.get("ticket"):
@@ -253,6 +257,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     fields: dict = {"role": args.role, "duration": duration, "reason": args.reason}
     if args.ticket:
         fields["ticket"] = args.ticket
+    fields.update(cli_scheduled.request_start(args))  # --start: a window for later
     answer = call("access.request", **fields)
     r = answer["request"]
     note = (f" (capped at the role's maximum, {format_duration(r['duration'])})"
@@ -266,7 +271,8 @@ def cmd_request(args: argparse.Namespace) -> int:
                 f"grant {r['grant_id']}. This is logged as a break-glass event.")
     else:
         text = (f"request {r['id']} created{note}: role {r['role']} for "
-                f"{format_duration(r['duration'])}, needs {r['needed']} approval(s); "
+                f"{format_duration(r['duration'])}{cli_scheduled.window(r)}, "
+                f"needs {r['needed']} approval(s); "
                 f"{reached_text(answer.get('approver_terminals'))}")
     if not args.wait or r["state"] != "pending":
         return out(args, answer, text)
@@ -287,7 +293,7 @@ def cmd_request(args: argparse.Namespace) -> int:
                   "message": f"request {r['id']} was {final['state']}"
                              + (f": {final['outcome']}" if final["outcome"] else "")}
     return out(args, answer, f"request {r['id']} approved; grant {final.get('grant_id')} "
-                              "is active (new logins and `newgrp` see the groups)")
+                              + cli_scheduled.held_from(final))
 
 
 def cmd_requests(args: argparse.Namespace) -> int:
@@ -353,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     _host_commands(command, sub)
     cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
     cli_mask.add_arguments(sub, command)  # mask test
+    cli_scheduled.add_arguments(sub, _grants_table, _read_token)  # grants --pending, --start
     return p
 
 
@@ -379,7 +386,8 @@ def _issuing_commands(command: Command, sub) -> None:
     length.add_argument("--for", dest="for_", metavar="DURATION",
                         help="how long the grant lasts from its start (default 1h)")
     length.add_argument("--until", metavar="TIME", help="when the grant ends, instead of --for")
-    c.add_argument("--not-before", metavar="TIME", help="when the grant starts (default now)")
+    c.add_argument("--not-before", "--start", metavar="TIME",
+                   help="when the grant starts (default now; later: hosts keep it pending)")
     c.add_argument("--reason", metavar="TEXT", help="why; shown on the host and logged")
     c.add_argument("--ticket", metavar="ID", help="a ticket reference, logged with the grant")
 

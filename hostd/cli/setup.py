@@ -30,7 +30,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
         return out(args, {"ok": True, "code": "ok", "message": "disabled", "changed": changed},
                     f"sudo's policy is sudoers again ({conf})" if changed
                     else f"jit_sudo.so was not enabled in {conf}")
-    grants = call("grant.list", all=True)["grants"]  # hostd must answer
+    # hostd must answer; held grants only (a scheduled one gives nobody root yet)
+    grants = call("grant.list", all=True, pending=False)["grants"]
     cfg = config_mod.load(client_paths())
     ways = sudoconf.ways_to_root(cfg, grants)
     lose = sudoconf.uncovered(cfg, sudoconf.sudoers_admins())

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ArmTimer:
-    """Make sure the grant's expiry is asked for at `exp`."""
+    """Make sure the grant's expiry is asked for at `exp` (for a scheduled grant that
+    is still pending: its start, without expiry warnings)."""
 
     grant_id: str
     exp: int
+    warn: bool = True
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 
+from hostd.core import scheduled
 from hostd.core.effects import ArmTimer, CancelTimer, EndSessions, Outbox
 from hostd.errors import JitError
 from hostd.events import carried
@@ -22,8 +23,10 @@ from hostd.masking import text as textmask
 from hostd.policy import grants as grants_mod
 from hostd.policy.config import HOST_ISSUER, Config
 from hostd.policy.durations import rfc3339
-from hostd.policy.hostmatch import HostFacts
+from hostd.policy.hostmatch import HostFacts, matches
 from hostd.policy.liveness import is_live
+from hostd.policy.windows import is_scheduled
+from hostd.state import schedule
 from hostd.state.accounts import Accounts, disagreements
 from hostd.state.journal import Events
 from hostd.state.store import Store
@@ -86,17 +89,20 @@ class Core:
         }
 
     def list_grants(self, caller_uid: int, all_users: bool = False,
-                    store: Store | None = None, name: str | None = None) -> list[dict]:
-        """Live grants (an expired one is never shown as held, swept or not). `store` is
-        the server's read-only connection, so listing never waits behind a change;
-        `name`: the caller's user name, when the caller looked it up already (the loop
-        asks its accounts cache, never NSS)."""
+                    store: Store | None = None, name: str | None = None,
+                    pending: bool | None = None) -> list[dict]:
+        """Live grants (an expired one is never shown as held, swept or not), then the
+        scheduled ones still pending (`state: pending`); `pending` True: those only,
+        False: none. `store` is the server's read-only connection, so listing never
+        waits behind a change; `name`: the caller's user name, when the caller looked it
+        up already (the loop asks its accounts cache, never NSS)."""
         now = self.now()
         if all_users and caller_uid != 0:
             raise JitError("permission_denied", "only root may list every user's grants")
         user = None if all_users else (name or self._name(caller_uid))
-        rows = (store or self.store).grants("active", user=user)
-        return [self.public_grant(g) for g in rows if is_live(g, now)]
+        rows = [] if pending else (store or self.store).grants("active", user=user)
+        live = [dict(self.public_grant(g), state="active") for g in rows if is_live(g, now)]
+        return live + ([] if pending is False else scheduled.listed(self, user, store))
 
     def _name(self, uid: int) -> str:
         name = self.accounts.user_by_uid(uid)
@@ -129,18 +135,38 @@ class Core:
         if missing:
             raise JitError("config_error", f"role {grant.role!r} names missing group "
                                            f"{missing[0]!r}")
+        if is_scheduled(grant.not_before, self.now()):  # verified now, applied at its start
+            return scheduled.add(self, grant, uid, request_of(grant.issuer, grant.jti))
         return self.apply(grant, uid)
 
-    def apply(self, grant: grants_mod.Grant, uid: int, **told: object) -> dict:
+    def _may_start(self, grant: dict) -> str | None:
+        """The second check of a scheduled grant at its start (None: go, else the
+        refusal code): the policy still has its role and lets its issuer grant it, and
+        its host selectors still name this host. The one hook for more (revocations)."""
+        role = self.config.roles.get(grant["role"])
+        if role is None:
+            return "unknown_role"
+        if grant["issuer"] != HOST_ISSUER and grant["issuer"] not in self.config.issuers:
+            return "unknown_issuer"
+        if grant["issuer"] not in role.issuers:
+            return "issuer_not_allowed"
+        try:
+            return None if matches(list(grant["hosts"]), self.host) else "wrong_host"
+        except ValueError:
+            return "wrong_host"
+
+    def apply(self, grant: grants_mod.Grant, uid: int, grant_id: str | None = None,
+              insert: Callable[[dict, list], None] | None = None, **told: object) -> dict:
         """Record intent, add memberships, mark them applied; undo all on failure.
-        `told`: more grant_activated fields (an identity provider's: hostd/core/idp.py)."""
+        A scheduled grant starts under its pending id, `insert` moving it over; `told`:
+        more grant_activated fields (an identity provider's: hostd/core/idp.py)."""
         now = self.now()
-        grant_id = secrets.token_hex(6)
+        grant_id = grant_id or secrets.token_hex(6)
         intended = [(grp, self._standing(grant.user, grp)) for grp in grant.groups]
         row = {k: v for k, v in asdict(grant).items() if k not in ("iat",)}
         row.update(id=grant_id, uid=uid, state="active", activated_at=now)
         try:
-            self.store.insert_grant(row, intended)
+            (insert or self.store.insert_grant)(row, intended)
         except sqlite3.IntegrityError:
             raise JitError("replayed", "this grant was already activated on this host") from None
         try:
@@ -181,6 +207,10 @@ class Core:
     def revoke(self, grant_id: str, caller_uid: int, reason: str = "") -> dict:
         """The subject drops its own grant; root any."""
         g = self.store.get_grant(grant_id) if isinstance(grant_id, str) else None
+        p = schedule.get(self.store, grant_id) if g is None and isinstance(grant_id, str) \
+            else None
+        if p is not None:  # not started yet: cancelled, never applied
+            return scheduled.cancel(self, p, caller_uid, reason)
         if g is None or (caller_uid != 0 and g["uid"] != caller_uid):
             raise JitError("not_found", f"no grant {grant_id!r} of yours")
         if g["state"] != "active":
@@ -252,7 +282,9 @@ class Core:
     def expire(self, grant_id: str) -> bool:
         """Expire a grant if it is due; a timer firing early changes nothing."""
         g = self.store.get_grant(grant_id)
-        if g is None or g["state"] != "active":
+        if g is None:  # a scheduled grant's timer asks at its start
+            return scheduled.start(self, grant_id)
+        if g["state"] != "active":
             return False
         if is_live(g, self.now()):  # fired early: ask again at exp
             self.outbox.add(ArmTimer(g["id"], g["exp"]))
@@ -268,6 +300,7 @@ class Core:
         """Expire everything due and retry removals that failed: the backstop for missed
         timers and for a gpasswd that could not run (say /etc/group was locked)."""
         expired = [gid for gid in self.store.due_grants(self.now()) if self.expire(gid)]
+        scheduled.start_due(self)  # starts whose timer was missed (the host was down)
         self.finish_unfinished()
         self.events.flush_refusals()  # summaries of held-back refusals whose window passed
         return expired
@@ -284,7 +317,8 @@ class Core:
                 self._release(g, m)
 
     def revoke_all(self, reason: str) -> list[str]:
-        ended = []
+        """Every grant ends (package removal), and none scheduled will start."""
+        ended = scheduled.cancel_all(self, reason)
         for g in self.store.grants("active"):
             self._revoke(g, reason, "hostd", f"grant {g['id']} revoked: {reason}", reason)
             ended.append(g["id"])
@@ -348,6 +382,7 @@ class Core:
         self._repair_live(group, half)
         self._repair_ended(group, half)
         self.store.prune_seen(self.now() - self.config.leeway - SEEN_TOKEN_GRACE)
+        scheduled.arm_all(self)  # pending grants' starts (their own timers: no warnings)
         return self.store.live_grants()
 
     def _repair_live(self, group: dict[str, set[str]], half: set[tuple[str, str]]) -> None:

@@ -36,6 +36,7 @@ from hostd.policy.approvals import (
 )
 from hostd.policy.config import HOST_ISSUER, Role
 from hostd.policy.durations import format_duration, rfc3339
+from hostd.policy.windows import granted_window, request_window
 
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud, typed by hand
 ID_LENGTH = 8
@@ -56,10 +57,12 @@ class HostSigner:
     selector: str  # names this host only: machine-id:ID, else the hostname
 
     def sign(self, user: str, role: str, duration: int, now: int, reason: str, ticket: str,
-             approved_by: list[str], jti: str | None = None) -> str:
+             approved_by: list[str], jti: str | None = None, start: int | None = None) -> str:
+        """A grant from `start` (default now) for `duration` seconds."""
         from hostd.policy.grants import issue
 
-        return issue(self.private_key, HOST_ISSUER, user, role, now, now + duration,
+        begin = now if start is None else start
+        return issue(self.private_key, HOST_ISSUER, user, role, begin, begin + duration,
                      [self.selector], now, reason=reason, ticket=ticket,
                      approved_by=approved_by, jti=jti)
 
@@ -114,25 +117,31 @@ class Requests:
                 "approvals": [d["approver"] for d in decisions if d["decision"] == "approve"],
                 "denied_by": [d["approver"] for d in decisions if d["decision"] == "deny"],
                 "created": rfc3339(req["created"]), "expires": rfc3339(req["expires"]),
-                "grant_id": req["grant_id"] or None, "outcome": req["outcome"]}
+                "grant_id": req["grant_id"] or None, "outcome": req["outcome"],
+                "starts": rfc3339(req["starts"]) if req.get("ends") else None,
+                "ends": rfc3339(req["ends"]) if req.get("ends") else None}
 
     # requesting -------------------------------------------------------------------------
 
     def create(self, uid: int, role_name: str, duration: int, reason: object,
-               ticket: str = "") -> dict:
+               ticket: str = "", start: int | None = None) -> dict:
+        """A request for a role, now or (`start`) for a window fixed here: the request
+        stays answerable until the window ends, an approval never moves it."""
         user, groups = self._who(uid)
         role = self._role(role_name)
         may_request(role, user, groups)
-        return self.open(uid, user, role, duration, clean_reason(reason), ticket)
+        return self.open(uid, user, role, duration, clean_reason(reason), ticket, start)
 
     def open(self, uid: int, user: str, role: Role, duration: int, reason: str,
-             ticket: str = "", **told: object) -> dict:
+             ticket: str = "", start: int | None = None, **told: object) -> dict:
         """A role request for `user`, already allowed to ask (may_request, or an
         identity provider's token: hostd/core/idp.py, whose fields `told` adds to
         request_created)."""
         self.expire_due()
+        window = self._window(role, duration, start)
         pending = [r for r in self.store.requests(("pending",)) if r["user"] == user]
-        same = next((r for r in pending if r["kind"] == "role" and r["role"] == role.name), None)
+        same = next((r for r in pending if r["kind"] == "role" and r["role"] == role.name
+                     and (r["starts"], r["ends"]) == window[:2]), None)
         if same is not None:  # asking again (after Ctrl-C of --wait) joins the first
             return dict(self.public(same), joined=True, capped=False)
         if len(pending) >= MAX_PENDING_PER_USER:
@@ -147,7 +156,8 @@ class Requests:
         req = {"id": new_request_id(), "kind": "role", "user": user, "uid": uid,
                "role": role.name, "duration": capped, "reason": reason, "ticket": ticket,
                "needed": role.approvals, "state": "pending", "created": now,
-               "expires": now + self.core.config.request_ttl}
+               "expires": window[1] or now + self.core.config.request_ttl,
+               "starts": window[0], "ends": window[1]}
         self.store.insert_request(req)
         req = self.store.get_request(req["id"])
         if role.approvals == 0:  # break-glass: self-service with a reason, loudly logged
@@ -163,6 +173,13 @@ class Requests:
         out = self.public(self.store.get_request(req["id"]))
         out["capped"] = capped < duration
         return out
+
+    def _window(self, role: Role, duration: int, start: int | None) -> tuple[int, int, bool]:
+        """(starts, ends, capped) of a request for later; (0, 0, False): from approval."""
+        if start is None:
+            return 0, 0, False
+        return request_window(start, duration, self.core.now(), role.max_lead_time,
+                              role.max_ttl, self.core.config.leeway, role.name)
 
     def create_command(self, uid: int, role_name: str, subject: dict, reason: str) -> dict:
         """A pending approval for one command (sudo's `approve` guardrail). The command
@@ -272,8 +289,15 @@ class Requests:
         now = self.core.now()
         if self.signer is None:
             raise JitError("config_error", f"requests are disabled: {self.signer_error}")
-        token = self.signer.sign(req["user"], req["role"], req["duration"], now, req["reason"],
-                                 req["ticket"], approvers, request_jti(req["id"]))
+        start, duration = now, req["duration"]
+        if req["ends"]:  # a window fixed when asked: what is left of it, from its start
+            window = granted_window(req["starts"], req["ends"], now)
+            if window is None:
+                self._expire(req)
+                raise JitError("request_expired", f"request {req['id']}: its window ended")
+            start, duration = window[0], window[1] - window[0]
+        token = self.signer.sign(req["user"], req["role"], duration, now, req["reason"],
+                                 req["ticket"], approvers, request_jti(req["id"]), start)
         try:
             grant = self.core.activate(token, 0)
         except JitError as exc:

@@ -64,6 +64,7 @@ class Role:
     record: str = "interactive"
     record_failure: str = "terminate"
     record_input: bool = False  # keystrokes recorded too (masked); off: passwords typed
+    max_lead_time: int = 7 * 86400  # how far ahead a grant may start (scheduled, pending)
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ def _role(path: Path, name: str, data: Any) -> Role:
         record=t.choice("record", ("always", "interactive", "never"), "interactive"),
         record_failure=t.choice("record_failure", ("terminate", "continue"), "terminate"),
         record_input=t.get("record_input", bool, False),
+        max_lead_time=t.duration("max_lead_time", 7 * 86400),
     )
     t.finish()
     if approvals > 0 and role.requesters and not role.approvers:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import jwt
 
 from hostd.errors import JitError
+from hostd.policy import windows
 from hostd.policy.config import USER_NAME, Config, Issuer
 from hostd.policy.durations import compact_duration
 from hostd.policy.hostmatch import HostFacts, matches
@@ -236,8 +237,10 @@ def verify(token: object, config: Config, host: HostFacts, now: float) -> Grant:
         raise _refuse("issuer_not_allowed", f"issuer {iss!r} may not grant role {role.name!r}")
     if now > c["exp"] + config.leeway:
         raise _refuse("expired", "grant has expired")
-    if now + config.leeway < c["start"]:
-        raise _refuse("not_yet_valid", "grant is not valid yet")
+    if now + config.leeway < c["iat"]:  # an issuer whose clock runs ahead
+        raise _refuse("not_yet_valid", "grant was issued in the future")
+    # a start ahead is scheduled, not refused, up to the role's max_lead_time
+    windows.check_lead(c["start"], now, role.max_lead_time, config.leeway, role.name)
     if c["exp"] - c["start"] > role.max_ttl:
         raise _refuse("ttl_exceeds_role_max",
                       f"{compact_duration(c['exp'] - c['start'])} asked, role {role.name} "

@@ -39,7 +39,8 @@ class Effects:
     async def carry_out(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, ArmTimer):
-                self.ending.schedule_warnings(effect.grant_id, effect.exp)
+                if effect.warn:  # not for a pending grant's start
+                    self.ending.schedule_warnings(effect.grant_id, effect.exp)
                 self._in_order(effect.grant_id, self._arm, effect.grant_id, effect.exp)
             elif isinstance(effect, CancelTimer):
                 self.ending.cancel_warnings(effect.grant_id)

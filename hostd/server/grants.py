@@ -57,7 +57,8 @@ class GrantOps:
         every = bool(args.get("all"))
         name = None if every else await caller_name(self.names, caller.uid)
         return {"ok": True, "code": "ok", "message": "",
-                "grants": self.core.list_grants(caller.uid, every, self.reader, name)}
+                "grants": self.core.list_grants(caller.uid, every, self.reader, name,
+                                                args.get("pending"))}
 
     async def op_grant_revoke(self, args: dict, caller: Caller) -> dict:
         grant = await self.worker.run(self.core.revoke, args["id"], caller.uid,
@@ -84,7 +85,8 @@ class AccessOps:
 
     async def op_access_request(self, args: dict, caller: Caller) -> dict:
         req = await self.worker.run(self.requests.create, caller.uid, args["role"],
-                                    args["duration"], args["reason"], args.get("ticket", ""))
+                                    args["duration"], args["reason"], args.get("ticket", ""),
+                                    args.get("start"))
         told = self.notices.pop(req["id"], None)
         reached = None
         if told is not None:  # the approvers' terminals written (notify.Notifier), bounded

@@ -128,6 +128,8 @@ def notice_lines(kind: str, req: dict, stamp: str = "") -> list[str]:
         lines.append(framed("reason", req["reason"]))
         if req.get("ticket"):
             lines.append(framed("ticket", req["ticket"]))
+        if req.get("ends"):  # a window asked for later (hostd's own RFC 3339 times)
+            lines.append(f"    window: {req['starts']} to {req['ends']}")
         lines.append(f"    jit approve {req['id']}  |  jit deny {req['id']} --reason ...")
     return lines
 

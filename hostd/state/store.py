@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hostd.state import schedule
+
 MIGRATIONS: list[str] = [
     # 1: grants, memberships applied, seen token ids
     """
@@ -143,6 +145,8 @@ MIGRATIONS: list[str] = [
     "CREATE TABLE idp_tokens (issuer TEXT NOT NULL, token_id TEXT NOT NULL, keep_until "
     "INTEGER NOT NULL, used_for TEXT NOT NULL, PRIMARY KEY (issuer, token_id))",
 ]
+
+MIGRATIONS.append(schedule.MIGRATION)  # 7: scheduled grants, request windows (schedule.py)
 
 GRANT_COLUMNS = (
     "id", "jti", "issuer", "user", "uid", "role", "groups", "not_before", "exp", "reason",

@@ -160,3 +160,10 @@ args = ['^/etc/shadow$']
     assert config_checks.guardrail_lines(cfg) == [
         "guardrails[0]: deny program sudoedit args '^/etc/shadow$'"]
     assert config_checks.guardrail_warnings(cfg, is_file=lambda p: False) == []
+
+
+def test_max_ttl_lines_show_a_set_max_lead_time(tmp_path: Path) -> None:
+    text = '[roles.a]\nissuers = ["corp"]\nmax_lead_time = "2d"\n'
+    (tmp_path / "jit.toml").write_text(text)
+    assert config_checks.max_ttls(policy(text), tmp_path / "jit.toml") == [
+        "role a: max_ttl 1h (the default), max_lead_time 2d"]

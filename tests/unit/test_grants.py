@@ -239,7 +239,9 @@ ONE_THING_WRONG = [
     ("wrong-audience-case", {"aud": "JITACCESS"}, None, "wrong_audience"),
     ("expired", {"iat": -7200, "exp": -LEEWAY - 1}, None, "expired"),
     ("expired-long-ago", {"iat": -90000, "exp": -86400}, None, "expired"),
-    ("not-yet-valid-nbf", {"nbf": LEEWAY + 1, "exp": 3600}, None, "not_yet_valid"),
+    # a start ahead is scheduled (pending) up to max_lead_time (default 7 days), then refused
+    ("not-yet-valid-nbf", {"nbf": 604800 + LEEWAY + 1, "exp": 604800 + 3600}, None,
+     "not_yet_valid"),
     ("not-yet-valid-iat", {"iat": LEEWAY + 1, "exp": 3600}, None, "not_yet_valid"),
     ("ttl-exceeds-role-max", {"exp": 4 * 3600 + 1}, None, "ttl_exceeds_role_max"),
     ("ttl-from-nbf-exceeds", {"nbf": 10, "exp": 10 + 4 * 3600 + 1}, None,
@@ -278,11 +280,13 @@ LEEWAY_EDGES = [
     ("exp-at-now-minus-leeway", 10, {"iat": -3600, "exp": -10}, None),
     ("exp-one-past-leeway", 10, {"iat": -3600, "exp": -11}, "expired"),
     ("nbf-at-now-plus-leeway", 10, {"nbf": 10, "exp": 3600}, None),
-    ("nbf-one-past-leeway", 10, {"nbf": 11, "exp": 3600}, "not_yet_valid"),
+    ("nbf-one-past-leeway", 10, {"nbf": 11, "exp": 3600}, None),  # scheduled, not refused
+    ("nbf-at-lead-plus-leeway", 10, {"nbf": 604800 + 10, "exp": 604800 + 3600}, None),
+    ("nbf-one-past-lead", 10, {"nbf": 604800 + 11, "exp": 604800 + 3600}, "not_yet_valid"),
     ("max-leeway-exp-ok", 60, {"iat": -3600, "exp": -60}, None),
     ("max-leeway-exp-late", 60, {"iat": -3600, "exp": -61}, "expired"),
     ("max-leeway-nbf-ok", 60, {"nbf": 60, "exp": 3600}, None),
-    ("max-leeway-nbf-early", 60, {"nbf": 61, "exp": 3600}, "not_yet_valid"),
+    ("max-leeway-nbf-early", 60, {"nbf": 604800 + 61, "exp": 604800 + 3600}, "not_yet_valid"),
     ("ttl-exactly-role-max", 10, {"exp": 4 * 3600}, None),
 ]
 
