@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from hostd.errors import ConfigError
 from hostd.masking import analysis as maskrules
 from hostd.paths import Paths
+from hostd.policy import moderation
 from hostd.policy.durations import parse_duration, parse_size
 from hostd.policy.sudorules import Rule, parse_rule
 from hostd.policy.trust import check as check_trusted
@@ -65,6 +66,7 @@ class Role:
     record: str = "interactive"
     record_failure: str = "terminate"
     record_input: bool = False  # keystrokes recorded too (masked); off: passwords typed
+    moderation: moderation.Moderation | None = None  # issue 23 (policy/moderation.py)
 
 
 @dataclass(frozen=True)
@@ -251,8 +253,12 @@ def _role(path: Path, name: str, data: Any) -> Role:
         record=t.choice("record", ("always", "interactive", "never"), "interactive"),
         record_failure=t.choice("record_failure", ("terminate", "continue"), "terminate"),
         record_input=t.get("record_input", bool, False),
+        moderation=None if t.get("moderation", dict) is None else moderation.parse(
+            _Table(path, t.key("moderation"), t.data["moderation"])),
     )
     t.finish()
+    if role.moderation and (role.record != "always" or role.record_failure != "terminate"):
+        raise t.fail("moderation", 'needs record = "always", record_failure = "terminate"')
     if approvals > 0 and role.requesters and not role.approvers:
         raise t.fail("approvers", f"approvals = {approvals} needs approvers")
     if role.requesters and HOST_ISSUER not in role.issuers:

@@ -58,6 +58,7 @@ from hostd.server.record import RecordOps
 from hostd.server.reload import ReloadOps
 from hostd.server.sessions import SessionEnding
 from hostd.server.sudo import SudoOps
+from hostd.server.watch import WatchOps
 from hostd.server.worker import Worker
 from hostd.state.accounts_cache import TTL, AccountsCache
 from hostd.state.store import Store
@@ -213,7 +214,8 @@ class Server:
                                self.auth, self.recordings, paths.proc, paths.dev),
                        PamOps(core, self.reader, self.worker, self.names, logind, terminals),
                        self.reload,
-                       self.recordings):
+                       self.recordings,
+                       WatchOps(core, self.recordings, self.names)):
             register(self.ops, family)
 
     def _set_config_error(self, error: str) -> None:
