@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import os
 import select
+import shlex
 import signal
 import subprocess
 import time
 
 import pytest
 from sandbox import POLICY, PYTHON, USERS, Sandbox
+from test_recorder_terminal import Tmux
 
 from hostd.client import Client
 from hostd.protocol import request
@@ -37,7 +39,7 @@ approvers = ["bob"]
 authenticate = false
 record = "always"
 moderation = { watchers = 1, on_leave = "pause", join_timeout = "3s" }
-sudo = [ { runas = "root", commands = ["/usr/bin/id"] } ]
+sudo = [ { runas = "root", commands = ["/usr/bin/id", "/usr/bin/sh -c *"] } ]
 """
 
 WATCHERS: list[subprocess.Popen] = []
@@ -56,18 +58,23 @@ def box():
     b.cleanup()
 
 
-def open_session(box, role: str = "rec"):
-    """A grant for alice, a recorded sudo allowed, and a fake recorder's stream."""
+def allow(box, role: str, argv: list[str]) -> dict:
+    """A grant for alice and a recorded sudo allowed: sudo.check's answer."""
     rc, out = box.jit_json("activate", box.issue("alice", role=role), user="alice")
     assert rc == 0, out
     info = ["user=alice", "uid=1001", "gid=1001", "cwd=/", "tty=/dev/pts/7", "pid=4242",
             "ppid=4241", "host=testhost"]
     with Client(box.socket_path, trusted=True) as client:
         answer = client.call(request("sudo.check", mode="run", settings=["runas_user=root"],
-                                     user_info=info, argv=["/usr/bin/id"],
-                                     env=["TERM=xterm"]))
+                                     user_info=info, argv=argv,
+                                     env=["TERM=xterm", "PATH=/usr/bin:/bin"]))
     assert answer.get("decision") == "allow", answer
-    argv = answer["argv"]
+    return answer
+
+
+def open_session(box, role: str = "rec"):
+    """A recorded sudo allowed, and a fake recorder's stream."""
+    argv = allow(box, role, ["/usr/bin/id"])["argv"]
     token = argv[argv.index("--token") + 1]
     stream = Client(box.socket_path, timeout=10, trusted=True).stream(
         "record.open", token=token, width=80, height=24, term="xterm", pty=True)
@@ -240,3 +247,41 @@ def test_a_silent_moderator_counts_as_gone(box):
     (ended,) = box.wait_for(lambda: box.events("session_watch_ended"))
     assert ended["JIT_REASON"] == "no sign of life for 5 s"
     end(stream)
+
+
+def test_the_real_recorder_waits_for_its_moderator_pauses_and_resumes(box, tmp_path):
+    """jit-record in a real pty (tmux): the command starts when bob moderates, is
+    stopped with its input held while he is gone, and goes on when he returns."""
+    answer = allow(box, "mod", ["/usr/bin/sh", "-c", "read x; echo got $x", "jitpaused"])
+    env = dict(e.split("=", 1) for e in answer["env"])
+    env.update(PYTHONPATH=str(box.lib), PYTHONDONTWRITEBYTECODE="1")
+    line = shlex.join(["env", "-i", *(f"{k}={v}" for k, v in env.items()), PYTHON, "-m",
+                       "hostd.record.main", "--socket", str(box.socket_path),
+                       *answer["argv"][1:]])
+    term = Tmux(tmp_path)
+    try:
+        term.type(line + "; echo recorder-exit=$?\n")
+        term.wait("waiting for a moderator")
+        (started,) = box.wait_for(lambda: box.events("recording_started"))
+        rid = started["JIT_RECORDING"]
+        bob = watch(box, "bob", rid, "--moderate")
+        term.wait("the session starts")
+        bob.kill()
+        term.wait("session paused: the moderator left")
+        pid = int(subprocess.run(["pgrep", "-f", "^/usr/bin/sh -c read x"], capture_output=True,
+                                 text=True, check=True).stdout.split()[0])
+        box.wait_for(lambda: _state(pid) == "T")  # the command is stopped
+        term.type("hello\n")  # held in the terminal while paused
+        bob = watch(box, "bob", rid, "--moderate")
+        term.wait("session resumed")
+        term.wait("got hello")
+        term.wait("recorder-exit=0")
+        assert box.wait_for(lambda: [e for e in box.events("recording_closed")
+                                     if e["JIT_RECORDING"] == rid])[0]["JIT_DECISION"] == "exit 0"
+    finally:
+        term.kill()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
