@@ -127,4 +127,8 @@ class Fanout:
             w.wake()
 
     def count(self, mode: str) -> int:
+        """Watchers in `mode`; moderators by distinct user (one person watching twice
+        is one moderator)."""
+        if mode == MODERATOR:
+            return len({w.uid for w in self.watchers if w.mode == MODERATOR})
         return sum(1 for w in self.watchers if w.mode == mode)

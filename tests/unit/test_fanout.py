@@ -79,3 +79,12 @@ def test_counts_by_mode_and_the_end_wakes_everyone():
     assert fan.ended == "exit 0" and sorted(woken) == ["a", "b"]
     fan.detach(a)
     assert a.dropped == "detached" and fan.count(OBSERVER) == 0
+
+
+def test_one_person_watching_twice_is_one_moderator():
+    fan = Fanout({})
+    for _ in range(2):
+        fan.attach(Watcher("bob", 1002, MODERATOR), False)
+    fan.attach(Watcher("carol", 1003, MODERATOR), False)
+    fan.attach(Watcher("root", 0, OBSERVER), False)
+    assert (fan.count(MODERATOR), fan.count(OBSERVER)) == (2, 1)
