@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 BACKLOG_BYTES = 256 * 1024  # the output kept for `jit watch --from-start`
-QUEUE_BYTES = 1024 * 1024  # what one watcher may have unsent before it is dropped
+QUEUE_BYTES = 4 * 1024 * 1024  # what one watcher may have unsent before it is dropped
 OBSERVER, MODERATOR = "observer", "moderator"
 
 Item = tuple[str, float, object]  # ("o"|"i"|"r", t, bytes | (cols, rows))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+from collections import OrderedDict
 
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
@@ -29,10 +30,11 @@ from hostd.record.fanout import MODERATOR, OBSERVER, Fanout, Watcher
 from hostd.record.recordings import READERS_GROUP, RECORDING_ID, Recording, readers_gid
 from hostd.server.ops import Caller
 from hostd.server.record import RecordOps
+from hostd.wire import encode
 
 log = logging.getLogger("jit-hostd")
 
-FRAME = 32 * 1024  # raw output bytes per frame to a watcher (base64 fits 64 KiB)
+SEND_TIMEOUT = 10.0  # a watcher whose socket takes nothing this long is gone
 
 
 class _Moderated:
@@ -224,10 +226,11 @@ class WatchOps:
         try:
             while True:
                 wake.clear()
-                for frame in _frames(w.take()) + _notices(w):
-                    if not await channel.send(frame):
-                        return "the connection was lost", {"ok": False, "code": "unreachable",
-                                                           "message": "connection lost"}
+                lines = [_line(*item) for item in w.take() if item[0] in ("o", "r")]
+                lines += [encode(n) for n in _notices(w)]
+                if lines and not await _write(channel, lines):
+                    return "the connection was lost", {"ok": False, "code": "unreachable",
+                                                       "message": "connection lost"}
                 if w.dropped and w.dropped != "detached":
                     return w.dropped, {"ok": False, "code": "too_slow", "message": w.dropped}
                 if fanout.ended and not w.queue:
@@ -242,6 +245,16 @@ class WatchOps:
                 waiter.cancel()
         finally:
             listener.cancel()
+
+
+async def _write(channel, lines: list[bytes]) -> bool:
+    """Queued lines in one write, then wait until the socket takes them."""
+    try:
+        channel.writer.writelines(lines)
+        await asyncio.wait_for(channel.writer.drain(), SEND_TIMEOUT)
+        return True
+    except (TimeoutError, ConnectionError, OSError):
+        return False
 
 
 async def _listen(channel, w: Watcher) -> str:
@@ -261,31 +274,23 @@ async def _listen(channel, w: Watcher) -> str:
             return "the watcher left"
 
 
-def _frames(items: list) -> list[dict]:
-    """Queued output as stream frames: consecutive output joined up to FRAME bytes."""
-    out: list[dict] = []
-    buf, t0 = bytearray(), 0.0
-    for kind, t, data in items:
-        if kind == "o":
-            if not buf:
-                t0 = t
-            buf += data
-            while len(buf) >= FRAME:
-                out.append(_output(t0, bytes(buf[:FRAME])))
-                del buf[:FRAME]
-            continue
-        if buf:
-            out.append(_output(t0, bytes(buf)))
-            buf = bytearray()
-        if kind == "r":
-            out.append({"t": round(t, 6), "r": list(data)})
-    if buf:
-        out.append(_output(t0, bytes(buf)))
-    return out
+_WIRE: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+WIRE_CACHE = 256  # output frames whose line is kept, shared by every watcher
 
 
-def _output(t: float, data: bytes) -> dict:
-    return {"t": round(t, 6), "o": binascii.b2a_base64(data, newline=False).decode("ascii")}
+def _line(kind: str, t: float, data) -> bytes:
+    """One item as its frame's line; an output frame's line is built once and shared
+    by all the session's watchers (the cache holds the data, so its id stays unique)."""
+    if kind == "r":
+        return encode({"t": round(t, 6), "r": list(data)})
+    hit = _WIRE.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    line = b'{"t":%.6f,"o":"%s"}\n' % (t, binascii.b2a_base64(data, newline=False))
+    _WIRE[id(data)] = (data, line)
+    if len(_WIRE) > WIRE_CACHE:
+        _WIRE.popitem(last=False)
+    return line
 
 
 def _notices(w: Watcher) -> list[dict]:
