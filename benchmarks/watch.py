@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -111,25 +112,40 @@ def one_run(box: Sandbox, path: Path, watchers: int, seen: set[str]) -> tuple[fl
     return seconds, dropped
 
 
-def latency(box: Sandbox, lines: int, seen: set[str]) -> list[float]:
+def latency(box: Sandbox, lines: int, seen: set[str]) -> tuple[list[float], list[float]]:
+    """(delays to the user's own stdout, delays to the watcher's stdout), seconds."""
     rec = recorder(box, ["/usr/bin/python3", "-c", EMIT.format(n=lines)])
     rid = session_id(box, seen)
     w = watcher(box, "bob", rid, subprocess.PIPE)
     attached(box, rid, 1)
+    own: list[float] = []
+    reader = threading.Thread(target=stamp, args=(rec.stdout, own, lines))
+    reader.start()
     rec.stdin.write(b"go\n")
     rec.stdin.close()
-    delays = []
-    for line in w.stdout:
+    watched: list[float] = []
+    stamp(w.stdout, watched, lines)
+    reader.join()
+    rec.wait()
+    w.wait(30)
+    return own, watched
+
+
+def stamp(stream, delays: list[float], lines: int) -> None:
+    """Each `T=<monotonic>` line's delay as it comes out of `stream`."""
+    for line in stream:
         arrived = time.monotonic()
         text = line.strip().decode(errors="replace")
         if text.startswith("T="):
             delays.append(arrived - float(text[2:]))
         if len(delays) == lines:
             break
-    rec.stdout.read()
-    rec.wait()
-    w.wait(30)
-    return delays
+
+
+def percentiles(delays: list[float]) -> str:
+    d = sorted(delays)
+    at = lambda q: d[min(len(d) - 1, int(q * len(d)))] * 1000  # noqa: E731
+    return f"p50 {at(0.5):5.1f} ms, p99 {at(0.99):5.1f} ms, max {d[-1] * 1000:5.1f} ms"
 
 
 def main() -> int:
@@ -167,11 +183,10 @@ def main() -> int:
         print(f"  3 watchers   {b:7.1f} MiB/s  (runs: "
               f"{', '.join(f'{size / s:.1f}' for s in watched)}; watchers dropped: {drops})")
         print(f"  ratio        {b / a:.2f}x  (goal >= 0.90x)")
-        delays = sorted(latency(box, lines, seen))
-        p = lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] * 1000  # noqa: E731
-        print(f"latency, output to a watcher's stdout, {len(delays)} lines every 10 ms: "
-              f"p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, max {delays[-1] * 1000:.1f} ms "
-              "(goal p99 <= 50 ms)")
+        own, watched = latency(box, lines, seen)
+        print(f"latency, {lines} lines every 10 ms, from the command's print:")
+        print(f"  to the user's own stdout   {percentiles(own)}  (the recorder: masking)")
+        print(f"  to the watcher's stdout    {percentiles(watched)}  (goal p99 <= 50 ms)")
         return 0
     finally:
         box.cleanup()

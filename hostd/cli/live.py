@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import binascii
 import codecs
+import os
+import re
 import sys
 import time
 
@@ -74,6 +76,10 @@ def _note(text: str, tty: bool) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    try:  # the session comes first: a watcher that falls behind is dropped, not waited for
+        os.nice(10)
+    except OSError:
+        pass
     client = Client(client_paths().socket, timeout=30)
     stream = client.stream("session.watch", id=args.session_id,
                            from_start=args.from_start, moderate=args.moderate)
@@ -108,17 +114,25 @@ def _follow(stream, tty: bool) -> dict:
     pinged = time.monotonic()
     while True:
         if time.monotonic() - pinged >= PING_EVERY:
-            stream.send({"ping": 1})
+            _ping(stream)
             pinged = time.monotonic()
         try:
-            frame = stream.recv(timeout=PING_EVERY)
+            frame = _recv(stream, PING_EVERY)
         except JitError as exc:
             if exc.code != "timeout":
                 raise
             continue
         if frame is None:
             return {"ok": False, "code": "unreachable", "message": "hostd closed the stream"}
-        if "o" in frame:
+        if isinstance(frame, bytes):  # output, the fast path (_recv)
+            data = binascii.a2b_base64(frame)
+            if data.isascii() and not flt.busy() and b"\x1b" not in data \
+                    and b"\x05" not in data:
+                outb.write(data)  # nothing to filter, nothing to decode
+            else:
+                outb.write(flt.feed(text.decode(data)).encode("utf-8", "replace"))
+            outb.flush()
+        elif "o" in frame:
             data = binascii.a2b_base64(str(frame["o"]))
             outb.write(flt.feed(text.decode(data)).encode("utf-8", "replace"))
             outb.flush()
@@ -130,3 +144,30 @@ def _follow(stream, tty: bool) -> dict:
             for key in ("started", "paused", "resumed"):
                 if key in frame:
                     _note(f"session {key}: {escape(frame[key])}", tty)
+
+
+OUTPUT = re.compile(rb'\{"t":[0-9.]+,"o":"([A-Za-z0-9+/=]*)"\}\n')
+
+
+def _ping(stream) -> None:
+    """A sign of life; hostd may have ended the stream already, with its last answer
+    still to be read, so a failed send is not an error here (the read says)."""
+    sock = stream.client._sock
+    if sock is None:
+        return
+    try:
+        sock.settimeout(PING_EVERY)
+        sock.sendall(b'{"ping":1}\n')
+    except OSError:
+        pass
+
+
+def _recv(stream, timeout: float) -> dict | bytes | None:
+    """The next frame; an output frame in the exact form hostd writes it
+    (server/watch.py _line) as its base64 bytes, without a JSON parse (at 70 MiB/s
+    json.loads alone would take a third of a core)."""
+    line = stream.recv_line(timeout)
+    if line is None:
+        return None
+    m = OUTPUT.fullmatch(line)
+    return m.group(1) if m is not None else stream.parse(line)

@@ -228,9 +228,9 @@ class WatchOps:
                 wake.clear()
                 lines = [_line(*item) for item in w.take() if item[0] in ("o", "r")]
                 lines += [encode(n) for n in _notices(w)]
-                if lines and not await _write(channel, lines):
-                    return "the connection was lost", {"ok": False, "code": "unreachable",
-                                                       "message": "connection lost"}
+                stuck = await _deliver(channel, lines, w, listener) if lines else None
+                if stuck is not None:
+                    return stuck, {"ok": False, "code": "too_slow", "message": stuck}
                 if w.dropped and w.dropped != "detached":
                     return w.dropped, {"ok": False, "code": "too_slow", "message": w.dropped}
                 if fanout.ended and not w.queue:
@@ -247,14 +247,27 @@ class WatchOps:
             listener.cancel()
 
 
-async def _write(channel, lines: list[bytes]) -> bool:
-    """Queued lines in one write, then wait until the socket takes them."""
+async def _deliver(channel, lines: list[bytes], w: Watcher,
+                   listener: asyncio.Future) -> str | None:
+    """Write the lines and wait until the socket takes them; meanwhile the watcher may
+    be dropped (its queue filled) or go. None once written, else why it ends."""
     try:
         channel.writer.writelines(lines)
-        await asyncio.wait_for(channel.writer.drain(), SEND_TIMEOUT)
-        return True
-    except (TimeoutError, ConnectionError, OSError):
-        return False
+    except (ConnectionError, OSError):
+        return "the connection was lost"
+    drain = asyncio.ensure_future(channel.writer.drain())
+    try:
+        for _ in range(int(SEND_TIMEOUT)):
+            done, _ = await asyncio.wait({drain, listener}, timeout=1.0)
+            if drain in done:
+                return "the connection was lost" if drain.exception() else None
+            if w.dropped and w.dropped != "detached":
+                return w.dropped
+            if listener in done:
+                return listener.result()
+        return f"the watcher took nothing for {SEND_TIMEOUT:g} s"
+    finally:
+        drain.cancel()
 
 
 async def _listen(channel, w: Watcher) -> str:
