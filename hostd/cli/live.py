@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import binascii
 import codecs
-import os
 import re
 import sys
 import time
@@ -76,10 +75,6 @@ def _note(text: str, tty: bool) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    try:  # the session comes first: a watcher that falls behind is dropped, not waited for
-        os.nice(10)
-    except OSError:
-        pass
     client = Client(client_paths().socket, timeout=30)
     stream = client.stream("session.watch", id=args.session_id,
                            from_start=args.from_start, moderate=args.moderate)

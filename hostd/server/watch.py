@@ -258,7 +258,8 @@ async def _deliver(channel, lines: list[bytes], w: Watcher,
     drain = asyncio.ensure_future(channel.writer.drain())
     try:
         for _ in range(int(SEND_TIMEOUT)):
-            done, _ = await asyncio.wait({drain, listener}, timeout=1.0)
+            done, _ = await asyncio.wait({drain, listener}, timeout=1.0,
+                                         return_when=asyncio.FIRST_COMPLETED)
             if drain in done:
                 return "the connection was lost" if drain.exception() else None
             if w.dropped and w.dropped != "detached":
