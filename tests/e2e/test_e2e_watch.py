@@ -7,8 +7,11 @@ switches sudo's policy for good."""
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
 import re
+import signal
 import threading
 
 import pytest
@@ -54,8 +57,10 @@ class Watch:
         self.reader.start()
 
     def _read(self) -> None:
-        for chunk in iter(lambda: self.proc.stdout.read(1), ""):
-            self.out.append(chunk)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        fd = self.proc.stdout.fileno()
+        for chunk in iter(lambda: os.read(fd, 1 << 16), b""):
+            self.out.append(decoder.decode(chunk))
 
     def text(self) -> str:
         return "".join(self.out)
@@ -72,12 +77,17 @@ class Watch:
         return int(found[0])
 
     def signal(self, sig: str) -> None:
-        self.box.run(["kill", f"-{sig}", str(self.pid())])
+        pid = self.pid()
+        if sig == "CONT":  # runuser and nsenter stopped themselves when their child did
+            os.kill(self.proc.pid, signal.SIGCONT)  # nsenter, on this side
+            parent = self.box.run(["ps", "-o", "ppid=", "-p", str(pid)]).stdout.strip()
+            self.box.run(["kill", "-CONT", parent])
+        self.box.run(["kill", f"-{sig}", str(pid)])
 
     def finish(self, timeout: float = 30) -> tuple[int, str]:
-        _, err = self.proc.communicate(timeout=timeout)
-        self.reader.join(10)
-        return self.proc.returncode, err
+        self.reader.join(timeout)  # its stdout to the end, then its exit status
+        rc = self.proc.wait(timeout)
+        return rc, self.proc.stderr.read()
 
 
 @pytest.fixture(scope="module")
