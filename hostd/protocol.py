@@ -129,7 +129,8 @@ OPS: dict[str, Op] = {op.name: op for op in (
     # (group adm may observe); never the session's own user.
     _op("session.list", "live recorded sessions the caller may watch (`jit sessions --live`)"),
     _op("session.watch", "follow a live recorded session (`jit watch`)",
-        {"id": ID, "from_start": Field("bool"), "moderate": Field("bool")}, kind=STREAM),
+        {"id": ID, "from_start": Field("bool"), "moderate": Field("bool"),
+         "raw": Field("bool")}, kind=STREAM),
     _op("session.terminate", "end a live recorded session (`jit terminate`)",
         {"id": ID, "reason": Field("str", required=True, length=TEXT)}),
 )}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import struct
 from collections import OrderedDict
 
 from hostd.core.lifecycle import Core
@@ -203,7 +204,8 @@ class WatchOps:
                       "state": mod.state if mod else rule.RUNNING,
                       "trimmed": bool(args.get("from_start")) and fanout.trimmed}
             if await channel.send(opened):
-                why, answer = await self._pump(fanout, w, channel, wake)
+                why, answer = await self._pump(fanout, w, channel, wake,
+                                               bool(args.get("raw")))
             return answer
         finally:
             fanout.detach(w)
@@ -218,15 +220,16 @@ class WatchOps:
                                         session_id=rec.id, approver=w.user, mode=w.mode,
                                         **({} if why is None else {"reason": why})))
 
-    async def _pump(self, fanout: Fanout, w: Watcher, channel,
-                    wake: asyncio.Event) -> tuple[str, dict]:
+    async def _pump(self, fanout: Fanout, w: Watcher, channel, wake: asyncio.Event,
+                    raw: bool = False) -> tuple[str, dict]:
         """Send what is queued, as it comes, until the session ends, the watcher goes
         or is dropped. (why, the final answer)."""
         listener = asyncio.ensure_future(_listen(channel, w))
         try:
             while True:
                 wake.clear()
-                lines = [_line(*item) for item in w.take() if item[0] in ("o", "r")]
+                lines = [part for item in w.take() if item[0] in ("o", "r")
+                         for part in (_raw(*item) if raw else (_line(*item),))]
                 lines += [encode(n) for n in _notices(w)]
                 stuck = await _deliver(channel, lines, w, listener) if lines else None
                 if stuck is not None:
@@ -290,6 +293,17 @@ async def _listen(channel, w: Watcher) -> str:
 
 _WIRE: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
 WIRE_CACHE = 256  # output frames whose line is kept, shared by every watcher
+
+
+RAW = 0x1E  # a raw output frame's first byte (a JSON line starts with "{")
+
+
+def _raw(kind: str, t: float, data) -> tuple[bytes, ...]:
+    """An output item as a raw frame (`raw` watchers): RS, t as a big-endian double,
+    the length as a 32-bit unsigned, the bytes as they are; a resize stays a line."""
+    if kind == "r":
+        return (encode({"t": round(t, 6), "r": list(data)}),)
+    return (struct.pack(">BdI", RAW, t, len(data)), data)
 
 
 def _line(kind: str, t: float, data) -> bytes:
