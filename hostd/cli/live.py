@@ -172,7 +172,8 @@ def _recv(stream, timeout: float) -> dict | bytes | None:
             if len(buf) >= HEADER.size:
                 end = HEADER.size + HEADER.unpack_from(buf)[2]
                 if len(buf) >= end:
-                    data = bytes(memoryview(buf)[HEADER.size:end])
+                    with memoryview(buf) as view:
+                        data = bytes(view[HEADER.size:end])
                     del buf[:end]
                     return data
         elif buf:
