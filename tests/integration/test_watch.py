@@ -40,6 +40,16 @@ authenticate = false
 record = "always"
 moderation = { watchers = 1, on_leave = "pause", join_timeout = "3s" }
 sudo = [ { runas = "root", commands = ["/usr/bin/id", "/usr/bin/sh -c *"] } ]
+
+[roles.strict]
+groups = []
+max_ttl = "1h"
+issuers = ["corp"]
+approvers = ["bob"]
+authenticate = false
+record = "always"
+moderation = { on_leave = "terminate" }
+sudo = [ { runas = "root", commands = ["/usr/bin/id"] } ]
 """
 
 WATCHERS: list[subprocess.Popen] = []
@@ -288,3 +298,40 @@ def test_the_real_recorder_waits_for_its_moderator_pauses_and_resumes(box, tmp_p
 def _state(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.fixture
+def adm_box():
+    b = Sandbox(WATCH_POLICY, {"adm": ["carol"]})  # carol reads recordings already
+    b.start()
+    yield b
+    for proc in WATCHERS:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    WATCHERS.clear()
+    b.cleanup()
+
+
+def test_adm_observes_and_may_do_nothing_more(adm_box):
+    box = adm_box
+    stream, rid = open_session(box)
+    carol = watch(box, "carol", rid)
+    watching(box, rid, mode="observer")
+    send(stream, 0.1, b"seen by adm\r\n")
+    read_until(carol, b"seen by adm\r\n")
+    assert "not_approver" in box.jit("watch", rid, "--moderate", user="carol").stderr
+    assert "not_approver" in box.jit("terminate", rid, "--reason", "x", user="carol").stderr
+    end(stream)
+    assert carol.wait(10) == 0
+
+
+def test_on_leave_terminate_ends_the_session_when_the_moderator_goes(box):
+    stream, rid = open_session(box, "strict")
+    bob = watch(box, "bob", rid, "--moderate")
+    assert stream.recv(timeout=10) == {"start": "a moderator joined"}
+    bob.kill()
+    assert stream.recv(timeout=10) == {"hangup": "the moderator left"}
+    (ev,) = box.wait_for(lambda: box.events("session_terminated"))
+    assert ev["JIT_RECORDING"] == rid and ev["JIT_REASON"] == "the moderator left"
+    end(stream, "signal 1")
