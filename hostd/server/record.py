@@ -304,6 +304,11 @@ class RecordOps:
         await channel.send({"hangup": reason})
         return True
 
+    async def terminate(self, rec: Recording, reason: str,
+                        approver: str | None = None) -> bool:
+        """End one live session (jit terminate, moderation: server/watch.py)."""
+        return await self._hang_up_one(rec, reason, approver)
+
     def control(self, rid: str):
         """The recorder's stream of a live session, to send it start, pause, resume
         (server/watch.py); None once it is hung up or gone."""

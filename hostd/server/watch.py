@@ -68,12 +68,12 @@ class _Moderated:
                     pass
         except Exception:  # a bug must not leave the session stuck: end it
             log.exception("moderation of %s failed; ending it", self.rec.id)
-            await self.ops.recordings._hang_up_one(self.rec, "moderation failed")
+            await self.ops.recordings.terminate(self.rec, "moderation failed")
 
     async def act(self, action: str, why: str) -> None:
         rec, channel = self.rec, self.ops.recordings.control(self.rec.id)
         if action == rule.TERMINATE:
-            await self.ops.recordings._hang_up_one(rec, why)
+            await self.ops.recordings.terminate(rec, why)
             return
         if channel is None:
             return
@@ -180,7 +180,7 @@ class WatchOps:
         name, groups = await self._who(caller)
         self._may(rec, caller, name, groups, "terminate")
         why = clean_reason(args["reason"])
-        if not await self.recordings._hang_up_one(rec, f"ended by {name}: {why}", name):
+        if not await self.recordings.terminate(rec, f"ended by {name}: {why}", name):
             raise JitError("session_ended", f"session {rec.id} is already ending")
         return {"ok": True, "code": "ok", "message": f"session {rec.id} of "
                 f"{rec.session.user} terminated", "id": rec.id}
