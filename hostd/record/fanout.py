@@ -71,7 +71,6 @@ class Fanout:
         self.trimmed = False  # output older than the backlog is gone (replay has it)
         self.watchers: list[Watcher] = []
         self.ended = ""  # the end status once the session is over
-        self.on_drop: Callable[[Watcher], None] = lambda w: None
 
     def publish(self, items: list[Item]) -> list[Watcher]:
         """Keep items in the backlog and queue them for every watcher; the watchers
@@ -110,8 +109,6 @@ class Fanout:
         if watcher in self.watchers:
             self.watchers.remove(watcher)
             watcher.dropped = why or "detached"
-            if why:
-                self.on_drop(watcher)
             watcher.wake()
 
     def notice(self, frame: dict) -> None:
