@@ -36,6 +36,7 @@ from hostd.wire import encode
 log = logging.getLogger("jit-hostd")
 
 SEND_TIMEOUT = 10.0  # a watcher whose socket takes nothing this long is gone
+SOCKET_AHEAD = 256 * 1024  # bytes left in asyncio's buffer before a watcher is waited on
 
 
 class _Moderated:
@@ -225,6 +226,7 @@ class WatchOps:
         """Send what is queued, as it comes, until the session ends, the watcher goes
         or is dropped. (why, the final answer)."""
         listener = asyncio.ensure_future(_listen(channel, w))
+        listener.add_done_callback(lambda _: wake.set())  # one event to wait on: no task
         try:
             while True:
                 wake.clear()
@@ -243,9 +245,7 @@ class WatchOps:
                 if listener.done():
                     return listener.result(), {"ok": True, "code": "ok",
                                                "message": "stopped watching"}
-                waiter = asyncio.ensure_future(wake.wait())
-                await asyncio.wait({waiter, listener}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
+                await wake.wait()  # output, a drop, the end, or the listener done
         finally:
             listener.cancel()
 
@@ -258,6 +258,11 @@ async def _deliver(channel, lines: list[bytes], w: Watcher,
         channel.writer.writelines(lines)
     except (ConnectionError, OSError):
         return "the connection was lost"
+    transport = channel.writer.transport
+    if transport.is_closing():
+        return "the connection was lost"
+    if transport.get_write_buffer_size() <= SOCKET_AHEAD:
+        return None  # the socket keeps up: no drain to wait for (the loop's hot path)
     drain = asyncio.ensure_future(channel.writer.drain())
     try:
         for _ in range(int(SEND_TIMEOUT)):
