@@ -175,6 +175,12 @@ class Stream:
 
     def recv(self, timeout: float | None = None) -> dict | None:
         """The next frame from hostd, or None when hostd ended the stream."""
+        line = self.recv_line(timeout)
+        return None if line is None else _frame(line)
+
+    def recv_line(self, timeout: float | None = None) -> bytes | None:
+        """The next frame's line as it came (a caller with a fast path of its own for
+        frames it knows, `jit watch`'s output), or None when hostd ended the stream."""
         sock = self._sock()
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -187,6 +193,11 @@ class Stream:
         except OSError as exc:
             self.client.close()
             raise JitError("unreachable", f"lost connection to jit-hostd: {exc}") from None
+        return line
+
+    @staticmethod
+    def parse(line: bytes) -> dict:
+        """A line from recv_line as its frame (as recv would have returned it)."""
         return _frame(line)
 
     def fileno(self) -> int:

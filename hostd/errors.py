@@ -60,6 +60,9 @@ REFUSALS = (
     "auth_failed",
     # session recordings (jit verify-recording): the file differs from what hostd wrote
     "tampered",
+    # live sessions (jit watch, jit terminate): over already; a watcher that fell behind
+    "session_ended",
+    "too_slow",
 )
 
 # Usage and configuration problems (exit code 2).

@@ -23,7 +23,8 @@ FIELDS = (
     "recording_sha256", "code", "ticket", "count", "tty", "guardrail",
     "pids", "processes",
     "masked",  # secrets masked in a command line, per rule (hostd/masking/text.py)
-    "path", "mode",  # privilege_residue of a setgid file (hostd/server/setgid_walks.py)
+    "path", "mode",  # privilege_residue of a setgid file (hostd/server/setgid_walks.py);
+    # mode is also a watcher's: observer or moderator (session_watch_*, issue 23)
     "idp_subject", "matched",  # an identity provider's token: its sub, the claims that
     # matched claims_to_roles (hostd/core/idp.py, issue 21)
     "not_before",  # when a scheduled grant starts (hostd/core/scheduled.py)
@@ -133,8 +134,20 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
               "A login session ended",
               ("user", "uid", "session_id", "tty", "reason")),
     EventType("session_terminated", "session", "a601c2c42c7842d9a006608e03f31ee7", 5,
-              "A session was ended at grant expiry",
-              (*ENDING, *RECORDING, "decision", "count", "pids", "processes")),
+              "A session was ended at grant expiry, or by an approver",
+              (*ENDING, *RECORDING, "decision", "count", "pids", "processes", "approver")),
+    EventType("session_watch_started", "session", "54923bc190e84a8c93023c3a2763e741", 5,
+              "Someone started watching a live recorded session",
+              (*RECORDING, "approver", "mode")),
+    EventType("session_watch_ended", "session", "b4eedfea66874ba19063f082695174cf", 5,
+              "Someone stopped watching a live recorded session",
+              (*RECORDING, "approver", "mode", "reason")),
+    EventType("session_paused", "session", "e8811a2468294779913468c62a032da7", 5,
+              "A moderated session was paused: too few moderators",
+              (*RECORDING, "reason")),
+    EventType("session_resumed", "session", "efdac5677d3e48da92411ab5ee39aeae", 5,
+              "A moderated session went on: its moderators are back",
+              (*RECORDING, "reason")),
     EventType("privilege_residue", "residue", "e0981b68452e472b9e8190cc445531da", 4,
               "Processes kept a group after the grant that gave it ended",
               (*ENDING, "decision", "count", "pids", "processes", "masked", "path", "mode")),

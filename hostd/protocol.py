@@ -136,6 +136,14 @@ OPS: dict[str, Op] = {op.name: op for op in (
          "height": Field("int", low=1, high=10000),
          "term": Field("str", length=64),
          "pty": Field("bool")}, access=ROOT, kind=STREAM),
+    # Live sessions (issue 23: hostd/server/watch.py): the role's approvers and root
+    # (group adm may observe); never the session's own user.
+    _op("session.list", "live recorded sessions the caller may watch (`jit sessions --live`)"),
+    _op("session.watch", "follow a live recorded session (`jit watch`)",
+        {"id": ID, "from_start": Field("bool"), "moderate": Field("bool"),
+         "raw": Field("bool")}, kind=STREAM),
+    _op("session.terminate", "end a live recorded session (`jit terminate`)",
+        {"id": ID, "reason": Field("str", required=True, length=TEXT)}),
 )}
 
 

@@ -226,7 +226,7 @@ def _event_table(evs: list[Event], total: int) -> str:
         detail = []
         for label, name in (("command", "command"), ("as", "runas"), ("session", "session_id"),
                             ("recording", "recording"), ("code", "code"),
-                            ("groups", "groups"), ("reason", "reason")):
+                            ("groups", "groups"), ("mode", "mode"), ("reason", "reason")):
             if ev.get(name):
                 detail.append(f"<b>{label}</b> {code(ev.get(name))}")
         if not detail and ev.f.get("MESSAGE"):

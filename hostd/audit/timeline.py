@@ -264,10 +264,12 @@ def _pack(grants: list[Grant]) -> int:
 def _describe(ev: Event) -> list[str]:
     """A mark's hover text: what happened, with the ids an auditor looks up."""
     out = [f"{ev.kind} at {stamp(ev.t)}"]
+    watch = ev.kind.startswith("session_watch") or ev.kind == "session_terminated"
     for label, name in (("command", "command"), ("as", "runas"), ("grant", "grant_id"),
                         ("request", "request_id"), ("session", "session_id"),
                         ("recording", "recording"), ("sha256", "recording_sha256"),
-                        ("tty", "tty"), ("code", "code"), ("reason", "reason")):
+                        ("tty", "tty"), ("code", "code"), ("reason", "reason"),
+                        ("by" if watch else "approver", "approver"), ("mode", "mode")):
         if ev.get(name):
             out.append(f"{label}: {ev.get(name)}")
     if len(out) == 1 and ev.f.get("MESSAGE"):

@@ -67,6 +67,10 @@ def approval_warnings(cfg: Config, accounts: Accounts) -> list[str]:
             if known < r.approvals:
                 out.append(f"role {r.name}: approvals = {r.approvals} but this host knows "
                            f"{known} approver(s): its requests can never be approved")
+        if r.moderation is not None and _decidable(r, accounts) < r.moderation.watchers:
+            out.append(f"role {r.name}: moderation needs {r.moderation.watchers} "
+                       f"moderator(s) but this host knows {_decidable(r, accounts)} "
+                       "approver(s): its sessions can never start")
     if pausing and cfg.standing:
         out.append("standing rules have no approvers: commands they allow that an approve "
                    "guardrail matches are refused (run them from a grant)")

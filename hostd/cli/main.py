@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hostd.cli import config_checks
 from hostd.cli import files as cli_files
+from hostd.cli import live as cli_live
 from hostd.cli import mask as cli_mask
 from hostd.cli import recordings as cli_recordings
 from hostd.cli import scheduled as cli_scheduled
@@ -358,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     _request_commands(command)
     _host_commands(command, sub)
     cli_recordings.add_arguments(sub, command)  # sessions, replay, verify-recording
+    cli_live.add_arguments(command)  # watch, terminate (issue 23)
     cli_mask.add_arguments(sub, command)  # mask test
     cli_scheduled.add_arguments(sub, _grants_table, _read_token)  # grants --pending, --start
     return p

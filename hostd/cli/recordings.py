@@ -42,9 +42,12 @@ ID_HELP = "a recording id (16 hex digits), as jit sessions shows it"
 
 def add_arguments(sub: argparse._SubParsersAction, command) -> None:
     """Wire the three commands into jit's parser (`command` is cli.build_parser's)."""
-    c = command("sessions", cmd_sessions, "list session recordings (root, adm)")
+    c = command("sessions", cmd_sessions, "list session recordings (root, adm); with "
+                "--live, the live sessions one may watch")
     c.add_argument("--dir", type=Path, metavar="DIR",
                    help=DIR_HELP)
+    c.add_argument("--live", action="store_true",
+                   help="list the live recorded sessions you may watch, from hostd")
 
     c = command("replay", cmd_replay, "play a session recording back (root, adm); with "
                 "--json, the whole recording as one JSON object")
@@ -174,6 +177,10 @@ def list_sessions(directory: Path) -> list[dict]:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
+    if args.live:
+        from hostd.cli.live import cmd_live_sessions
+
+        return cmd_live_sessions(args)
     rows = list_sessions(_directory(args))
     if args.json:
         return _say(args, {"ok": True, "code": "ok", "message": f"{len(rows)} recordings",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hostd.errors import ConfigError
 from hostd.masking import analysis as maskrules
 from hostd.paths import Paths
+from hostd.policy import moderation
 from hostd.policy.durations import parse_size
 from hostd.policy.idp import OidcIssuer, parse_oidc_issuer
 from hostd.policy.sudorules import Rule, parse_rule
@@ -65,6 +66,7 @@ class Role:
     record_failure: str = "terminate"
     record_input: bool = False  # keystrokes recorded too (masked); off: passwords typed
     max_lead_time: int = 7 * 86400  # how far ahead a grant may start (scheduled, pending)
+    moderation: moderation.Moderation | None = None  # issue 23 (policy/moderation.py)
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,12 @@ def _role(path: Path, name: str, data: Any) -> Role:
         record_failure=t.choice("record_failure", ("terminate", "continue"), "terminate"),
         record_input=t.get("record_input", bool, False),
         max_lead_time=t.duration("max_lead_time", 7 * 86400),
+        moderation=None if t.get("moderation", dict) is None else moderation.parse(
+            _Table(path, t.key("moderation"), t.data["moderation"])),
     )
     t.finish()
+    if role.moderation and (role.record != "always" or role.record_failure != "terminate"):
+        raise t.fail("moderation", 'needs record = "always", record_failure = "terminate"')
     if approvals > 0 and role.requesters and not role.approvers:
         raise t.fail("approvers", f"approvals = {approvals} needs approvers")
     if role.requesters and HOST_ISSUER not in role.issuers:

@@ -135,6 +135,8 @@ class Recorder:
         os.set_blocking(self.sig_r, False)
         self.pty = os.isatty(0) and os.isatty(1)
         self.own_group = True  # the command leads a process group of its own
+        self.paused = False  # a moderated session without its moderators (issue 23)
+        self.resumed_at = -10.0  # a monitor's stop seen just after a resume is the pause's
 
     def now(self) -> float:
         return time.monotonic() - self.start
@@ -173,7 +175,44 @@ class Recorder:
         self.in_masker = make_masker(rules, builtins, *extra) if self.record_input else None
         if os.isatty(2):
             say(f"this session is recorded ({self.sink.id})")
+        if answer.get("moderated"):
+            self.wait_for_start()
 
+    def wait_for_start(self) -> None:
+        """A moderated role: the command starts only when hostd says a moderator
+        watches (`{"start"}`); Ctrl-C or a hang-up (join_timeout) ends it unstarted."""
+        from hostd.errors import JitError
+        from hostd.events import escape
+
+        say(f"waiting for a moderator to watch this session (jit watch {self.sink.id} "
+            "--moderate); Ctrl-C cancels")
+        status = "cancelled"
+        try:
+            while True:
+                frame = self.sink.stream.recv(timeout=None)
+                if frame is None:
+                    raise SinkFailed("jit-hostd closed the recording stream")
+                if "start" in frame:
+                    say(f"{escape(frame['start'])}: the session starts")
+                    return
+                if "hangup" in frame:
+                    status = "not started"
+                    raise SinkFailed(f"hostd ends this session: {escape(frame['hangup'])}")
+        except KeyboardInterrupt:
+            self._close_unstarted(status)
+            raise SinkFailed("cancelled while waiting for a moderator") from None
+        except JitError as exc:
+            raise SinkFailed(exc.message) from None
+        except SinkFailed:
+            self._close_unstarted(status)
+            raise
+
+    def _close_unstarted(self, status: str) -> None:
+        """The recording of a command that never ran ends with why (it verifies)."""
+        try:
+            self.sink.close(self.now(), status)
+        except (SinkFailed, OSError):
+            pass
     def install_signals(self) -> None:
         signal.set_wakeup_fd(self.sig_w, warn_on_full_buffer=False)
         for sig in FORWARDED:
@@ -254,12 +293,39 @@ class Recorder:
         except SinkFailed as exc:
             self.sink_failed(str(exc))
             return
+        from hostd.events import escape
+
         for frame in frames:
             if "hangup" in frame:
-                from hostd.events import escape
-
                 say(f"hostd ends this session: {escape(frame['hangup'])}")
+                if self.paused:
+                    self.pause(False)  # a stopped command cannot take its SIGHUP
                 self.hang_up()
+            elif "pause" in frame and not self.paused:
+                say(f"session paused: {escape(frame['pause'])}; input is blocked until "
+                    "a moderator watches again")
+                self.pause(True)
+            elif "resume" in frame and self.paused:
+                say(f"session resumed: {escape(frame['resume'])}")
+                self.pause(False)
+
+    def pause(self, on: bool) -> None:
+        """Stop the command (SIGSTOP) and block input, or continue both. The stop is
+        ours, not the user's Ctrl-Z: reap() does not follow it (suspend)."""
+        self.paused = on
+        self.block_input(on)
+        if on:
+            self.signal_command(signal.SIGSTOP)
+            return
+        if self.pty and self.pid:  # the monitor stopped when the command did
+            try:
+                os.kill(self.pid, signal.SIGCONT)
+            except OSError:
+                pass
+        self.signal_command(signal.SIGCONT)
+
+    def block_input(self, on: bool) -> None:
+        pass
 
     def emit(self, fd: int, masker, data: bytes) -> bool:
         """Mask, show, record. False when the reader of `fd` went away."""
@@ -352,6 +418,11 @@ class Recorder:
         if pid == 0:
             return
         if os.WIFSTOPPED(status):
+            if self.paused:  # a pause's SIGSTOP is hostd's, not a Ctrl-Z
+                return
+            if time.monotonic() - self.resumed_at < 2.0:  # the pause's, seen late
+                os.kill(self.pid, signal.SIGCONT)
+                return
             self.suspend()
         else:
             self.status = status

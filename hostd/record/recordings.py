@@ -187,6 +187,7 @@ class Recording:
     inputs: int = 0
     closed: bool = False
     digest: str = ""
+    status: str = ""  # the end status once closed (`exit 0`, `interrupted`)
     lock: threading.Lock = field(default_factory=threading.Lock)  # writes, and a close
 
     @classmethod
@@ -222,6 +223,7 @@ class Recording:
         with self.lock:
             if not self.closed:
                 self.closed = True
+                self.status = status
                 self.digest = self.writer.close(t, status)
             return self.digest
 

@@ -8,6 +8,7 @@ import os
 import select
 import signal
 import termios
+import time
 import tty
 
 from hostd.record.proxy import (
@@ -55,8 +56,12 @@ def monitor(opts: Options, env: dict[str, str]) -> None:
         while True:
             _, status = os.waitpid(pid, os.WUNTRACED)
             if os.WIFSTOPPED(status):
+                try:  # a job of the command's own (a moderation pause) keeps the terminal
+                    fg = os.tcgetpgrp(0)
+                except OSError:
+                    fg = pid
                 os.kill(os.getpid(), signal.SIGSTOP)  # until the recorder continues us
-                _foreground(pid)
+                _foreground(fg)
                 relay(signal.SIGCONT, None)
                 continue
             break
@@ -74,6 +79,25 @@ def _foreground(pgrp: int) -> None:
         os.tcsetpgrp(0, pgrp)
     except OSError:
         pass
+
+
+def session_groups(sid: int) -> tuple[list[int], list[int]]:
+    """The process groups of the pty session `sid` (the monitor's) other than the
+    monitor's own: (the command's group, every other group). From /proc."""
+    top, others = set(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        ppid, pgrp, session = int(fields[1]), int(fields[2]), int(fields[3])
+        if session == sid and pgrp != sid:
+            (top if ppid == sid else others).add(pgrp)
+    return sorted(top), sorted(others - top)
 
 
 
@@ -96,6 +120,31 @@ class PtyRecorder(Recorder):
             return os.tcgetpgrp(self.master)
         except OSError:
             return 0
+
+    def pause(self, on: bool) -> None:
+        """Stop every process group of the pty's session, the command's (a shell)
+        first so it cannot see its jobs stop and take the terminal back; continue them
+        in the other order, then the monitor (which stopped when the command did and
+        gives the terminal back to the job that had it)."""
+        self.paused = on
+        self.block_input(on)
+        top, others = session_groups(self.pid)
+        for pgrp in (top + others) if on else (others + top):
+            try:
+                os.killpg(pgrp, signal.SIGSTOP if on else signal.SIGCONT)
+            except OSError:
+                pass
+        if not on:
+            self.resumed_at = time.monotonic()
+            try:
+                os.kill(self.pid, signal.SIGCONT)
+            except OSError:
+                pass
+
+    def block_input(self, on: bool) -> None:
+        """Keys stay in the terminal (unread) while paused."""
+        if getattr(self, "stdin_open", False):
+            self.poller.modify(0, 0 if on else select.POLLIN)
 
     def resize(self) -> None:
         cols, rows = window_size(0)

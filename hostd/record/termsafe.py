@@ -86,6 +86,10 @@ class TerminalFilter:
             pos = end.start() if end.group() == "\x1b" else end.end()  # too long: dropped
         return "".join(out)
 
+    def busy(self) -> bool:
+        """Part of a sequence is held: the next text must go through feed()."""
+        return bool(self._held) or self._dropping is not None
+
     def flush(self) -> str:
         """End of the replay: a sequence still incomplete is dropped."""
         self._held = ""

@@ -60,6 +60,7 @@ from hostd.server.record import RecordOps
 from hostd.server.reload import ReloadOps
 from hostd.server.sessions import SessionEnding
 from hostd.server.sudo import SudoOps
+from hostd.server.watch import WatchOps
 from hostd.server.worker import Worker
 from hostd.state.accounts_cache import TTL, AccountsCache
 from hostd.state.idpcache import IdpCache, IdpRefresh, sandbox_starter
@@ -220,7 +221,8 @@ class Server:
                        PamOps(core, self.reader, self.worker, self.names, logind, terminals),
                        self.reload,
                        self.recordings,
-                       _idp_ops(core, self.requests, self.worker, paths, idp_refresh)):
+                       _idp_ops(core, self.requests, self.worker, paths, idp_refresh),
+                       WatchOps(core, self.recordings, self.names)):
             register(self.ops, family)
 
     def _set_config_error(self, error: str) -> None:

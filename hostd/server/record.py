@@ -26,6 +26,7 @@ from hostd.core.lifecycle import Core
 from hostd.errors import JitError
 from hostd.events import carried
 from hostd.policy.liveness import is_live
+from hostd.record.fanout import Fanout
 from hostd.record.recordings import (
     Recording,
     Session,
@@ -135,6 +136,9 @@ class RecordOps:
                                                  thread_name_prefix="jit-recording")
         self.live_recordings: dict[str, Recording] = {}
         self._channels: dict[str, object] = {}  # recording id -> its stream, for hang_up
+        self.fanouts: dict[str, Fanout] = {}  # live sessions' watchers (server/watch.py)
+        self.on_open = lambda rec, fanout, channel: None  # WatchOps: moderation starts
+        self.on_close = lambda rec: None
 
     # sudo.check: which allowed command is recorded, and how ---------------------------------
 
@@ -188,17 +192,29 @@ class RecordOps:
                       "optional": list(config.masking_optional),
                       "hold": config.masking_hold,
                       "record_input": session.record_input,
-                      "record_failure": session.record_failure}
+                      "record_failure": session.record_failure,
+                      "moderated": self._moderated(session)}
             if not await channel.send(opened):
                 return await self._record_failed(rec, "the recorder went away at the start")
             self._channels[rec.id] = channel  # from now on, hang_up finds it
+            fanout = self.fanouts[rec.id] = Fanout(dict(rec.writer.header))
             ended = self._ended(session.grant_id)
             if ended is not None:  # ended before the session started
                 await self._hang_up_one(rec, ended)
+            self.on_open(rec, fanout, channel)
             return await self._record_frames(rec, channel)
         finally:
             self._channels.pop(rec.id, None)
             self.live_recordings.pop(rec.id, None)
+            fanout = self.fanouts.pop(rec.id, None)
+            if fanout is not None:
+                fanout.end(rec.status or "interrupted")
+            self.on_close(rec)
+
+    def _moderated(self, session: Session) -> bool:
+        """Whether the recorder must wait for `{"start"}`: the role has moderation."""
+        role = self.core.config.roles.get(session.role) if session.role else None
+        return bool(role and role.moderation)
 
     async def _record_frames(self, rec: Recording, channel) -> dict:
         loop = asyncio.get_running_loop()
@@ -210,6 +226,8 @@ class RecordOps:
                     return await self._record_failed(rec, "the recorder went away without "
                                                           "an end frame", writes)
                 items, status = _frame_items(frame)
+                if items and rec.id in self.fanouts:  # watchers: the bytes the cast gets
+                    self.fanouts[rec.id].publish(items)
             except JitError as exc:
                 await self._record_failed(rec, f"bad frame: {exc.message}", writes)
                 raise
@@ -271,15 +289,30 @@ class RecordOps:
                                for rec in list(self.live_recordings.values())
                                if rec.session.grant_id == grant_id and rec.id in self._channels))
 
-    async def _hang_up_one(self, rec: Recording, reason: str) -> None:
+    async def _hang_up_one(self, rec: Recording, reason: str,
+                           approver: str | None = None) -> bool:
+        """Hang one session up, once (False: it was already); `approver` is who ended
+        it with `jit terminate` (server/watch.py), None for an ending or moderation."""
         channel = self._channels.pop(rec.id, None)  # once per session
         if channel is None:
-            return
+            return False
         self.core.events.emit("session_terminated", f"recorded sudo session {rec.id} "
                               f"of {rec.session.user} hung up: {reason}",
                               **carried("session_terminated", rec.session, recording=rec.id,
-                                      session_id=rec.id, reason=reason))
+                                        session_id=rec.id, reason=reason,
+                                        approver=approver))
         await channel.send({"hangup": reason})
+        return True
+
+    async def terminate(self, rec: Recording, reason: str,
+                        approver: str | None = None) -> bool:
+        """End one live session (jit terminate, moderation: server/watch.py)."""
+        return await self._hang_up_one(rec, reason, approver)
+
+    def control(self, rid: str):
+        """The recorder's stream of a live session, to send it start, pause, resume
+        (server/watch.py); None once it is hung up or gone."""
+        return self._channels.get(rid)
 
     def _record_event(self, event: str, rec: Recording | None, session: Session, message: str,
                       **extra: object) -> None:

@@ -188,3 +188,27 @@ def test_a_long_period_stays_light(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 0 < marks <= 0.1 * 1200 / timeline.BIN + 2  # 1,000 commands in 10 % of it
     assert "more sudo_allowed until" in page
     assert page.index(">user2<") < page.index(">user10<")  # natural order
+
+
+def test_watching_pausing_and_terminating_show_on_the_session() -> None:
+    """Issue 23: who watched a live session, in which mode, its pauses and who ended
+    it, on the session's span and in the table."""
+    rec = dict(user="alice", recording="0123456789abcdef", session_id="0123456789abcdef")
+    entries = [
+        raw(0, "recording_started", **rec),
+        raw(5, "session_watch_started", approver="bob", mode="moderator", **rec),
+        raw(9, "session_paused", reason="the moderator left", **rec),
+        raw(12, "session_resumed", reason="a moderator returned", **rec),
+        raw(20, "session_terminated", approver="bob", reason="ended by bob: odd", **rec),
+        raw(21, "session_watch_ended", approver="bob", mode="moderator",
+            reason="the session ended", **rec),
+    ]
+    page = render_html(entries, host="h", since=None, until=None)
+    assert page.count('<tr id="e') == len(entries)
+    timeline = page.split('<svg class="tl"')[1].split("</svg>")[0]
+    for kind in ("session_watch_started", "session_paused", "session_resumed",
+                 "session_terminated", "session_watch_ended"):
+        assert f"{kind} at" in timeline
+    assert "by: bob" in timeline and "mode: moderator" in timeline
+    assert "<b>mode</b> <code>moderator</code>" in page
+    assert "recording 0123456789abcdef" in timeline  # one span from start to end

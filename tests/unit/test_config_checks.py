@@ -110,6 +110,19 @@ approvals = 2
         "be approved"]
 
 
+def test_a_moderated_role_with_too_few_known_approvers_can_never_start() -> None:
+    cfg = policy("""
+[roles.db]
+issuers = ["host"]
+approvers = ["%sudo"]
+record = "always"
+moderation = { watchers = 2 }
+""")
+    assert config_checks.approval_warnings(cfg, fresh_debian()) == [
+        "role db: moderation needs 2 moderator(s) but this host knows 1 approver(s): its "
+        "sessions can never start"]
+
+
 def test_max_ttl_lines_say_which_is_the_default(tmp_path: Path) -> None:
     text = '[roles.a]\nissuers = ["corp"]\n[roles.b]\nissuers = ["corp"]\nmax_ttl = "4h"\n'
     (tmp_path / "jit.toml").write_text(text)
