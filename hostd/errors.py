@@ -51,6 +51,9 @@ REFUSALS = (
     "auth_failed",
     # session recordings (jit verify-recording): the file differs from what hostd wrote
     "tampered",
+    # a revocation list (docs/REVOCATIONS.md) revokes the grant, or its issuer's list is
+    # missing (require_list) or stale in strict mode
+    "revoked",
 )
 
 # Usage and configuration problems (exit code 2).

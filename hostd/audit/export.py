@@ -89,6 +89,9 @@ OCSF_MAP: dict[str, OcsfMap] = {
     "hostd_started": OcsfMap(6002, 3, "success"),
     "config_error": OcsfMap(6008, 1, "failure"),
     "timer_failed": OcsfMap(6008, 1, "failure"),
+    "revocations_loaded": OcsfMap(6008, 99, "success", "Revocation List Loaded"),
+    "revocations_refused": OcsfMap(6008, 99, "failure", "Revocation List Refused"),
+    "revocations_stale": OcsfMap(6008, 99, "failure", "Revocation List Stale"),
     "notify_failed": OcsfMap(6008, 1, "failure"),
     "refusals_suppressed": OcsfMap(0, 99, "failure", "Refusals Suppressed"),
 }
@@ -129,6 +132,9 @@ ECS_MAP: dict[str, EcsMap] = {
     "hostd_started": EcsMap(("process",), ("start",), "success"),
     "config_error": EcsMap(("configuration",), ("info",), "failure"),
     "timer_failed": EcsMap(("process",), ("info",), "failure"),
+    "revocations_loaded": EcsMap(("configuration",), ("change",), "success"),
+    "revocations_refused": EcsMap(("configuration",), ("info",), "failure"),
+    "revocations_stale": EcsMap(("configuration",), ("info",), "failure"),
     "notify_failed": EcsMap(("iam",), ("info",), "failure"),
     "refusals_suppressed": EcsMap(("iam",), ("info",), "failure"),
 }

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from hostd.core.effects import ArmTimer, CancelTimer, EndSessions, Outbox
+from hostd.core.revocations import Revocations
 from hostd.errors import JitError
 from hostd.events import carried
 from hostd.masking import text as textmask
@@ -52,6 +53,8 @@ class Core:
         # this boot's /proc/sys/kernel/random/boot_id ("" unknown), kept with each
         # pending ending: one from an earlier boot has no process left to end
         self.boot_id = ""
+        # the revocation lists in force (hostd/core/revocations.py; None: none kept)
+        self.revocations: Revocations | None = None
 
     @property
     def config(self) -> Config:
@@ -120,6 +123,9 @@ class Core:
         grant = self.verify(token)
         if grant.exp <= self.now():  # within leeway, but over on this host's clock
             raise JitError("expired", "grant has already ended")
+        refused = self.revocations and self.revocations.refusal(grant, grant.user)
+        if refused:
+            raise JitError(*refused)
         uid = self.accounts.uid_of(grant.user)
         if uid is None:
             raise JitError("wrong_user", f"grant names {grant.user!r}, no such local user")
@@ -189,12 +195,13 @@ class Core:
                      reason or g["reason"])
         return self.public_grant(g)
 
-    def _revoke(self, g: dict, reason: str, by: str, message: str, logged_reason: str) -> None:
+    def _revoke(self, g: dict, reason: str, by: str, message: str, logged_reason: str,
+                **fields: object) -> None:
         ending = self._ending(g, "policy changed" if reason == "policy changed"
                               else "revoked", by)
         self._end(g, "revoked", reason, by, ending)
         self._grant_event("grant_revoked", message, g, reason=logged_reason,
-                          decision="revoked", approver=by)
+                          decision="revoked", approver=by, **fields)
         self.outbox.add(CancelTimer(g["id"]))
         self.outbox.add(ending)
 
@@ -246,6 +253,10 @@ class Core:
                          f"grant {g['id']} revoked: policy changed", "policy changed")
             ended.append(g["id"])
         return ended
+
+    def end_revoked(self, g: dict, why: str, fields: dict) -> None:
+        """A revocation list ends `g` now, like `jit revoke` (`fields` name the list)."""
+        self._revoke(g, "revoked", "revocations", f"grant {g['id']} {why}", why, **fields)
 
     def expire(self, grant_id: str) -> bool:
         """Expire a grant if it is due; a timer firing early changes nothing."""

@@ -123,6 +123,8 @@ class Requests:
         user, groups = self._who(uid)
         role = self._role(role_name)
         may_request(role, user, groups)
+        if self.core.revocations is not None:  # a person a list locks is locked here too
+            self.core.revocations.check_user(user)
         reason = clean_reason(reason)
         self.expire_due()
         pending = [r for r in self.store.requests(("pending",)) if r["user"] == user]

@@ -19,6 +19,7 @@ from hostd.errors import ConfigError
 from hostd.masking import analysis as maskrules
 from hostd.paths import Paths
 from hostd.policy.durations import parse_duration, parse_size
+from hostd.policy.revconfig import RevocationConfig, parse_revocation
 from hostd.policy.sudorules import Rule, parse_rule
 from hostd.policy.trust import check as check_trusted
 from hostd.policy.trust import read_file
@@ -99,6 +100,7 @@ class Issuer:
     keys: tuple[PublicKey, ...]
     algorithms: tuple[str, ...]
     username_claim: str = "sub"
+    revocation: RevocationConfig | None = None  # its [revocation] table (revconfig.py)
 
 
 @dataclass(frozen=True)
@@ -424,8 +426,9 @@ def parse_issuer(path: Path, data: dict, root: Path | None = None,
     if not usable:
         raise t.fail("algorithms", "none of the issuer's keys fits the allowed algorithms")
     claim = t.get("username_claim", str, "sub")
+    revocation = parse_revocation(path, t.get("revocation", dict), root)
     t.finish()
-    return Issuer(name, tuple(usable), tuple(algorithms), claim)
+    return Issuer(name, tuple(usable), tuple(algorithms), claim, revocation)
 
 
 def _rooted(root: Path | None, key_path: Path) -> Path:

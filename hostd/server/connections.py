@@ -56,6 +56,7 @@ from hostd.server.ops import Caller, Handler, register
 from hostd.server.pam import PamOps
 from hostd.server.record import RecordOps
 from hostd.server.reload import ReloadOps
+from hostd.server.revocations import RevocationOps
 from hostd.server.sessions import SessionEnding
 from hostd.server.sudo import SudoOps
 from hostd.server.worker import Worker
@@ -213,6 +214,7 @@ class Server:
                                self.auth, self.recordings, paths.proc, paths.dev),
                        PamOps(core, self.reader, self.worker, self.names, logind, terminals),
                        self.reload,
+                       RevocationOps(core, self.worker),
                        self.recordings):
             register(self.ops, family)
 
@@ -308,6 +310,8 @@ class Server:
     def sweep(self) -> None:
         """Backstop: expire due grants and unanswered requests (in the worker)."""
         self.core.sweep()
+        if self.core.revocations is not None:  # stale lists, entries coming into force
+            self.core.revocations.sweep()
         self.requests.expire_due()
 
     def on_timer(self, grant_id: str) -> None:

@@ -139,12 +139,22 @@ MIGRATIONS: list[str] = [
         position TEXT NOT NULL DEFAULT '[]'
     );
     """,
+    # 6: each grant's verifying kid, the last revocation list per issuer (revstore.py)
+    """
+    ALTER TABLE grants ADD COLUMN kid TEXT NOT NULL DEFAULT '';
+    CREATE TABLE revocation_lists (
+        issuer TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        token TEXT NOT NULL,
+        accepted_at INTEGER NOT NULL
+    );
+    """,
 ]
 
 GRANT_COLUMNS = (
     "id", "jti", "issuer", "user", "uid", "role", "groups", "not_before", "exp", "reason",
     "ticket", "approved_by", "hosts", "state", "activated_at", "ended_at", "end_reason",
-    "ended_by",
+    "ended_by", "kid",
 )
 _JSON_COLUMNS = ("groups", "approved_by", "hosts")
 

@@ -1,0 +1,276 @@
+"""Revocation lists on this host: which list is in force per issuer, and what it ends.
+
+For each issuer with a `[revocation]` table, hostd reads the pushed `file` and the
+fetched copy (<state>/revocations/NAME.jwt), keeps the verified one with the highest
+seq, refuses a lower seq than the last accepted (a rollback) and keeps the previous list
+when a new one is corrupt or unverifiable. The last accepted list is in the store, so a
+restart neither forgets a lock nor takes an older list. Runs in the ordered worker:
+`reload` (op revocations.reload, at start, after a policy reload) and `sweep`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from hostd.errors import JitError
+from hostd.paths import Paths
+from hostd.policy import revocations as rev
+from hostd.policy.revconfig import RevocationConfig
+from hostd.policy.revocations import RevocationList
+from hostd.state import revstore
+
+REVOKED = "revoked"
+
+
+def read_bounded(path: Path) -> str | None:
+    """A list file's text (None: absent). Never blocks on a FIFO, never reads more than
+    a list may hold; JitError when it is no regular file, too large or not text."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise JitError("malformed", f"cannot read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise JitError("malformed", "not a regular file")
+        data = fh.read(rev.MAX_LIST + 1)
+    if len(data) > rev.MAX_LIST:
+        raise JitError("malformed", f"larger than {rev.MAX_LIST // 1024} KiB")
+    try:
+        return data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise JitError("malformed", "not a compact JWS (non-ASCII bytes)") from None
+
+
+@dataclass
+class IssuerState:
+    """What `jit revocations status` shows for one issuer."""
+
+    accepted_at: int = 0
+    last_error: str = ""
+    last_error_at: int = 0
+    stale_warned: bool = False
+
+
+class Revocations:
+    """The lists in force; `refusal` is the one question activations ask (CONTRACTS §D)."""
+
+    def __init__(self, core: object, paths: Paths) -> None:
+        self.core = core  # hostd.core.lifecycle.Core (not imported: lifecycle imports us)
+        self.paths = paths
+        self.lists: dict[str, RevocationList] = {}
+        self.state: dict[str, IssuerState] = {}
+        self._refused_digest: dict[Path, str] = {}  # an unchanged bad file: one event
+        for issuer, (_seq, token, at) in revstore.accepted(core.store).items():
+            try:
+                self.lists[issuer] = rev.decode_unverified(token)  # verified when accepted
+            except JitError:
+                continue
+            self._st(issuer).accepted_at = at
+
+    def _st(self, issuer: str) -> IssuerState:
+        return self.state.setdefault(issuer, IssuerState())
+
+    def configured(self) -> dict[str, RevocationConfig]:
+        return {name: i.revocation for name, i in self.core.config.issuers.items()
+                if i.revocation is not None}
+
+    # loading ------------------------------------------------------------------------------
+
+    def sources(self, name: str, cfg: RevocationConfig) -> list[Path]:
+        out = [cfg.file] if cfg.file is not None else []
+        if cfg.url:
+            out.append(self.paths.revocations_dir / f"{name}.jwt")
+        return out
+
+    def reload(self) -> dict[str, dict]:
+        """Re-read every issuer's sources; accept what is newer; end what is now revoked."""
+        outcome = {}
+        for name, cfg in self.configured().items():
+            outcome[name] = self._reload_one(name, cfg)
+        outcome_ended = self.enforce()
+        for name in outcome:
+            outcome[name]["ended"] = [g for g, issuer in outcome_ended if issuer == name]
+        return outcome
+
+    def _reload_one(self, name: str, cfg: RevocationConfig) -> dict:
+        best: tuple[RevocationList, Path] | None = None
+        for path in self.sources(name, cfg):
+            lst = self._read(name, path)
+            if lst is not None and (best is None or lst.seq > best[0].seq):
+                best = (lst, path)
+        if best is not None:
+            self._accept(name, *best)
+        current = self.lists.get(name)
+        return {"seq": current.seq if current else None,
+                "error": self._st(name).last_error}
+
+    def _read(self, name: str, path: Path) -> RevocationList | None:
+        try:
+            token = read_bounded(path)
+            if token is None:
+                return None
+            lst = rev.verify(token, self.core.config, self.core.clock())
+            if lst.issuer != name:
+                raise JitError("malformed", f"the list is {lst.issuer!r}'s, not {name!r}'s")
+            return lst
+        except JitError as exc:
+            self._refused(name, path, exc.code, exc.message, token_digest(path))
+            return None
+
+    def _accept(self, name: str, lst: RevocationList, path: Path) -> None:
+        current = self.lists.get(name)
+        if current is not None and current.token == lst.token:
+            return  # the same list read again
+        if current is not None and lst.seq <= current.seq:
+            why = ("rollback" if lst.seq < current.seq else "seq reused")
+            self._refused(name, path, "rollback", f"{why}: seq {lst.seq} after accepted seq "
+                          f"{current.seq}; keeping seq {current.seq}",
+                          hashlib.sha256(lst.token.encode()).hexdigest())
+            return
+        now = self.core.now()
+        revstore.save(self.core.store, name, lst.seq, lst.token, now)
+        self.lists[name] = lst
+        st = self._st(name)
+        st.accepted_at, st.last_error, st.stale_warned = now, "", False
+        self.core.events.emit("revocations_loaded", f"revocation list of {name} seq {lst.seq} "
+                              f"accepted from {path}: {len(lst.entries)} entries",
+                              issuer=name, count=len(lst.entries), path=str(path),
+                              revocation_list=f"{name}#{lst.seq}")
+
+    def _refused(self, name: str, path: Path, code: str, message: str, digest: str) -> None:
+        st = self._st(name)
+        st.last_error, st.last_error_at = f"{path}: {message}", self.core.now()
+        if self._refused_digest.get(path) == digest:
+            return  # the same refused content again: said once already
+        self._refused_digest[path] = digest
+        current = self.lists.get(name)
+        keeping = f"keeping seq {current.seq}" if current else "no list accepted yet"
+        self.core.events.emit("revocations_refused", f"revocation list of {name} from {path} "
+                              f"refused ({code}): {message}; {keeping}",
+                              issuer=name, code=code, reason=message, path=str(path))
+
+    # deciding -----------------------------------------------------------------------------
+
+    def refusal(self, grant_claims: object, user: str) -> tuple[str, str] | None:
+        """(`revoked`, why) when a grant (a Grant, a grant row or claims with issuer, jti,
+        role, kid) of `user` must not hold now: an entry in force, or its issuer's list
+        missing (require_list) or stale in strict mode. None: go."""
+        claims = _claims(grant_claims, user)
+        now = self.core.clock()
+        for name, lst in self.lists.items():
+            entry = rev.match(lst, claims, now, self.core.host)
+            if entry is not None:
+                return REVOKED, describe(name, lst, entry)
+        return self._freshness(claims.get("issuer"), now)
+
+    def _freshness(self, issuer: object, now: float) -> tuple[str, str] | None:
+        cfg = self.configured().get(issuer) if isinstance(issuer, str) else None
+        if cfg is None:
+            return None
+        lst = self.lists.get(issuer)
+        if lst is None:
+            if cfg.require_list:
+                return REVOKED, f"no revocation list of {issuer} accepted yet (require_list)"
+            return None
+        if cfg.mode == "strict" and is_stale(lst, cfg, now):
+            return REVOKED, (f"the revocation list of {issuer} (seq {lst.seq}) is stale "
+                             f"and the issuer's mode is strict")
+        return None
+
+    def check_user(self, user: str) -> None:
+        """A request of a user a `sub` entry locks is refused (JitError revoked)."""
+        now = self.core.clock()
+        for name, lst in self.lists.items():
+            entry = rev.locks_user(lst, user, now, self.core.host)
+            if entry is not None:
+                raise JitError(REVOKED, describe(name, lst, entry))
+
+    def enforce(self) -> list[tuple[str, str]]:
+        """End every active grant `refusal` says no to, like `jit revoke`; (id, issuer)."""
+        ended = []
+        for g in self.core.store.grants("active"):
+            refused = self.refusal(g, g["user"])
+            if refused is None:
+                continue
+            self.core.end_revoked(g, refused[1], self._list_of(g))
+            ended.append((g["id"], g["issuer"]))
+        return ended
+
+    def _list_of(self, g: dict) -> dict:
+        """The event fields naming the list and entry that ended `g`."""
+        now = self.core.clock()
+        for name, lst in self.lists.items():
+            entry = rev.match(lst, g, now, self.core.host)
+            if entry is not None:
+                return {"revocation_list": f"{name}#{lst.seq}",
+                        "revocation_entry": entry.label()}
+        lst = self.lists.get(g["issuer"])
+        return {"revocation_list": f"{g['issuer']}#{lst.seq}" if lst else g["issuer"]}
+
+    def sweep(self) -> None:
+        """Each sweep: warn of stale lists (best_effort), end what strict mode or an
+        entry now in force ends (an `until` passing ends an entry; nothing to do)."""
+        now = self.core.clock()
+        for name, cfg in self.configured().items():
+            lst = self.lists.get(name)
+            if lst is not None and is_stale(lst, cfg, now):
+                self.core.events.emit(
+                    "revocations_stale", f"revocation list of {name} (seq {lst.seq}) is "
+                    f"stale: next update was due {int(now - lst.next_update)} s ago "
+                    f"({cfg.mode})", issuer=name, mode=cfg.mode,
+                    revocation_list=f"{name}#{lst.seq}")
+        self.enforce()
+
+    def status(self) -> list[dict]:
+        now = self.core.clock()
+        out = []
+        for name, cfg in sorted(self.configured().items()):
+            lst, st = self.lists.get(name), self._st(name)
+            out.append({
+                "issuer": name, "mode": cfg.mode, "require_list": cfg.require_list,
+                "seq": lst.seq if lst else None,
+                "iat": lst.iat if lst else None,
+                "age": int(now - lst.iat) if lst else None,
+                "next_update": lst.next_update if lst else None,
+                "stale": bool(lst and is_stale(lst, cfg, now)),
+                "entries": len(lst.entries) if lst else 0,
+                "in_force": rev.in_force_count(lst, now, self.core.host) if lst else 0,
+                "accepted_at": st.accepted_at or None,
+                "last_error": st.last_error or None,
+                "sources": [str(p) for p in self.sources(name, cfg)],
+            })
+        return out
+
+
+def is_stale(lst: RevocationList, cfg: RevocationConfig, now: float) -> bool:
+    return now > lst.next_update + cfg.max_stale
+
+
+def describe(name: str, lst: RevocationList, entry: rev.Entry) -> str:
+    why = f": {entry.reason}" if entry.reason else ""
+    return f"revoked by the revocation list of {name} (seq {lst.seq}, {entry.label()}){why}"
+
+
+def token_digest(path: Path) -> str:
+    """What identifies a refused file's content (so an unchanged one is reported once)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _claims(grant: object, user: str) -> dict:
+    if isinstance(grant, dict):
+        out = dict(grant)
+    else:
+        out = {k: getattr(grant, k, None) for k in ("issuer", "jti", "role", "kid")}
+    out.setdefault("issuer", out.get("iss"))
+    out["user"] = user
+    return out
