@@ -179,7 +179,7 @@ def verify(token: object, config: Config, now: float) -> RevocationList:
 def decode_unverified(token: str) -> RevocationList:
     """The issuer side's own previous list (`jit revocations build --previous`), read
     without a key: the issuer signed it, and signs the next one anyway."""
-    token, _header_, claims = _header(token)
+    token, _, claims = _header(token)
     return _shape(claims, token)
 
 
