@@ -66,6 +66,7 @@ class Revocations:
         self.lists: dict[str, RevocationList] = {}
         self.state: dict[str, IssuerState] = {}
         self._refused_digest: dict[Path, str] = {}  # an unchanged bad file: one event
+        self._stamps: dict[Path, str] = {}  # each source as last read (sweep re-reads)
         for issuer, (_seq, token, at) in revstore.accepted(core.store).items():
             try:
                 self.lists[issuer] = rev.decode_unverified(token)  # verified when accepted
@@ -111,6 +112,7 @@ class Revocations:
                 "error": self._st(name).last_error}
 
     def _read(self, name: str, path: Path) -> RevocationList | None:
+        self._stamps[path] = token_digest(path)
         try:
             token = read_bounded(path)
             if token is None:
@@ -214,8 +216,12 @@ class Revocations:
         return {"revocation_list": f"{g['issuer']}#{lst.seq}" if lst else g["issuer"]}
 
     def sweep(self) -> None:
-        """Each sweep: warn of stale lists (best_effort), end what strict mode or an
-        entry now in force ends (an `until` passing ends an entry; nothing to do)."""
+        """Each sweep: re-read a source changed since it was read, warn of stale lists,
+        end what strict mode or an entry now in force ends (a host selector by address
+        may come to match; an `until` passing needs nothing: matching checks it)."""
+        if any(token_digest(p) != self._stamps.get(p) for name, cfg in
+               self.configured().items() for p in self.sources(name, cfg)):
+            self.reload()  # a write the path unit missed, or no path unit at all
         now = self.core.clock()
         for name, cfg in self.configured().items():
             lst = self.lists.get(name)

@@ -65,8 +65,8 @@ def test_a_pushed_list_ends_a_live_grant_and_refuses_new_ones(box):
     assert activate(box, "carol")[0] == 0
     assert "alice" in box.members("docker")
     build(box, "--user", "alice", "--reason", "laptop stolen")
-    answer = reload(box)
-    assert answer["issuers"]["corp"]["seq"] == 1 and len(answer["issuers"]["corp"]["ended"]) == 1
+    answer = reload(box)  # (or the sweep, which re-reads a changed file, ran first)
+    assert answer["issuers"]["corp"]["seq"] == 1
     assert "alice" not in box.members("docker")
     assert "carol" in box.members("docker")  # not named: untouched
     (revoked,) = box.events("grant_revoked")
@@ -129,7 +129,7 @@ def test_the_accepted_list_survives_a_restart(box):
     box.start()
     assert activate(box, "alice")[1]["code"] == "revoked"
     rc, status = box.jit_json("revocations", "status")
-    assert status["issuers"][0]["seq"] == 1
+    assert rc == 0 and status["issuers"][0]["seq"] == 1
 
 
 def test_hostd_reads_a_list_written_while_it_was_down(box):
