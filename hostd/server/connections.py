@@ -204,6 +204,7 @@ class Server:
                                     terminals)
         self.effects = Effects(core, timers, self.ending, notifier, self.side)
         self.sudo = Sudo(core, self.requests, reader=self.reader)
+        self.reloaded = asyncio.Event()  # a policy loaded (service._sweeper waits on it)
         self.reload = ReloadOps(core, self.worker, paths, self._set_config_error)
         self.ops: dict[str, Handler] = {}
         for family in (GrantOps(core, self.reader, self.worker, self.names,
@@ -219,7 +220,11 @@ class Server:
             register(self.ops, family)
 
     def _set_config_error(self, error: str) -> None:
+        """Called with "" whenever a policy loads: the sweeper then sweeps at once and
+        sleeps the new policy's sweep_interval (not the rest of the old one's)."""
         self.config_error = error
+        if not error:
+            self.reloaded.set()
 
     async def carry_out(self, effects: list[Effect]) -> None:
         await self.effects.carry_out(effects)

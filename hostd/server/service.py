@@ -244,7 +244,11 @@ async def serve(paths: Paths, accounts: Accounts | None = None) -> int:
 
 async def _sweeper(server: Server) -> None:
     while True:
-        await asyncio.sleep(server.core.config.sweep_interval)
+        # a reloaded policy wakes it: its sweep_interval (and strict revocation lists,
+        # stale ones) take effect now, not after the old interval ran out
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.reloaded.wait(), server.core.config.sweep_interval)
+        server.reloaded.clear()
         try:
             await server.worker.run(server.sweep)
         except Exception:
