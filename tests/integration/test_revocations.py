@@ -209,6 +209,35 @@ def test_an_entry_for_another_host_or_past_its_until_ends_nothing(box):
     assert box.wait_for(lambda: activate(box, "alice")[0] == 0)
 
 
+REQUESTS = POLICY.replace('issuers = ["corp", "host"]\n', 'issuers = ["corp", "host"]\n'
+                          'requesters = ["alice"]\napprovers = ["bob"]\n', 1)
+
+
+def test_a_sub_entry_locks_the_person_out_of_host_grants_and_requests():
+    box = Sandbox(REQUESTS)
+    try:
+        (box.root / "etc/jit/revocations").mkdir(mode=0o755)
+        issuer_file(box, file="/etc/jit/revocations/corp.jwt")
+        box.start()
+        rc, req = box.jit_json("request", "docker", "--for", "30m", "--reason", "deploy",
+                               user="alice")
+        assert rc == 0, req
+        rc, out = box.jit_json("approve", req["request"]["id"], user="bob")
+        assert rc == 0, out
+        assert "alice" in box.members("docker")  # a grant signed by the host issuer
+        build(box, "--user", "alice", "--reason", "left the company")
+        reload(box)
+        assert "alice" not in box.members("docker")
+        (revoked,) = box.events("grant_revoked")
+        assert revoked["JIT_ISSUER"] == "host" and revoked["JIT_REVOCATION_ENTRY"] == "sub=alice"
+        rc, refused = box.jit_json("request", "docker", "--for", "30m", "--reason", "again",
+                                   user="alice")
+        assert rc == 1 and refused["code"] == "revoked"
+        assert "left the company" in refused["message"]
+    finally:
+        box.cleanup()
+
+
 def test_reload_is_root_only(box):
     box.start()
     rc, out = box.jit_json("revocations", "reload", user="alice")
