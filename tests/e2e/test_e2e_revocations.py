@@ -111,6 +111,8 @@ def running(box: Container, pid: int) -> bool:
 
 
 def test_a_pushed_list_ends_a_live_grant_and_its_session(box: Container, lists: Lists) -> None:
+    watching = box.run(["systemctl", "is-active", "jit-revocations.path"], check=False)
+    assert watching.stdout.strip() == "active", "the package enables and starts the path unit"
     assert activate(box, "alice", "docker")["ok"]
     assert activate(box, "carol", "docker")["ok"]
     box.run("setsid e2e-session revoked </dev/null >/dev/null 2>&1 &")
