@@ -194,8 +194,13 @@ class Revocations:
                 raise JitError(REVOKED, describe(name, lst, entry))
 
     def enforce(self) -> list[tuple[str, str]]:
-        """End every active grant `refusal` says no to, like `jit revoke`; (id, issuer)."""
-        ended = []
+        """End every active grant `refusal` says no to, like `jit revoke`; (id, issuer).
+        Without any entry or a strict/require_list issuer, nothing can: no grant is read
+        (the sweep runs this every sweep_interval, with up to 10,000 live grants)."""
+        ended: list[tuple[str, str]] = []
+        if not any(lst.entries for lst in self.lists.values()) and not any(
+                c.mode == "strict" or c.require_list for c in self.configured().values()):
+            return ended
         for g in self.core.store.grants("active"):
             refused = self.refusal(g, g["user"])
             if refused is None:
