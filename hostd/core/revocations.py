@@ -163,16 +163,20 @@ class Revocations:
         """(`revoked`, why) when a grant (a Grant, a grant row or claims with issuer, jti,
         role, kid) of `user` must not hold now: an entry in force, or its issuer's list
         missing (require_list) or stale in strict mode. None: go."""
-        claims = _claims(grant_claims, user)
-        now = self.core.clock()
+        return self._decide(_claims(grant_claims, user), self.core.clock(), self.configured())
+
+    def _decide(self, claims: dict, now: float, configured: dict[str, RevocationConfig]
+                ) -> tuple[str, str] | None:
         for name, lst in self.lists.items():
             entry = rev.match(lst, claims, now, self.core.host)
             if entry is not None:
                 return REVOKED, describe(name, lst, entry)
-        return self._freshness(claims.get("issuer"), now)
+        issuer = claims.get("issuer")
+        cfg = configured.get(issuer) if isinstance(issuer, str) else None
+        return None if cfg is None else self._freshness(issuer, cfg, now)
 
-    def _freshness(self, issuer: object, now: float) -> tuple[str, str] | None:
-        cfg = self.configured().get(issuer) if isinstance(issuer, str) else None
+    def _freshness(self, issuer: str, cfg: RevocationConfig, now: float
+                   ) -> tuple[str, str] | None:
         if cfg is None:
             return None
         lst = self.lists.get(issuer)
@@ -198,13 +202,15 @@ class Revocations:
         Without any entry or a strict/require_list issuer, nothing can: no grant is read
         (the sweep runs this every sweep_interval, with up to 10,000 live grants)."""
         ended: list[tuple[str, str]] = []
+        configured, now = self.configured(), self.core.clock()
         if not any(lst.entries for lst in self.lists.values()) and not any(
-                c.mode == "strict" or c.require_list for c in self.configured().values()):
+                c.mode == "strict" or c.require_list for c in configured.values()):
             return ended
-        for g in self.core.store.grants("active"):
-            refused = self.refusal(g, g["user"])
+        for claims in revstore.live_claims(self.core.store):
+            refused = self._decide(claims, now, configured)
             if refused is None:
                 continue
+            g = self.core.store.get_grant(claims["id"])
             self.core.end_revoked(g, refused[1], self._list_of(g))
             ended.append((g["id"], g["issuer"]))
         return ended
