@@ -101,6 +101,7 @@ class Revocations:
 
     def _reload_one(self, name: str, cfg: RevocationConfig) -> dict:
         best: tuple[RevocationList, Path] | None = None
+        self._st(name).last_error = ""  # what this reading finds wrong, if anything
         for path in self.sources(name, cfg):
             lst = self._read(name, path)
             if lst is not None and (best is None or lst.seq > best[0].seq):
@@ -132,7 +133,7 @@ class Revocations:
         if current is not None and lst.seq <= current.seq:
             why = ("rollback" if lst.seq < current.seq else "seq reused")
             self._refused(name, path, "rollback", f"{why}: seq {lst.seq} after accepted seq "
-                          f"{current.seq}; keeping seq {current.seq}",
+                          f"{current.seq}",
                           hashlib.sha256(lst.token.encode()).hexdigest())
             return
         now = self.core.now()

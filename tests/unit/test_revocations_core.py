@@ -221,3 +221,15 @@ def test_bad_tables_name_the_key(table, key):
     with pytest.raises(ConfigError) as info:
         parse_revocation(P, table)
     assert info.value.key == key
+
+
+def test_the_last_error_is_what_the_last_reading_found(w):
+    w.write(1, rev.Entry("sub", "alice"))
+    w.lists.reload()
+    good = w.file.read_text()
+    w.file.write_text("garbage")
+    assert w.lists.reload()["corp"]["error"]
+    assert w.lists.status()[0]["last_error"]
+    w.file.write_text(good)  # put back: the same list again, nothing wrong any more
+    assert w.lists.reload()["corp"] == {"seq": 1, "error": "", "ended": []}
+    assert w.lists.status()[0]["last_error"] is None
