@@ -36,7 +36,7 @@ def _entries(args: argparse.Namespace, now: int) -> list[rev.Entry]:
                          ("kid", args.kid)):
         for value in values or ():
             # the same checks a host makes, so a list is never built that hosts refuse
-            out.append(rev._entry(len(out), {kind: value, **({"hosts": list(hosts)}
+            out.append(rev.parse_entry(len(out), {kind: value, **({"hosts": list(hosts)}
                                                              if hosts else {}),
                                              **({"until": until} if until else {}),
                                              "reason": args.reason or ""}))

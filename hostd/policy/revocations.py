@@ -97,7 +97,7 @@ def _int(claims: dict, name: str, high: int) -> int:
     return value
 
 
-def _entry(i: int, item: object) -> Entry:
+def parse_entry(i: int, item: object) -> Entry:
     """One entry, checked whole: exactly one subject, known keys only (an entry whose
     scope this host cannot read must not be guessed at), bounded strings."""
     if not isinstance(item, dict):
@@ -144,7 +144,7 @@ def _shape(claims: dict, token: str) -> RevocationList:
     if next_update < iat:
         raise _bad("claim 'next_update' is before 'iat'")
     return RevocationList(iss, seq, iat, next_update,
-                          tuple(_entry(i, e) for i, e in enumerate(entries)), token)
+                          tuple(parse_entry(i, e) for i, e in enumerate(entries)), token)
 
 
 def _header(token: object) -> tuple[str, dict, dict]:

@@ -210,3 +210,31 @@ def test_a_built_list_verifies_on_a_host(pki, config):
                         NOW, 3600)
     got = rev.verify(rev.sign(pki.corp, lst), config, NOW)
     assert got.entries == lst.entries and got.seq == 1
+
+
+def test_jit_revocations_build(tmp_path, capsys, pki):
+    """The issuer's tool: seq counts up from --previous, entries carry over, bad input
+    is a usage error (exit 2), never a list hosts would refuse."""
+    from cryptography.hazmat.primitives import serialization
+
+    from hostd.cli.main import main
+
+    key = tmp_path / "corp.key"
+    key.write_bytes(pki.corp.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    first, second = tmp_path / "1.jwt", tmp_path / "2.jwt"
+    base = ["revocations", "build", "--key", str(key), "--issuer", "corp"]
+    assert main([*base, "--user", "alice", "--reason", "left", "--out", str(first)]) == 0
+    assert main([*base, "--previous", str(first), "--jti", "j-9", "--role", "ops",
+                 "--hosts", "web-*", "--until", "+1h", "--out", str(second)]) == 0
+    lst = rev.decode_unverified(second.read_text().strip())
+    assert lst.seq == 2 and [e.label() for e in lst.entries] == ["sub=alice", "jti=j-9",
+                                                                  "role=ops"]
+    assert lst.entries[1].hosts == ("web-*",) and lst.entries[1].until is not None
+    capsys.readouterr()
+    assert main([*base, "--user", "bad user"]) == 2
+    assert main([*base, "--next-update", "soon"]) == 2
+    assert main(["revocations", "build", "--key", str(key), "--issuer", "other",
+                 "--previous", str(first)]) == 2
+    assert "usage" in capsys.readouterr().err
