@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,31 +19,10 @@ from hostd.errors import JitError
 from hostd.paths import Paths
 from hostd.policy import revocations as rev
 from hostd.policy.revconfig import RevocationConfig
-from hostd.policy.revocations import RevocationList
+from hostd.policy.revocations import RevocationList, read_bounded
 from hostd.state import revstore
 
 REVOKED = "revoked"
-
-
-def read_bounded(path: Path) -> str | None:
-    """A list file's text (None: absent). Never blocks on a FIFO, never reads more than
-    a list may hold; JitError when it is no regular file, too large or not text."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise JitError("malformed", f"cannot read: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise JitError("malformed", "not a regular file")
-        data = fh.read(rev.MAX_LIST + 1)
-    if len(data) > rev.MAX_LIST:
-        raise JitError("malformed", f"larger than {rev.MAX_LIST // 1024} KiB")
-    try:
-        return data.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise JitError("malformed", "not a compact JWS (non-ASCII bytes)") from None
 
 
 @dataclass

@@ -11,9 +11,12 @@ still a peer's input after.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import jwt
 
@@ -22,6 +25,9 @@ from hostd.policy import grants as grants_mod
 from hostd.policy.config import HOST_ISSUER, Config
 from hostd.policy.hostmatch import HostFacts, matches, parse_selector
 from hostd.policy.keys import thumbprint
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TYP = "jit-revocations+jwt"
 MAX_LIST = 1024 * 1024  # bytes of the compact JWS (the fetcher's bound too)
@@ -239,3 +245,24 @@ def locks_user(lst: RevocationList, user: str, now: float, host: HostFacts) -> E
 
 def in_force_count(lst: RevocationList, now: float, host: HostFacts) -> int:
     return sum(1 for e in lst.entries if e.in_force(now, host))
+
+
+def read_bounded(path: Path) -> str | None:
+    """A list file's text (None: absent). Never blocks on a FIFO, never reads more than
+    a list may hold; JitError when it is no regular file, too large or not text."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise JitError("malformed", f"cannot read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise JitError("malformed", "not a regular file")
+        data = fh.read(MAX_LIST + 1)
+    if len(data) > MAX_LIST:
+        raise JitError("malformed", f"larger than {MAX_LIST // 1024} KiB")
+    try:
+        return data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise JitError("malformed", "not a compact JWS (non-ASCII bytes)") from None

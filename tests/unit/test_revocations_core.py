@@ -12,11 +12,12 @@ import pytest
 from fakes import Clock, FakeAccounts
 
 from hostd.core.lifecycle import Core
-from hostd.core.revocations import Revocations, read_bounded
+from hostd.core.revocations import Revocations
 from hostd.errors import ConfigError, JitError
 from hostd.paths import Paths
 from hostd.policy import revocations as rev
 from hostd.policy.revconfig import RevocationConfig, parse_revocation
+from hostd.policy.revocations import read_bounded
 from hostd.state.journal import Events, read_mirror
 from hostd.state.store import Store
 
@@ -233,3 +234,21 @@ def test_the_last_error_is_what_the_last_reading_found(w):
     w.file.write_text(good)  # put back: the same list again, nothing wrong any more
     assert w.lists.reload()["corp"] == {"seq": 1, "error": "", "ended": []}
     assert w.lists.status()[0]["last_error"] is None
+
+
+def test_check_config_warns_of_a_missing_or_refused_pushed_list(w, pki):
+    from hostd.cli.config_checks import revocation_warnings
+
+    now = w.clock()
+    assert revocation_warnings(w.config, now) == []  # best_effort, no file yet: nothing to say
+    strict = dataclasses.replace(w.config.issuers["corp"].revocation, mode="strict")
+    cfg = dataclasses.replace(w.config, issuers={
+        **w.config.issuers,
+        "corp": dataclasses.replace(w.config.issuers["corp"], revocation=strict)})
+    (missing,) = revocation_warnings(cfg, now)
+    assert "does not exist" in missing
+    w.write(1, key=pki.stranger)
+    (refused,) = revocation_warnings(cfg, now)
+    assert "would be refused" in refused and "signature" in refused
+    w.write(1)
+    assert revocation_warnings(cfg, now) == []
