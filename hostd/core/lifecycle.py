@@ -98,8 +98,15 @@ class Core:
         if all_users and caller_uid != 0:
             raise JitError("permission_denied", "only root may list every user's grants")
         user = None if all_users else (name or self._name(caller_uid))
-        rows = (store or self.store).grants("active", user=user)
+        rows = self.unrevoked((store or self.store).grants("active", user=user))
         return [self.public_grant(g) for g in rows if is_live(g, now)]
+
+    def unrevoked(self, rows: list[dict]) -> list[dict]:
+        """Grant rows no revocation list refuses now: a grant a list (or a strict stale
+        one) ends at the next sweep authorizes nothing (sudo, login) meanwhile."""
+        if self.revocations is None:
+            return rows
+        return [g for g in rows if self.revocations.refusal(g, g["user"]) is None]
 
     def _name(self, uid: int) -> str:
         name = self.accounts.user_by_uid(uid)

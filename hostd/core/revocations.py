@@ -48,7 +48,10 @@ class Revocations:
         for issuer, (_seq, token, at) in revstore.accepted(core.store).items():
             try:
                 self.lists[issuer] = rev.decode_unverified(token)  # verified when accepted
-            except JitError:
+            except JitError as exc:  # only a newer hostd's stricter parser could say so
+                core.events.emit("revocations_refused", f"the stored revocation list of "
+                                 f"{issuer} no longer parses: {exc.message}", issuer=issuer,
+                                 code=exc.code, reason=exc.message, path="state.db")
                 continue
             self._st(issuer).accepted_at = at
 
@@ -116,7 +119,9 @@ class Revocations:
             return
         now = self.core.now()
         revstore.save(self.core.store, name, lst.seq, lst.token, now)
-        self.lists[name] = lst
+        # a new dict, never changed in place: the loop reads it (list_grants, sudo,
+        # pam) while the worker accepts
+        self.lists = {**self.lists, name: lst}
         st = self._st(name)
         st.accepted_at, st.last_error, st.stale_warned = now, "", False
         self.core.events.emit("revocations_loaded", f"revocation list of {name} seq {lst.seq} "

@@ -252,3 +252,20 @@ def test_check_config_warns_of_a_missing_or_refused_pushed_list(w, pki):
     assert "would be refused" in refused and "signature" in refused
     w.write(1)
     assert revocation_warnings(cfg, now) == []
+
+
+def test_a_list_being_accepted_never_changes_the_dict_the_loop_reads(w):
+    """list_grants, sudo and pam read `lists` on the loop while the worker accepts."""
+    seen = w.lists.lists
+    w.write(1, rev.Entry("sub", "alice"))
+    w.lists.reload()
+    assert seen == {} and w.lists.lists is not seen
+
+
+def test_list_grants_hides_a_grant_a_list_refuses_before_the_sweep_ends_it(w, mint):
+    g = w.core.activate(mint.token(), 0)
+    assert [x["id"] for x in w.core.list_grants(0, all_users=True)] == [g["id"]]
+    w.lists.lists = {"corp": rev.RevocationList("corp", 1, mint.now, mint.now + HOUR,
+                                                (rev.Entry("sub", "alice"),))}
+    assert w.core.list_grants(0, all_users=True) == []
+    assert w.store.get_grant(g["id"])["state"] == "active"  # ended by enforce, not here
