@@ -242,3 +242,21 @@ def test_reload_is_root_only(box):
     box.start()
     rc, out = box.jit_json("revocations", "reload", user="alice")
     assert rc == 1 and out["code"] == "permission_denied"
+
+
+def test_the_fetched_copy_is_read_and_the_newer_of_the_two_wins(box):
+    """CONTRACTS §C: with `url`, the fetcher writes <state>/revocations/NAME.jwt."""
+    issuer_file(box, file="/etc/jit/revocations/corp.jwt", url="https://lists.example/c.jwt")
+    box.start()
+    assert activate(box, "alice")[0] == 0
+    assert activate(box, "carol")[0] == 0
+    pushed = build(box, "--user", "carol")
+    fetched_dir = box.root / "var/lib/jit/revocations"
+    fetched_dir.mkdir(mode=0o700, exist_ok=True)
+    build(box, "--user", "alice", previous=pushed, out=fetched_dir / "corp.jwt")
+    answer = reload(box)
+    assert answer["issuers"]["corp"]["seq"] == 2  # the fetched one: seq 2 (carol carried)
+    assert "alice" not in box.members("docker") and "carol" not in box.members("docker")
+    loaded = box.events("revocations_loaded")[-1]  # (a sweep may have taken seq 1 first)
+    assert loaded["JIT_PATH"].endswith("var/lib/jit/revocations/corp.jwt")
+    assert loaded["JIT_REVOCATION_LIST"] == "corp#2"
