@@ -105,7 +105,9 @@ def test_a_corrupt_or_foreign_list_keeps_the_previous_one(box, tmp_path):
     box.start()
     build(box, "--user", "alice")
     reload(box)
-    list_path(box).write_text("not.a.list\n")
+    tmp = list_path(box).with_name("corp.tmp")
+    tmp.write_text("not.a.list\n")
+    os.replace(tmp, list_path(box))  # atomic: a sweep never reads it half written
     answer = reload(box)
     assert answer["issuers"]["corp"]["seq"] == 1 and answer["issuers"]["corp"]["error"]
     # signed by a key corp does not have
