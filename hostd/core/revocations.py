@@ -32,7 +32,6 @@ class IssuerState:
     accepted_at: int = 0
     last_error: str = ""
     last_error_at: int = 0
-    stale_warned: bool = False
 
 
 class Revocations:
@@ -123,7 +122,7 @@ class Revocations:
         # pam) while the worker accepts
         self.lists = {**self.lists, name: lst}
         st = self._st(name)
-        st.accepted_at, st.last_error, st.stale_warned = now, "", False
+        st.accepted_at, st.last_error = now, ""
         self.core.events.emit("revocations_loaded", f"revocation list of {name} seq {lst.seq} "
                               f"accepted from {path}: {len(lst.entries)} entries",
                               issuer=name, count=len(lst.entries), path=str(path),
@@ -161,8 +160,6 @@ class Revocations:
 
     def _freshness(self, issuer: str, cfg: RevocationConfig, now: float
                    ) -> tuple[str, str] | None:
-        if cfg is None:
-            return None
         lst = self.lists.get(issuer)
         if lst is None:
             if cfg.require_list:
@@ -244,6 +241,7 @@ class Revocations:
                 "in_force": rev.in_force_count(lst, now, self.core.host) if lst else 0,
                 "accepted_at": st.accepted_at or None,
                 "last_error": st.last_error or None,
+                "last_error_at": st.last_error_at if st.last_error else None,
                 "sources": [str(p) for p in self.sources(name, cfg)],
             })
         return out
