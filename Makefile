@@ -81,6 +81,7 @@ bench:
 	$(PYTHON) benchmarks/residue_scan.py
 	$(PYTHON) benchmarks/residue_scan.py 15 --spawn 1000 50
 	$(PYTHON) benchmarks/setgid_walk.py
+	$(PYTHON) benchmarks/revocations.py
 
 clean:
 	rm -rf dist build *.egg-info

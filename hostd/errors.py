@@ -63,6 +63,9 @@ REFUSALS = (
     # live sessions (jit watch, jit terminate): over already; a watcher that fell behind
     "session_ended",
     "too_slow",
+    # a revocation list (docs/REVOCATIONS.md) revokes the grant, or its issuer's list is
+    # missing (require_list) or stale in strict mode
+    "revoked",
 )
 
 # Usage and configuration problems (exit code 2).

@@ -28,6 +28,7 @@ FIELDS = (
     "idp_subject", "matched",  # an identity provider's token: its sub, the claims that
     # matched claims_to_roles (hostd/core/idp.py, issue 21)
     "not_before",  # when a scheduled grant starts (hostd/core/scheduled.py)
+    "revocation_list", "revocation_entry",  # issuer#seq and kind=value (docs/REVOCATIONS.md)
 )
 
 # What an event says about its subject: a grant, a request, a sudo command, a recorded
@@ -81,7 +82,8 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
               (*GRANT, "decision")),
     EventType("grant_revoked", "grant", "7416bcc08ff24304a7217b398b203c45", 5,
               "A grant was revoked before expiry",
-              (*GRANT, "decision", "approver", "not_before")),
+              (*GRANT, "decision", "approver", "not_before", "revocation_list",
+               "revocation_entry")),
     EventType("membership_added", "grant", "3621ad6a42a94bfc8908bfb5286808ab", 5,
               "Temporary group membership added",
               (*GRANT,)),
@@ -94,6 +96,15 @@ EVENT_TYPES: dict[str, EventType] = {t.name: t for t in (
     EventType("hostd_started", "hostd", "e5d5ea939cb74ced871f9ba18409ad72", 6,
               "jit-hostd started and reconciled",
               ("reason",)),
+    EventType("revocations_loaded", "hostd", "9bf40d10697d4bc89a6e0341b5bdca1b", 5,
+              "A revocation list was accepted",
+              ("issuer", "count", "path", "revocation_list")),
+    EventType("revocations_refused", "hostd", "84bc768844a542ecb82662f471d63464", 4,
+              "A revocation list was refused",
+              ("issuer", "code", "reason", "path")),
+    EventType("revocations_stale", "hostd", "f2326d7d932f4a1c96d1aa5d62dd819d", 4,
+              "A revocation list is stale",
+              ("issuer", "mode", "revocation_list")),
     EventType("timer_failed", "hostd", "9c6671b290e64f74b6eb88e4b2090b98", 3,
               "An expiry timer could not be armed",
               ("grant_id",)),

@@ -45,6 +45,11 @@ class Paths:
         return self._p("var/lib/jit/state.db")
 
     @property
+    def revocations_dir(self) -> Path:
+        """Revocation lists the fetcher pulled: NAME.jwt, NAME.etag, NAME.fetch.json."""
+        return self._p("var/lib/jit/revocations")
+
+    @property
     def login_gate(self) -> Path:
         """[login] gating rules for pam_jit when hostd cannot answer (hostd/policy/logins.py)."""
         return self._p("var/lib/jit/login-gate.json")

@@ -110,10 +110,38 @@ def oidc_warnings(cfg: Config) -> list[str]:
     return out
 
 
+def revocation_warnings(cfg: Config, now: float | None = None) -> list[str]:
+    """An issuer's pushed revocation list that is missing or would be refused (hostd
+    keeps the previous one, or refuses the issuer's grants under require_list)."""
+    import time
+
+    now = time.time() if now is None else now
+    from hostd.errors import JitError
+    from hostd.policy import revocations as rev
+
+    out = []
+    for name, issuer in sorted(cfg.issuers.items()):
+        table = issuer.revocation
+        if table is None or table.file is None:
+            continue
+        try:
+            token = rev.read_bounded(table.file)
+            if token is None:
+                if table.require_list or table.mode == "strict":
+                    out.append(f"issuer {name}: revocation list {table.file} does not exist: "
+                               "its grants are refused until a list is accepted")
+                continue
+            rev.verify(token, cfg, now)
+        except JitError as exc:
+            out.append(f"issuer {name}: revocation list {table.file} would be refused: "
+                       f"{exc.message}")
+    return out
+
+
 def warnings(cfg: Config, accounts: Accounts) -> list[str]:
     """Everything above, in the order an admin reads the file."""
     return (name_warnings(cfg, accounts) + approval_warnings(cfg, accounts)
-            + guardrail_warnings(cfg) + oidc_warnings(cfg))
+            + guardrail_warnings(cfg) + oidc_warnings(cfg) + revocation_warnings(cfg))
 
 
 def max_ttls(cfg: Config, config_file: Path) -> list[str]:

@@ -35,12 +35,14 @@ def extend(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from hostd.cli import idp_token as cli_idp_token
     from hostd.cli import reload as cli_reload
     from hostd.cli import requests as cli_requests
+    from hostd.cli import revocations as cli_revocations
 
     parser.add_argument("--version", action="version", version=f"jit {__version__}")
     sub = _subparsers(parser)
     c = sub.add_parser("reload", help=cli_reload.HELP, description=cli_reload.HELP)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=cli_reload.cmd_reload)
+    cli_revocations.add_arguments(sub)  # jit revocations build|reload|status
     _add_fetcher_commands(sub)
     requests = sub.choices["requests"]
     requests.add_argument("--cancel", metavar="ID",

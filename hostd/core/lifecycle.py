@@ -17,6 +17,7 @@ from dataclasses import asdict
 
 from hostd.core import scheduled
 from hostd.core.effects import ArmTimer, CancelTimer, EndSessions, Outbox
+from hostd.core.revocations import Revocations
 from hostd.errors import JitError
 from hostd.events import carried
 from hostd.masking import text as textmask
@@ -55,6 +56,8 @@ class Core:
         # this boot's /proc/sys/kernel/random/boot_id ("" unknown), kept with each
         # pending ending: one from an earlier boot has no process left to end
         self.boot_id = ""
+        # the revocation lists in force (hostd/core/revocations.py; None: none kept)
+        self.revocations: Revocations | None = None
 
     @property
     def config(self) -> Config:
@@ -100,9 +103,16 @@ class Core:
         if all_users and caller_uid != 0:
             raise JitError("permission_denied", "only root may list every user's grants")
         user = None if all_users else (name or self._name(caller_uid))
-        rows = [] if pending else (store or self.store).grants("active", user=user)
+        rows = [] if pending else self.unrevoked((store or self.store).grants("active", user=user))
         live = [dict(self.public_grant(g), state="active") for g in rows if is_live(g, now)]
         return live + ([] if pending is False else scheduled.listed(self, user, store))
+
+    def unrevoked(self, rows: list[dict]) -> list[dict]:
+        """Grant rows no revocation list refuses now: a grant a list (or a strict stale
+        one) ends at the next sweep authorizes nothing (sudo, login) meanwhile."""
+        if self.revocations is None:
+            return rows
+        return [g for g in rows if self.revocations.refusal(g, g["user"]) is None]
 
     def _name(self, uid: int) -> str:
         name = self.accounts.user_by_uid(uid)
@@ -126,6 +136,9 @@ class Core:
         grant = self.verify(token)
         if grant.exp <= self.now():  # within leeway, but over on this host's clock
             raise JitError("expired", "grant has already ended")
+        refused = self.revocations and self.revocations.refusal(grant, grant.user)
+        if refused:
+            raise JitError(*refused)
         uid = self.accounts.uid_of(grant.user)
         if uid is None:
             raise JitError("wrong_user", f"grant names {grant.user!r}, no such local user")
@@ -142,7 +155,9 @@ class Core:
     def _may_start(self, grant: dict) -> str | None:
         """The second check of a scheduled grant at its start (None: go, else the
         refusal code): the policy still has its role and lets its issuer grant it, and
-        its host selectors still name this host. The one hook for more (revocations)."""
+        its host selectors still name this host, and no revocation list refuses it."""
+        if self.revocations is not None and self.revocations.refusal(grant, grant["user"]):
+            return "revoked"
         role = self.config.roles.get(grant["role"])
         if role is None:
             return "unknown_role"
@@ -220,12 +235,13 @@ class Core:
                      reason or g["reason"])
         return self.public_grant(g)
 
-    def _revoke(self, g: dict, reason: str, by: str, message: str, logged_reason: str) -> None:
+    def _revoke(self, g: dict, reason: str, by: str, message: str, logged_reason: str,
+                **fields: object) -> None:
         ending = self._ending(g, "policy changed" if reason == "policy changed"
                               else "revoked", by)
         self._end(g, "revoked", reason, by, ending)
         self._grant_event("grant_revoked", message, g, reason=logged_reason,
-                          decision="revoked", approver=by)
+                          decision="revoked", approver=by, **fields)
         self.outbox.add(CancelTimer(g["id"]))
         self.outbox.add(ending)
 
@@ -278,6 +294,10 @@ class Core:
                          f"grant {g['id']} revoked: policy changed", "policy changed")
             ended.append(g["id"])
         return ended
+
+    def end_revoked(self, g: dict, why: str, fields: dict) -> None:
+        """A revocation list ends `g` now, like `jit revoke` (`fields` name the list)."""
+        self._revoke(g, "revoked", "revocations", f"grant {g['id']} {why}", why, **fields)
 
     def expire(self, grant_id: str) -> bool:
         """Expire a grant if it is due; a timer firing early changes nothing."""

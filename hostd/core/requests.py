@@ -137,6 +137,8 @@ class Requests:
         """A role request for `user`, already allowed to ask (may_request, or an
         identity provider's token: hostd/core/idp.py, whose fields `told` adds to
         request_created)."""
+        if self.core.revocations is not None:  # a person a list locks is locked here too
+            self.core.revocations.check_user(user)
         self.expire_due()
         window = self._window(role, duration, start)
         pending = [r for r in self.store.requests(("pending",)) if r["user"] == user]

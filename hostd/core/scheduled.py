@@ -43,6 +43,7 @@ WHY = {
     "wrong_host": "it no longer names this host",
     "wrong_user": "its user no longer exists",
     "config_error": "its role names a group missing on this host",
+    "revoked": "a revocation list in force names it, its key, role or user",
 }
 
 
@@ -118,7 +119,7 @@ def start(core: Core, grant_id: str) -> bool:
         jti=p["jti"], issuer=p["issuer"], user=p["user"], role=p["role"], groups=groups,
         not_before=p["not_before"], exp=p["exp"], iat=p["scheduled_at"],
         hosts=tuple(p["hosts"]), reason=p["reason"], ticket=p["ticket"],
-        approved_by=tuple(p["approved_by"]))
+        approved_by=tuple(p["approved_by"]), kid=p["kid"])
     try:
         core.apply(grant, uid, grant_id=grant_id,
                    insert=lambda row, intended: schedule.promote(core.store, grant_id, row,

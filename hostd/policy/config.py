@@ -20,6 +20,7 @@ from hostd.paths import Paths
 from hostd.policy import moderation
 from hostd.policy.durations import parse_size
 from hostd.policy.idp import OidcIssuer, parse_oidc_issuer
+from hostd.policy.revconfig import RevocationConfig, parse_revocation
 from hostd.policy.sudorules import Rule, parse_rule
 from hostd.policy.tables import NAME, USER_NAME
 from hostd.policy.tables import Table as _Table
@@ -102,6 +103,7 @@ class Issuer:
     keys: tuple[PublicKey, ...]
     algorithms: tuple[str, ...]
     username_claim: str = "sub"
+    revocation: RevocationConfig | None = None  # its [revocation] table (revconfig.py)
 
 
 @dataclass(frozen=True)
@@ -372,8 +374,9 @@ def parse_issuer(path: Path, data: dict, root: Path | None = None,
     if not usable:
         raise t.fail("algorithms", "none of the issuer's keys fits the allowed algorithms")
     claim = t.get("username_claim", str, "sub")
+    revocation = parse_revocation(path, t.get("revocation", dict), root)
     t.finish()
-    return Issuer(name, tuple(usable), tuple(algorithms), claim)
+    return Issuer(name, tuple(usable), tuple(algorithms), claim, revocation)
 
 
 def _rooted(root: Path | None, key_path: Path) -> Path:

@@ -29,6 +29,11 @@ MAX_TOKEN = 16 * 1024
 AUDIENCE = "jitaccess"
 _JTI = re.compile(r"[\x21-\x7e]{1,128}")  # used with fullmatch
 MAX_TEXT = 1024
+# The header `typ` values a grant may carry (compared case-insensitively, RFC 7515
+# §4.1.9): none, or the JWT ones PyJWT and identity providers write. Anything else is
+# another kind of token signed by the same keys (a revocation list's
+# "jit-revocations+jwt"), never a grant.
+GRANT_TYPES = ("jwt", "application/jwt")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Grant:
     reason: str = ""
     ticket: str = ""
     approved_by: tuple[str, ...] = ()
+    kid: str = ""  # the issuer key that verified it (revocation lists name keys by kid)
 
 
 def _refuse(code: str, message: str) -> JitError:
@@ -114,12 +120,12 @@ def _segment(part: str, what: str) -> object:
     return obj
 
 
-def _unverified(token: object) -> tuple[str, dict, dict]:
+def _unverified(token: object, limit: int = MAX_TOKEN) -> tuple[str, dict, dict]:
     """Decode header and payload ourselves, bounded and strict, before PyJWT sees them."""
     if not isinstance(token, str):
         raise _refuse("malformed", "token must be a string")
-    if len(token) > MAX_TOKEN:
-        raise _refuse("malformed", f"token larger than {MAX_TOKEN // 1024} KiB")
+    if len(token) > limit:
+        raise _refuse("malformed", f"token larger than {limit // 1024} KiB")
     token = token.strip()
     if not token.isascii():
         raise _refuse("malformed", "token holds characters outside base64url")
@@ -135,7 +141,18 @@ def _unverified(token: object) -> tuple[str, dict, dict]:
     return token, header, claims  # type: ignore[return-value]
 
 
-def _check_signature(token: str, header: dict, issuer: Issuer) -> dict:
+def token_type(header: dict) -> str | None:
+    """The header's `typ`, lowercased; None when absent. A non-string is malformed."""
+    typ = header.get("typ")
+    if typ is None:
+        return None
+    if not isinstance(typ, str):
+        raise _refuse("malformed", "header 'typ' must be a string")
+    return typ.lower()
+
+
+def _check_signature(token: str, header: dict, issuer: Issuer) -> tuple[dict, str]:
+    """The verified claims and the kid of the key that verified them."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in issuer.algorithms:
         raise _refuse("algorithm_not_allowed",
@@ -159,7 +176,7 @@ def _check_signature(token: str, header: dict, issuer: Issuer) -> dict:
             raise _refuse("malformed", f"cannot verify token: {str(exc)[:80]}") from None
         if not isinstance(claims, dict):
             raise _refuse("malformed", "payload must be a JSON object")
-        return claims
+        return claims, key.kid
     raise _refuse("bad_signature", f"signature does not verify with any key of {issuer.name}")
 
 
@@ -220,13 +237,16 @@ def _shape(claims: dict, issuer: Issuer) -> dict:
 def verify(token: object, config: Config, host: HostFacts, now: float) -> Grant:
     """Verify a grant offline; JitError with the refusal code of the first failed check."""
     token, header, unverified = _unverified(token)
+    typ = token_type(header)
+    if typ is not None and typ not in GRANT_TYPES:
+        raise _refuse("malformed", f"a token of type {typ[:40]!r} is not a grant")
     iss = unverified.get("iss")
     if not isinstance(iss, str):
         raise _refuse("malformed", "claim 'iss' must be a string")
     issuer = config.issuers.get(iss)
     if issuer is None:
         raise _refuse("unknown_issuer", f"issuer {iss!r} is not configured on this host")
-    claims = _check_signature(token, header, issuer)
+    claims, kid = _check_signature(token, header, issuer)
     c = _shape(claims, issuer)
     if AUDIENCE not in c["aud"]:
         raise _refuse("wrong_audience", f"audience is not {AUDIENCE!r}")
@@ -254,7 +274,7 @@ def verify(token: object, config: Config, host: HostFacts, now: float) -> Grant:
     return Grant(
         jti=c["jti"], issuer=iss, user=c["user"], role=role.name, groups=role.groups,
         not_before=c["start"], exp=c["exp"], iat=c["iat"], hosts=c["hosts"],
-        reason=c["reason"], ticket=c["ticket"], approved_by=c["approved_by"],
+        reason=c["reason"], ticket=c["ticket"], approved_by=c["approved_by"], kid=kid,
     )
 
 

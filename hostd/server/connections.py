@@ -58,6 +58,7 @@ from hostd.server.ops import Caller, Handler, register
 from hostd.server.pam import PamOps
 from hostd.server.record import RecordOps
 from hostd.server.reload import ReloadOps
+from hostd.server.revocations import RevocationOps
 from hostd.server.sessions import SessionEnding
 from hostd.server.sudo import SudoOps
 from hostd.server.watch import WatchOps
@@ -210,6 +211,7 @@ class Server:
                                     terminals)
         self.effects = Effects(core, timers, self.ending, notifier, self.side)
         self.sudo = Sudo(core, self.requests, reader=self.reader)
+        self.reloaded = asyncio.Event()  # a policy loaded (service._sweeper waits on it)
         self.reload = ReloadOps(core, self.worker, paths, self._set_config_error)
         self.ops: dict[str, Handler] = {}
         for family in (GrantOps(core, self.reader, self.worker, self.names,
@@ -220,13 +222,18 @@ class Server:
                                self.auth, self.recordings, paths.proc, paths.dev),
                        PamOps(core, self.reader, self.worker, self.names, logind, terminals),
                        self.reload,
+                       RevocationOps(core, self.worker),
                        self.recordings,
                        _idp_ops(core, self.requests, self.worker, paths, idp_refresh),
                        WatchOps(core, self.recordings, self.names)):
             register(self.ops, family)
 
     def _set_config_error(self, error: str) -> None:
+        """Called with "" whenever a policy loads: the sweeper then sweeps at once and
+        sleeps the new policy's sweep_interval (not the rest of the old one's)."""
         self.config_error = error
+        if not error:
+            self.reloaded.set()
 
     async def carry_out(self, effects: list[Effect]) -> None:
         await self.effects.carry_out(effects)
@@ -317,6 +324,8 @@ class Server:
     def sweep(self) -> None:
         """Backstop: expire due grants and unanswered requests (in the worker)."""
         self.core.sweep()
+        if self.core.revocations is not None:  # stale lists, entries coming into force
+            self.core.revocations.sweep()
         self.requests.expire_due()
 
     def on_timer(self, grant_id: str) -> None:

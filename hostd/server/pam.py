@@ -60,7 +60,7 @@ class PamOps:
         user, user_uid = await self._pam_user(args)
         groups = set(await self.names.groups_of(user))
         cfg = self.core.config
-        grants = self.reader.grants("active", user=user)
+        grants = self.core.unrevoked(self.reader.grants("active", user=user))
         d = logins.decide(cfg, grants, user, groups, self.core.now(), self.core.host.hostname)
         if not d.allowed:
             self.core.events.refusal(

@@ -59,6 +59,8 @@ class ReloadOps:
         self.set_config_error("")
         write_login_gate(self.paths, self.core.config)
         self.core.end_unsupported()
+        if self.core.revocations is not None:  # an issuer's [revocation] may have changed
+            self.core.revocations.reload()
 
     async def op_config_reload(self, args: dict, caller: Caller) -> dict:
         """`config.reload` (root): reload now and say whether the new policy took."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from hostd.core.lifecycle import Core
 from hostd.core.requests import HostSigner, Requests
+from hostd.core.revocations import Revocations
 from hostd.errors import JitError
 from hostd.paths import Paths
 from hostd.policy import config as config_mod
@@ -71,6 +72,7 @@ def build_core(paths: Paths, accounts: Accounts | None = None) -> tuple[Core, st
     core = Core(cfg, Store(paths.state_db), accounts or accounts_for(paths), events, host,
                 clock=sandbox.knobs(paths).clock)
     core.boot_id = residue.boot_id(paths.proc)
+    core.revocations = Revocations(core, paths)  # the lists accepted before (the store)
     return core, error
 
 
@@ -206,6 +208,7 @@ async def build_server(paths: Paths, accounts: Accounts | None = None
     pending = core.pending_endings()  # a previous run ended these and was killed first
     if not error:
         core.end_unsupported()
+        core.revocations.reload()  # lists written while hostd was down
     live = core.reconcile()
     server.requests.finish_interrupted()
     await server.carry_out(pending + core.take_effects())
@@ -252,7 +255,11 @@ async def serve(paths: Paths, accounts: Accounts | None = None) -> int:
 
 async def _sweeper(server: Server) -> None:
     while True:
-        await asyncio.sleep(server.core.config.sweep_interval)
+        # a reloaded policy wakes it: its sweep_interval (and strict revocation lists,
+        # stale ones) take effect now, not after the old interval ran out
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.reloaded.wait(), server.core.config.sweep_interval)
+        server.reloaded.clear()
         try:
             await server.worker.run(server.sweep)
         except Exception:

@@ -34,6 +34,7 @@ MIGRATION = """
         ticket TEXT NOT NULL DEFAULT '',
         approved_by TEXT NOT NULL DEFAULT '[]',
         hosts TEXT NOT NULL DEFAULT '[]',
+        kid TEXT NOT NULL DEFAULT '',
         state TEXT NOT NULL
             CHECK (state IN ('pending', 'started', 'cancelled', 'dropped')),
         scheduled_at INTEGER NOT NULL,
@@ -46,7 +47,7 @@ MIGRATION = """
 """
 
 COLUMNS = ("id", "jti", "issuer", "user", "uid", "role", "not_before", "exp", "reason",
-           "ticket", "approved_by", "hosts", "state", "scheduled_at")
+           "ticket", "approved_by", "hosts", "kid", "state", "scheduled_at")
 _JSON = ("approved_by", "hosts")
 
 

@@ -144,14 +144,17 @@ MIGRATIONS: list[str] = [
     # 6: identity providers' ID tokens used (hostd/state/idp_tokens.py): once each
     "CREATE TABLE idp_tokens (issuer TEXT NOT NULL, token_id TEXT NOT NULL, keep_until "
     "INTEGER NOT NULL, used_for TEXT NOT NULL, PRIMARY KEY (issuer, token_id))",
+    # 7: each grant's verifying kid, the last revocation list per issuer (revstore.py)
+    "ALTER TABLE grants ADD COLUMN kid TEXT NOT NULL DEFAULT ''; CREATE TABLE revocation_lists "
+    "(issuer TEXT PRIMARY KEY, seq INTEGER NOT NULL, token TEXT NOT NULL, accepted_at INTEGER "
+    "NOT NULL);",
+    schedule.MIGRATION,  # 8: scheduled grants, request windows (schedule.py)
 ]
-
-MIGRATIONS.append(schedule.MIGRATION)  # 7: scheduled grants, request windows (schedule.py)
 
 GRANT_COLUMNS = (
     "id", "jti", "issuer", "user", "uid", "role", "groups", "not_before", "exp", "reason",
     "ticket", "approved_by", "hosts", "state", "activated_at", "ended_at", "end_reason",
-    "ended_by",
+    "ended_by", "kid",
 )
 _JSON_COLUMNS = ("groups", "approved_by", "hosts")
 

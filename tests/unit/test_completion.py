@@ -66,6 +66,8 @@ def test_the_scripts_lists_are_the_parsers() -> None:
 @pytest.mark.parametrize(("words", "want"), [
     (("jit", "au"), ["audit"]),
     (("jit", "re"), ["revoke", "request", "requests", "reload", "replay", "revocations"]),
+    (("jit", "revocations", ""), ["build", "reload", "status"]),
+    (("jit", "revocations", "build", "--pr"), ["--previous"]),
     (("jit", "--v"), ["--version"]),
     (("jit", "audit", "--f"), ["--format"]),
     (("jit", "audit", "--format", ""), ["text", "json", "ocsf", "ecs"]),

@@ -36,7 +36,8 @@ CRYPTO = ("jwt", "cryptography")
 # Only these verify grants or read keys; every other policy module loads neither.
 CRYPTO_USERS = {"hostd.policy.keys": {"cryptography"},
                 "hostd.policy.idptoken": {"cryptography", "jwt"},
-                "hostd.policy.grants": {"cryptography", "jwt"}}
+                "hostd.policy.grants": {"cryptography", "jwt"},
+                "hostd.policy.revocations": {"cryptography", "jwt"}}  # verifies with grants'
 
 PROBE = """
 import importlib, json, os, sys, threading

@@ -347,3 +347,35 @@ def test_the_html_report_draws_no_bar_for_a_grant_never_held():
 
     evs = [to_event(i, e) for i, e in enumerate(_stream())]
     assert sorted(build_grants(evs, NOW + 1000)) == ["x"]  # y cancelled, z dropped
+
+
+class _KidLock:
+    """A revocation list's verdict (hostd/core/revocations.py) reduced to one kid entry."""
+
+    def __init__(self, kid: str) -> None:
+        self.kid = kid
+
+    def refusal(self, grant: dict, user: str) -> tuple[str, str] | None:
+        return ("revoked", f"kid={self.kid}") if grant["kid"] == self.kid else None
+
+
+def test_a_revocation_in_force_at_the_start_drops_the_grant_by_its_kid(w):
+    p = w.schedule()
+    kid = schedule.get(w.store, p["id"])["kid"]
+    assert kid  # the key that verified it is kept for kid entries
+    w.core.revocations = _KidLock(kid)
+    w.at(HOUR)
+    assert w.core.expire(p["id"]) is False
+    (ev,) = w.events("grant_dropped")
+    assert ev["JIT_CODE"] == "revoked"
+    assert w.store.grants(state=None) == [] and not w.accounts.listed("alice", "docker")
+
+
+def test_a_started_grant_keeps_its_kid(w):
+    p = w.schedule()
+    kid = schedule.get(w.store, p["id"])["kid"]
+    w.core.revocations = _KidLock("another-key")
+    w.at(HOUR)
+    assert w.core.expire(p["id"]) is True
+    (g,) = w.store.grants(state=None)
+    assert g["kid"] == kid
