@@ -1,6 +1,5 @@
-"""The few issuers.d fields the fetcher needs, read in ONE function (`read_issuers`) so
-the lead can swap it for the shared parser of hostd/policy/config.py once OIDC issuers
-are part of it (branch oidc-verify). Files are read as hostd reads them: root's alone."""
+"""The few issuers.d fields the fetcher needs, read with the policy's own parsers
+(`read_issuers`). Files are read as hostd reads them: root's alone."""
 
 from __future__ import annotations
 
@@ -12,7 +11,8 @@ from hostd.errors import ConfigError
 from hostd.fetch.http import FetchError, check_url
 from hostd.paths import Paths
 from hostd.policy.config import NAME
-from hostd.policy.durations import parse_duration
+from hostd.policy.idp import parse_oidc_issuer
+from hostd.policy.revconfig import parse_revocation
 from hostd.policy.trust import read_file
 
 DEFAULT_ALGORITHMS = ("RS256",)
@@ -37,45 +37,27 @@ class FetchedIssuer:
         return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
-def _str(path: Path, data: dict, key: str, default: str | None = None) -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(str(path), key, "a non-empty string is required")
-    return value
-
-
 def _issuer(path: Path, data: dict) -> FetchedIssuer:
-    name = _str(path, data, "name")
-    if not NAME.fullmatch(name):  # it names directories and files under /var/lib/jit
+    """What the fetcher uses of one issuer file, read by the policy's own parsers
+    (hostd/policy/idp.py, revconfig.py): the fetcher and hostd never disagree on a file."""
+    if data.get("type", "key") == "oidc":
+        oidc = parse_oidc_issuer(path, data)
+        return FetchedIssuer(oidc.name, path, True, oidc.issuer, oidc.client_id,
+                             tuple(oidc.algorithms))
+    name = data.get("name")
+    if data.get("type", "key") != "key":
+        raise ConfigError(str(path), "type", f"{data.get('type')!r} is not \"key\" or \"oidc\"")
+    if not isinstance(name, str) or not NAME.fullmatch(name):  # names files under /var/lib/jit
         raise ConfigError(str(path), "name", f"{name!r} is not a name like corp-idp")
-    kind = data.get("type", "key")
-    if kind not in ("key", "oidc"):
-        raise ConfigError(str(path), "type", f"{kind!r} is not \"key\" or \"oidc\"")
-    rev = data.get("revocation", {})
-    if not isinstance(rev, dict):
-        raise ConfigError(str(path), "revocation", "a table is required")
-    url = rev.get("url")
-    refresh = DEFAULT_REVOCATION_REFRESH
+    rev = parse_revocation(path, data.get("revocation"))
+    if rev is None or not rev.url:
+        return FetchedIssuer(name, path, False)
     try:
-        if url is not None:
-            check_url(_str(path, rev, "url"))
-        if "refresh" in rev:
-            refresh = parse_duration(rev["refresh"])
-    except (FetchError, ValueError) as exc:
-        key = "revocation.url" if isinstance(exc, FetchError) else "revocation.refresh"
-        raise ConfigError(str(path), key, str(exc)) from None
-    if kind == "key":
-        return FetchedIssuer(name, path, False, revocation_url=url, revocation_refresh=refresh)
-    issuer = _str(path, data, "issuer")
-    try:
-        check_url(issuer)
+        check_url(rev.url)
     except FetchError as exc:
-        raise ConfigError(str(path), "issuer", exc.message) from None
-    algs = data.get("algorithms", list(DEFAULT_ALGORITHMS))
-    if not isinstance(algs, list) or not algs or not all(isinstance(a, str) for a in algs):
-        raise ConfigError(str(path), "algorithms", "a non-empty list of names is required")
-    return FetchedIssuer(name, path, True, issuer, _str(path, data, "client_id"),
-                         tuple(algs), url, refresh)
+        raise ConfigError(str(path), "revocation.url", exc.message) from None
+    return FetchedIssuer(name, path, False, revocation_url=rev.url,
+                         revocation_refresh=rev.refresh)
 
 
 def read_issuers(paths: Paths) -> dict[str, FetchedIssuer]:

@@ -29,7 +29,7 @@ OP_DIR = Path("/var/cache/jitaccess-tools") / f"oidc-provider-{OP_VERSION}"
 OP_PORT, LIST_PORT = 9400, 9401
 ISSUER = f"http://127.0.0.1:{OP_PORT}"
 CACHE = "/var/lib/jit/idp/corp-idp"
-LIST = "/var/lib/jit/revocations/corp-idp.jwt"
+LIST = "/var/lib/jit/revocations/corp.jwt"
 
 IDP_TOML = f"""\
 name = "corp-idp"
@@ -55,11 +55,12 @@ groups = ["docker"]
 max_ttl = "1h"
 issuers = ["corp-idp"]
 """
-# Added only while the URL test runs: hostd's parser knows [revocation] once branch
-# revocations is merged; the fetcher reads issuers.d afresh on every run.
+# Added to the key issuer corp only while the URL test runs (lists are signed with an
+# issuer key of ours, never an identity provider's); the fetcher reads issuers.d afresh
+# on every run, and hostd refuses this unsigned body (revocations_refused), keeping none.
 REVOCATION_TOML = f"""
 [revocation]
-url = "http://127.0.0.1:{LIST_PORT}/corp-idp.jwt"
+url = "http://127.0.0.1:{LIST_PORT}/corp.jwt"
 refresh = "1m"
 """
 USERS = {"alice": {"groups": ["/sre"]}, "bob": {"groups": ["/dev"]}}
@@ -109,10 +110,10 @@ def idp(own_host: Host) -> Iterator[Host]:
     for name in ("provider.mjs", "browser.py", "listserver.py"):
         box.copy_in(HERE / "oidc" / name, f"/opt/jit-op/{name}")
     box.write("/var/lib/jit-op/users.json", json.dumps(USERS), 0o600)
-    box.write("/srv/lists/corp-idp.jwt", "not-a-signed-list-v1\n")
+    box.write("/srv/lists/corp.jwt", "not-a-signed-list-v1\n")
     start_provider(box)
     box.run(["systemd-run", "--unit=jit-lists", "python3", "/opt/jit-op/listserver.py",
-             str(LIST_PORT), "/srv/lists/corp-idp.jwt", "/srv/lists/requests.log"])
+             str(LIST_PORT), "/srv/lists/corp.jwt", "/srv/lists/requests.log"])
     box.write("/etc/jit/issuers.d/corp-idp.toml", IDP_TOML)
     if has_idp_ops(box):
         box.write("/etc/jit/jit.toml", POLICY_TOML + ONCALL_TOML)
@@ -300,11 +301,12 @@ def test_a_stale_cache_is_refused(idp: Host) -> None:
 
 def test_revocation_list_is_pulled_with_etag_and_304_leaves_it_alone(idp: Host) -> None:
     box = idp.box
-    box.write("/etc/jit/issuers.d/corp-idp.toml", IDP_TOML + REVOCATION_TOML)
+    corp = box.path("/etc/jit/issuers.d/corp.toml").read_text()
+    box.write("/etc/jit/issuers.d/corp.toml", corp + REVOCATION_TOML)
     try:
         pulled_with_etag(box)
     finally:
-        box.write("/etc/jit/issuers.d/corp-idp.toml", IDP_TOML)
+        box.write("/etc/jit/issuers.d/corp.toml", corp)
 
 
 def pulled_with_etag(box: Container) -> None:
@@ -322,7 +324,7 @@ def pulled_with_etag(box: Container) -> None:
     seen = [json.loads(ln) for ln in box.path("/srv/lists/requests.log").read_text()
             .splitlines()]
     assert seen[-1]["status"] == 304 and seen[-1]["if_none_match"]
-    box.write("/srv/lists/corp-idp.jwt", "not-a-signed-list-v2\n")
+    box.write("/srv/lists/corp.jwt", "not-a-signed-list-v2\n")
     box.run(["jit", "revocations", "fetch", "--force"])
     assert listed.read_text() == "not-a-signed-list-v2\n"
     # not due again within `refresh`: the timer's runs leave it alone

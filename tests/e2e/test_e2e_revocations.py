@@ -11,6 +11,7 @@ issuer gets a [revocation] table.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ sweep_interval = "1s"
 """
 
 LIST = "/etc/jit/revocations/corp.jwt"
+LIST_PORT = 9411
 
 # alice's interactive login shell in a pty of its own (as in test_e2e_session_end.py)
 SESSION = """#!/bin/sh
@@ -181,6 +183,49 @@ def test_strict_with_a_stale_list_refuses_and_ends(box: Container, lists: Lists)
     wait_for("a fresh list", lambda: not status(box)["stale"], timeout=15)
     set_issuer(box)
     assert activate(box, "bob", "docker")["ok"]
+
+
+def jti_of(token: str) -> str:
+    """The jti claim of a compact JWS (the issuer side knows it: it signed the token)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+
+
+def test_a_list_served_on_loopback_is_pulled_and_ends_a_live_grant(
+        box: Container, lists: Lists) -> None:
+    """The URL way: jit-revocations-fetch.timer pulls the list (hostd opens no network
+    socket), the path unit sees the pulled copy, hostd ends the grant its jti entry names.
+    The time from publication to grant_revoked is printed (goal: refresh + 2 s)."""
+    box.run(["mkdir", "-p", "/srv/lists"])
+    box.run(["systemd-run", "--unit=e2e-lists", "python3", "-m", "http.server", "--bind",
+             "127.0.0.1", str(LIST_PORT), "--directory", "/srv/lists"])
+    wait_for("the list server", lambda: box.run(
+        ["python3", "-c", f"import urllib.request; urllib.request.urlopen("
+                          f"'http://127.0.0.1:{LIST_PORT}/')"], check=False).returncode == 0,
+        timeout=15)
+    box.write("/etc/jit/issuers.d/corp.toml", f'{ISSUER_TOML}\n[revocation]\nfile = "{LIST}"\n'
+              f'url = "http://127.0.0.1:{LIST_PORT}/corp.jwt"\nrefresh = "1m"\n')
+    box.run(["jit", "reload"])
+    token = issue(box, "carol", "docker", "1h")
+    assert json.loads(box.run(["jit", "activate", "--json", token], user="carol").stdout)["ok"]
+    built = lists.build("--jti", jti_of(token), "--reason", "pulled from the list server")
+    published = float(box.run(["sh", "-c", f"cp {built} /srv/lists/corp.jwt.new && date +%s.%N"
+                                           " && mv /srv/lists/corp.jwt.new /srv/lists/corp.jwt"
+                               ]).stdout.split()[0])
+    try:
+        (revoked,) = wait_for("carol's grant ended by the pulled list", lambda: [
+            e for e in events(box, "grant_revoked") if e.get("JIT_USER") == "carol"
+            and e.get("JIT_REVOCATION_ENTRY", "").startswith("jti=")], timeout=75)
+    finally:
+        set_issuer(box)
+        box.run(["systemctl", "stop", "e2e-lists"], check=False)
+    assert revoked["JIT_REVOCATION_LIST"] == f"corp#{lists.seq}"
+    assert "docker" not in box.run(["id", "-nG", "carol"]).stdout.split()
+    assert "docker" in box.run(["id", "-nG", "bob"]).stdout.split(), "bob's grant not named"
+    assert box.path("/var/lib/jit/revocations/corp.jwt").read_text().strip() == \
+        box.path(built).read_text().strip()
+    log(f"revocation list pulled: grant_revoked +{at(revoked) - published:.3f} s after its "
+        "publication (refresh 1m: goal 62 s)")
 
 
 def test_role_and_kid_entries(box: Container, lists: Lists) -> None:

@@ -110,15 +110,19 @@ def test_issuers_d_oidc_and_key_issuers(tmp_path):
     paths = _sandbox(tmp_path)
     (paths.issuers_dir / "a.toml").write_text(
         'name = "corp"\ntype = "oidc"\nissuer = "https://idp.example.com"\n'
-        'client_id = "jitaccess"\nalgorithms = ["ES256"]\n'
+        'client_id = "jitaccess"\nalgorithms = ["ES256"]\n')
+    (paths.issuers_dir / "b.toml").write_text(
+        'name = "old"\nkeys = ["k.pub"]\n'
         '[revocation]\nurl = "https://lists.example.com/corp.jwt"\nrefresh = "2m"\n')
-    (paths.issuers_dir / "b.toml").write_text('name = "old"\nkeys = ["k.pub"]\n')
+    (paths.issuers_dir / "c.toml").write_text('name = "older"\nkeys = ["k.pub"]\n')
     found = read_issuers(paths)
     assert found["corp"].oidc and found["corp"].algorithms == ("ES256",)
     assert found["corp"].discovery_url == \
         "https://idp.example.com/.well-known/openid-configuration"
-    assert found["corp"].revocation_refresh == 120
-    assert not found["old"].oidc and found["old"].revocation_url is None
+    assert found["corp"].revocation_url is None
+    assert not found["old"].oidc and found["old"].revocation_refresh == 120
+    assert found["old"].revocation_url == "https://lists.example.com/corp.jwt"
+    assert found["older"].revocation_url is None
 
 
 @pytest.mark.parametrize("body,key", [
@@ -129,7 +133,12 @@ def test_issuers_d_oidc_and_key_issuers(tmp_path):
     ('name = "../x"\n', "name"),
     ('name = "a/b"\n', "name"),
     ('name = "c"\n[revocation]\nurl = "http://lists.example.com/x"\n', "revocation.url"),
-    ('name = "c"\n[revocation]\nrefresh = "soon"\n', "revocation.refresh"),
+    ('name = "c"\n[revocation]\nurl = "https://l.example.com/x"\nrefresh = "soon"\n',
+     "revocation.refresh"),
+    ('name = "c"\n[revocation]\nrefresh = "2m"\n', "revocation"),
+    # lists are signed with an issuer key of ours, which an identity provider is not
+    ('name = "c"\ntype = "oidc"\nissuer = "https://idp.example.com"\nclient_id = "j"\n'
+     'algorithms = ["RS256"]\n[revocation]\nurl = "https://l.example.com/x"\n', "revocation"),
 ])
 def test_bad_issuer_files_name_the_key(tmp_path, body, key):
     paths = _sandbox(tmp_path)

@@ -71,7 +71,8 @@ def test_refresh_names_an_unknown_issuer(sandbox, idp, capsys):
 
 
 def test_revocations_fetch_pulls_only_what_is_due(sandbox, idp, capsys):
-    _issuer(sandbox, idp, f'[revocation]\nurl = "{idp.base}/list.jwt"\n')
+    (sandbox.issuers_dir / "lists.toml").write_text(
+        f'name = "corp"\nkeys = ["k.pub"]\n[revocation]\nurl = "{idp.base}/list.jwt"\n')
     assert main(["revocations", "fetch", "--json"]) == 0
     [first] = _json(capsys)["issuers"]
     assert first["changed"] is True
