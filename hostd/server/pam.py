@@ -79,11 +79,11 @@ class PamOps:
         if self.logind is None:
             return None
         try:
-            info = await self.logind.session_by_pid(pid)
+            found = await self.logind.session_of_pid(pid)
         except Exception as exc:  # registering by pid still lets expiry find the processes
             log.warning("logind: no session for pid %d: %s", pid, exc)
             return None
-        return info["id"] if info is not None and info["uid"] == uid else None
+        return found[0] if found is not None and found[1] == uid else None
 
     async def op_pam_open_session(self, args: dict, caller: Caller) -> dict:
         """Register the session against the user's live grants; say what they hold."""
@@ -96,7 +96,7 @@ class PamOps:
                "tty": args.get("tty", ""), "service": args.get("service", ""),
                "rhost": args.get("rhost", ""), "opened": now}
         ids = [g["id"] for g in grants]
-        await self.worker.run(self._register, row, ids)
+        await self.worker.run_store(self._register, row, ids)
         self.core.events.emit(
             "session_opened", f"login session of {user} registered "
             f"({args.get('service') or 'pam'}, pid {pid}, {len(ids)} live grants)",
@@ -119,7 +119,8 @@ class PamOps:
         """Mark the caller's session closed; closing one never registered is not an error."""
         user, user_uid = await self._pam_user(args)
         pid = caller.pid
-        row = await self.worker.run(self.core.store.close_login_session, user, pid, self.core.now())
+        row = await self.worker.run_store(self.core.store.close_login_session, user, pid,
+                                          self.core.now())
         if self.terminals is not None:  # the terminal pam_jit handed over (server/ttys.py)
             self.terminals.close_pid(pid)
         if row is not None:
