@@ -448,6 +448,11 @@ class Store:
                             (now, row["key"]))
         return dict(row, closed=now)
 
+    def has_open_session(self, user: str, pid: int) -> bool:
+        """Whether `pid` holds an open session of `user` (close_login_session's row)."""
+        return self.db.execute("SELECT 1 FROM login_sessions WHERE user = ? AND pid = ? AND "
+                               "closed IS NULL LIMIT 1", (user, pid)).fetchone() is not None
+
     def close_gone_sessions(self, alive, now: int) -> list[dict]:
         """Close open sessions whose PAM process is gone without a close (a crash, a
         power cut): `alive(pid)` says whether it still runs. The closed rows."""
