@@ -8,8 +8,8 @@
 # each user;
 # with today's pam_python module (main's commit 56b2adc, pam/pam_jit.py through
 # pam_python.so) in pam_jit.so's place, ungated and gated; with pam_jit.so as the
-# package installs it, ungated (account answers from the gate file, session asks
-# hostd) and gated with a login grant (every phase asks hostd).
+# package installs it, ungated and gated with a login grant (every phase asks hostd for
+# both: the module answers account from the gate file alone only when it gates nobody).
 #
 # Each command runs in ROUNDS rounds (default 8) of RUNS/ROUNDS runs in the one hyperfine
 # run, every other round in reverse order; the summary pools the rounds. Hyperfine runs
