@@ -8,18 +8,29 @@
 # each user;
 # with today's pam_python module (main's commit 56b2adc, pam/pam_jit.py through
 # pam_python.so) in pam_jit.so's place, ungated and gated; with pam_jit.so as the
-# package installs it, ungated (account answers from the gate file, session asks
-# hostd) and gated with a login grant (every phase asks hostd).
+# package installs it, ungated and gated with a login grant (every phase asks hostd for
+# both: the module answers account from the gate file alone only when it gates nobody).
 #
-# Each command runs twice in the one hyperfine run (the second round in reverse order);
-# the summary pools both rounds.
+# Each command runs in ROUNDS rounds (default 8) of RUNS/ROUNDS runs in the one hyperfine
+# run, every other round in reverse order; the summary pools the rounds. Hyperfine runs
+# one command's runs back to back, so with two long rounds a busy minute on a shared
+# machine lands on a few commands only (run A of the first measurement: the two
+# baselines 12 ms apart with the same stack); short alternating rounds spread it over
+# all six.
+#
+# alice and bob linger (loginctl enable-linger): their systemd user managers keep
+# running, as they do for a user with any other session open. Otherwise every login
+# (each pamtester run) starts and stops a user manager, ~20 ms whose spread under load
+# (several ms) is not pam_jit's and drowns the 3 ms being measured. pam_systemd still
+# opens and closes a logind session per login, so hostd still finds a real session id.
 #
 # On the host (root): boots the e2e container (tests/e2e/container.py, plus hyperfine)
-# and runs itself inside with --inside. RUNS=N sets hyperfine's runs (default 200).
+# and runs itself inside with --inside. RUNS=N sets the runs per command (default 200).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 runs=${RUNS:-200}
+rounds=${ROUNDS:-8}
 
 inside() {
     cd /etc/pam.d
@@ -50,9 +61,10 @@ inside() {
             pamtester "$stack" "$user" acct_mgmt open_session close_session >/dev/null
         done
     done
-    # one hyperfine run of each command twice, the second round in reverse order, so
-    # that a slow minute on this shared machine does not land on one command only; the
-    # summary pools both rounds' runs
+    loginctl enable-linger alice bob
+    # one hyperfine run of each command in $rounds rounds, every other one in reverse
+    # order, so that a slow minute on this shared machine does not land on one command
+    # only; the summary pools the rounds' runs
     ops="acct_mgmt open_session close_session"
     # each user against a baseline of their own: the rest of the stack (pam_mail,
     # pam_lastlog, motd) need not cost the same for alice and bob
@@ -62,23 +74,27 @@ inside() {
           "pamtester jit-bench-python bob $ops" "pamtester jit-bench-python alice $ops"
           "pamtester login bob $ops" "pamtester login alice $ops")
     args=()
-    for i in 0 1 2 3 4 5; do
-        args+=(-n "${names[$i]}" "${cmds[$i]}")
+    for ((r = 0; r < rounds; r++)); do
+        order=(0 1 2 3 4 5)
+        if ((r % 2)); then
+            order=(5 4 3 2 1 0)
+        fi
+        for i in "${order[@]}"; do
+            args+=(-n "${names[$i]}/$r" "${cmds[$i]}")
+        done
     done
-    for i in 5 4 3 2 1 0; do
-        args+=(-n "${names[$i]}/2" "${cmds[$i]}")
-    done
-    hyperfine --warmup 20 --runs "$runs" -N --export-json /root/pam-bench.json "${args[@]}"
+    hyperfine --warmup 5 --runs $((runs / rounds)) -N --style basic \
+        --export-json /root/pam-bench.json "${args[@]}" > /dev/null
     python3 - /root/pam-bench.json <<'EOF'
 import json, statistics, sys
 times = {}
 for r in json.load(open(sys.argv[1]))["results"]:
-    times.setdefault(r["command"].removesuffix("/2"), []).extend(r["times"])
+    times.setdefault(r["command"].rsplit("/", 1)[0], []).extend(r["times"])
 med = {k: statistics.median(v) * 1000 for k, v in times.items()}
 mean = {k: statistics.fmean(v) * 1000 for k, v in times.items()}
 # the fastest tenth: what a login costs when other load on the machine leaves it alone
 p10 = {k: statistics.quantiles(v, n=10)[0] * 1000 for k, v in times.items()}
-print(f"\nboth rounds pooled ({len(times['pam_jit.so-gated'])} runs each), milliseconds; "
+print(f"\nrounds pooled ({len(times['pam_jit.so-gated'])} runs each), milliseconds; "
       "added = over the stack without pam_jit for the same user:")
 print(f"{'stack':<24} {'median':>7} {'mean':>7} {'p10':>7} {'added median':>13} "
       f"{'added mean':>11} {'added p10':>10}")
@@ -107,7 +123,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 
-RUNS=$runs SCRIPT="$here/pam_overhead.sh" /usr/bin/python3 - <<'EOF'
+RUNS=$runs ROUNDS=$rounds SCRIPT="$here/pam_overhead.sh" /usr/bin/python3 - <<'EOF'
 import os, subprocess, sys
 from pathlib import Path
 
@@ -140,7 +156,7 @@ try:
     box.write("/root/pam_jit.py", OLD_MODULE)
     box.copy_in(Path(os.environ["SCRIPT"]), "/root/pam_overhead.sh")
     r = box.run(["bash", "/root/pam_overhead.sh", "--inside"], timeout=1800, check=False,
-                env={"RUNS": os.environ["RUNS"]})
+                env={"RUNS": os.environ["RUNS"], "ROUNDS": os.environ["ROUNDS"]})
     print(r.stdout, end="")
     print(r.stderr, end="", file=sys.stderr)
     sys.exit(r.returncode)

@@ -164,7 +164,8 @@ class Limits:
 async def _send(writer: asyncio.StreamWriter, obj: dict) -> bool:
     try:
         writer.write(encode(obj))
-        await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT)
+        async with asyncio.timeout(IDLE_TIMEOUT):  # not wait_for: no task per answer
+            await writer.drain()
         return True
     except (TimeoutError, ConnectionError, OSError):
         return False
@@ -272,7 +273,8 @@ class Server:
         """Requests in turn until the client closes, idles out, or a stream ends."""
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), self.idle_timeout)
+                async with asyncio.timeout(self.idle_timeout):  # no task per request
+                    line = await reader.readline()
             except TimeoutError:
                 return
             except (asyncio.LimitOverrunError, ValueError):

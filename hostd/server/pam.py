@@ -12,9 +12,11 @@ go through the ordered worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from hostd.core.lifecycle import Core
 from hostd.errors import JitError
@@ -47,6 +49,7 @@ class PamOps:
         `terminals`: the session terminals pam_jit hands over (closed with the session)."""
         self.core, self.reader, self.worker, self.names = core, reader, worker, names
         self.logind, self.terminals = logind, terminals
+        self._later: set[asyncio.Task] = set()  # _after_answer's tasks, kept referenced
 
     async def _pam_user(self, args: dict) -> tuple[str, int]:
         user = args["user"]
@@ -79,14 +82,16 @@ class PamOps:
         if self.logind is None:
             return None
         try:
-            info = await self.logind.session_by_pid(pid)
+            found = await self.logind.session_of_pid(pid)
         except Exception as exc:  # registering by pid still lets expiry find the processes
             log.warning("logind: no session for pid %d: %s", pid, exc)
             return None
-        return info["id"] if info is not None and info["uid"] == uid else None
+        return found[0] if found is not None and found[1] == uid else None
 
     async def op_pam_open_session(self, args: dict, caller: Caller) -> dict:
-        """Register the session against the user's live grants; say what they hold."""
+        """Register the session against the user's live grants; say what they hold.
+        Answered once the row is committed (the session is then ended with its grants,
+        whatever happens to hostd); the sweep of rows left by gone processes follows."""
         user, user_uid = await self._pam_user(args)
         pid = caller.pid
         sid = await self._logind_session(pid, user_uid)
@@ -96,38 +101,61 @@ class PamOps:
                "tty": args.get("tty", ""), "service": args.get("service", ""),
                "rhost": args.get("rhost", ""), "opened": now}
         ids = [g["id"] for g in grants]
-        await self.worker.run(self._register, row, ids)
+        await self.worker.run_store(self.core.store.open_login_session, row, ids)
         self.core.events.emit(
             "session_opened", f"login session of {user} registered "
             f"({args.get('service') or 'pam'}, pid {pid}, {len(ids)} live grants)",
             user=user, uid=user_uid, session_id=sid, tty=row["tty"], grant_id=ids)
+        self._after_answer(self._sweep_gone(now))
         return {"ok": True, "code": "ok", "session_id": sid, "grants": ids,
                 "message": logins.session_text(grants, now)}
 
-    def _register(self, row: dict, grant_ids: list[str]) -> None:
-        """In the worker: close what was left open by processes that are gone (their
-        pid may be reused), then register the new session."""
-        store = self.core.store
-        for gone in store.close_gone_sessions(_alive, row["opened"]):
+    def _after_answer(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Bookkeeping that decides nothing, off the login's path: the task first runs
+        after the op returns, and the connection writes the answer before it awaits
+        anything, so the PAM process has its answer while this runs."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _sweep_gone(self, now: int) -> None:
+        """Close what was left open by processes that are gone (a crash, a power cut)."""
+        try:
+            gone = await self.worker.run_store(self.core.store.close_gone_sessions, _alive,
+                                               now)
+        except Exception:  # the next login's sweep tries again
+            log.exception("closing the sessions of gone processes failed")
+            return
+        for g in gone:
             self.core.events.emit(
-                "session_closed", f"login session of {gone['user']} closed: its process "
-                f"{gone['pid']} is gone", user=gone["user"], uid=gone["uid"],
-                session_id=gone["sid"], tty=gone["tty"], reason="process gone")
-        store.open_login_session(row, grant_ids)
+                "session_closed", f"login session of {g['user']} closed: its process "
+                f"{g['pid']} is gone", user=g["user"], uid=g["uid"], session_id=g["sid"],
+                tty=g["tty"], reason="process gone")
 
     async def op_pam_close_session(self, args: dict, caller: Caller) -> dict:
-        """Mark the caller's session closed; closing one never registered is not an error."""
+        """Mark the caller's session closed; closing one never registered is not an error.
+        The terminal is let go before the answer; the row is closed after it (a hostd
+        killed in between leaves it to the sweep, which finds the process gone)."""
         user, user_uid = await self._pam_user(args)
         pid = caller.pid
-        row = await self.worker.run(self.core.store.close_login_session, user, pid, self.core.now())
         if self.terminals is not None:  # the terminal pam_jit handed over (server/ttys.py)
             self.terminals.close_pid(pid)
+        registered = self.reader.has_open_session(user, pid)
+        if registered:
+            self._after_answer(self._close(user, user_uid, pid, self.core.now()))
+        return {"ok": True, "code": "ok", "closed": registered, "message": ""}
+
+    async def _close(self, user: str, uid: int, pid: int, now: int) -> None:
+        try:
+            row = await self.worker.run_store(self.core.store.close_login_session, user, pid,
+                                              now)
+        except Exception:  # the sweep closes it once the process is gone
+            log.exception("closing the login session of pid %d failed", pid)
+            return
         if row is not None:
             self.core.events.emit(
                 "session_closed", f"login session of {user} closed ({row['service'] or 'pam'}"
-                f", pid {pid})", user=user, uid=user_uid, session_id=row["sid"],
-                tty=row["tty"])
-        return {"ok": True, "code": "ok", "closed": row is not None, "message": ""}
+                f", pid {pid})", user=user, uid=uid, session_id=row["sid"], tty=row["tty"])
 
     async def op_login_list(self, args: dict, caller: Caller) -> dict:
         """Registered login sessions (open ones unless `closed`): one's own, or all for root."""

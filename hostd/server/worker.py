@@ -36,10 +36,21 @@ class Worker:
 
     async def run(self, fn: Callable[..., Any], *args: object) -> Any:
         """Call fn in the worker, then carry out what it said must follow."""
+        return await self._run(fn, args, True)
+
+    async def run_store(self, fn: Callable[..., Any], *args: object) -> Any:
+        """`run` for a job that writes hostd's store and nothing else (the login
+        session registry): it cannot have changed a name or a group, so `after_job`
+        (the accounts cache's invalidation) is skipped, and the next login's look-ups
+        stay answered from the cache instead of a thread each."""
+        return await self._run(fn, args, False)
+
+    async def _run(self, fn: Callable[..., Any], args: tuple, after: bool) -> Any:
         loop = asyncio.get_running_loop()
         failure, value, effects, wrote = await loop.run_in_executor(
             self.pool, self._job, fn, args)
-        self.after_job()
+        if after:
+            self.after_job()
         if wrote:
             self._changed.set()
             self._changed = asyncio.Event()

@@ -13,143 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hostd.state import schedule
+from hostd.state.migrations import MIGRATIONS
 
-MIGRATIONS: list[str] = [
-    # 1: grants, memberships applied, seen token ids
-    """
-    CREATE TABLE grants (
-        id TEXT PRIMARY KEY,
-        jti TEXT NOT NULL,
-        issuer TEXT NOT NULL,
-        user TEXT NOT NULL,
-        uid INTEGER NOT NULL,
-        role TEXT NOT NULL,
-        groups TEXT NOT NULL,
-        not_before INTEGER NOT NULL,
-        exp INTEGER NOT NULL,
-        reason TEXT NOT NULL DEFAULT '',
-        ticket TEXT NOT NULL DEFAULT '',
-        approved_by TEXT NOT NULL DEFAULT '[]',
-        hosts TEXT NOT NULL DEFAULT '[]',
-        state TEXT NOT NULL CHECK (state IN ('active', 'expired', 'revoked', 'failed')),
-        activated_at INTEGER NOT NULL,
-        ended_at INTEGER,
-        end_reason TEXT NOT NULL DEFAULT '',
-        ended_by TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX grants_state_exp ON grants (state, exp);
-    CREATE INDEX grants_user_state ON grants (user, state);
-    CREATE TABLE seen_tokens (
-        issuer TEXT NOT NULL,
-        jti TEXT NOT NULL,
-        exp INTEGER NOT NULL,
-        grant_id TEXT NOT NULL,
-        PRIMARY KEY (issuer, jti)
-    );
-    CREATE TABLE memberships (
-        grant_id TEXT NOT NULL REFERENCES grants (id),
-        user TEXT NOT NULL,
-        grp TEXT NOT NULL,
-        standing INTEGER NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'removed', 'kept')),
-        PRIMARY KEY (grant_id, grp)
-    );
-    CREATE INDEX memberships_user_grp ON memberships (user, grp, state);
-    """,
-    # 2: access requests and approvals (roles now; sudo commands later, bound to a subject)
-    """
-    CREATE TABLE requests (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL CHECK (kind IN ('role', 'command')),
-        user TEXT NOT NULL,
-        uid INTEGER NOT NULL,
-        role TEXT NOT NULL,
-        duration INTEGER NOT NULL DEFAULT 0,
-        reason TEXT NOT NULL,
-        ticket TEXT NOT NULL DEFAULT '',
-        subject TEXT NOT NULL DEFAULT '',
-        subject_digest TEXT NOT NULL DEFAULT '',
-        needed INTEGER NOT NULL,
-        state TEXT NOT NULL
-            CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'used', 'failed')),
-        created INTEGER NOT NULL,
-        expires INTEGER NOT NULL,
-        decided_at INTEGER,
-        grant_id TEXT NOT NULL DEFAULT '',
-        outcome TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX requests_state ON requests (state, expires);
-    CREATE TABLE approvals (
-        request_id TEXT NOT NULL REFERENCES requests (id),
-        approver TEXT NOT NULL,
-        uid INTEGER NOT NULL,
-        decision TEXT NOT NULL CHECK (decision IN ('approve', 'deny')),
-        comment TEXT NOT NULL DEFAULT '',
-        at INTEGER NOT NULL,
-        PRIMARY KEY (request_id, approver)
-    );
-    """,
-    # 3: login sessions the PAM module registered, and the grants live when each opened
-    """
-    CREATE TABLE login_sessions (
-        key INTEGER PRIMARY KEY AUTOINCREMENT,
-        sid TEXT,
-        uid INTEGER NOT NULL,
-        user TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        tty TEXT NOT NULL DEFAULT '',
-        service TEXT NOT NULL DEFAULT '',
-        rhost TEXT NOT NULL DEFAULT '',
-        opened INTEGER NOT NULL,
-        closed INTEGER
-    );
-    CREATE INDEX login_sessions_open ON login_sessions (closed, pid);
-    CREATE TABLE login_session_grants (
-        session_key INTEGER NOT NULL REFERENCES login_sessions (key),
-        grant_id TEXT NOT NULL REFERENCES grants (id),
-        PRIMARY KEY (grant_id, session_key)
-    );
-    """,
-    # 4: endings stated but not yet carried out (EndSessions), written with the grant's
-    # end, deleted once carried out: a hostd killed in between finishes them at start
-    """
-    CREATE TABLE pending_endings (
-        grant_id TEXT PRIMARY KEY REFERENCES grants (id),
-        uid INTEGER NOT NULL,
-        user TEXT NOT NULL,
-        role TEXT NOT NULL,
-        gids TEXT NOT NULL,
-        mode TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        ended_by TEXT NOT NULL,
-        ended_at INTEGER NOT NULL,
-        boot_id TEXT NOT NULL DEFAULT ''
-    );
-    """,
-    # 5: setgid walks owed by ended group grants (hostd/server/setgid_walks.py), written
-    # with the grant's end, their progress as they go, deleted once walked. No boot id:
-    # files, unlike processes, outlive a reboot.
-    """
-    CREATE TABLE setgid_walks (
-        grant_id TEXT PRIMARY KEY REFERENCES grants (id),
-        uid INTEGER NOT NULL,
-        user TEXT NOT NULL,
-        gids TEXT NOT NULL,
-        since INTEGER NOT NULL,
-        ended_at INTEGER NOT NULL,
-        position TEXT NOT NULL DEFAULT '[]'
-    );
-    """,
-    # 6: identity providers' ID tokens used (hostd/state/idp_tokens.py): once each
-    "CREATE TABLE idp_tokens (issuer TEXT NOT NULL, token_id TEXT NOT NULL, keep_until "
-    "INTEGER NOT NULL, used_for TEXT NOT NULL, PRIMARY KEY (issuer, token_id))",
-    # 7: each grant's verifying kid, the last revocation list per issuer (revstore.py)
-    "ALTER TABLE grants ADD COLUMN kid TEXT NOT NULL DEFAULT ''; CREATE TABLE revocation_lists "
-    "(issuer TEXT PRIMARY KEY, seq INTEGER NOT NULL, token TEXT NOT NULL, accepted_at INTEGER "
-    "NOT NULL);",
-    schedule.MIGRATION,  # 8: scheduled grants, request windows (schedule.py)
-]
+__all__ = ["GRANT_COLUMNS", "MIGRATIONS", "Store"]
 
 GRANT_COLUMNS = (
     "id", "jti", "issuer", "user", "uid", "role", "groups", "not_before", "exp", "reason",
@@ -457,6 +323,11 @@ class Store:
             self.db.execute("UPDATE login_sessions SET closed = ? WHERE key = ?",
                             (now, row["key"]))
         return dict(row, closed=now)
+
+    def has_open_session(self, user: str, pid: int) -> bool:
+        """Whether `pid` holds an open session of `user` (close_login_session's row)."""
+        return self.db.execute("SELECT 1 FROM login_sessions WHERE user = ? AND pid = ? AND "
+                               "closed IS NULL LIMIT 1", (user, pid)).fetchone() is not None
 
     def close_gone_sessions(self, alive, now: int) -> list[dict]:
         """Close open sessions whose PAM process is gone without a close (a crash, a

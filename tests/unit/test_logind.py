@@ -5,6 +5,9 @@ exercised in the booted container (tests/e2e/test_e2e_pam.py)."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
+import os
 
 import pytest
 from dbus_next import Message, Variant
@@ -160,3 +163,84 @@ def test_other_failures_raise(fake):
     assert err.value.name == "org.freedesktop.DBus.Error.AccessDenied"
     with pytest.raises(LogindError):
         run(lo.session_by_pid(400))
+
+
+# --- sd-login: the PAM hot path without a bus call -------------------------------------------
+
+class FakeSd:
+    """libsystemd's sd_pid_get_session and sd_session_get_uid, called as ctypes calls
+    them (the out-parameters by reference), and libc's free."""
+
+    def __init__(self, pids: dict[int, str], uids: dict[str, int], pid_error: int = 0) -> None:
+        self.pids, self.uids, self.pid_error = pids, uids, pid_error
+        self.buffers: list = []
+        self.freed: list[int] = []
+
+    def sd_pid_get_session(self, pid: int, out) -> int:
+        if self.pid_error:
+            return -self.pid_error
+        if pid not in self.pids:
+            return -errno.ENODATA
+        buf = ctypes.create_string_buffer(self.pids[pid].encode())
+        self.buffers.append(buf)
+        out._obj.value = ctypes.addressof(buf)
+        return 0
+
+    def sd_session_get_uid(self, sid: bytes, out) -> int:
+        if sid.decode() not in self.uids:
+            return -errno.ENXIO
+        out._obj.value = self.uids[sid.decode()]
+        return 0
+
+    def free(self, pointer) -> None:
+        self.freed.append(pointer.value)
+
+
+def sd_login(fake_sd: FakeSd) -> lg.SdLogin:
+    return lg.SdLogin(fake_sd, fake_sd)
+
+
+def test_sd_login_answers_without_the_bus(fake):
+    sd = FakeSd({400: "3", 700: "c9"}, {"3": 1001})
+    lo = Logind(fake, sd_login(sd))
+    assert run(lo.session_of_pid(400)) == ("3", 1001)
+    assert sd.freed == [ctypes.addressof(sd.buffers[0])]  # the string libsystemd gave back
+    assert run(lo.session_of_pid(999)) is None  # in no session: no need to ask logind
+    assert fake.calls == []
+    # a session libsystemd finds but whose record it cannot read: logind is asked
+    fake.add("c9", 1002, "bob", "", 700)
+    assert run(lo.session_of_pid(700)) == ("c9", 1002)
+    assert [m.member for m in fake.calls] == ["GetSessionByPID", "GetAll"]
+
+
+def test_sd_login_failure_falls_back_to_the_bus(fake):
+    lo = Logind(fake, sd_login(FakeSd({}, {}, pid_error=errno.ESRCH)))
+    assert run(lo.session_of_pid(600)) == ("4", 1002)
+    assert len(fake.calls) == 2
+    for none in (errno.ENODATA, errno.ENXIO):
+        assert sd_login(FakeSd({}, {}, pid_error=none)).session_of_pid(600) is None
+    with pytest.raises(ValueError):
+        run(lo.session_of_pid(0))
+
+
+def test_sd_login_without_libsystemd_uses_the_bus(fake):
+    lo = Logind(fake)
+    assert run(lo.session_of_pid(400)) == ("3", 1001)
+    assert run(lo.session_of_pid(999)) is None
+
+
+def test_sd_login_never_returns_an_id_the_bus_would_refuse():
+    sd = sd_login(FakeSd({5: "a/b"}, {"a/b": 0}))
+    with pytest.raises(LookupError):
+        sd.session_of_pid(5)
+
+
+def test_sd_login_real_libsystemd():
+    """libsystemd0 comes with python3-systemd, a Depends: the real library, on this
+    process (in no session here, or in one of this uid's) and on a pid that is gone."""
+    sd = lg.SdLogin.load()
+    assert sd is not None
+    mine = sd.session_of_pid(os.getpid())
+    assert mine is None or mine[1] == os.getuid()
+    with pytest.raises(LookupError):  # gone: ESRCH, and logind is asked (it says none)
+        sd.session_of_pid(2**22 + 7)
