@@ -130,6 +130,22 @@ def scan(proc_root: Path, uid: int, gids: frozenset[int] | set[int],
     return sorted(found, key=lambda p: p.pid)
 
 
+def leads_a_tty_session(proc_root: Path, pid: int) -> bool:
+    """Whether `pid` is a session leader with a controlling terminal: a login shell
+    (`su -l`, sshd's child, a console login). Ending a session hangs its terminal up, so
+    such a process also gets SIGHUP, as the kernel and systemd's SendSIGHUP give it: an
+    interactive shell ignores SIGTERM and would otherwise wait out the grace."""
+    try:
+        stat = (proc_root / str(pid) / "stat").read_bytes()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2:].split()
+    try:  # state ppid pgrp session tty_nr ...
+        return int(fields[3]) == pid and int(fields[4]) != 0
+    except (IndexError, ValueError):
+        return False
+
+
 def signal_checked(proc_root: Path, pid: int, uid: int, gids: frozenset[int] | set[int],
                    signo: int) -> bool:
     """Send `signo` to `pid` if it still `holds` one of `gids`. The pidfd is opened

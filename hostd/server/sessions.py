@@ -182,7 +182,8 @@ class SessionEnding:
                 tty=s.get("tty") or info.get("tty"), decision=decision))
 
     async def _end_processes(self, e: EndSessions, gids: dict[int, str]) -> None:
-        """SIGTERM to each process still holding a taken group, SIGKILL to those left
+        """SIGTERM to each process still holding a taken group (and SIGHUP to the login
+        shells among them: residue.leads_a_tty_session), SIGKILL to those left
         after TERM_WAIT; then scan again and SIGKILL what appeared meanwhile (children
         a holder forked, say on SIGTERM), until none is left or KILL_ROUNDS ran out.
         One session_terminated event for the batch."""
@@ -192,6 +193,8 @@ class SessionEnding:
             return
         found = {p.pid: p for p in procs}
         await self._in_thread(self._signal_all, procs, e.uid, wanted, signal.SIGTERM)
+        await self._in_thread(self._signal_all, [p for p in procs if residue.leads_a_tty_session(
+            self.proc_root, p.pid)], e.uid, wanted, signal.SIGHUP)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TERM_WAIT
         left = procs

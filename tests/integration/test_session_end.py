@@ -100,6 +100,32 @@ def test_expiry_ends_the_processes_that_still_hold_the_group(box, procs):
     assert box.events("privilege_residue") == []
 
 
+LOGIN_SHELL = """
+import fcntl, os, signal, termios, time
+os.setsid()
+master, slave = os.openpty()
+fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as an interactive shell does
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_login_shell_ignoring_sigterm_is_hung_up_not_waited_for(box, procs):
+    """An interactive shell ignores SIGTERM: a session leader with a terminal also gets
+    SIGHUP (its terminal hung up), so it goes at once rather than after the grace."""
+    g = grant(box, "ending", "3s")
+    shell = subprocess.Popen(["setpriv", f"--reuid={ALICE}", f"--regid={ALICE}",
+                              f"--groups={ALICE},{GID}", "/usr/bin/python3", "-c", LOGIN_SHELL],
+                             stdout=subprocess.PIPE, text=True)
+    procs.append(shell)
+    assert shell.stdout.readline().strip() == "ready"
+    assert residue.leads_a_tty_session(Path("/proc"), shell.pid)
+    assert shell.wait(15) == -1, "SIGHUP ends it (SIGTERM is ignored)"
+    (ev,) = box.wait_for(lambda: box.events("session_terminated"), timeout=5)
+    assert ev["JIT_GRANT_ID"] == g["id"] and ev["JIT_DECISION"] == "terminated"
+
+
 def test_revoke_ends_them_too(box, procs):
     g = grant(box, "ending", "1h")
     holder = spawn(procs, ALICE, [GID])

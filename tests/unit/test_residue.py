@@ -190,3 +190,17 @@ def test_no_signal_to_a_pid_that_is_gone(tmp_path):
     proc.wait()
     put(tmp_path, proc.pid, status(ALICE, (DOCKER,)))
     assert not residue.signal_checked(tmp_path, proc.pid, ALICE, {DOCKER}, 0)  # 0: harmless
+
+
+@pytest.mark.parametrize("stat,leads", [
+    ("4242 (bash) S 4241 4242 4242 34816 4242 4194560", True),   # su -l's login shell
+    ("4242 (a) b) S 4241 4242 4242 34816 4242 4194560", True),   # a ')' in its name
+    ("4242 (sleep) S 4241 4242 4200 34816 4242 4194560", False),  # not the leader
+    ("4242 (daemon) S 1 4242 4242 0 -1 4194560", False),         # no terminal
+    ("4242 (bash) S", False),                                     # cut short
+])
+def test_a_login_shell_is_a_tty_session_leader(tmp_path, stat, leads):
+    (tmp_path / "4242").mkdir()
+    (tmp_path / "4242" / "stat").write_text(stat + "\n")
+    assert residue.leads_a_tty_session(tmp_path, 4242) is leads
+    assert residue.leads_a_tty_session(tmp_path, 4243) is False  # gone
