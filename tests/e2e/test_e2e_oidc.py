@@ -2,6 +2,8 @@
 panva's certified oidc-provider (tests/e2e/oidc/provider.mjs) on loopback, on the host's
 Node.js copied into the box (the box has no network). The fetcher runs through its real,
 hardened units; the person at the verification page is tests/e2e/oidc/browser.py.
+Hostile tokens (issue 21's refusal list) are the provider's own (a token for its other
+client, a replayed one) or signed with its current key with one claim wrong.
 
 What needs hostd's idp.activate / idp.roles ops (branch oidc-verify, CONTRACTS §B) is
 skipped, saying so, when the installed package has no such op; everything the fetcher
