@@ -2,6 +2,8 @@
 panva's certified oidc-provider (tests/e2e/oidc/provider.mjs) on loopback, on the host's
 Node.js copied into the box (the box has no network). The fetcher runs through its real,
 hardened units; the person at the verification page is tests/e2e/oidc/browser.py.
+Hostile tokens (issue 21's refusal list) are the provider's own (a token for its other
+client, a replayed one) or signed with its current key with one claim wrong.
 
 What needs hostd's idp.activate / idp.roles ops (branch oidc-verify, CONTRACTS §B) is
 skipped, saying so, when the installed package has no such op; everything the fetcher
@@ -10,16 +12,21 @@ and `jit login`'s device flow do themselves runs regardless.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jwt
 import pytest
 from container import Container, log
+from cryptography.hazmat.primitives import serialization
 from jithost import POLICY_TOML, Host, events, groups_of, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -107,7 +114,7 @@ def idp(own_host: Host) -> Iterator[Host]:
     box.copy_in(_node(), "/usr/local/bin/node")
     os.chmod(box.path("/usr/local/bin/node"), 0o755)
     shutil.copytree(OP_DIR, box.path("/opt/jit-op"), symlinks=True)
-    for name in ("provider.mjs", "browser.py", "listserver.py"):
+    for name in ("provider.mjs", "browser.py", "device.py", "listserver.py"):
         box.copy_in(HERE / "oidc" / name, f"/opt/jit-op/{name}")
     box.write("/var/lib/jit-op/users.json", json.dumps(USERS), 0o600)
     box.write("/srv/lists/corp.jwt", "not-a-signed-list-v1\n")
@@ -295,6 +302,149 @@ def test_a_stale_cache_is_refused(idp: Host) -> None:
         assert answer.get("code") == "stale_keys" and rc == 1, answer
     finally:
         refresh_unit(box)
+
+
+# hostile tokens: the real provider's own tokens and keys, one thing wrong -------------------
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def keys_cached(box: Container) -> None:
+    """The provider's current key is in the fetcher's cache (a case may run alone)."""
+    path = box.path(f"{CACHE}/jwks.json")
+    if not path.exists() or signing_kid(box) not in path.read_text():
+        assert refresh_unit(box).returncode == 0
+
+
+def provider_key(box: Container) -> tuple[str, object, object]:
+    """(kid, private key, public key) of the provider's current signing key: the private
+    half from the provider's state (the test made it), the public half and its kid from
+    the JWKS the fetcher cached (what hostd verifies with)."""
+    kid = signing_kid(box)
+    private = json.loads(box.path("/var/lib/jit-op/jwks.json").read_text())["keys"][0]
+    [public] = [k for k in json.loads(box.path(f"{CACHE}/jwks.json").read_text())["keys"]
+                if k["kid"] == kid]
+    return (kid, jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(private)),
+            jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(public)))
+
+
+def claims(**over: object) -> dict:
+    """What the provider puts in alice's ID token (tests/e2e/oidc/provider.mjs), fresh."""
+    now = int(time.time())
+    base = {"iss": ISSUER, "sub": "alice", "aud": "jitaccess", "iat": now,
+            "exp": now + 3600, "jti": uuid.uuid4().hex, "preferred_username": "alice",
+            "groups": ["/sre"]}
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def forge(box: Container, how: str, body: dict) -> str:
+    """`signed`: RS256 by the provider's current key, its kid; `none`: alg none, no
+    signature; `hs256`: HS256 whose HMAC secret is the provider's public key (PEM)."""
+    kid, private, public = provider_key(box)
+    if how == "signed":
+        return jwt.encode(body, private, algorithm="RS256", headers={"kid": kid})
+    head = b64(json.dumps({"alg": "none" if how == "none" else "HS256", "typ": "JWT",
+                           "kid": kid}).encode())
+    signing_input = f"{head}.{b64(json.dumps(body).encode())}"
+    if how == "none":
+        return signing_input + "."
+    pem = public.public_bytes(serialization.Encoding.PEM,
+                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    return f"{signing_input}.{b64(hmac.new(pem, signing_input.encode(), 'sha256').digest())}"
+
+
+def genuine(box: Container, client_id: str) -> str:
+    """A real ID token of alice's for `client_id`, by the device flow (oidc/device.py)."""
+    return box.run(["python3", "/opt/jit-op/device.py", ISSUER, client_id, "alice"],
+                   timeout=60).stdout.strip()
+
+
+def activate_with(box: Container, token: str, *args: str) -> tuple[int, dict]:
+    proc = box.run(["jit", "activate", "oncall", "--id-token", "-", "--json", *args],
+                   user="alice", check=False, input=token)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def refused_as(box: Container, token: str, code: str, *args: str) -> None:
+    """alice's activation with `token` is refused with `code`, logged as grant_refused
+    with that code, and nothing is granted."""
+    def alices(event: str) -> list[dict]:
+        return [e for e in events(box, event) if e.get("JIT_USER") == "alice"]
+
+    assert "docker" not in groups_of(box, "alice")
+    granted, refusals = len(alices("grant_activated")), len(alices("grant_refused"))
+    rc, answer = activate_with(box, token, *args)
+    assert (rc, answer.get("code")) == (1, code), answer
+    new = wait_for("hostd's grant_refused", lambda: alices("grant_refused")[refusals:], 10)
+    issuer = None if code == "unknown_issuer" else "corp-idp"  # no issuer has that iss
+    assert [(e["JIT_CODE"], e.get("JIT_ISSUER")) for e in new] == [(code, issuer)], new
+    assert "docker" not in groups_of(box, "alice")
+    assert len(alices("grant_activated")) == granted
+
+
+def test_a_forged_token_with_nothing_wrong_activates(idp: Host) -> None:
+    """The control: the forging below yields tokens hostd takes, so each refusal that
+    follows is the one wrong claim's."""
+    box = idp.box
+    need_idp_ops(box)
+    keys_cached(box)
+    rc, answer = activate_with(box, forge(box, "signed", claims()), "--for", "5m")
+    assert rc == 0 and answer["grant"]["role"] == "oncall", answer
+    assert "docker" in groups_of(box, "alice")
+    box.run(["jit", "revoke", answer["grant"]["id"], "--reason", "e2e control"])
+
+
+def test_a_genuine_token_activates_once(idp: Host) -> None:
+    box = idp.box
+    need_idp_ops(box)
+    keys_cached(box)
+    token = genuine(box, "jitaccess")
+    rc, answer = activate_with(box, token, "--for", "5m")
+    assert rc == 0 and answer["subject"] == "alice", answer
+    box.run(["jit", "revoke", answer["grant"]["id"], "--reason", "e2e replay"])
+    refused_as(box, token, "replayed")
+
+
+def test_a_genuine_token_of_another_client_is_refused(idp: Host) -> None:
+    box = idp.box
+    need_idp_ops(box)
+    keys_cached(box)
+    token = genuine(box, "other-app")
+    assert jwt.decode(token, options={"verify_signature": False})["aud"] == "other-app"
+    refused_as(box, token, "wrong_audience")
+
+
+WRONG_ISS = f"http://127.0.0.1:{LIST_PORT}"
+OVERAGE = {"groups": None, "_claim_names": {"groups": "src1"},
+           "_claim_sources": {"src1": {"endpoint": ISSUER + "/groups"}}}
+HOSTILE: dict[str, tuple[str, Callable[[int], dict], str, tuple[str, ...]]] = {
+    # name: (how it is made, the claims changed at time now, the refusal, jit's options)
+    "wrong iss": ("signed", lambda now: {"iss": WRONG_ISS}, "wrong_issuer",
+                  ("--issuer", "corp-idp")),
+    "wrong iss, no --issuer": ("signed", lambda now: {"iss": WRONG_ISS}, "unknown_issuer",
+                               ()),
+    "wrong azp": ("signed", lambda now: {"aud": ["jitaccess", "other-app"],
+                                         "azp": "other-app"}, "wrong_azp", ()),
+    "expired": ("signed", lambda now: {"iat": now - 300, "exp": now - 120}, "expired", ()),
+    "old iat": ("signed", lambda now: {"iat": now - 3600}, "token_too_old", ()),
+    "Entra overage, _claim_names": ("signed", lambda now: OVERAGE, "groups_overage", ()),
+    "Entra overage, hasgroups": ("signed", lambda now: {"groups": None, "hasgroups": True},
+                                 "groups_overage", ()),
+    "alg none": ("none", lambda now: {}, "algorithm_not_allowed", ()),
+    "HS256 keyed with the public key": ("hs256", lambda now: {}, "algorithm_not_allowed",
+                                        ()),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_a_hostile_token_is_refused(idp: Host, case: str) -> None:
+    box = idp.box
+    need_idp_ops(box)
+    keys_cached(box)
+    how, changed, code, args = HOSTILE[case]
+    refused_as(box, forge(box, how, claims(**changed(int(time.time())))), code, *args)
 
 
 # revocation lists pulled from a URL ----------------------------------------------------------

@@ -1,7 +1,8 @@
 // A real OIDC provider for the e2e tests of `jit login` and the IdP key fetcher: panva's
 // certified oidc-provider (8.x runs on Node 18 and 20), on loopback inside the booted
 // container. Device flow on, its built-in development login and consent pages (the test
-// plays the person with an HTTP client), a public client `jitaccess`, a `groups` claim.
+// plays the person with an HTTP client), public clients `jitaccess` and `other-app`, a
+// `groups` claim.
 //
 // Environment: OP_PORT (default 9400), OP_STATE (a directory: jwks.json, users.json),
 // OP_ROTATE=1 puts a new signing key in front of the old ones (key rotation).
@@ -29,13 +30,15 @@ if (keys.length === 0 || process.env.OP_ROTATE === '1') {
 const users = JSON.parse(readFileSync(`${state}/users.json`, 'utf8'));
 
 const provider = new Provider(issuer, {
-  clients: [{
-    client_id: 'jitaccess',
+  // other-app: another public client of the same provider, whose genuine tokens are
+  // addressed to it (aud), not to jitaccess: hosts must refuse them.
+  clients: ['jitaccess', 'other-app'].map((id) => ({
+    client_id: id,
     token_endpoint_auth_method: 'none',
     grant_types: ['urn:ietf:params:oauth:grant-type:device_code'],
     response_types: [],
     redirect_uris: [],
-  }],
+  })),
   jwks: { keys },
   features: { deviceFlow: { enabled: true }, devInteractions: { enabled: true } },
   claims: { openid: ['sub'], profile: ['preferred_username', 'groups'] },
