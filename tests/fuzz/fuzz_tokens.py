@@ -574,7 +574,10 @@ def policy_problems(g: grants.Grant, world: World) -> list[str]:
     if any(type(t) is not int for t in (g.not_before, g.exp, g.iat)):
         problems.append("times are not integers")
     elif role is not None:
-        if not g.not_before - cfg.leeway <= NOW <= g.exp + cfg.leeway:
+        # a start ahead within the role's max_lead_time is accepted and scheduled
+        # (issue 22); one further ahead, or an end already past, is not valid now
+        if not (NOW <= g.exp + cfg.leeway
+                and g.not_before - NOW <= role.max_lead_time + cfg.leeway):
             problems.append("not valid now")
         if not 0 < g.exp - g.not_before <= role.max_ttl:
             problems.append("lifetime")
