@@ -330,8 +330,9 @@ class Recorder:
     def emit(self, fd: int, masker, data: bytes) -> bool:
         """Mask, show, record. False when the reader of `fd` went away."""
         if masker is not None:
+            drained = len(data) < CHUNK  # the read took all there was: show it now
             data = masker.feed(data)
-            self.note_held()
+            self.note_held(drained)
         if not data:
             return True
         self.record("output", data)
@@ -390,18 +391,22 @@ class Recorder:
         return any(m is not None and m.holding
                    for m in (self.out_masker, self.err_masker, self.in_masker))
 
-    def note_held(self) -> None:
+    def note_held(self, drained: bool = False) -> None:
         """After bytes came: what a masker holds is looked at IDLE_FLUSH after it began
         to be held (a clock per hold, however busy the session is meanwhile), and a
-        secret still forming IDLE_FLUSH after its latest byte, up to hold_max."""
+        secret still forming IDLE_FLUSH after its latest byte, up to hold_max. When
+        the read that brought them `drained` its stream (less than CHUNK), at once:
+        the command has paused, and the idle flush keeps a secret still forming
+        (`hold`) whenever it runs, so waiting only made every prompt and echo late."""
         if not self.holding():
             self.held_since = self.due = None
             return
         now = time.monotonic()
         if self.held_since is None:
             self.held_since = now
-        if self.due is None or self.due > now + IDLE_FLUSH:
-            self.due = now + IDLE_FLUSH
+        soon = now if drained else now + IDLE_FLUSH
+        if self.due is None or self.due > soon:
+            self.due = soon
 
     def flush_due(self) -> None:
         now = time.monotonic()
