@@ -145,7 +145,6 @@ class HostdSink:
 def open_hostd(opts: Options, width: int, height: int, pty_mode: bool):
     """record.open with the one-time token: (sink, the answer)."""
     from hostd.client import Client
-
     from hostd.errors import JitError
 
     client = Client(opts.socket, timeout=SEND_TIMEOUT, trusted=True)
