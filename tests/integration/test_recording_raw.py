@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import json
 
-from test_recording import activate, box, check, closed, token_of  # noqa: F401 (box: fixture)
+import pytest
+from sandbox import Sandbox
+from test_recording import RECORD_POLICY, activate, check, closed, token_of
 
 from hostd.client import Client
 from hostd.record.castfile import iter_cast, verify
 from hostd.wire import RAW, RECORD_FRAME
+
+
+@pytest.fixture
+def box():
+    b = Sandbox(RECORD_POLICY)
+    b.start()
+    yield b
+    b.cleanup()
 
 
 def _open(box, raw: bool):
@@ -99,5 +109,5 @@ def test_a_recorder_gone_within_a_raw_frame_ends_the_recording_as_gone(box):
     (failed,) = box.wait_for(lambda: box.events("recording_failed"))
     assert failed["JIT_RECORDING"] == rid
     assert "without an end frame" in failed["JIT_REASON"], json.dumps(failed)
-    path, events = _cast(box, rid)
+    _, events = _cast(box, rid)
     assert [text for _, _, text in events if text.startswith(("whole", "cut"))] == ["whole\n"]
