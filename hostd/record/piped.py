@@ -56,7 +56,7 @@ class PipeRecorder(Recorder):
         for fd in streams:
             poller.register(fd, select.POLLIN)
         poller.register(self.sig_r, select.POLLIN)
-        feed = InputPipe(self, poller, in_w) if in_w >= 0 else None
+        feed = self.feed = InputPipe(self, poller, in_w) if in_w >= 0 else None
         sink_fd = self.sink.fileno() if self.sink is not None else None
         if sink_fd is not None:
             poller.register(sink_fd, select.POLLIN)
@@ -121,6 +121,12 @@ class PipeRecorder(Recorder):
                 continue
         return False
 
+    def block_input(self, on: bool) -> None:
+        """A pause: stdin is no longer read (what is typed stays in it until resumed)."""
+        feed = getattr(self, "feed", None)
+        if feed is not None:
+            feed.block(on)
+
     def forward(self, sig: int) -> None:
         if self.status is None:
             self.signal_command(sig)
@@ -140,6 +146,7 @@ class InputPipe:
         self.recorder, self.poller, self.fd = recorder, poller, fd
         self.buf = bytearray()
         self.reading = True
+        self.blocked = False  # a moderated session's pause: stdin is left unread
         os.set_blocking(fd, False)
         poller.register(0, select.POLLIN)
         poller.register(fd, 0)
@@ -179,8 +186,17 @@ class InputPipe:
             self.fd = -1
             return
         self.poller.modify(self.fd, select.POLLOUT if self.buf else 0)
+        self.watch_stdin()
+
+    def watch_stdin(self) -> None:
+        """Read stdin while there is room for it and the session is not paused."""
         if self.reading:
-            self.poller.modify(0, select.POLLIN if len(self.buf) < CHUNK else 0)
+            room = len(self.buf) < CHUNK and not self.blocked
+            self.poller.modify(0, select.POLLIN if room else 0)
+
+    def block(self, on: bool) -> None:
+        self.blocked = on
+        self.watch_stdin()
 
     def stop_reading(self) -> None:
         self.reading = False
