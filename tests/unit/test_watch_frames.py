@@ -49,3 +49,21 @@ def test_a_quiet_stream_times_out_and_garbage_is_named() -> None:
     with pytest.raises(JitError) as garbage:
         _recv(stream, 5)
     assert garbage.value.code == "unreachable"
+
+
+def test_watch_json_is_refused_as_a_usage_error_before_connecting(capsys, monkeypatch) -> None:
+    import json
+
+    from hostd.cli import live
+    from hostd.cli.main import build_parser
+    from hostd.errors import EXIT_USAGE
+
+    def no_hostd(*_a, **_k):
+        raise AssertionError("jit watch --json must not connect")
+
+    monkeypatch.setattr(live, "Client", no_hostd)
+    args = build_parser().parse_args(["watch", "0123456789abcdef", "--json"])
+    assert args.func(args) == EXIT_USAGE
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["ok"] is False and answer["code"] == "usage"
+    assert "jit replay ID --json" in answer["message"]
