@@ -92,6 +92,22 @@ def attached(box: Sandbox, rid: str, n: int) -> None:
                               if e["JIT_RECORDING"] == rid]) >= n, timeout=30)
 
 
+CPU: dict[str, list[float]] = {}  # where the time goes: CPU seconds per run, by part
+
+
+def hostd_cpu(box: Sandbox) -> float:
+    """hostd's user+system CPU seconds so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{box.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reaped(proc: subprocess.Popen) -> float:
+    """Wait for `proc`; its CPU seconds (with its children's: the recorder's cat)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
 def one_run(box: Sandbox, path: Path, watchers: int, seen: set[str]) -> tuple[float, int]:
     """Seconds from the go line to the recorder's exit; watchers dropped."""
     rec = recorder(box, ["/usr/bin/sh", "-c", f"read go; exec cat {path}"])
@@ -99,15 +115,18 @@ def one_run(box: Sandbox, path: Path, watchers: int, seen: set[str]) -> tuple[fl
     procs = [watcher(box, u, rid, subprocess.DEVNULL)
              for u in ("bob", "carol", "root")[:watchers]]
     attached(box, rid, watchers)
+    hostd_before = hostd_cpu(box)
     started = time.perf_counter()
     rec.stdin.write(b"go\n")
     rec.stdin.close()
     while rec.stdout.read(1 << 20):
         pass
-    rec.wait()
+    recorder_cpu = reaped(rec)
     seconds = time.perf_counter() - started
-    for p in procs:
-        p.wait(60)
+    watchers_cpu = sum(reaped(p) for p in procs)
+    CPU.setdefault(f"{watchers} recorder+cat", []).append(recorder_cpu)
+    CPU.setdefault(f"{watchers} hostd", []).append(hostd_cpu(box) - hostd_before)
+    CPU.setdefault(f"{watchers} watchers", []).append(watchers_cpu)
     dropped = sum(1 for p in procs if p.returncode != 0)
     return seconds, dropped
 
@@ -183,6 +202,9 @@ def main() -> int:
         print(f"  3 watchers   {b:7.1f} MiB/s  (runs: "
               f"{', '.join(f'{size / s:.1f}' for s in watched)}; watchers dropped: {drops})")
         print(f"  ratio        {b / a:.2f}x  (goal >= 0.90x)")
+        print("  CPU seconds, median: " + ", ".join(
+            f"{part} {statistics.median(v):.2f}" for part, v in CPU.items()
+            if not part.endswith("watchers") or part.startswith("3")))
         own, watched = latency(box, lines, seen)
         print(f"latency, {lines} lines every 10 ms, from the command's print:")
         print(f"  to the user's own stdout   {percentiles(own)}  (the recorder: masking)")
