@@ -16,7 +16,7 @@ MAX_LINE = 64 * 1024
 # the length as a 32-bit unsigned, then the bytes as they are: no base64 either way.
 RAW = 0x1E
 RECORD_FRAME = struct.Struct(">BcdI")
-MAX_RAW = 64 * 1024  # bytes of data in one raw frame
+MAX_RAW = 256 * 1024  # bytes of data in one raw frame
 
 
 def encode(obj: dict) -> bytes:

@@ -3,11 +3,15 @@ through pipes, masked each on its own; stdin relayed only when input is recorded
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
 
 from hostd.record.proxy import CHUNK, Recorder, child_env, exec_command, window_size
+
+PIPE_SIZE = 1 << 20  # the command's output pipes: a fast command fills them between reads
+PIPE_CHUNK = 256 * 1024  # so a read takes up to this much: fewer, larger frames
 
 
 class PipeRecorder(Recorder):
@@ -21,6 +25,10 @@ class PipeRecorder(Recorder):
         env = child_env(self.opts)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        try:
+            fcntl.fcntl(out_r, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # above /proc/sys/fs/pipe-max-size: the default 64 KiB then
+            pass
         in_r = in_w = -1
         if self.record_input:
             in_r, in_w = os.pipe()
@@ -73,11 +81,11 @@ class PipeRecorder(Recorder):
             for fd, _ev in events:
                 if fd in streams:
                     try:
-                        data = os.read(fd, CHUNK)
+                        data = os.read(fd, PIPE_CHUNK)
                     except OSError:
                         data = b""
                     out, masker = streams[fd]
-                    if not data or not self.emit(out, masker, data):
+                    if not data or not self.emit(out, masker, data, PIPE_CHUNK):
                         if masker is not None and masker.holding:
                             self.show_held(out, masker)
                         poller.unregister(fd)

@@ -327,10 +327,11 @@ class Recorder:
     def block_input(self, on: bool) -> None:
         pass
 
-    def emit(self, fd: int, masker, data: bytes) -> bool:
-        """Mask, show, record. False when the reader of `fd` went away."""
+    def emit(self, fd: int, masker, data: bytes, asked: int = CHUNK) -> bool:
+        """Mask, show, record (`data` from a read of `asked` bytes). False when the
+        reader of `fd` went away."""
         if masker is not None:
-            drained = len(data) < CHUNK  # the read took all there was: show it now
+            drained = len(data) < asked  # the read took all there was: show it now
             data = masker.feed(data)
             self.note_held(drained)
         if not data:

@@ -105,23 +105,34 @@ async def _next_frame(channel, raw: bool) -> tuple[list, str | None, float] | No
     return items, status, float(frame["t"])
 
 
+def _weight(item) -> int:
+    """What a write item counts for in a batch's bound: its bytes (a resize: 1)."""
+    data = item[2] if isinstance(item, tuple) else None
+    return len(data) if isinstance(data, bytes | bytearray) else 1
+
+
 class _Pipeline:
     """One recording's writes: at most one batch in the pool while the loop reads the
     next frames, which form the next batch (submitted as soon as the one before is
-    done, whether or not more frames come). Order is kept; past MAX_BATCH frames
-    waiting the loop stops reading this recorder, so memory stays bounded and the
-    recorder is slowed down by its socket filling (backpressure)."""
+    done, whether or not more frames come). Order is kept; past MAX_BATCH frames or
+    MAX_BYTES waiting the loop stops reading this recorder, so memory stays bounded
+    and the recorder is slowed down by its socket filling (backpressure)."""
 
-    MAX_BATCH = 64  # frames: 2 MiB of output at most
+    MAX_BATCH = 64  # frames
+    MAX_BYTES = 2 * 1024 * 1024  # of data waiting, whatever the frames' size (a resize: 1)
 
     def __init__(self, pool: ThreadPoolExecutor, rec: Recording) -> None:
         self.loop = asyncio.get_running_loop()
         self.pool, self.rec = pool, rec
         self.batch: list = []
+        self.size = 0
         self.inflight: asyncio.Future | None = None
 
+    def full(self) -> bool:
+        return len(self.batch) >= self.MAX_BATCH or self.size >= self.MAX_BYTES
+
     def _submit(self) -> None:
-        batch, self.batch = self.batch, []
+        batch, self.batch, self.size = self.batch, [], 0
         self.inflight = self.loop.run_in_executor(self.pool, self.rec.write, batch)
         self.inflight.add_done_callback(self._done)
 
@@ -134,10 +145,10 @@ class _Pipeline:
 
     async def add(self, items: list) -> None:
         self.batch.extend(items)
+        self.size += sum(_weight(item) for item in items)
         if self.inflight is None:
             self._submit()
-        while self.inflight is not None and (self.inflight.done()
-                                             or len(self.batch) >= self.MAX_BATCH):
+        while self.inflight is not None and (self.inflight.done() or self.full()):
             fut = self.inflight
             await fut  # raises a failed write's error
             if self.inflight is fut:

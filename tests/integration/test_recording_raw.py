@@ -13,7 +13,7 @@ from test_recording import RECORD_POLICY, activate, check, closed, token_of
 
 from hostd.client import Client
 from hostd.record.castfile import iter_cast, verify
-from hostd.wire import RAW, RECORD_FRAME
+from hostd.wire import MAX_RAW, RAW, RECORD_FRAME
 
 
 @pytest.fixture
@@ -45,11 +45,11 @@ def test_raw_frames_land_in_the_cast_byte_for_byte_between_json_frames(box):
     stream = _open(box, raw=True)
     assert stream.opened["raw"] is True
     rid = stream.opened["id"]
-    big = bytes(range(32, 127)) * 700  # 66500 bytes: two frames of at most 64 KiB
+    big = bytes(range(32, 127)) * (MAX_RAW // 90)  # more than one frame holds
     _send_raw(stream, b"o", 0.1, b"hello\r\n")
     stream.send({"t": 0.2, "r": [100, 30]})
-    _send_raw(stream, b"o", 0.3, big[:65536])
-    _send_raw(stream, b"o", 0.3, big[65536:])
+    _send_raw(stream, b"o", 0.3, big[:MAX_RAW])
+    _send_raw(stream, b"o", 0.3, big[MAX_RAW:])
     _send_raw(stream, b"o", 0.4, b"")  # an empty frame is harmless
     stream.send({"t": 0.5, "o": "YnllCg=="})  # a JSON line still works on a raw stream
     stream.send({"t": 0.6, "end": "exit 0"})
@@ -85,9 +85,10 @@ def _refused(box, frame_kind: bytes, t: float, length: int) -> dict:
     return answer
 
 
-def test_a_raw_frame_over_64_kib_is_refused_before_it_is_read(box):
-    answer = _refused(box, b"o", 0.2, 64 * 1024 + 1)
-    assert answer["code"] == "bad_request" and "64 KiB" in answer["message"], answer
+def test_a_raw_frame_over_max_raw_is_refused_before_it_is_read(box):
+    answer = _refused(box, b"o", 0.2, MAX_RAW + 1)
+    assert answer["code"] == "bad_request", answer
+    assert f"{MAX_RAW // 1024} KiB" in answer["message"], answer
 
 
 def test_a_raw_frame_of_an_unknown_kind_or_time_is_refused(box):
