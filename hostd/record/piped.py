@@ -85,7 +85,7 @@ class PipeRecorder(Recorder):
                     except OSError:
                         data = b""
                     out, masker = streams[fd]
-                    if not data or not self.emit(out, masker, data, PIPE_CHUNK):
+                    if not data or not self.emit(out, masker, data, PIPE_CHUNK, fd):
                         if masker is not None and masker.holding:
                             self.show_held(out, masker)
                         poller.unregister(fd)

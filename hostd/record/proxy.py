@@ -60,6 +60,14 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
             select.select([], [fd], [])
 
 
+def readable(fd: int) -> bool:
+    """Whether `fd` has more to read right now (a busy pty returns 4 KiB reads that
+    are all short of CHUNK: more waiting means the command has not paused)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def exit_status(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"signal {os.WTERMSIG(status)}"
@@ -327,11 +335,12 @@ class Recorder:
     def block_input(self, on: bool) -> None:
         pass
 
-    def emit(self, fd: int, masker, data: bytes, asked: int = CHUNK) -> bool:
-        """Mask, show, record (`data` from a read of `asked` bytes). False when the
-        reader of `fd` went away."""
+    def emit(self, fd: int, masker, data: bytes, asked: int = CHUNK, src: int = -1) -> bool:
+        """Mask, show, record (`data` from a read of `asked` bytes from `src`). False
+        when the reader of `fd` went away."""
         if masker is not None:
-            drained = len(data) < asked  # the read took all there was: show it now
+            # the read took all there was and nothing more has come: show it now
+            drained = len(data) < asked and (src < 0 or not readable(src))
             data = masker.feed(data)
             self.note_held(drained)
         if not data:

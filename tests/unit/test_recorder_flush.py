@@ -111,3 +111,20 @@ def test_other_refusals_are_not_retried(monkeypatch):
     opts.token = "t" * 32
     with pytest.raises(JitError, match="expired"):
         sinks.open_hostd(opts, 80, 24, False)
+
+
+def test_a_short_read_with_more_already_waiting_keeps_the_delay(rec):
+    """A busy pty gives reads far short of CHUNK: more waiting means not drained."""
+    r, read, write = rec
+    src_r, src_w = os.pipe()
+    try:
+        os.write(src_w, b"more output already waiting")
+        assert r.emit(write, r.out_masker, b"$ ls\r\nfile\r\n$ ", src=src_r)
+        assert r.holding() and r.due is not None
+        assert r.due > time.monotonic() + proxy.IDLE_FLUSH / 2
+        os.read(src_r, 100)
+        assert r.emit(write, r.out_masker, b"more\r\n", src=src_r)  # now drained
+        assert r.due <= time.monotonic()
+    finally:
+        os.close(src_r)
+        os.close(src_w)
