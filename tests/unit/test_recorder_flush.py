@@ -115,7 +115,7 @@ def test_other_refusals_are_not_retried(monkeypatch):
 
 def test_a_short_read_with_more_already_waiting_keeps_the_delay(rec):
     """A busy pty gives reads far short of CHUNK: more waiting means not drained."""
-    r, read, write = rec
+    r, _, write = rec
     src_r, src_w = os.pipe()
     try:
         os.write(src_w, b"more output already waiting")
