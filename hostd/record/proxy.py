@@ -61,8 +61,7 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 def readable(fd: int) -> bool:
-    """Whether `fd` has more to read right now (a busy pty returns 4 KiB reads that
-    are all short of CHUNK: more waiting means the command has not paused)."""
+    """Whether `fd` has more to read right now (a busy pty's reads are all short)."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
@@ -339,8 +338,7 @@ class Recorder:
         """Mask, show, record (`data` from a read of `asked` bytes from `src`). False
         when the reader of `fd` went away."""
         if masker is not None:
-            # the read took all there was and nothing more has come: show it now
-            drained = len(data) < asked and (src < 0 or not readable(src))
+            drained = len(data) < asked and (src < 0 or not readable(src))  # show it now
             data = masker.feed(data)
             self.note_held(drained)
         if not data:
@@ -403,11 +401,9 @@ class Recorder:
 
     def note_held(self, drained: bool = False) -> None:
         """After bytes came: what a masker holds is looked at IDLE_FLUSH after it began
-        to be held (a clock per hold, however busy the session is meanwhile), and a
-        secret still forming IDLE_FLUSH after its latest byte, up to hold_max. When
-        the read that brought them `drained` its stream (less than CHUNK), at once:
-        the command has paused, and the idle flush keeps a secret still forming
-        (`hold`) whenever it runs, so waiting only made every prompt and echo late."""
+        to be held (a clock per hold), a secret still forming IDLE_FLUSH after its
+        latest byte, up to hold_max; at once if their read `drained` the stream (the
+        idle flush keeps a forming secret whenever it runs: DESIGN §13)."""
         if not self.holding():
             self.held_since = self.due = None
             return
