@@ -34,6 +34,7 @@ def add_arguments(command) -> None:
     c = command("watch", cmd_watch, "follow a live recorded session (its role's approvers, "
                 "root; adm observes)")
     c.add_argument("session_id", metavar="ID", help=ID_HELP)
+    c._option_string_actions["--json"].help = argparse.SUPPRESS  # refused (cmd_watch)
     c.add_argument("--from-start", action="store_true",
                    help="show the output kept so far (at most 256 KiB) before the live output")
     c.add_argument("--moderate", action="store_true",

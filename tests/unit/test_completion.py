@@ -68,6 +68,8 @@ def test_the_scripts_lists_are_the_parsers() -> None:
     (("jit", "re"), ["revoke", "request", "requests", "reload", "replay", "revocations"]),
     (("jit", "--v"), ["--version"]),
     (("jit", "audit", "--f"), ["--format"]),
+    (("jit", "audit", "--j"), ["--json"]),
+    (("jit", "watch", "--j"), []),  # jit watch refuses --json
     (("jit", "audit", "--format", ""), ["text", "json", "ocsf", "ecs"]),
     (("jit", "audit", "--since", "-1d", "--h"), ["--held-at", "--html", "--help"]),
     (("jit", "requests", "--c"), ["--cancel"]),
