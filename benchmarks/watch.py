@@ -9,6 +9,8 @@ hostd writing the cast), and real `jit watch` processes as the role's approvers.
    (`jit watch` as bob, carol and root, their output to /dev/null), ROUNDS times each,
    alternating. The command waits for one line on its stdin, written once the watchers
    are attached, so the clock runs over the output alone. Goal: 3 watchers >= 0.9x.
+   Beside it, where the time goes: CPU seconds of the recorder (with cat), of hostd,
+   and of the three `jit watch` processes from the go line on (medians).
 2. Latency: the command prints CLOCK_MONOTONIC every 10 ms (LINES lines); one `jit
    watch` reads it and the benchmark stamps each line as it comes out of the watcher's
    stdout: output to the watcher's screen, p50/p99/max. Goal: p99 <= 50 ms.
@@ -92,6 +94,27 @@ def attached(box: Sandbox, rid: str, n: int) -> None:
                               if e["JIT_RECORDING"] == rid]) >= n, timeout=30)
 
 
+CPU: dict[str, list[float]] = {}  # where the time goes: CPU seconds per run, by part
+
+
+def cpu_of(pid: int) -> float:
+    """A process's user+system CPU seconds so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def hostd_cpu(box: Sandbox) -> float:
+    return cpu_of(box.proc.pid)
+
+
+def reaped(proc: subprocess.Popen) -> float:
+    """Wait for `proc`; its CPU seconds (with its children's: the recorder's cat;
+    /proc's are in clock ticks, 10 ms)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
 def one_run(box: Sandbox, path: Path, watchers: int, seen: set[str]) -> tuple[float, int]:
     """Seconds from the go line to the recorder's exit; watchers dropped."""
     rec = recorder(box, ["/usr/bin/sh", "-c", f"read go; exec cat {path}"])
@@ -99,15 +122,19 @@ def one_run(box: Sandbox, path: Path, watchers: int, seen: set[str]) -> tuple[fl
     procs = [watcher(box, u, rid, subprocess.DEVNULL)
              for u in ("bob", "carol", "root")[:watchers]]
     attached(box, rid, watchers)
+    hostd_before = hostd_cpu(box)
+    started_up = sum(cpu_of(p.pid) for p in procs)  # `jit watch`'s imports: before go
     started = time.perf_counter()
     rec.stdin.write(b"go\n")
     rec.stdin.close()
     while rec.stdout.read(1 << 20):
         pass
-    rec.wait()
+    recorder_cpu = reaped(rec)
     seconds = time.perf_counter() - started
-    for p in procs:
-        p.wait(60)
+    watchers_cpu = sum(reaped(p) for p in procs) - started_up
+    CPU.setdefault(f"{watchers} recorder+cat", []).append(recorder_cpu)
+    CPU.setdefault(f"{watchers} hostd", []).append(hostd_cpu(box) - hostd_before)
+    CPU.setdefault(f"{watchers} watchers after go", []).append(watchers_cpu)
     dropped = sum(1 for p in procs if p.returncode != 0)
     return seconds, dropped
 
@@ -183,6 +210,9 @@ def main() -> int:
         print(f"  3 watchers   {b:7.1f} MiB/s  (runs: "
               f"{', '.join(f'{size / s:.1f}' for s in watched)}; watchers dropped: {drops})")
         print(f"  ratio        {b / a:.2f}x  (goal >= 0.90x)")
+        print("  CPU seconds, median: " + ", ".join(
+            f"{part} {statistics.median(v):.2f}" for part, v in CPU.items()
+            if not part.endswith("after go") or part.startswith("3")))
         own, watched = latency(box, lines, seen)
         print(f"latency, {lines} lines every 10 ms, from the command's print:")
         print(f"  to the user's own stdout   {percentiles(own)}  (the recorder: masking)")

@@ -138,7 +138,7 @@ OPS: dict[str, Op] = {op.name: op for op in (
          "width": Field("int", low=1, high=10000),
          "height": Field("int", low=1, high=10000),
          "term": Field("str", length=64),
-         "pty": Field("bool")}, access=ROOT, kind=STREAM),
+         "pty": Field("bool"), "raw": Field("bool")}, access=ROOT, kind=STREAM),
     # Live sessions (issue 23: hostd/server/watch.py): the role's approvers and root
     # (group adm may observe); never the session's own user.
     _op("session.list", "live recorded sessions the caller may watch (`jit sessions --live`)"),

@@ -34,6 +34,7 @@ def add_arguments(command) -> None:
     c = command("watch", cmd_watch, "follow a live recorded session (its role's approvers, "
                 "root; adm observes)")
     c.add_argument("session_id", metavar="ID", help=ID_HELP)
+    c._option_string_actions["--json"].help = argparse.SUPPRESS  # refused (cmd_watch)
     c.add_argument("--from-start", action="store_true",
                    help="show the output kept so far (at most 256 KiB) before the live output")
     c.add_argument("--moderate", action="store_true",
@@ -76,11 +77,16 @@ def _note(text: str, tty: bool) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    if args.json:  # stdout carries the session's own bytes: no JSON document fits there
+        return out(args, {"ok": False, "code": "usage", "message":
+                          "jit watch shows the session's output on stdout; --json does not "
+                          "apply (jit sessions --live --json lists the live sessions, "
+                          "jit replay ID --json gives a recording as JSON)"})
     client = Client(client_paths().socket, timeout=30)
     stream = client.stream("session.watch", id=args.session_id, raw=True,
                            from_start=args.from_start, moderate=args.moderate)
     opened = stream.opened
-    tty = sys.stdout.isatty() and not args.json
+    tty = sys.stdout.isatty()
     meta = opened.get("header", {}).get("jit", {})
     _note(f"watching {opened['id']} as {opened['mode']}: {shown(meta.get('user'), 32)} as "
           f"{shown(meta.get('runas'), 32)}: {shown(meta.get('command'), 70)}"

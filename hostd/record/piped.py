@@ -3,11 +3,15 @@ through pipes, masked each on its own; stdin relayed only when input is recorded
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
 
 from hostd.record.proxy import CHUNK, Recorder, child_env, exec_command, window_size
+
+PIPE_SIZE = 1 << 20  # the command's output pipes: a fast command fills them between reads
+PIPE_CHUNK = 256 * 1024  # so a read takes up to this much: fewer, larger frames
 
 
 class PipeRecorder(Recorder):
@@ -21,6 +25,10 @@ class PipeRecorder(Recorder):
         env = child_env(self.opts)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        try:
+            fcntl.fcntl(out_r, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # above /proc/sys/fs/pipe-max-size: the default 64 KiB then
+            pass
         in_r = in_w = -1
         if self.record_input:
             in_r, in_w = os.pipe()
@@ -56,7 +64,7 @@ class PipeRecorder(Recorder):
         for fd in streams:
             poller.register(fd, select.POLLIN)
         poller.register(self.sig_r, select.POLLIN)
-        feed = InputPipe(self, poller, in_w) if in_w >= 0 else None
+        feed = self.feed = InputPipe(self, poller, in_w) if in_w >= 0 else None
         sink_fd = self.sink.fileno() if self.sink is not None else None
         if sink_fd is not None:
             poller.register(sink_fd, select.POLLIN)
@@ -73,11 +81,11 @@ class PipeRecorder(Recorder):
             for fd, _ev in events:
                 if fd in streams:
                     try:
-                        data = os.read(fd, CHUNK)
+                        data = os.read(fd, PIPE_CHUNK)
                     except OSError:
                         data = b""
                     out, masker = streams[fd]
-                    if not data or not self.emit(out, masker, data):
+                    if not data or not self.emit(out, masker, data, PIPE_CHUNK, fd):
                         if masker is not None and masker.holding:
                             self.show_held(out, masker)
                         poller.unregister(fd)
@@ -121,6 +129,12 @@ class PipeRecorder(Recorder):
                 continue
         return False
 
+    def block_input(self, on: bool) -> None:
+        """A pause: stdin is no longer read (what is typed stays in it until resumed)."""
+        feed = getattr(self, "feed", None)
+        if feed is not None:
+            feed.block(on)
+
     def forward(self, sig: int) -> None:
         if self.status is None:
             self.signal_command(sig)
@@ -140,6 +154,7 @@ class InputPipe:
         self.recorder, self.poller, self.fd = recorder, poller, fd
         self.buf = bytearray()
         self.reading = True
+        self.blocked = False  # a moderated session's pause: stdin is left unread
         os.set_blocking(fd, False)
         poller.register(0, select.POLLIN)
         poller.register(fd, 0)
@@ -179,8 +194,17 @@ class InputPipe:
             self.fd = -1
             return
         self.poller.modify(self.fd, select.POLLOUT if self.buf else 0)
+        self.watch_stdin()
+
+    def watch_stdin(self) -> None:
+        """Read stdin while there is room for it and the session is not paused."""
         if self.reading:
-            self.poller.modify(0, select.POLLIN if len(self.buf) < CHUNK else 0)
+            room = len(self.buf) < CHUNK and not self.blocked
+            self.poller.modify(0, select.POLLIN if room else 0)
+
+    def block(self, on: bool) -> None:
+        self.blocked = on
+        self.watch_stdin()
 
     def stop_reading(self) -> None:
         self.reading = False

@@ -60,6 +60,13 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
             select.select([], [fd], [])
 
 
+def readable(fd: int) -> bool:
+    """Whether `fd` has more to read right now (a busy pty's reads are all short)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def exit_status(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"signal {os.WTERMSIG(status)}"
@@ -327,11 +334,13 @@ class Recorder:
     def block_input(self, on: bool) -> None:
         pass
 
-    def emit(self, fd: int, masker, data: bytes) -> bool:
-        """Mask, show, record. False when the reader of `fd` went away."""
+    def emit(self, fd: int, masker, data: bytes, asked: int = CHUNK, src: int = -1) -> bool:
+        """Mask, show, record (`data` from a read of `asked` bytes from `src`). False
+        when the reader of `fd` went away."""
         if masker is not None:
+            drained = len(data) < asked and (src < 0 or not readable(src))  # show it now
             data = masker.feed(data)
-            self.note_held()
+            self.note_held(drained)
         if not data:
             return True
         self.record("output", data)
@@ -390,18 +399,20 @@ class Recorder:
         return any(m is not None and m.holding
                    for m in (self.out_masker, self.err_masker, self.in_masker))
 
-    def note_held(self) -> None:
+    def note_held(self, drained: bool = False) -> None:
         """After bytes came: what a masker holds is looked at IDLE_FLUSH after it began
-        to be held (a clock per hold, however busy the session is meanwhile), and a
-        secret still forming IDLE_FLUSH after its latest byte, up to hold_max."""
+        to be held (a clock per hold), a secret still forming IDLE_FLUSH after its
+        latest byte, up to hold_max; at once if their read `drained` the stream (the
+        idle flush keeps a forming secret whenever it runs: DESIGN §13)."""
         if not self.holding():
             self.held_since = self.due = None
             return
         now = time.monotonic()
         if self.held_since is None:
             self.held_since = now
-        if self.due is None or self.due > now + IDLE_FLUSH:
-            self.due = now + IDLE_FLUSH
+        soon = now if drained else now + IDLE_FLUSH
+        if self.due is None or self.due > soon:
+            self.due = soon
 
     def flush_due(self) -> None:
         now = time.monotonic()

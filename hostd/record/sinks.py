@@ -67,13 +67,15 @@ class FileSink:
 
 class HostdSink:
     """Frames to hostd over the `record.open` stream, built as bytes (no json.dumps on
-    the data path): `{"t":T,"o":"BASE64"}`, at most FRAME raw bytes each."""
+    the data path): raw frames (wire.RECORD_FRAME, up to 64 KiB each) when hostd said
+    `raw`, else `{"t":T,"o":"BASE64"}` lines of at most FRAME bytes each."""
 
     def __init__(self, stream) -> None:
         self.stream = stream
         self.sock = stream.client._sock
         self.sock.settimeout(SEND_TIMEOUT)
         self.id = stream.opened.get("id", "")
+        self.raw = stream.opened.get("raw") is True
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -86,6 +88,13 @@ class HostdSink:
                 from None
 
     def _data(self, key: bytes, t: float, data: bytes) -> None:
+        if self.raw:
+            from hostd.wire import MAX_RAW, RAW, RECORD_FRAME
+
+            for start in range(0, len(data), MAX_RAW):
+                chunk = data[start:start + MAX_RAW]
+                self._send(RECORD_FRAME.pack(RAW, key, t, len(chunk)) + chunk)
+            return
         for start in range(0, len(data), FRAME):
             chunk = binascii.b2a_base64(data[start:start + FRAME], newline=False)
             self._send(b'{"t":%.6f,"%s":"%s"}\n' % (t, key, chunk))
@@ -136,10 +145,17 @@ class HostdSink:
 def open_hostd(opts: Options, width: int, height: int, pty_mode: bool):
     """record.open with the one-time token: (sink, the answer)."""
     from hostd.client import Client
+    from hostd.errors import JitError
 
     client = Client(opts.socket, timeout=SEND_TIMEOUT, trusted=True)
-    stream = client.stream("record.open", token=opts.token, width=width, height=height,
-                           term=os.environ.get("TERM", "")[:64], pty=pty_mode)
+    fields = {"token": opts.token, "width": width, "height": height,
+              "term": os.environ.get("TERM", "")[:64], "pty": pty_mode}
+    try:
+        stream = client.stream("record.open", raw=True, **fields)
+    except JitError as exc:  # a hostd older than raw frames refuses the field (and
+        if exc.code != "bad_request" or "'raw'" not in exc.message:  # keeps the token)
+            raise
+        stream = client.stream("record.open", **fields)
     return HostdSink(stream), stream.opened
 
 

@@ -266,7 +266,7 @@ class PtyRecorder(Recorder):
             self.reap_blocking()
             self.drain_stderr()
             return True
-        self.emit(1, self.out_masker, data)
+        self.emit(1, self.out_masker, data, src=self.master)
         return False
 
     def from_stderr(self) -> None:
@@ -274,7 +274,7 @@ class PtyRecorder(Recorder):
             data = os.read(self.err_r, CHUNK)
         except OSError:
             data = b""
-        if not data or not self.emit(2, self.err_masker, data):
+        if not data or not self.emit(2, self.err_masker, data, src=self.err_r):
             self.poller.unregister(self.err_r)
             os.close(self.err_r)
             self.err_r = -1

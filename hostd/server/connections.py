@@ -104,10 +104,11 @@ class Channel:
         self.reader = reader
         self.writer = writer
 
-    async def recv(self) -> dict | None:
-        """The client's next frame, or None when it closed; bad_request on garbage."""
+    async def recv(self, first: bytes = b"") -> dict | None:
+        """The client's next frame, or None when it closed; bad_request on garbage.
+        `first`: its first byte, already read (server/record.py's raw frames)."""
         try:
-            line = await self.reader.readline()
+            line = first + await self.reader.readline()
         except (asyncio.LimitOverrunError, ValueError):
             raise JitError("too_large", f"frame larger than {MAX_LINE // 1024} KiB") from None
         if not line:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from hostd.record.recordings import (
 )
 from hostd.server.ops import Caller
 from hostd.state.store import Store
+from hostd.wire import MAX_RAW, RAW, RECORD_FRAME
 
 log = logging.getLogger("jit-hostd")
 
@@ -75,23 +77,62 @@ def _frame_items(frame: dict) -> tuple[list, str | None]:
     raise JitError("bad_request", f"unknown frame {key[:16]!r}")
 
 
+async def _next_frame(channel, raw: bool) -> tuple[list, str | None, float] | None:
+    """The recorder's next frame as (write items, end status, t); None when it closed.
+    On a `raw` stream output and input may come as raw frames (wire.RECORD_FRAME: no
+    JSON, no base64 on hostd's loop), anything else as a JSON line."""
+    if raw:
+        try:
+            first = await channel.reader.readexactly(1)
+            if first[0] == RAW:
+                head = first + await channel.reader.readexactly(RECORD_FRAME.size - 1)
+                _, kind, t, size = RECORD_FRAME.unpack(head)
+                if kind not in (b"o", b"i") or not (0 <= t < 10**9 and math.isfinite(t)):
+                    raise JitError("bad_request", "a raw frame is o or i, with t >= 0")
+                if size > MAX_RAW:
+                    raise JitError("bad_request", f"a raw frame carries at most "
+                                                  f"{MAX_RAW // 1024} KiB")
+                data = await channel.reader.readexactly(size)
+                return [(kind.decode(), t, data)], None, t
+        except asyncio.IncompleteReadError:
+            return None  # closed, or closed within a frame: went away either way
+    else:
+        first = b""
+    frame = await channel.recv(first)
+    if frame is None:
+        return None
+    items, status = _frame_items(frame)
+    return items, status, float(frame["t"])
+
+
+def _weight(item) -> int:
+    """What a write item counts for in a batch's bound: its bytes (a resize: 1)."""
+    data = item[2] if isinstance(item, tuple) else None
+    return len(data) if isinstance(data, bytes | bytearray) else 1
+
+
 class _Pipeline:
     """One recording's writes: at most one batch in the pool while the loop reads the
     next frames, which form the next batch (submitted as soon as the one before is
-    done, whether or not more frames come). Order is kept; past MAX_BATCH frames
-    waiting the loop stops reading this recorder, so memory stays bounded and the
-    recorder is slowed down by its socket filling (backpressure)."""
+    done, whether or not more frames come). Order is kept; past MAX_BATCH frames or
+    MAX_BYTES waiting the loop stops reading this recorder, so memory stays bounded
+    and the recorder is slowed down by its socket filling (backpressure)."""
 
-    MAX_BATCH = 64  # frames: 2 MiB of output at most
+    MAX_BATCH = 64  # frames
+    MAX_BYTES = 2 * 1024 * 1024  # of data waiting, whatever the frames' size (a resize: 1)
 
     def __init__(self, pool: ThreadPoolExecutor, rec: Recording) -> None:
         self.loop = asyncio.get_running_loop()
         self.pool, self.rec = pool, rec
         self.batch: list = []
+        self.size = 0
         self.inflight: asyncio.Future | None = None
 
+    def full(self) -> bool:
+        return len(self.batch) >= self.MAX_BATCH or self.size >= self.MAX_BYTES
+
     def _submit(self) -> None:
-        batch, self.batch = self.batch, []
+        batch, self.batch, self.size = self.batch, [], 0
         self.inflight = self.loop.run_in_executor(self.pool, self.rec.write, batch)
         self.inflight.add_done_callback(self._done)
 
@@ -104,10 +145,10 @@ class _Pipeline:
 
     async def add(self, items: list) -> None:
         self.batch.extend(items)
+        self.size += sum(_weight(item) for item in items)
         if self.inflight is None:
             self._submit()
-        while self.inflight is not None and (self.inflight.done()
-                                             or len(self.batch) >= self.MAX_BATCH):
+        while self.inflight is not None and (self.inflight.done() or self.full()):
             fut = self.inflight
             await fut  # raises a failed write's error
             if self.inflight is fut:
@@ -185,6 +226,7 @@ class RecordOps:
         self._record_event("recording_started", rec, session,
                            f"recording {rec.id} started: {session.user} as {session.runas}")
         try:
+            raw = bool(args.get("raw"))  # raw frames may come (an old recorder: lines)
             opened = {"ok": True, "code": "ok", "message": f"recording {rec.id}", "id": rec.id,
                       "masking": [list(rule) for rule in rules],
                       "builtins": True,  # the built-in rules always apply on this path
@@ -193,7 +235,7 @@ class RecordOps:
                       "hold": config.masking_hold,
                       "record_input": session.record_input,
                       "record_failure": session.record_failure,
-                      "moderated": self._moderated(session)}
+                      "moderated": self._moderated(session), "raw": raw}
             if not await channel.send(opened):
                 return await self._record_failed(rec, "the recorder went away at the start")
             self._channels[rec.id] = channel  # from now on, hang_up finds it
@@ -202,7 +244,7 @@ class RecordOps:
             if ended is not None:  # ended before the session started
                 await self._hang_up_one(rec, ended)
             self.on_open(rec, fanout, channel)
-            return await self._record_frames(rec, channel)
+            return await self._record_frames(rec, channel, raw)
         finally:
             self._channels.pop(rec.id, None)
             self.live_recordings.pop(rec.id, None)
@@ -216,16 +258,16 @@ class RecordOps:
         role = self.core.config.roles.get(session.role) if session.role else None
         return bool(role and role.moderation)
 
-    async def _record_frames(self, rec: Recording, channel) -> dict:
+    async def _record_frames(self, rec: Recording, channel, raw: bool = False) -> dict:
         loop = asyncio.get_running_loop()
         writes = _Pipeline(self.recording_pool, rec)
         while True:
             try:
-                frame = await channel.recv()
+                frame = await _next_frame(channel, raw)
                 if frame is None:
                     return await self._record_failed(rec, "the recorder went away without "
                                                           "an end frame", writes)
-                items, status = _frame_items(frame)
+                items, status, t = frame
                 if items and rec.id in self.fanouts:  # watchers: the bytes the cast gets
                     self.fanouts[rec.id].publish(items)
             except JitError as exc:
@@ -237,7 +279,7 @@ class RecordOps:
                 if status is not None:
                     await writes.drain()
                     digest = await loop.run_in_executor(self.recording_pool, rec.close,
-                                                        float(frame["t"]), status)
+                                                        t, status)
                     self._record_event("recording_closed", rec, rec.session,
                                        f"recording {rec.id} closed: {rec.session.command} "
                                        f"({status})", decision=status,

@@ -298,6 +298,7 @@ async def _listen(channel, w: Watcher) -> str:
 
 _WIRE: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
 WIRE_CACHE = 256  # output frames whose line is kept, shared by every watcher
+LINE_DATA = 32 * 1024  # bytes of output per JSON line (its base64 fits MAX_LINE)
 
 
 RAW = 0x1E  # a raw output frame's first byte (a JSON line starts with "{")
@@ -319,7 +320,11 @@ def _line(kind: str, t: float, data) -> bytes:
     hit = _WIRE.get(id(data))
     if hit is not None and hit[0] is data:
         return hit[1]
-    line = b'{"t":%.6f,"o":"%s"}\n' % (t, binascii.b2a_base64(data, newline=False))
+    # the recorder's raw frames carry up to 256 KiB: a JSON watcher still gets lines
+    # that fit its 64 KiB (one line per LINE_DATA bytes, joined into one write)
+    b64 = binascii.b2a_base64
+    line = b"".join(b'{"t":%.6f,"o":"%s"}\n' % (t, b64(data[i:i + LINE_DATA], newline=False))
+                    for i in range(0, len(data), LINE_DATA))
     _WIRE[id(data)] = (data, line)
     if len(_WIRE) > WIRE_CACHE:
         _WIRE.popitem(last=False)

@@ -70,6 +70,8 @@ def test_the_scripts_lists_are_the_parsers() -> None:
     (("jit", "revocations", "build", "--pr"), ["--previous"]),
     (("jit", "--v"), ["--version"]),
     (("jit", "audit", "--f"), ["--format"]),
+    (("jit", "audit", "--j"), ["--json"]),
+    (("jit", "watch", "--j"), []),  # jit watch refuses --json
     (("jit", "audit", "--format", ""), ["text", "json", "ocsf", "ecs"]),
     (("jit", "audit", "--since", "-1d", "--h"), ["--held-at", "--html", "--help"]),
     (("jit", "requests", "--c"), ["--cancel"]),

@@ -227,6 +227,30 @@ def test_the_write_pipeline_keeps_order_batches_and_bounds_what_waits():
     assert failing.written == list(range(100))
 
 
+def test_the_write_pipeline_bounds_the_bytes_waiting_too():
+    """Raw frames carry up to 256 KiB: 64 of them would be 16 MiB per recording."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hostd.server.record import _Pipeline
+
+    frame = b"x" * (256 * 1024)
+
+    async def run(rec) -> int:
+        pipe = _Pipeline(ThreadPoolExecutor(max_workers=4), rec)
+        most = 0
+        for i in range(40):
+            await pipe.add([("o", float(i), frame)])
+            most = max(most, pipe.size)
+        await pipe.drain()
+        return most
+
+    rec = _Slow()
+    most = asyncio.run(run(rec))
+    assert [t for _, t, _ in rec.written] == [float(i) for i in range(40)]
+    assert most < _Pipeline.MAX_BYTES
+
+
 def test_the_header_comes_from_hostd_and_masks_the_command_line():
     s = session(command="/usr/bin/aws configure set key AKIAIOSFODNN7EXAMPLE TICKET-123456")
     masked = recordings.mask_text(s.command, [("ticket", r"TICKET-[0-9]{6}")])

@@ -49,3 +49,38 @@ def test_a_quiet_stream_times_out_and_garbage_is_named() -> None:
     with pytest.raises(JitError) as garbage:
         _recv(stream, 5)
     assert garbage.value.code == "unreachable"
+
+
+def test_watch_json_is_refused_as_a_usage_error_before_connecting(capsys, monkeypatch) -> None:
+    import json
+
+    from hostd.cli import live
+    from hostd.cli.main import build_parser
+    from hostd.errors import EXIT_USAGE
+
+    def no_hostd(*_a, **_k):
+        raise AssertionError("jit watch --json must not connect")
+
+    monkeypatch.setattr(live, "Client", no_hostd)
+    args = build_parser().parse_args(["watch", "0123456789abcdef", "--json"])
+    assert args.func(args) == EXIT_USAGE
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["ok"] is False and answer["code"] == "usage"
+    assert "jit replay ID --json" in answer["message"]
+
+
+def test_a_json_watcher_gets_lines_that_fit_however_large_the_recorders_frame() -> None:
+    """The recorder's raw frames carry up to MAX_RAW (256 KiB); a watcher that did not
+    ask for raw frames reads JSON lines of at most 64 KiB, so they are split."""
+    import base64
+    import json
+
+    from hostd.server.watch import _line
+    from hostd.wire import MAX_LINE, MAX_RAW
+
+    data = bytes(range(256)) * (MAX_RAW // 256)
+    lines = _line("o", 1.5, data).splitlines(keepends=True)
+    assert len(lines) > 1 and all(len(line) <= MAX_LINE for line in lines)
+    frames = [json.loads(line) for line in lines]
+    assert {f["t"] for f in frames} == {1.5}
+    assert b"".join(base64.b64decode(f["o"]) for f in frames) == data
