@@ -299,7 +299,7 @@ def audit_flow(n: Narrator) -> None:
     held what at a moment, an OCSF export) and writes the HTML report, which is copied
     out of the container to dist/demo-audit.html (when this build has the report)."""
     box = n.box
-    n.section("10. Audit: everything above, read back from the journal")
+    n.section("11. Audit: everything above, read back from the journal")
     n.say("""`jit audit` (root, adm or systemd-journal) reads hostd's events from journald,
         matched on hostd's uid, identifier and the catalog's MESSAGE_IDs, never by
         parsing text. Filters: --since, --until, --user, --role, --grant, --event.""")
@@ -464,6 +464,47 @@ def record_flow(n: Narrator) -> None:
     n.run(["jit", "setup", "sudo", "--disable"])
 
 
+def revocation_flow(n: Narrator) -> None:
+    """A signed revocation list, pushed as a file, ends a live grant on the host."""
+    box = n.box
+    n.section("10. Taking access away everywhere: a signed revocation list")
+    n.say("""Grants are verified offline, so taking one back before its end (a laptop
+        stolen, a person leaving) needs a list every host checks offline too: signed by
+        the issuer, pushed as a file by configuration management (or pulled from a URL by
+        jit-revocations-fetch.timer). The issuer's file says where the list comes from:""")
+    n.file("/etc/jit/issuers.d/corp.toml", ISSUER_TOML + '\n[revocation]\nfile = '
+           '"/etc/jit/revocations/corp.jwt"\n')
+    n.run(["jit", "reload"])
+    token = box.run(["jit", "issue", "--key", CORP_KEY, "--issuer", "corp", "--user",
+                     "carol", "--role", "docker", "--for", "1h", "--reason",
+                     "on call"]).stdout.strip()
+    print(f"$ TOKEN=$(jit issue --key {CORP_KEY} --issuer corp --user carol --role docker "
+          "--for 1h --reason 'on call')\n", flush=True)
+    n.run(["jit", "activate", token], user="carol", shown='jit activate "$TOKEN"')
+    n.run(["id", "-nG", "carol"])
+    n.say("carol's laptop is stolen. On the issuer's machine, the next list locks her:")
+    n.run(["jit", "revocations", "build", "--key", CORP_KEY, "--issuer", "corp", "--user",
+           "carol", "--reason", "laptop stolen", "--out", "/root/corp-list.jwt"])
+    n.say("""Configuration management writes it (atomically) on every host; the path unit
+        jit-revocations.path notices it at once and hostd ends her grant:""")
+    n.run("mkdir -p /etc/jit/revocations && cp /root/corp-list.jwt /etc/jit/revocations/"
+          ".corp.jwt.new && mv /etc/jit/revocations/.corp.jwt.new /etc/jit/revocations/corp.jwt",
+          shown="install -m 0644 corp-list.jwt /etc/jit/revocations/corp.jwt")
+    since = time.time() - 1
+    wait_for("carol to leave docker", lambda: "docker" not in groups_of(box, "carol"),
+             timeout=30, interval=0.25)
+    n.run(["id", "-nG", "carol"])
+    n.run(["jit", "revocations", "status"])
+    n.say("Her token no longer activates, on this host or any other that has the list:")
+    answer = n.run(["jit", "activate", token], user="carol", shown='jit activate "$TOKEN"',
+                   check=False)
+    if "revoked" not in answer + box.run(["jit", "activate", "--json", token], user="carol",
+                                         check=False).stdout:
+        raise StepFailed("the revoked grant activated again")
+    events_summary(n, ("revocations_loaded", "grant_revoked", "membership_removed",
+                       "grant_refused"), since=since)
+
+
 def pending_request(box: Container, listed: str) -> str:
     """The id of the request alice just made, as bob sees it; StepFailed if none."""
     proc = box.run(["jit", "requests", "--json"], user="bob", check=False)
@@ -536,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         record_flow(n)
         login_flow(n)
         session_end_flow(n)
+        revocation_flow(n)
         audit_flow(n)
         n.section("Done")
         n.say(f"The container is powered off and deleted now (demo took "
