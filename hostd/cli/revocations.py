@@ -68,7 +68,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         _write(Path(args.out), token)
         answer["path"] = args.out
         return out(args, answer, f"{args.out}: {args.issuer} seq {lst.seq}, "
-                   f"{len(lst.entries)} entries, next update {rfc3339(lst.next_update)}")
+                   f"{len(lst.entries)} entr{'y' if len(lst.entries) == 1 else 'ies'}, next update "
+                   f"{rfc3339(lst.next_update)}")
     answer["token"] = token
     return out(args, answer, token)
 

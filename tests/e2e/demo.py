@@ -489,7 +489,8 @@ def revocation_flow(n: Narrator) -> None:
         jit-revocations.path notices it at once and hostd ends her grant:""")
     n.run("mkdir -p /etc/jit/revocations && cp /root/corp-list.jwt /etc/jit/revocations/"
           ".corp.jwt.new && mv /etc/jit/revocations/.corp.jwt.new /etc/jit/revocations/corp.jwt",
-          shown="install -m 0644 corp-list.jwt /etc/jit/revocations/corp.jwt")
+          shown="cp corp-list.jwt /etc/jit/revocations/.corp.jwt.new && "
+                "mv /etc/jit/revocations/.corp.jwt.new /etc/jit/revocations/corp.jwt")
     since = time.time() - 1
     wait_for("carol to leave docker", lambda: "docker" not in groups_of(box, "carol"),
              timeout=30, interval=0.25)
