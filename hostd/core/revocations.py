@@ -150,10 +150,21 @@ class Revocations:
 
     def _decide(self, claims: dict, now: float, configured: dict[str, RevocationConfig]
                 ) -> tuple[str, str] | None:
+        hit = self._entry(claims, now)
+        return (REVOKED, describe(*hit)) if hit else self._stale(claims, now, configured)
+
+    def _entry(self, claims: dict, now: float
+               ) -> tuple[str, RevocationList, rev.Entry] | None:
+        """The first list entry in force for `claims`: (list's issuer, list, entry)."""
         for name, lst in self.lists.items():
             entry = rev.match(lst, claims, now, self.core.host)
             if entry is not None:
-                return REVOKED, describe(name, lst, entry)
+                return name, lst, entry
+        return None
+
+    def _stale(self, claims: dict, now: float, configured: dict[str, RevocationConfig]
+               ) -> tuple[str, str] | None:
+        """No entry names it: its issuer's list missing (require_list) or stale (strict)."""
         issuer = claims.get("issuer")
         cfg = configured.get(issuer) if isinstance(issuer, str) else None
         return None if cfg is None else self._freshness(issuer, cfg, now)
@@ -188,24 +199,24 @@ class Revocations:
                 c.mode == "strict" or c.require_list for c in configured.values()):
             return ended
         for claims in revstore.live_claims(self.core.store):
-            refused = self._decide(claims, now, configured)
+            hit = self._entry(claims, now)
+            refused = (REVOKED, describe(*hit)) if hit else self._stale(claims, now,
+                                                                         configured)
             if refused is None:
                 continue
             g = self.core.store.get_grant(claims["id"])
-            self.core.end_revoked(g, refused[1], self._list_of(g))
+            self.core.end_revoked(g, refused[1], self._named(hit, g["issuer"]))
             ended.append((g["id"], g["issuer"]))
         return ended
 
-    def _list_of(self, g: dict) -> dict:
-        """The event fields naming the list and entry that ended `g`."""
-        now = self.core.clock()
-        for name, lst in self.lists.items():
-            entry = rev.match(lst, g, now, self.core.host)
-            if entry is not None:
-                return {"revocation_list": f"{name}#{lst.seq}",
-                        "revocation_entry": entry.label()}
-        lst = self.lists.get(g["issuer"])
-        return {"revocation_list": f"{g['issuer']}#{lst.seq}" if lst else g["issuer"]}
+    def _named(self, hit: tuple[str, RevocationList, rev.Entry] | None, issuer: str) -> dict:
+        """The event fields naming the list and entry that ended a grant (a stale or
+        missing list: the grant's issuer's own)."""
+        if hit is not None:
+            name, lst, entry = hit
+            return {"revocation_list": f"{name}#{lst.seq}", "revocation_entry": entry.label()}
+        lst = self.lists.get(issuer)
+        return {"revocation_list": f"{issuer}#{lst.seq}" if lst else issuer}
 
     def sweep(self) -> None:
         """Each sweep: re-read a source changed since it was read, warn of stale lists,
