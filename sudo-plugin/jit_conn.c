@@ -94,15 +94,17 @@ void jit_conn_close(struct jit_conn *c)
     c->fd = -1;
 }
 
-/* One send of LEN bytes of TEXT, carrying FD (SCM_RIGHTS) when FD >= 0. */
+/* One send of LEN bytes of TEXT and the request's closing newline (one sendmsg: hostd
+ * reads the whole line at once), carrying FD (SCM_RIGHTS) when FD >= 0. */
 static ssize_t send_some(int sock, const char *text, size_t len, int fd)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } control;
-    struct iovec iov = { .iov_base = (void *)text, .iov_len = len };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    struct iovec iov[2] = { { .iov_base = (void *)text, .iov_len = len },
+                            { .iov_base = (void *)"\n", .iov_len = 1 } };
+    struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
     struct cmsghdr *cmsg;
 
     if (fd >= 0) {
@@ -130,8 +132,9 @@ int jit_conn_send(struct jit_conn *c, struct json_object *req, long long deadlin
     if (text != NULL && len + 1 > JIT_LINE_MAX)
         err = "request over 64 KiB";
     while (err == NULL && done < len + 1) {
-        n = done < len ? send_some(c->fd, text + done, len - done, done == 0 ? pass_fd : -1)
-                       : send_some(c->fd, "\n", 1, -1);
+        /* the rest of the text and the newline; once the text is out, the newline */
+        n = send_some(c->fd, text + (done < len ? done : len), done < len ? len - done : 0,
+                      done == 0 ? pass_fd : -1);
         if (n > 0)
             done += (size_t)n;
         else if (errno != EINTR && errno != EAGAIN)

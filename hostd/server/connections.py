@@ -216,13 +216,14 @@ class Server:
         self.reloaded = asyncio.Event()  # a policy loaded (service._sweeper waits on it)
         self.reload = ReloadOps(core, self.worker, paths, self._set_config_error)
         self.ops: dict[str, Handler] = {}
+        self.pam = PamOps(core, self.reader, self.worker, self.names, logind, terminals)
         for family in (GrantOps(core, self.reader, self.worker, self.names,
                                 lambda: self.config_error),
                        AccessOps(core, self.requests, self.reader, self.worker,
                                  self.effects.notices),
                        SudoOps(core, self.sudo, self.reader, self.worker, self.names,
                                self.auth, self.recordings, paths.proc, paths.dev),
-                       PamOps(core, self.reader, self.worker, self.names, logind, terminals),
+                       self.pam,
                        self.reload,
                        RevocationOps(core, self.worker),
                        self.recordings,
@@ -295,32 +296,40 @@ class Server:
     async def dispatch(self, line: bytes, caller: Caller, channel: Channel | None = None,
                        seat: Seat | None = None) -> tuple[Op | None, dict]:
         """Decode, check centrally, call; every failure becomes a named error answer."""
-        op = None
-        seat = seat or Seat()
         try:
             name, args = decode(line)
-            op = OPS[name]
+        except JitError as exc:
+            return None, exc.to_wire()
+        return OPS[name], await self.call(name, args, caller, channel, seat)
+
+    async def call(self, name: str, args: dict, caller: Caller, channel: Channel | None = None,
+                   seat: Seat | None = None) -> dict:
+        """A decoded request, checked (who may, policy loaded) and handled; the answer.
+        The quick path (hostd/server/quick.py) calls it for `call` ops directly."""
+        op = OPS[name]
+        seat = seat or Seat()
+        try:
             if op.access == ROOT and caller.uid != 0:
                 raise JitError("permission_denied", f"only root may ask for {name}")
             if self.config_error and not op.without_policy:
                 raise JitError("config_error", self.config_error)
             handler = self.ops[name]
             if op.kind == CALL:
-                return op, await handler(args, caller)
+                return await handler(args, caller)
             if not self.limits.to_long(caller.uid):
                 raise JitError("busy", "too many waiting connections; try again")
             seat.long = True
             try:
-                return op, await handler(args, caller, channel)
+                return await handler(args, caller, channel)
             finally:
                 if op.kind != STREAM:
                     self.limits.to_quick(caller.uid)
                     seat.long = False
         except JitError as exc:
-            return op, exc.to_wire()
+            return exc.to_wire()
         except Exception:  # a bug: never a traceback to the client, always one in the log
             log.exception("internal error handling a request")
-            return op, {"ok": False, "code": "internal", "message": "internal error in hostd"}
+            return {"ok": False, "code": "internal", "message": "internal error in hostd"}
 
     # the worker's jobs that are not a client's ------------------------------------------
 

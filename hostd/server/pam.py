@@ -91,7 +91,8 @@ class PamOps:
     async def op_pam_open_session(self, args: dict, caller: Caller) -> dict:
         """Register the session against the user's live grants; say what they hold.
         Answered once the row is committed (the session is then ended with its grants,
-        whatever happens to hostd); the sweep of rows left by gone processes follows."""
+        whatever happens to hostd). Rows left open by gone processes are closed by the
+        periodic sweep (sweep_gone), not on every login."""
         user, user_uid = await self._pam_user(args)
         pid = caller.pid
         sid = await self._logind_session(pid, user_uid)
@@ -106,7 +107,6 @@ class PamOps:
             "session_opened", f"login session of {user} registered "
             f"({args.get('service') or 'pam'}, pid {pid}, {len(ids)} live grants)",
             user=user, uid=user_uid, session_id=sid, tty=row["tty"], grant_id=ids)
-        self._after_answer(self._sweep_gone(now))
         return {"ok": True, "code": "ok", "session_id": sid, "grants": ids,
                 "message": logins.session_text(grants, now)}
 
@@ -118,12 +118,14 @@ class PamOps:
         self._later.add(task)
         task.add_done_callback(self._later.discard)
 
-    async def _sweep_gone(self, now: int) -> None:
-        """Close what was left open by processes that are gone (a crash, a power cut)."""
+    async def sweep_gone(self) -> None:
+        """Close what was left open by processes that are gone (a crash, a power cut);
+        run by the periodic sweep (service._sweeper). A row left open meanwhile ends
+        nothing that runs: endings act on processes, and a gone pid has none."""
         try:
             gone = await self.worker.run_store(self.core.store.close_gone_sessions, _alive,
-                                               now)
-        except Exception:  # the next login's sweep tries again
+                                               self.core.now())
+        except Exception:  # the next sweep tries again
             log.exception("closing the sessions of gone processes failed")
             return
         for g in gone:

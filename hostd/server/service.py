@@ -20,10 +20,10 @@ from hostd.errors import JitError
 from hostd.paths import Paths
 from hostd.policy import config as config_mod
 from hostd.policy.keys import generate_ed25519, load_private, write_public
-from hostd.protocol import MAX_LINE
 from hostd.server import residue, setgid_walks
 from hostd.server.connections import Server
 from hostd.server.notify import Notifier
+from hostd.server.quick import Listener
 from hostd.server.reload import write_login_gate
 from hostd.server.spool import Spool
 from hostd.server.ttys import Terminals
@@ -223,8 +223,7 @@ async def build_server(paths: Paths, accounts: Accounts | None = None
 async def serve(paths: Paths, accounts: Accounts | None = None) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     server, live = await build_server(paths, accounts)
-    srv = await asyncio.start_unix_server(server.handle, sock=_listening_socket(paths),
-                                          limit=MAX_LINE + 1)
+    listener = Listener(server, _listening_socket(paths))  # quick calls; streams (quick.py)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -237,8 +236,10 @@ async def serve(paths: Paths, accounts: Accounts | None = None) -> int:
     # authorizes, and the sweep is the backstop.
     tasks = [asyncio.create_task(server.effects.arm_missing(live)),
              asyncio.create_task(_sweeper(server))]
-    async with srv:
+    try:
         await stop.wait()
+    finally:
+        listener.close()
     for task in tasks:
         task.cancel()
     _notify("STOPPING=1")
@@ -264,6 +265,7 @@ async def _sweeper(server: Server) -> None:
             await server.worker.run(server.sweep)
         except Exception:
             log.exception("sweep failed")
+        await server.pam.sweep_gone()  # login sessions whose process is gone
         server.setgid_walks.kick()  # a walk cut short or missed goes on
         try:  # retention of recordings: file I/O in the recording pool, not the worker
             await server.recordings.sweep_recordings()

@@ -1,7 +1,8 @@
 """Run one PAM transaction through pam_wrapper (started by pamstack.py with LD_PRELOAD):
 argv[1] is a JSON object {user, service, steps: [[operation, expected return]]}. Prints
 one JSON line: {pid, ok, info, errors} or {pid, ok: false, error} (pypamtest's message
-names the code that came back instead)."""
+names the code that came back instead). With "hold": true in the job the process then
+stays (its PAM session with it, as a logged-in user's) until its stdin closes."""
 
 import json
 import os
@@ -19,4 +20,6 @@ try:
     out = {"ok": True, "info": list(r.info), "errors": list(r.errors)}
 except pypamtest.PamTestError as exc:
     out = {"ok": False, "error": str(exc)}
-print(json.dumps(dict(out, pid=os.getpid())))
+print(json.dumps(dict(out, pid=os.getpid())), flush=True)
+if job.get("hold"):
+    sys.stdin.read()

@@ -53,6 +53,25 @@ class Pam:
                                            f"account required {PERMIT}\n")
 
     def run(self, user: str, *steps: tuple[str, int], service: str = "login") -> dict:
+        r = subprocess.run([PYTHON, str(RUNNER), self._job(user, steps, service)],
+                           env=self._env(), capture_output=True, text=True, timeout=60,
+                           check=False)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout.splitlines()[-1])
+
+    def hold(self, user: str, *steps: tuple[str, int]) -> tuple[dict, subprocess.Popen]:
+        """Run the steps in a process that stays (a logged-in user's) until its stdin
+        closes: (its result, the process)."""
+        proc = subprocess.Popen([PYTHON, str(RUNNER), self._job(user, steps, "login", True)],
+                                env=self._env(), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        return json.loads(proc.stdout.readline()), proc
+
+    @staticmethod
+    def _job(user: str, steps: tuple, service: str, hold: bool = False) -> str:
+        return json.dumps({"user": user, "service": service, "steps": steps, "hold": hold})
+
+    def _env(self) -> dict[str, str]:
         env = {"LD_PRELOAD": WRAPPER, "PAM_WRAPPER": "1",
                "PAM_WRAPPER_SERVICE_DIR": str(self.dir), "PATH": "/usr/bin:/bin",
                "LANG": "C.UTF-8"}
@@ -60,11 +79,7 @@ class Pam:
             env.update(LD_PRELOAD=f"{WRAPPER}:{NSS_WRAPPER}",
                        NSS_WRAPPER_PASSWD=str(self.box.root / "etc/passwd"),
                        NSS_WRAPPER_GROUP=str(self.box.root / "etc/group"))
-        job = json.dumps({"user": user, "service": service, "steps": steps})
-        r = subprocess.run([PYTHON, str(RUNNER), job], env=env, capture_output=True, text=True,
-                           timeout=60, check=False)
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout.splitlines()[-1])
+        return env
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -147,7 +162,15 @@ def test_a_login_grant_admits_and_the_session_is_registered(box, pam):
 
 def test_open_sessions_are_listed_by_jit_grants_sessions(box, pam):
     grant_id = activate(box, "alice", "console")
-    out = pam.run("alice", ("open_session", SUCCESS))  # the process ends without closing
+    out, held = pam.hold("alice", ("open_session", SUCCESS))  # logged in until released
+    try:
+        _listed(box, out, grant_id)
+    finally:
+        held.stdin.close()
+        held.wait(30)
+
+
+def _listed(box: Sandbox, out: dict, grant_id: str) -> None:
     rc, listed = box.jit_json("grants", "--sessions", "--all")
     assert rc == 0, listed
     assert [(s["user"], s["pid"], s["grants"]) for s in listed["sessions"]] == [
@@ -166,15 +189,20 @@ def test_open_sessions_are_listed_by_jit_grants_sessions(box, pam):
         "users: jit grants --sessions --all\n")
 
 
-def test_sessions_left_open_by_a_gone_process_are_closed_at_the_next_open(box, pam):
-    first = pam.run("alice", ("open_session", SUCCESS))  # exits without closing
-    second = pam.run("bob", ("open_session", SUCCESS))
-    # the sweep runs just after bob's answer (off the login's path)
-    closed = box.wait_for(lambda: box.events("session_closed"))
-    rc, listed = box.jit_json("grants", "--sessions", "--all")
-    assert rc == 0 and [s["pid"] for s in listed["sessions"]] == [second["pid"]]
-    assert [(e["JIT_USER"], e["JIT_REASON"]) for e in closed] == [("alice", "process gone")]
-    assert first["pid"] != second["pid"]
+def test_sessions_left_open_by_a_gone_process_are_closed_by_the_sweep(box, pam):
+    second, held = pam.hold("bob", ("open_session", SUCCESS))  # logged in throughout
+    try:
+        first = pam.run("alice", ("open_session", SUCCESS))  # exits without closing
+        # the periodic sweep (sweep_interval, 1 s here) closes it, never bob's live one
+        closed = box.wait_for(lambda: box.events("session_closed"))
+        rc, listed = box.jit_json("grants", "--sessions", "--all")
+        assert rc == 0 and [s["pid"] for s in listed["sessions"]] == [second["pid"]]
+        assert [(e["JIT_USER"], e["JIT_REASON"]) for e in closed] == [
+            ("alice", "process gone")]
+        assert first["pid"] != second["pid"]
+    finally:
+        held.stdin.close()
+        held.wait(30)
 
 
 def test_sessions_of_a_grant_are_those_opened_while_it_was_live(box, pam):
