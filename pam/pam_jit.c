@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@
 #define GATE_MAX 65536
 #define INERT_SERVICE "jit-sudo"
 #define TERMINAL_SOCKET "terminal.sock" /* next to hostd.sock: hostd/server/ttys.py */
+#define KEPT "pam_jit_conn" /* pam_set_data: account's connection, for open_session */
 #define EXPORT __attribute__((visibility("default")))
 
 /* The outcomes, and the one table that makes them PAM return values. */
@@ -149,37 +151,104 @@ static struct json_object *new_request(pam_handle_t *pamh, const char *op, const
     return req;
 }
 
+/* A connection account keeps for open_session: hostd answers requests in turn on one
+ * connection, and a login (login, su, sshd's monitor) opens its session in the process
+ * that passed account, moments later. Reused only by that process (hostd registers the
+ * session by the connection's SO_PEERCRED pid) and only while hostd has not closed it
+ * (its idle timeout); anything else opens a new one. */
+struct kept {
+    struct jit_conn conn; /* first: a struct jit_conn * of ask_at is a struct kept * */
+    pid_t pid;
+    int taken; /* by take_kept, which closes and frees it: the cleanup leaves it */
+};
+
+static void drop_kept(pam_handle_t *pamh, void *data, int error_status)
+{
+    struct kept *k = data;
+
+    (void)pamh;
+    (void)error_status;
+    if (k == NULL || k->taken)
+        return;
+    jit_conn_close(&k->conn);
+    free(k);
+}
+
+/* Account's connection if this process may reuse it (hostd has not closed it): taken
+ * out of the handle either way, so it is used once. NULL otherwise. */
+static struct jit_conn *take_kept(pam_handle_t *pamh)
+{
+    const void *data = NULL;
+    struct kept *k;
+    struct pollfd p;
+
+    if (pam_get_data(pamh, KEPT, &data) != PAM_SUCCESS || data == NULL)
+        return NULL;
+    k = (struct kept *)data;
+    p = (struct pollfd){ .fd = k->conn.fd, .events = POLLIN };
+    if (k->pid != getpid() || k->conn.fd < 0 || poll(&p, 1, 0) != 0) {
+        pam_set_data(pamh, KEPT, NULL, NULL); /* the cleanup closes and frees it */
+        return NULL;
+    }
+    k->taken = 1; /* out of the handle: the caller (ask_at) closes and frees it */
+    pam_set_data(pamh, KEPT, NULL, NULL);
+    return &k->conn;
+}
+
+static void keep(pam_handle_t *pamh, struct jit_conn *c)
+{
+    struct kept *k = (struct kept *)c; /* conn is the first member: allocated as kept */
+
+    k->pid = getpid();
+    k->taken = 0;
+    if (pam_set_data(pamh, KEPT, k, drop_kept) != PAM_SUCCESS) {
+        jit_conn_close(c);
+        free(k);
+    }
+}
+
 /* One request to the socket at PATH (with descriptor PASS_FD unless -1), one answer,
  * within TIMEOUT_MS in all; NULL (logged) when hostd did not answer usably:
- * unreachable, timed out, or a malformed answer. */
+ * unreachable, timed out, or a malformed answer. REUSE: account's connection (taken
+ * with take_kept), tried first; a new one if hostd closed it before any answer. With
+ * KEEP the connection stays open in *KEEP when the answer came, else it is closed. */
 static struct json_object *ask_at(pam_handle_t *pamh, const char *path, const char *op,
-                                  const char *user, int pass_fd)
+                                  const char *user, int pass_fd, struct jit_conn *reuse,
+                                  struct jit_conn **keep_out)
 {
-    struct jit_conn *c = malloc(sizeof(*c));
+    struct jit_conn *c = reuse != NULL ? reuse : malloc(sizeof(struct kept));
     struct json_object *req = new_request(pamh, op, user), *ans = NULL;
     long long deadline = jit_deadline_in(TIMEOUT_MS);
     const char *why = "out of memory";
     char u[65];
 
-    if (c != NULL)
+    if (c != NULL && reuse == NULL) {
         c->fd = -1;
-    if (c != NULL && req != NULL && jit_conn_open(c, path, TIMEOUT_MS, &why) == 0 &&
+        ((struct kept *)c)->pid = -1;
+        ((struct kept *)c)->taken = 0;
+    }
+    if (c != NULL && req != NULL && reuse != NULL &&
         jit_conn_send(c, req, deadline, pass_fd, &why) == 0)
         ans = jit_conn_read(c, deadline, 0, &why);
+    if (c != NULL && req != NULL && ans == NULL &&
+        (reuse == NULL || strcmp(why, "connection closed") == 0)) {
+        /* a new connection, or hostd had closed the kept one (idle) before answering */
+        jit_conn_close(c);
+        if (jit_conn_open(c, path, TIMEOUT_MS, &why) == 0 &&
+            jit_conn_send(c, req, deadline, pass_fd, &why) == 0)
+            ans = jit_conn_read(c, deadline, 0, &why);
+    }
     if (ans == NULL)
         pam_syslog(pamh, LOG_ERR, "%s for %s: cannot reach jit-hostd: %s", op,
                    clean(user, u), why);
-    if (c != NULL)
+    if (keep_out != NULL && ans != NULL) {
+        *keep_out = c; /* allocated as a struct kept */
+    } else if (c != NULL) {
         jit_conn_close(c);
-    free(c);
+        free(c);
+    }
     json_object_put(req);
     return ans;
-}
-
-static struct json_object *ask(pam_handle_t *pamh, const struct opts *o, const char *op,
-                               const char *user)
-{
-    return ask_at(pamh, o->socket, op, user, -1);
 }
 
 /* The session's terminal (PAM_TTY, under /dev), opened for writing without becoming
@@ -224,7 +293,8 @@ static void hand_over_terminal(pam_handle_t *pamh, const struct opts *o, const c
                        clean(item(pamh, PAM_TTY), u));
         return;
     }
-    if ((ans = ask_at(pamh, path, "pam.terminal", user, fd)) != NULL && !jit_answer_ok(ans))
+    if ((ans = ask_at(pamh, path, "pam.terminal", user, fd, NULL, NULL)) != NULL &&
+        !jit_answer_ok(ans))
         pam_syslog(pamh, LOG_ERR, "jit-hostd did not take the terminal of %s: %s",
                    clean(user, u), jit_get_str(ans, "code"));
     json_object_put(ans);
@@ -351,6 +421,7 @@ static enum outcome account(pam_handle_t *pamh, int flags, const struct opts *o,
                             const char *user)
 {
     struct json_object *ans = NULL;
+    struct jit_conn *kept = NULL;
     struct gate g;
     enum outcome out = OK;
     const char *code = "unreachable";
@@ -360,7 +431,11 @@ static enum outcome account(pam_handle_t *pamh, int flags, const struct opts *o,
     read_gate(o->gate, &g);
     if (g.rules != NULL && json_object_array_length(g.require) == 0)
         goto done; /* nobody is gated: no round trip */
-    ans = ask(pamh, o, "pam.account", user);
+    ans = ask_at(pamh, o->socket, "pam.account", user, -1, NULL, &kept);
+    if (kept != NULL && ans != NULL && jit_answer_ok(ans))
+        keep(pamh, kept); /* for open_session (take_kept) */
+    else if (kept != NULL)
+        drop_kept(pamh, kept, 0);
     if (ans != NULL && jit_answer_ok(ans))
         goto done;
     if (ans != NULL)
@@ -389,7 +464,9 @@ static enum outcome session(pam_handle_t *pamh, int flags, const struct opts *o,
 
     if (strcmp(user, "root") == 0)
         return INERT;
-    if ((ans = ask(pamh, o, op, user)) == NULL)
+    ans = ask_at(pamh, o->socket, op, user, -1,
+                 strcmp(op, "pam.open_session") == 0 ? take_kept(pamh) : NULL, NULL);
+    if (ans == NULL)
         return SESSION_FAILED;
     if (jit_answer_ok(ans)) {
         say(pamh, flags, jit_get_str(ans, "message"), 0);

@@ -10,6 +10,7 @@ total_changes tells, so a job that changed nothing wakes nobody.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,6 +29,7 @@ class Worker:
         self.after_job = after_job
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jit-changes")
         self._changed = asyncio.Event()
+        self.in_flight = 0  # jobs handed to the thread and not finished (the loop's count)
 
     @property
     def changed(self) -> asyncio.Event:
@@ -39,16 +41,45 @@ class Worker:
         return await self._run(fn, args, True)
 
     async def run_store(self, fn: Callable[..., Any], *args: object) -> Any:
-        """`run` for a job that writes hostd's store and nothing else (the login
+        """`run` for a short job that writes hostd's store and nothing else (the login
         session registry): it cannot have changed a name or a group, so `after_job`
         (the accounts cache's invalidation) is skipped, and the next login's look-ups
-        stay answered from the cache instead of a thread each."""
+        stay answered from the cache instead of a thread each. When no job is in
+        flight it runs here on the loop, still one at a time and in order, unless the
+        database is being written by another connection: a login then does not pay
+        two thread hand-overs (~0.2 ms of pam.open_session's ~0.6 ms)."""
+        if self.in_flight == 0:
+            done, value = self._at_once(fn, args)
+            if done:
+                await self.carry_out(self.core.take_effects())  # a store job's: none
+                return value
         return await self._run(fn, args, False)
+
+    def _at_once(self, fn: Callable[..., Any], args: tuple) -> tuple[bool, Any]:
+        """(True, its value), or (False, None) when the database was busy and nothing
+        changed (the worker then runs it, waiting for the lock as every job does)."""
+        store = self.core.store
+        before = store.db.total_changes
+        try:
+            with store.at_once():
+                value = fn(*args)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False, None
+            raise
+        if store.db.total_changes != before:
+            self._changed.set()
+            self._changed = asyncio.Event()
+        return True, value
 
     async def _run(self, fn: Callable[..., Any], args: tuple, after: bool) -> Any:
         loop = asyncio.get_running_loop()
-        failure, value, effects, wrote = await loop.run_in_executor(
-            self.pool, self._job, fn, args)
+        self.in_flight += 1
+        try:
+            failure, value, effects, wrote = await loop.run_in_executor(
+                self.pool, self._job, fn, args)
+        finally:
+            self.in_flight -= 1
         if after:
             self.after_job()
         if wrote:

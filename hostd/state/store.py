@@ -17,6 +17,8 @@ from hostd.state.migrations import MIGRATIONS
 
 __all__ = ["GRANT_COLUMNS", "MIGRATIONS", "Store"]
 
+BUSY_TIMEOUT = 5.0  # seconds a write waits for another connection's (the setgid walks')
+
 GRANT_COLUMNS = (
     "id", "jti", "issuer", "user", "uid", "role", "groups", "not_before", "exp", "reason",
     "ticket", "approved_by", "hosts", "state", "activated_at", "ended_at", "end_reason",
@@ -35,7 +37,7 @@ class Store:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         # hostd's ordered worker thread uses this connection after start; one thread at a
         # time, never two (the loop reads through its own read-only connection).
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=5.0,
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT,
                                   check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -286,6 +288,26 @@ class Store:
         return cur.rowcount == 1
 
     # login sessions (pam.open_session / pam.close_session) ------------------------------
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database without waiting for anyone (PASSIVE):
+        the commits of at_once jobs skip the automatic checkpoint, so the periodic
+        sweep does it for them and the WAL stays small."""
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    @contextmanager
+    def at_once(self) -> Iterator[None]:
+        """No wait for the write lock and no automatic checkpoint (which copies the WAL
+        and fsyncs): for a short job run on hostd's event loop (Worker.run_store), which
+        must never block. A database another connection is writing raises
+        sqlite3.OperationalError ("database is locked") before anything changed."""
+        self.db.execute("PRAGMA busy_timeout=0")
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            yield
+        finally:
+            self.db.execute("PRAGMA wal_autocheckpoint=1000")
+            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
 
     @contextmanager
     def _relaxed(self) -> Iterator[None]:

@@ -435,3 +435,96 @@ def test_open_session_hands_the_terminal_to_hostd(stack):
     finally:
         os.close(master)
         os.close(slave)
+
+
+class TurnHostd:
+    """A stand-in hostd that answers requests in turn on one connection, as hostd does:
+    `turns` holds, per connection, the reply to each of its requests (None: read the
+    request and close unanswered; b"": close without reading one, as hostd's idle
+    timeout does). `seen`: the ops per connection."""
+
+    def __init__(self, path: Path, turns: list[list[bytes | None]]) -> None:
+        self.turns, self.seen = [list(t) for t in turns], []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        for replies in self.turns:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            ops: list[str] = []
+            self.seen.append(ops)
+            with conn, conn.makefile("rb") as f:
+                for reply in replies:
+                    if reply == b"":
+                        break
+                    data = f.readline()
+                    if not data:
+                        break
+                    ops.append(json.loads(data)["op"])
+                    if reply is None:
+                        break  # closed at once, the request unanswered
+                    conn.sendall(reply)
+                else:
+                    f.read()  # every reply given: until the module closes its end
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+def test_open_session_reuses_accounts_connection(stack):
+    """account's connection carries open_session too (same process, hostd still there):
+    one connect and one accept fewer per login; close_session opens its own."""
+    stack.write_gate(GATE)
+    hostd = TurnHostd(stack.socket, [[line(OK), line(OK)], [line(OK)]])
+    try:
+        result, _ = stack.run("alice", "acct_mgmt", "open_session", "close_session")
+        assert result == SUCCESS
+        hostd.thread.join(10)
+        assert hostd.seen == [["pam.account", "pam.open_session"], ["pam.close_session"]]
+    finally:
+        hostd.stop()
+
+
+def test_a_kept_connection_hostd_closed_is_not_used(stack):
+    """hostd closed account's connection (its idle timeout) before open_session: the
+    module sees it closed and opens a new one."""
+    stack.write_gate(GATE)
+    hostd = TurnHostd(stack.socket, [[line(OK), b""], [line(OK)]])
+    try:
+        result, _ = stack.run("alice", "acct_mgmt", "open_session")
+        assert result == SUCCESS
+        hostd.thread.join(10)
+        assert hostd.seen == [["pam.account"], ["pam.open_session"]]
+    finally:
+        hostd.stop()
+
+
+def test_a_kept_connection_closed_before_the_answer_is_asked_again(stack):
+    """hostd closes the kept connection with open_session's request unanswered (its idle
+    timeout running out meanwhile): asked again on a new connection, once."""
+    stack.write_gate(GATE)
+    hostd = TurnHostd(stack.socket, [[line(OK), None], [line(OK)]])
+    try:
+        result, _ = stack.run("alice", "acct_mgmt", "open_session")
+        assert result == SUCCESS
+        hostd.thread.join(10)
+        assert hostd.seen == [["pam.account", "pam.open_session"], ["pam.open_session"]]
+    finally:
+        hostd.stop()
+
+
+def test_a_refused_account_keeps_no_connection(stack):
+    stack.write_gate(GATE)
+    hostd = TurnHostd(stack.socket, [[line(NO_GRANT), line(OK)]])
+    try:
+        assert stack.run("alice", "acct_mgmt")[0] == PERM_DENIED
+        hostd.thread.join(10)
+        assert hostd.seen == [["pam.account"]], "closed at once, never reused"
+    finally:
+        hostd.stop()

@@ -42,3 +42,23 @@ def test_sessions_of_gone_processes_are_closed(tmp_path):
     assert [(g["pid"], g["closed"]) for g in gone] == [(20, 300)]
     assert [s["pid"] for s in store.login_sessions()] == [21]
     assert store.close_gone_sessions(lambda pid: True, 400) == []
+
+
+def test_at_once_commits_skip_the_checkpoint_and_the_sweep_does_it(tmp_path):
+    store = Store(tmp_path / "state.db")
+    wal = tmp_path / "state.db-wal"
+
+    def register(pids: range) -> None:
+        for pid in pids:
+            with store.at_once():
+                store.open_login_session(row(pid), [])
+
+    register(range(2000, 2600))  # ~1,200 WAL pages: past the automatic 1,000
+    grown = wal.stat().st_size
+    assert grown > 1000 * 4096, "no automatic checkpoint inside at_once"
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    store.checkpoint()  # what the periodic sweep does
+    register(range(3000, 3600))  # the WAL is written again from its start
+    assert wal.stat().st_size <= grown * 1.1, "checkpointed: the WAL did not double"
+    assert len(store.login_sessions()) == 1200
