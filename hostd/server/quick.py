@@ -127,8 +127,10 @@ class _Quick:
         except OSError:
             self.close()
             return
-        if not chunk:
-            self.close()  # the client closed (what is left unanswered was not a line)
+        if not chunk:  # the client closed its end: a half line is refused as by streams
+            if self.buf:
+                self._refuse(JitError("bad_request", "request not ended by a newline"))
+            self.close()
             return
         self.buf += chunk
         self._next()
@@ -172,6 +174,13 @@ class _Quick:
             self._hand_over(data[sent:])
         elif self in self.listener.open:
             self._next()  # a pipelined request, or wait for the next one (or the end)
+
+    def _refuse(self, error: JitError) -> None:
+        """A last answer before closing (the client may still read: shutdown(SHUT_WR))."""
+        try:
+            self.conn.send(encode(error.to_wire()))
+        except OSError:
+            pass
 
     def _hand_over(self, unsent: bytes = b"") -> None:
         """The rest of the connection on asyncio streams (Server.handle): what was read

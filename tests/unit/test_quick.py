@@ -169,3 +169,12 @@ def test_the_client_leaving_before_its_answer_costs_nothing(served):
     while srv.limits.quick and time.monotonic() < deadline:
         time.sleep(0.01)
     assert srv.limits.quick == {}
+
+
+def test_a_half_line_at_the_end_is_refused_as_the_streams_path_does(served):
+    path, _ = served
+    with connect(path) as s:
+        s.sendall(b'{"v": 1, "op": "status"}')  # no newline, then the write side closes
+        s.shutdown(socket.SHUT_WR)
+        assert answers(s, 1)[0]["message"] == "request not ended by a newline"
+        assert s.recv(10) == b""
