@@ -78,6 +78,8 @@ bench:
 	benchmarks/recorder.sh
 	$(PYTHON) benchmarks/masking.py
 	./benchmarks/pam_overhead.sh
+	$(PYTHON) benchmarks/pam_phases.py
+	$(PYTHON) benchmarks/pam_hostd_cpu.py
 	$(PYTHON) benchmarks/residue_scan.py
 	$(PYTHON) benchmarks/residue_scan.py 15 --spawn 1000 50
 	$(PYTHON) benchmarks/setgid_walk.py
