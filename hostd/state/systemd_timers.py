@@ -84,13 +84,13 @@ def transient_units(grant_id: str, when: int, hostd: str = HOSTD) -> tuple[list,
     _check_id(grant_id)
     # dbus-next 0.2.3 wants D-Bus structs as lists (not tuples) when marshalling.
     properties = [
-        ["Description", Variant("s", f"jitaccess: expire grant {grant_id}")],
+        ["Description", Variant("s", f"jitaccess: start or expire grant {grant_id}")],
         ["OnCalendar", Variant("s", calendar_spec(when))],
         ["AccuracyUSec", Variant("t", ACCURACY_USEC)],
         ["RemainAfterElapse", Variant("b", False)],
     ]
     service = [
-        ["Description", Variant("s", f"jitaccess: expire grant {grant_id}")],
+        ["Description", Variant("s", f"jitaccess: start or expire grant {grant_id}")],
         ["Type", Variant("s", "oneshot")],
         ["ExecStart", Variant("a(sasb)", [[hostd, [hostd, "--expire", grant_id], False]])],
     ]

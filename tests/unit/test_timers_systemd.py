@@ -145,7 +145,7 @@ def test_arm_sends_exact_transient_timer_and_service(fake, timers):
     assert mode == "fail"
     got = {k: (v.signature, v.value) for k, v in props}
     assert got == {
-        "Description": ("s", "jitaccess: expire grant 0123456789ab"),
+        "Description": ("s", "jitaccess: start or expire grant 0123456789ab"),
         "OnCalendar": ("s", "2031-11-29 17:03:05 UTC"),
         "AccuracyUSec": ("t", 100_000),
         "RemainAfterElapse": ("b", False),
@@ -156,7 +156,7 @@ def test_arm_sends_exact_transient_timer_and_service(fake, timers):
     assert svc_name == "jit-expire-0123456789ab.service"
     svc = {k: (v.signature, v.value) for k, v in svc_props}
     assert svc == {
-        "Description": ("s", "jitaccess: expire grant 0123456789ab"),
+        "Description": ("s", "jitaccess: start or expire grant 0123456789ab"),
         "Type": ("s", "oneshot"),
         "ExecStart": ("a(sasb)", [["/usr/bin/jit-hostd",
                                    ["/usr/bin/jit-hostd", "--expire", GID], False]]),
