@@ -81,6 +81,14 @@ def answers(s: socket.socket, n: int) -> list[dict]:
     return [json.loads(x) for x in buf.split(b"\n")[:n]]
 
 
+def settled(srv: Server) -> None:
+    """Wait until every connection gave its seat back (the loop runs in its thread)."""
+    deadline = time.monotonic() + 5
+    while (srv.limits.quick or srv.limits.long) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert srv.limits.quick == {} and srv.limits.long == {}, "every seat given back"
+
+
 def req(op: str, **fields: object) -> bytes:
     return protocol.encode(protocol.request(op, **fields))
 
@@ -97,10 +105,7 @@ def test_calls_then_a_stream_on_one_connection(served):
         stream.send({"data": "end"})
         assert stream.recv(5)["frames"] == 1
         assert stream.recv(5) is None
-    deadline = time.monotonic() + 5
-    while (srv.limits.quick or srv.limits.long) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert srv.limits.quick == {} and srv.limits.long == {}, "every seat given back"
+    settled(srv)
 
 
 def test_pipelined_requests_are_answered_in_order(served):
@@ -151,10 +156,7 @@ def test_an_idle_connection_is_closed(served):
     with connect(path) as s:
         s.sendall(b'{"v": 1, "op": "sta')  # half a request, then nothing
         assert s.recv(10) == b""
-    deadline = time.monotonic() + 5
-    while srv.limits.quick and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert srv.limits.quick == {}
+    settled(srv)
 
 
 def test_the_client_leaving_before_its_answer_costs_nothing(served):
@@ -165,10 +167,7 @@ def test_the_client_leaving_before_its_answer_costs_nothing(served):
     with connect(path) as s:
         s.sendall(req("status"))
         assert answers(s, 1)[0]["ok"]
-    deadline = time.monotonic() + 5
-    while srv.limits.quick and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert srv.limits.quick == {}
+    settled(srv)
 
 
 def test_a_half_line_at_the_end_is_refused_as_the_streams_path_does(served):

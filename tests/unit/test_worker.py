@@ -61,16 +61,22 @@ def test_run_forgets_accounts_and_run_store_keeps_them():
     asyncio.run(main())
 
 
-def test_run_store_runs_on_the_loop_when_idle_and_in_order_behind_a_job():
-    core, threads = Core(), []
+async def nothing_to_carry_out(effects) -> None:
+    pass
 
-    async def carry_out(effects):
-        pass
 
+def writer(core: Core, threads: list[int]):
+    """A store job inserting x, noting which thread ran it."""
     def write(x):
         threads.append(threading.get_ident())
         core.store.db.execute("INSERT INTO t VALUES (?)", (x,))
         return x
+    return write
+
+
+def test_run_store_runs_on_the_loop_when_idle_and_in_order_behind_a_job():
+    core, threads = Core(), []
+    carry_out, write = nothing_to_carry_out, writer(core, threads)
 
     def slow(x):
         threading.Event().wait(0.2)
@@ -101,15 +107,8 @@ def test_run_store_waits_in_the_worker_while_another_connection_writes(tmp_path)
     core.store.db.execute("PRAGMA journal_mode=WAL")
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # another writer (the setgid walks' connection)
-    threads = []
-
-    async def carry_out(effects):
-        pass
-
-    def write(x):
-        threads.append(threading.get_ident())
-        core.store.db.execute("INSERT INTO t VALUES (?)", (x,))
-        return x
+    threads: list[int] = []
+    carry_out, write = nothing_to_carry_out, writer(core, threads)
 
     async def main():
         w = Worker(core, carry_out)
