@@ -80,6 +80,9 @@ OPS: dict[str, Op] = {op.name: op for op in (
     _op("revocations.status", "per issuer: the revocation list in force, its age, errors"),
     _op("grant.activate", "verify a grant token and apply it",
         {"token": Field("str", required=True, length=16 * 1024 + 64)}),
+    _op("grant.check", "what activation would decide about a grant token here, changing "
+        "nothing: its checks and this host's revocation lists (`jit grant verify`)",
+        {"token": Field("str", required=True, length=16 * 1024 + 64)}),
     _op("idp.activate", "activate a role with an identity provider's ID token",
         {"token": Field("str", required=True, length=16 * 1024 + 64),
          "role": Field("str", required=True, length=64),

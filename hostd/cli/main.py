@@ -20,6 +20,7 @@ from hostd.cli import mask as cli_mask
 from hostd.cli import recordings as cli_recordings
 from hostd.cli import scheduled as cli_scheduled
 from hostd.cli import setup as cli_setup
+from hostd.cli import verify as cli_verify
 from hostd.cli.argv import parse
 from hostd.cli.common import UsageError, call, out
 from hostd.cli.extend import extend
@@ -33,7 +34,6 @@ from hostd.policy import mounts
 from hostd.policy.durations import format_duration, parse_duration, parse_time, rfc3339
 from hostd.policy.keys import generate_ed25519
 from hostd.protocol import request
-from hostd.state.hostfacts import read_facts
 
 
 def _read_token(arg: str) -> str:
@@ -114,30 +114,6 @@ def cmd_issue(args: argparse.Namespace) -> int:
                              reason=args.reason or "", ticket=args.ticket or "")
     return out(args, {"ok": True, "code": "ok", "message": "grant issued", "token": token,
                        "not_before": rfc3339(start), "not_after": rfc3339(exp)}, token)
-
-
-def _offline_core_inputs():
-    paths = client_paths()
-    cfg = config_mod.load(paths)
-    host = read_facts(paths.hostname_file, paths.machine_id, paths.sandboxed)
-    return cfg, host
-
-
-def cmd_grant_verify(args: argparse.Namespace) -> int:
-    token = _read_token(args.token)
-    cfg, host = _offline_core_inputs()
-    g = grants_mod.verify(token, cfg, host, time.time())
-    info = {"jti": g.jti, "issuer": g.issuer, "user": g.user, "role": g.role,
-            "groups": list(g.groups), "not_before": rfc3339(g.not_before),
-            "not_after": rfc3339(g.exp), "exp": g.exp, "hosts": list(g.hosts),
-            "reason": g.reason, "ticket": g.ticket, "approved_by": list(g.approved_by)}
-    text = (f"valid: {g.user} may hold role {g.role} (groups {', '.join(g.groups) or '-'}) "
-            f"until {rfc3339(g.exp)}, issued by {g.issuer}"
-            + (f"\nstarts {rfc3339(g.not_before)}: hostd keeps it pending until then"
-               if g.not_before > time.time() else "")
-            + (f"\nreason: {escape(g.reason)}" if g.reason else ""))
-    return out(args, {"ok": True, "code": "ok", "message": "grant is valid on this host",
-                       "grant": info}, text)
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
@@ -396,8 +372,7 @@ def _issuing_commands(command: Command, sub) -> None:
     grant = sub.add_parser("grant", help="offline grant tools",
                            description="offline grant tools").add_subparsers(
         dest="grant_command", required=True, metavar="COMMAND")
-    c = command("verify", cmd_grant_verify, "check a grant against this host's config", grant)
-    c.add_argument("token", metavar="TOKEN|-", help=GRANT_ARG)
+    cli_verify.add_arguments(command, grant, _read_token, GRANT_ARG)
 
 
 GRANT_ARG = "the grant token (from jit issue), or - to read it from standard input"

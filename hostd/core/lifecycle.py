@@ -132,13 +132,19 @@ class Core:
                                 code=exc.code, decision="refused", reason=exc.message)
             raise
 
-    def _activate(self, token: object, caller_uid: int) -> dict:
+    def check(self, token: object) -> grants_mod.Grant:
+        """A grant as activation would first judge it, changing and logging nothing:
+        verified, not over on this host's clock, refused by no revocation list."""
         grant = self.verify(token)
         if grant.exp <= self.now():  # within leeway, but over on this host's clock
             raise JitError("expired", "grant has already ended")
         refused = self.revocations and self.revocations.refusal(grant, grant.user)
         if refused:
             raise JitError(*refused)
+        return grant
+
+    def _activate(self, token: object, caller_uid: int) -> dict:
+        grant = self.check(token)
         uid = self.accounts.uid_of(grant.user)
         if uid is None:
             raise JitError("wrong_user", f"grant names {grant.user!r}, no such local user")

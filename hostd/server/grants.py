@@ -53,6 +53,15 @@ class GrantOps:
         return {"ok": True, "code": "ok", "message": f"grant {grant['id']} activated",
                 "grant": grant}
 
+    async def op_grant_check(self, args: dict, caller: Caller) -> dict:
+        """`jit grant verify` asks it after its offline check: the revocation lists are
+        hostd's (root-only state). Anyone holding a token may ask about it, as anyone
+        may try to activate it; the answer says no more than activation would. A read,
+        on the loop (as pam.account's revocation check): one signature verified."""
+        grant = self.core.check(args["token"])
+        return {"ok": True, "code": "ok", "message": "grant would be accepted here",
+                "jti": grant.jti, "revocations_checked": self.core.revocations is not None}
+
     async def op_grant_list(self, args: dict, caller: Caller) -> dict:
         every = bool(args.get("all"))
         name = None if every else await caller_name(self.names, caller.uid)

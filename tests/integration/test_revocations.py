@@ -262,3 +262,26 @@ def test_the_fetched_copy_is_read_and_the_newer_of_the_two_wins(box):
     loaded = box.events("revocations_loaded")[-1]  # (a sweep may have taken seq 1 first)
     assert loaded["JIT_PATH"].endswith("var/lib/jit/revocations/corp.jwt")
     assert loaded["JIT_REVOCATION_LIST"] == "corp#2"
+
+
+def test_grant_verify_asks_hostd_for_the_lists_it_cannot_read(box):
+    """`jit grant verify` checks offline, then asks hostd (grant.check): a grant a list
+    names is refused as activation would refuse it; with hostd down the offline verdict
+    stands and says the lists were not checked. Nothing is changed or logged."""
+    token = box.issue("alice")
+    box.start()
+    rc, ok = box.jit_json("grant", "verify", token, user="alice")
+    assert rc == 0 and ok["revocations_checked"] is True, ok
+    build(box, "--user", "alice", "--reason", "laptop stolen")
+    reload(box)
+    rc, refused = box.jit_json("grant", "verify", token, user="alice")
+    assert rc == 1 and refused["code"] == "revoked", refused
+    assert "laptop stolen" in refused["message"]
+    text = box.jit("grant", "verify", token, user="bob")  # whoever holds the token
+    assert text.returncode == 1 and "revoked" in text.stderr
+    assert box.events("grant_refused") == [] and box.events("grant_activated") == []
+    box.stop()
+    rc, offline = box.jit_json("grant", "verify", token, user="alice")
+    assert rc == 0 and offline["revocations_checked"] is False, offline
+    r = box.jit("grant", "verify", token, user="alice")
+    assert "revocation lists not checked: jit-hostd is not reachable" in r.stdout

@@ -278,3 +278,17 @@ def test_a_sub_entry_locks_the_person_whoever_issued_the_grant(w):
         code, why = w.lists.refusal(claims(issuer=issuer), "alice")
         assert code == "revoked" and "sub=alice" in why
     assert w.lists.refusal(claims(issuer="partner"), "bob") is None
+
+
+def test_check_is_activations_judgement_without_its_effects(w):
+    """Core.check (op grant.check, `jit grant verify`): a token a list names is refused
+    `revoked` as activation refuses it; nothing is applied, stored or logged."""
+    token = w.mint.token()
+    assert w.core.check(token).user == "alice"
+    w.write(1, rev.Entry("jti", w.core.check(token).jti, reason="leaked"))
+    w.lists.reload()
+    with pytest.raises(JitError) as refused:
+        w.core.check(token)
+    assert refused.value.code == "revoked" and "leaked" in refused.value.message
+    assert w.store.grants("active") == [] and w.core.take_effects() == []
+    assert w.events("grant_refused") == []
