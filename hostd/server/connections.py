@@ -334,12 +334,14 @@ class Server:
     # the worker's jobs that are not a client's ------------------------------------------
 
     def sweep(self) -> None:
-        """Backstop: expire due grants and unanswered requests (in the worker); the WAL
-        checkpoint the login registry's commits on the loop skipped (Store.at_once)."""
+        """Backstop: expire due grants and unanswered requests (in the worker); close
+        login sessions whose process is gone; the WAL checkpoint the login registry's
+        commits on the loop skipped (Store.at_once)."""
         self.core.sweep()
         if self.core.revocations is not None:  # stale lists, entries coming into force
             self.core.revocations.sweep()
         self.requests.expire_due()
+        self.pam.sweep_gone()
         self.core.store.checkpoint()
 
     def on_timer(self, grant_id: str) -> None:

@@ -118,17 +118,12 @@ class PamOps:
         self._later.add(task)
         task.add_done_callback(self._later.discard)
 
-    async def sweep_gone(self) -> None:
-        """Close what was left open by processes that are gone (a crash, a power cut);
-        run by the periodic sweep (service._sweeper). A row left open meanwhile ends
-        nothing that runs: endings act on processes, and a gone pid has none."""
-        try:
-            gone = await self.worker.run_store(self.core.store.close_gone_sessions, _alive,
-                                               self.core.now())
-        except Exception:  # the next sweep tries again
-            log.exception("closing the sessions of gone processes failed")
-            return
-        for g in gone:
+    def sweep_gone(self) -> None:
+        """Close what was left open by processes that are gone (a crash, a power cut):
+        part of the periodic sweep, in the worker (Server.sweep; one /proc look-up per
+        open session, never on the loop). A row left open meanwhile ends nothing that
+        runs: endings act on processes, and a gone pid has none."""
+        for g in self.core.store.close_gone_sessions(_alive, self.core.now()):
             self.core.events.emit(
                 "session_closed", f"login session of {g['user']} closed: its process "
                 f"{g['pid']} is gone", user=g["user"], uid=g["uid"], session_id=g["sid"],

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 from hostd.errors import JitError
 from hostd.protocol import CALL, MAX_LINE, OPS, decode, encode
+from hostd.server.connections import peer_credentials
+from hostd.server.ops import Caller
 
 if TYPE_CHECKING:
     from hostd.server.connections import Server
@@ -77,14 +79,11 @@ class _Quick:
         self.listener, self.server, self.conn = listener, listener.server, conn
         self.loop = listener.loop
         self.buf = b""
-        self.caller = None
+        self.caller: Caller | None = None
         self.reading = False
         self.idle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        from hostd.server.connections import peer_credentials
-        from hostd.server.ops import Caller
-
         try:
             pid, uid, gid = peer_credentials(self.conn)
         except OSError:

@@ -265,7 +265,6 @@ async def _sweeper(server: Server) -> None:
             await server.worker.run(server.sweep)
         except Exception:
             log.exception("sweep failed")
-        await server.pam.sweep_gone()  # login sessions whose process is gone
         server.setgid_walks.kick()  # a walk cut short or missed goes on
         try:  # retention of recordings: file I/O in the recording pool, not the worker
             await server.recordings.sweep_recordings()

@@ -64,8 +64,8 @@ class Worker:
             with store.at_once():
                 value = fn(*args)
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                return False, None
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return False, None  # (extended codes keep the primary in the low byte)
             raise
         if store.db.total_changes != before:
             self._changed.set()

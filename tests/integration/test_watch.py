@@ -55,9 +55,9 @@ sudo = [ { runas = "root", commands = ["/usr/bin/id"] } ]
 WATCHERS: list[subprocess.Popen] = []
 
 
-@pytest.fixture
-def box():
-    b = Sandbox(WATCH_POLICY)
+def _sandbox(*groups: dict):
+    """A started sandbox with WATCH_POLICY; the watchers left running are ended after."""
+    b = Sandbox(WATCH_POLICY, *groups)
     b.start()
     yield b
     for proc in WATCHERS:
@@ -66,6 +66,11 @@ def box():
             proc.wait(10)
     WATCHERS.clear()
     b.cleanup()
+
+
+@pytest.fixture
+def box():
+    yield from _sandbox()
 
 
 def allow(box, role: str, argv: list[str]) -> dict:
@@ -302,15 +307,7 @@ def _state(pid: int) -> str:
 
 @pytest.fixture
 def adm_box():
-    b = Sandbox(WATCH_POLICY, {"adm": ["carol"]})  # carol reads recordings already
-    b.start()
-    yield b
-    for proc in WATCHERS:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    WATCHERS.clear()
-    b.cleanup()
+    yield from _sandbox({"adm": ["carol"]})  # carol reads recordings already
 
 
 def test_adm_observes_and_may_do_nothing_more(adm_box):
